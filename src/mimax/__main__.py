@@ -1,0 +1,5 @@
+import sys
+
+from mimax.cli import main
+
+sys.exit(main())

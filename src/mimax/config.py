@@ -1,0 +1,282 @@
+"""One typed configuration for a training job: built from flags and/or a YAML file, validated before work.
+
+Precedence (lowest to highest): field defaults < dataset preset < method preset < YAML file < flags.
+Fields whose default is ``None`` are "auto": a preset fills them, and :func:`resolve` fails loudly if
+nothing does. Every field is a flag of the same name (``--model_name``, ``--initial_lr``, ...), which
+keeps the reference repository's command line valid unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+from mimax.errors import UserError
+
+
+class ConfigError(UserError):
+    """A user mistake in the configuration. ``str(err)`` is the one-line message shown to the user."""
+
+    def __init__(self, flag: str, message: str):
+        self.flag = flag
+        super().__init__(f"{flag}: {message}" if flag else message)
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Config:
+    # --- the reference repository's flags -------------------------------------------------------
+    model_name: str = _opt("JMI", "method to train (see `mimax methods`)")
+    dataset: str = _opt("Gaussian", "dataset (Gaussian = the embedded synthetic mixture)")
+    architecture: str | None = _opt(None, "backbone: MLP (vector data), ResNet18, ResNet50; auto by dataset")
+    num_classes: int | None = _opt(None, "number of classes; checked against the dataset when given")
+    epochs: int | None = _opt(None, "pretraining epochs")
+    warmup_epochs: int | None = _opt(None, "epochs of linear LR warmup (per step) before cosine decay")
+    batch_size: int | None = _opt(None, "images (or vectors) per step; each gives two views")
+    initial_lr: float | None = _opt(None, "base learning rate (after warmup, before cosine decay)")
+    weight_decay: float | None = _opt(None, "weight decay (L2; not applied to biases/norms with LARS)")
+    temperature: float | None = _opt(None, "critic temperature tau of contrastive/DV objectives")
+    num_runs: int = _opt(1, "independent runs with seeds seed..seed+num_runs-1; results are mean ± std")
+    augmentation: bool = _opt(False, "strong augmentation recipe (Gaussian: add random scaling to view noise)")
+    feature_dim: int | None = _opt(None, "hidden width of the projector MLP")
+    projection_dim: int | None = _opt(None, "output width of the projector (the embedding dimension D)")
+    projection_layer: int | None = _opt(None, "number of linear layers in the projector (1..3)")
+    model_save_interval: int | None = _opt(None, "save a checkpoint every N epochs (and always at the end)")
+    model_evaluation_interval: int | None = _opt(
+        None, "linear-probe every N epochs (and always at the end)"
+    )
+    num_workers: int = _opt(2, "DataLoader worker processes (image datasets)")
+    # --- run management ------------------------------------------------------------------------
+    output_dir: str | None = _opt(None, "experiment directory (default: runs/<method>_<dataset>_<time>)")
+    seed: int = _opt(0, "base random seed")
+    resume: str | None = _opt(None, "resume from an experiment dir, a seed_<k> dir or a checkpoint file")
+    overwrite: bool = _opt(False, "allow writing into an existing non-empty output_dir")
+    stop_after: int | None = _opt(None, "stop (resumably) after this many epochs in this invocation")
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    num_threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)")
+    tensorboard: bool = _opt(False, "also write TensorBoard event files (needs the tensorboard extra)")
+    data_dir: str | None = _opt(None, "dataset location on disk (image datasets)")
+    # --- optimization ----------------------------------------------------------------------------
+    optimizer: str | None = _opt(None, "sgd, lars, adam or adamw")
+    momentum: float = _opt(0.9, "SGD/LARS momentum")
+    lars_eta: float = _opt(0.02, "LARS trust coefficient eta (solo-learn's default)")
+    # --- method options ------------------------------------------------------------------------
+    no_marginal: bool = _opt(False, "drop the marginal (negative) term of the DV objective (SDMI/JMI ablation)")
+    # --- Gaussian mixture (METHODS.md §7) ------------------------------------------------------------
+    gm_clusters: int = _opt(5, "Gaussian mixture: number of clusters K")
+    gm_dim: int = _opt(16, "Gaussian mixture: input dimension d")
+    gm_radius: float = _opt(3.0, "Gaussian mixture: radius of the sphere the means are drawn on")
+    gm_sigma: float = _opt(1.0, "Gaussian mixture: within-cluster standard deviation")
+    gm_view_noise: float = _opt(0.5, "Gaussian mixture: std of the independent per-view noise")
+    gm_train_size: int = _opt(5000, "Gaussian mixture: training points")
+    gm_test_size: int = _opt(1000, "Gaussian mixture: test points")
+    gm_monitor_size: int = _opt(2048, "Gaussian mixture: held-out monitor points")
+    gm_data_seed: int = _opt(0, "Gaussian mixture: seed fixing the mixture (means and samples)")
+    mlp_hidden_dim: int = _opt(64, "MLP backbone width (input -> h -> h)")
+    # --- evaluation ----------------------------------------------------------------------------
+    knn_k: int = _opt(200, "k of the kNN evaluation")
+    knn_temperature: float = _opt(0.07, "temperature of the kNN vote weights exp(cos/T)")
+
+    # ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+FIELD_NAMES = [f.name for f in fields(Config)]
+# Flags that describe *how* to run, not *what* is trained: they may differ when resuming.
+RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
+                  "tensorboard", "output_dir"}
+
+BASE_PRESET: dict[str, Any] = dict(
+    epochs=100, warmup_epochs=10, batch_size=256, initial_lr=0.05, weight_decay=1e-4, temperature=0.1,
+    feature_dim=512, projection_dim=256, projection_layer=3, optimizer="sgd", architecture="ResNet18",
+    model_save_interval=50, model_evaluation_interval=1000,
+)
+
+# METHODS.md §7: the controlled Gaussian-mixture experiment.
+DATASET_PRESETS: dict[str, dict[str, Any]] = {
+    "Gaussian": dict(
+        architecture="MLP", epochs=50, warmup_epochs=0, batch_size=256, optimizer="adam", initial_lr=1e-3,
+        weight_decay=0.0, temperature=0.2, feature_dim=64, projection_dim=3, projection_layer=2,
+        model_save_interval=50, model_evaluation_interval=1000,
+    ),
+}
+
+
+def _dataset_names() -> list[str]:
+    from mimax.data import DATASETS
+
+    return sorted(DATASETS)
+
+
+def _method_names() -> list[str]:
+    from mimax.methods import METHODS
+
+    return sorted(METHODS)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a user mistake as one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError("", message)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per :class:`Config` field (defaults suppressed so that 'given' is detectable)."""
+    parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
+                        help="YAML file of field: value pairs; flags given on the command line win")
+    for f in fields(Config):
+        help_text = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
+        if f.type in ("bool", bool):
+            parser.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=help_text)
+            continue
+        kind = {"int": int, "int | None": int, "float": float, "float | None": float}.get(str(f.type), str)
+        parser.add_argument(f"--{f.name}", type=kind, default=argparse.SUPPRESS, help=help_text,
+                            metavar=f.name.upper())
+
+
+def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Pretrain a self-supervised encoder by mutual-information maximization.",
+    )
+    add_config_arguments(parser)
+    return parser
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("--config", f"file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config", f"{path} must hold a mapping of field: value")
+    unknown = sorted(set(data) - set(FIELD_NAMES))
+    if unknown:
+        raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(unknown)}")
+    return data
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Type-check a value from YAML against the field's annotation (flags are typed by argparse)."""
+    ftype = str(next(f.type for f in fields(Config) if f.name == name))
+    if value is None:
+        if "None" in ftype:
+            return None
+        raise ConfigError(f"--{name}", "may not be null")
+    base = ftype.replace(" | None", "")
+    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+          "bool": isinstance(value, bool), "str": isinstance(value, str)}[base]
+    if not ok:
+        raise ConfigError(f"--{name}", f"expected {base}, got {value!r}")
+    return float(value) if base == "float" else value
+
+
+def explicit_values(argv: list[str] | None) -> dict[str, Any]:
+    """Values the user gave: YAML file (if any) overridden by flags. Raises ConfigError on bad input."""
+    ns = vars(build_parser().parse_args(argv))
+    given: dict[str, Any] = {}
+    if "config" in ns:
+        given.update({k: _coerce(k, v) for k, v in load_yaml(ns.pop("config")).items()})
+    given.update(ns)
+    return given
+
+
+def resolve(given: dict[str, Any]) -> Config:
+    """Fill auto fields from the dataset and method presets, then validate."""
+    values = dict(given)
+    dataset = values.get("dataset", Config.dataset)
+    method = values.get("model_name", Config.model_name)
+    if dataset not in _dataset_names():
+        raise ConfigError("--dataset", f"unknown dataset {dataset!r}; expected one of {', '.join(_dataset_names())}")
+    if method not in _method_names():
+        raise ConfigError("--model_name", f"unknown method {method!r}; expected one of {', '.join(_method_names())}")
+    from mimax.methods import METHODS
+
+    preset = {**BASE_PRESET, **DATASET_PRESETS.get(dataset, {}),
+              **METHODS[method].preset(dataset)}
+    for key, val in preset.items():
+        if values.get(key) is None:
+            values[key] = val
+    cfg = Config(**values)
+    validate(cfg)
+    return cfg
+
+
+def config_from_args(argv: list[str] | None) -> Config:
+    return resolve(explicit_values(argv))
+
+
+def _check(cond: bool, flag: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"--{flag}", message)
+
+
+def validate(cfg: Config) -> None:
+    """Reject impossible settings before any work starts (one ConfigError naming the flag)."""
+    for f in fields(cfg):
+        if getattr(cfg, f.name) is None and f.name not in ("num_classes", "output_dir", "resume", "stop_after",
+                                                           "num_threads", "data_dir"):
+            raise ConfigError(f"--{f.name}", "has no value and no preset fills it")
+    _check(cfg.epochs >= 1, "epochs", f"must be >= 1 (got {cfg.epochs})")
+    _check(0 <= cfg.warmup_epochs < cfg.epochs, "warmup_epochs",
+           f"must be >= 0 and < --epochs={cfg.epochs} (got {cfg.warmup_epochs})")
+    _check(cfg.batch_size >= 2, "batch_size", f"must be >= 2: every objective needs a pair (got {cfg.batch_size})")
+    _check(cfg.initial_lr > 0, "initial_lr", f"must be > 0 (got {cfg.initial_lr})")
+    _check(cfg.weight_decay >= 0, "weight_decay", f"must be >= 0 (got {cfg.weight_decay})")
+    _check(cfg.temperature > 0, "temperature", f"must be > 0 (got {cfg.temperature})")
+    _check(cfg.num_runs >= 1, "num_runs", f"must be >= 1 (got {cfg.num_runs})")
+    _check(1 <= cfg.projection_layer <= 3, "projection_layer", f"must be 1, 2 or 3 (got {cfg.projection_layer})")
+    _check(cfg.feature_dim >= 1, "feature_dim", f"must be >= 1 (got {cfg.feature_dim})")
+    _check(cfg.projection_dim >= 1, "projection_dim", f"must be >= 1 (got {cfg.projection_dim})")
+    _check(cfg.model_save_interval >= 1, "model_save_interval", f"must be >= 1 (got {cfg.model_save_interval})")
+    _check(cfg.model_evaluation_interval >= 1, "model_evaluation_interval",
+           f"must be >= 1 (got {cfg.model_evaluation_interval})")
+    _check(cfg.num_workers >= 0, "num_workers", f"must be >= 0 (got {cfg.num_workers})")
+    _check(cfg.optimizer in ("sgd", "lars", "adam", "adamw"), "optimizer",
+           f"expected sgd, lars, adam or adamw (got {cfg.optimizer!r})")
+    _check(cfg.lars_eta > 0, "lars_eta", f"must be > 0 (got {cfg.lars_eta})")
+    _check(0 <= cfg.momentum < 1, "momentum", f"must be in [0, 1) (got {cfg.momentum})")
+    _check(cfg.architecture in ("MLP", "ResNet18", "ResNet50"), "architecture",
+           f"expected MLP, ResNet18 or ResNet50 (got {cfg.architecture!r})")
+    _check(cfg.stop_after is None or cfg.stop_after >= 1, "stop_after", f"must be >= 1 (got {cfg.stop_after})")
+    _check(cfg.num_threads is None or cfg.num_threads >= 1, "num_threads", f"must be >= 1 (got {cfg.num_threads})")
+    _check(cfg.device == "auto" or cfg.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
+           f"expected auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")
+    _check(cfg.knn_k >= 1, "knn_k", f"must be >= 1 (got {cfg.knn_k})")
+    _check(cfg.knn_temperature > 0, "knn_temperature", f"must be > 0 (got {cfg.knn_temperature})")
+    if cfg.dataset == "Gaussian":
+        _check(cfg.architecture == "MLP", "architecture", "the Gaussian mixture holds vectors: use MLP")
+        _check(cfg.gm_clusters >= 2, "gm_clusters", f"must be >= 2 (got {cfg.gm_clusters})")
+        _check(cfg.gm_dim >= 1, "gm_dim", f"must be >= 1 (got {cfg.gm_dim})")
+        _check(cfg.gm_radius > 0, "gm_radius", f"must be > 0 (got {cfg.gm_radius})")
+        _check(cfg.gm_sigma > 0, "gm_sigma", f"must be > 0 (got {cfg.gm_sigma})")
+        _check(cfg.gm_view_noise >= 0, "gm_view_noise", f"must be >= 0 (got {cfg.gm_view_noise})")
+        _check(cfg.gm_train_size >= cfg.batch_size, "gm_train_size",
+               f"must be >= --batch_size={cfg.batch_size} (got {cfg.gm_train_size})")
+        _check(cfg.gm_test_size >= 1, "gm_test_size", f"must be >= 1 (got {cfg.gm_test_size})")
+        _check(cfg.gm_monitor_size >= 2, "gm_monitor_size", f"must be >= 2 (got {cfg.gm_monitor_size})")
+        _check(cfg.num_classes is None or cfg.num_classes == cfg.gm_clusters, "num_classes",
+               f"the Gaussian mixture has --gm_clusters={cfg.gm_clusters} classes (got {cfg.num_classes})")
+    _check(cfg.mlp_hidden_dim >= 1, "mlp_hidden_dim", f"must be >= 1 (got {cfg.mlp_hidden_dim})")
+    from mimax.methods import METHODS
+
+    METHODS[cfg.model_name].validate(cfg)

@@ -1,0 +1,1 @@
+"""Training engine: optimizers and schedules, checkpoints, the training loop and run directories."""

@@ -1,0 +1,58 @@
+"""An experiment = ``--num_runs`` seeds of one configuration, aggregated into mean ± std results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimax.config import Config
+from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
+from mimax.engine.checkpoint import atomic_write_text
+from mimax.engine.trainer import Callback, resolve_device, train_run
+from mimax.evaluation.results import aggregate, results_markdown
+
+
+def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
+                   callbacks_factory=None) -> dict[str, Any] | None:
+    """Train every seed (resuming unfinished ones when ``cfg.resume`` is set); write the experiment's
+    ``results.json`` and ``results.md``. Returns the aggregated results, or None if stopped early."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            from mimax.config import ConfigError
+
+            raise ConfigError("--tensorboard", "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
+    device = resolve_device(cfg.device)
+    if cfg.resume:
+        exp_dir = Path(cfg.output_dir)
+    else:
+        exp_dir = prepare_experiment_dir(cfg)
+        cfg.output_dir = str(exp_dir)
+        write_json(exp_dir / "config.json", cfg.to_dict())
+        write_json(exp_dir / "env.json", environment(device))
+    write_json(exp_dir / "status.json", {"status": "incomplete"})
+    runs = []
+    for k in range(cfg.num_runs):
+        seed = cfg.seed + k
+        run_dir = exp_dir / f"seed_{seed}"
+        use_ckpt = resume_checkpoint if (resume_checkpoint and resume_checkpoint.parent.parent == run_dir) else None
+        callbacks: list[Callback] = callbacks_factory(cfg, run_dir) if callbacks_factory else []
+        result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt)
+        if result is None:
+            print(f"stopped after epoch {cfg.stop_after} of this session; continue with: "
+                  f"mimax train --resume {exp_dir}")
+            return None
+        runs.append(result)
+    summary = aggregate(runs)
+    results = {"method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
+               "epochs": cfg.epochs, "num_runs": cfg.num_runs, "seeds": [r["seed"] for r in runs],
+               "summary": summary, "runs": runs}
+    write_json(exp_dir / "results.json", results)
+    atomic_write_text(exp_dir / "results.md", results_markdown(summary, cfg.dataset, cfg.num_runs))
+    write_json(exp_dir / "status.json", {"status": "complete"})
+    return results

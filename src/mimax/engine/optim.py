@@ -1,0 +1,95 @@
+"""Optimizers (SGD, LARS, Adam/AdamW) and the per-step warmup + cosine learning-rate schedule.
+
+Each parameter group remembers its ``base_lr``; the engine sets ``lr = base_lr * lr_factor(step)`` before
+every step (groups marked ``fixed_lr``, e.g. SimSiam's predictor, keep ``base_lr``). The schedule is a
+pure function of the global step, so resuming needs only the step number.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the base LR at 0-based ``step``: linear warmup ``(step + 1) / W`` for the first W
+    steps, then cosine decay ``0.5 (1 + cos(pi (step - W) / (T - W)))`` down to 0 at step T."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class LARS(torch.optim.Optimizer):
+    """LARS (You, Gitman & Ginsburg, 2017, "Large Batch Training of Convolutional Networks") with momentum.
+
+    For a group not marked ``exclude_from_lars``:
+    ``g <- grad + wd * w``;  ``trust = eta * ||w|| / ||g||`` (1 if either norm is 0);
+    ``buf <- momentum * buf + trust * g``;  ``w <- w - lr * buf``.
+    Groups marked ``exclude_from_lars`` (biases and normalization parameters) get neither weight decay
+    nor the trust ratio: plain momentum SGD, as in SimCLR and BYOL.
+    """
+
+    def __init__(self, params: Any, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+        if lr <= 0 or eta <= 0:
+            raise ValueError(f"LARS needs lr > 0 and eta > 0, got lr={lr}, eta={eta}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
+                                      exclude_from_lars=False))
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if not group["exclude_from_lars"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
+                                        torch.ones_like(w_norm))
+                    g = g.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = g.clone()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def build_optimizer(name: str, groups: list[dict[str, Any]], lr: float, weight_decay: float,
+                    momentum: float, lars_eta: float = 0.02) -> torch.optim.Optimizer:
+    """An optimizer over ``groups``; each group's ``base_lr`` is ``lr`` (times its ``lr_scale``)."""
+    prepared = []
+    for g in groups:
+        g = dict(g)
+        g["base_lr"] = lr * g.pop("lr_scale", 1.0)
+        g.setdefault("fixed_lr", False)
+        g["lr"] = g["base_lr"]
+        if name != "lars":
+            g.pop("exclude_from_lars", None)
+        prepared.append(g)
+    if name == "sgd":
+        return torch.optim.SGD(prepared, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "lars":
+        return LARS(prepared, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta)
+    if name == "adam":
+        return torch.optim.Adam(prepared, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(prepared, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def set_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> float:
+    """Apply the schedule factor to every non-fixed group; return the first group's LR (for logging)."""
+    for g in optimizer.param_groups:
+        g["lr"] = g["base_lr"] if g["fixed_lr"] else g["base_lr"] * factor
+    return optimizer.param_groups[0]["lr"]

@@ -1,0 +1,253 @@
+"""The training loop. It knows the method contract (:mod:`mimax.paradigms.base`), never a method's math.
+
+One call of :func:`train_run` trains one seed in one run directory: it restores the latest checkpoint if
+there is one, trains epoch by epoch, evaluates, checkpoints atomically, and writes ``results.json``.
+Determinism: the model is initialized from ``seed``, and every epoch's batches and views come from a
+generator seeded by ``(seed, epoch)``, so a resumed run is bitwise identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mimax.config import Config
+from mimax.data import DataBundle, build_data
+from mimax.engine.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, atomic_torch_save, checkpoint_path,
+                                     latest_checkpoint, load_checkpoint, restore_rng_state, rng_state)
+from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
+from mimax.engine.rundir import environment, read_csv, write_csv, write_json
+from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
+from mimax.methods import METHODS
+from mimax.paradigms import Method
+
+
+@dataclass
+class RunState:
+    """What callbacks see: the run's objects and where training stands."""
+
+    cfg: Config
+    method: Method
+    data: DataBundle
+    device: torch.device
+    run_dir: Path
+    seed: int
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Callback:
+    """Hooks into the loop (MI monitors, collapse monitors, trajectory recorders, TensorBoard)."""
+
+    def on_train_start(self, state: RunState) -> None:
+        """Before the first step of a fresh run (not called when resuming past epoch 0)."""
+
+    def on_epoch_end(self, state: RunState) -> dict[str, float]:
+        """After each epoch; returned values become extra columns of that epoch's ``metrics.csv`` row."""
+        return {}
+
+    def on_train_end(self, state: RunState) -> None:
+        """After the last epoch of a completed run."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from mimax.config import ConfigError
+
+        raise ConfigError("--device", f"{name} requested but CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate(method: Method, data: DataBundle, cfg: Config, device: torch.device) -> dict[str, dict[str, float]]:
+    """Linear probe and kNN on frozen backbone features (plus a linear probe on the embedding) for every
+    encoder the method exposes. Empty if the dataset has no labels."""
+    if data.probe_train is None or data.probe_test is None or not data.num_classes:
+        return {}
+    results = {}
+    was_training = method.training
+    method.eval()
+    try:
+        for key, label in method.row_labels().items():
+            encoder = method.encoders()[key]
+            results[label] = evaluate_encoder(encoder, data, cfg, device)
+    finally:
+        method.train(was_training)
+    return results
+
+
+def evaluate_encoder(encoder: torch.nn.Module, data: DataBundle, cfg: Config, device: torch.device) -> dict[str, float]:
+    def both(x):
+        feats = encoder.backbone(x)
+        return torch.cat([feats, encoder.projector(feats)], dim=1)
+
+    width = None
+    out = {}
+    tr, ytr = extract_features(both, data.probe_train, device, num_workers=data.extras.get("eval_workers", 0))
+    te, yte = extract_features(both, data.probe_test, device, num_workers=data.extras.get("eval_workers", 0))
+    width = tr.shape[1] - cfg.projection_dim
+    out["linear"] = linear_probe(tr[:, :width], ytr, te[:, :width], yte, data.num_classes)
+    out["knn"] = knn_accuracy(tr[:, :width], ytr, te[:, :width], yte, data.num_classes, cfg.knn_k, cfg.knn_temperature)
+    out["linear_embedding"] = linear_probe(tr[:, width:], ytr, te[:, width:], yte, data.num_classes)
+    return out
+
+
+def _load_into(method: Method, optimizers: dict[str, torch.optim.Optimizer], ckpt: dict[str, Any],
+               cfg: Config, path: Path) -> None:
+    for key, want in (("method", cfg.model_name), ("architecture", cfg.architecture), ("dataset", cfg.dataset)):
+        if ckpt.get(key) != want:
+            raise CheckpointError(f"{path}: checkpoint is for {key} {ckpt.get(key)!r}, this run uses {want!r}")
+    try:
+        method.load_state_dict(ckpt["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: checkpoint does not match this model ({reason})") from None
+    restore_rng_state(ckpt["rng"])
+
+
+def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
+              resume_from: Path | None = None, position: int = 0) -> dict[str, Any] | None:
+    """Train (or resume) one seed in ``run_dir``. Returns its results, or None if stopped by
+    ``--stop_after`` before the last epoch (the run stays resumable)."""
+    run_dir = Path(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if (run_dir / "results.json").is_file() and resume_from is None:
+        import json
+
+        return json.loads((run_dir / "results.json").read_text())  # this seed already finished
+    device = resolve_device(cfg.device)
+    seed_everything(seed)
+    data = build_data(cfg, device, seed)
+    method = METHODS[cfg.model_name](cfg, data.input_shape).to(device)
+    optimizers = {name: build_optimizer(cfg.optimizer, groups, cfg.initial_lr, cfg.weight_decay, cfg.momentum,
+                                        cfg.lars_eta)
+                  for name, groups in method.optimizer_groups().items()}
+    steps_per_epoch = len(data.train_views)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = cfg.warmup_epochs * steps_per_epoch
+    state = RunState(cfg, method, data, device, run_dir, seed, total_steps=total_steps)
+
+    ckpt_file = resume_from or latest_checkpoint(run_dir)
+    metrics_rows: list[dict[str, Any]] = []
+    eval_rows: list[dict[str, Any]] = []
+    random_init: dict[str, dict[str, float]] = {}
+    if ckpt_file is not None:
+        ckpt = load_checkpoint(ckpt_file)
+        _load_into(method, optimizers, ckpt, cfg, ckpt_file)
+        state.epoch, state.step = ckpt["epoch"], ckpt["step"]
+        random_init = ckpt["random_init"]
+        metrics_rows = [r for r in read_csv(run_dir / "metrics.csv") if int(r["epoch"]) <= state.epoch]
+        eval_rows = [r for r in read_csv(run_dir / "eval.csv") if int(r["epoch"]) <= state.epoch]
+    else:
+        write_json(run_dir / "config.json", cfg.to_dict())
+        write_json(run_dir / "env.json", environment(device))
+    write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+
+    if state.epoch == 0:
+        initial = evaluate(method, data, cfg, device)
+        first = next(iter(initial.values()), None)
+        if first is not None:
+            random_init = {f"Random init ({cfg.architecture})": first}
+            eval_rows += [{"epoch": 0, "encoder": label, **m} for label, m in initial.items()]
+        for cb in callbacks:
+            cb.on_train_start(state)
+    stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
+
+    tb = None
+    if cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    method.train()
+    while state.epoch < stop_epoch:
+        state.epoch += 1
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        t0 = time.perf_counter()
+        bar = tqdm(data.train_views.epoch(state.epoch), total=steps_per_epoch, position=position,
+                   desc=f"seed {seed} epoch {state.epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True,
+                   disable=None)  # shown on a terminal, silent in logs
+        refresh = max(1, steps_per_epoch // 10)
+        lr = 0.0
+        for x_a, x_b in bar:
+            factor = lr_factor(state.step, total_steps, warmup_steps)
+            for opt in optimizers.values():
+                lr = set_learning_rates(opt, factor)
+            active = optimizers[method.active_optimizer(state.step)]
+            terms = method.training_loss(x_a, x_b, state.step)
+            active.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            active.step()
+            method.after_step(state.step, total_steps)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0) + v.detach()
+                counts[k] = counts.get(k, 0) + 1
+            state.step += 1
+            if not bar.disable and state.step % refresh == 0:  # .item() syncs: only when shown
+                seen = counts["loss"] * x_a.shape[0]
+                bar.set_postfix(loss=f"{terms['loss'].item():.4f}", lr=f"{lr:.3g}",
+                                img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "lr": lr}
+        row.update({k: (sums[k] / counts[k]).item() for k in sums})
+        for cb in callbacks:
+            row.update(cb.on_epoch_end(state))
+        row.update({"epoch_time_s": round(elapsed, 4),
+                    "images_per_s": round(steps_per_epoch * cfg.batch_size / max(elapsed, 1e-9), 1)})
+        metrics_rows.append(row)
+        write_csv(run_dir / "metrics.csv", metrics_rows)
+        if tb is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    tb.add_scalar(f"train/{k}", float(v), state.epoch)
+        final = state.epoch == cfg.epochs
+        if state.epoch % cfg.model_evaluation_interval == 0 or final:
+            results = evaluate(method, data, cfg, device)
+            eval_rows += [{"epoch": state.epoch, "encoder": label, **m} for label, m in results.items()]
+            write_csv(run_dir / "eval.csv", eval_rows)
+            if tb is not None:
+                for label, m in results.items():
+                    for k, v in m.items():
+                        tb.add_scalar(f"eval/{label}/{k}", v, state.epoch)
+        if state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch:
+            atomic_torch_save({
+                "format": CHECKPOINT_FORMAT, "method": cfg.model_name, "architecture": cfg.architecture,
+                "dataset": cfg.dataset, "epoch": state.epoch, "step": state.step, "seed": seed,
+                "model": method.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                "rng": rng_state(), "random_init": random_init,
+            }, checkpoint_path(run_dir, state.epoch))
+    if tb is not None:
+        tb.close()
+    if state.epoch < cfg.epochs:
+        write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+        return None
+    for cb in callbacks:
+        cb.on_train_end(state)
+    final_eval = {r["encoder"]: {k: float(v) for k, v in r.items() if k not in ("epoch", "encoder")}
+                  for r in eval_rows if int(r["epoch"]) == cfg.epochs}
+    results = {"seed": seed, "method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
+               "epochs": cfg.epochs, "final": final_eval, "random_init": random_init}
+    write_json(run_dir / "results.json", results)
+    write_json(run_dir / "status.json", {"status": "complete", "epoch": state.epoch, "seed": seed})
+    return results

@@ -1,0 +1,9 @@
+"""User-facing errors. The CLI prints ``mimax: error: <message>`` (one line) and exits with code 2."""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (flags, paths, data, checkpoints): no traceback is shown."""
+
+
+class DataError(UserError):
+    """Data that is missing or not in the expected layout; the message names the path and the layout."""

@@ -1,0 +1,1 @@
+"""Evaluation of frozen encoders: linear probe, kNN, and mean ± std result tables."""

@@ -1,0 +1,18 @@
+"""JMI prototype (arXiv:2510.01345): one shared encoder maximizing the cosine-critic DV bound
+``(I_DV(S) + I_DV(S^T)) / 2`` between the two views' embeddings."""
+
+from __future__ import annotations
+
+from mimax.objectives import jmi_objective
+from mimax.paradigms import JointMethod
+
+
+class JMI(JointMethod):
+    name = "JMI"
+    objective_desc = "-(I_DV(S) + I_DV(S^T))/2, cosine critic (--no_marginal: joint term only)"
+    reference = "Sabby et al., 2025, arXiv:2510.01345"
+
+    supports_no_marginal = True
+
+    def objective(self, z_a, z_b):
+        return jmi_objective(z_a, z_b, self.cfg.temperature, marginal=not self.cfg.no_marginal)

@@ -1,0 +1,101 @@
+"""The contract between a method and the engine.
+
+The engine never branches on a method's name. It asks a method for
+- ``optimizer_groups()``: named optimizers, each with parameter groups (SDMI's two encoders get two);
+- ``active_optimizer(step)``: which optimizer steps at a global step (alternation lives here);
+- ``training_loss(x_a, x_b, step)``: named loss terms, ``"loss"`` being minimized;
+- ``after_step(step, total_steps)``: state updated after the optimizer step (EMA targets);
+- ``encoders()``: the encoders to evaluate, by label (SDMI returns f_theta and g_xi);
+and saves ``state_dict()`` in checkpoints, so every module a method owns is checkpointed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from mimax.nets import Encoder, build_backbone, mlp_head
+from mimax.objectives import LossTerms
+
+ParamGroup = dict[str, Any]
+
+
+def build_encoder(cfg, input_shape: tuple[int, ...], projector_last_bn: bool = False) -> Encoder:
+    """Backbone chosen by ``--architecture`` plus a projector of ``--projection_layer`` layers,
+    hidden width ``--feature_dim`` and output width ``--projection_dim``."""
+    backbone, feature_dim = build_backbone(cfg.architecture, input_shape, cfg.mlp_hidden_dim)
+    projector = mlp_head(feature_dim, cfg.feature_dim, cfg.projection_dim, cfg.projection_layer, projector_last_bn)
+    return Encoder(backbone, projector)
+
+
+def param_groups(module: nn.Module, **options: Any) -> list[ParamGroup]:
+    """Split a module's parameters into weights and biases/norm parameters (``ndim <= 1``).
+
+    The second group is marked ``exclude_from_lars`` so that LARS applies neither weight decay nor the
+    trust ratio to it (You et al., 2017; as in SimCLR and BYOL). Extra ``options`` go on both groups.
+    """
+    weights = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]
+    others = [p for p in module.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": weights, "exclude_from_lars": False, **options},
+              {"params": others, "exclude_from_lars": True, **options}]
+    return [g for g in groups if g["params"]]
+
+
+class Method(nn.Module):
+    """Base class of all methods. Subclass a paradigm (:class:`JointMethod` or the self-distillation
+    paradigm), not this class directly."""
+
+    name: ClassVar[str]
+    paradigm: ClassVar[str]  # "joint" or "self-distillation"
+    target_update: ClassVar[str] = "none"
+    predictor_desc: ClassVar[str] = "none"
+    objective_desc: ClassVar[str]
+    reference: ClassVar[str] = ""
+    supports_no_marginal: ClassVar[bool] = False  # the DV prototypes' --no_marginal ablation
+
+    @classmethod
+    def preset(cls, dataset: str) -> dict[str, Any]:
+        """Method defaults for fields left unset (``None``) by the user, per dataset."""
+        return {}
+
+    @classmethod
+    def validate(cls, cfg) -> None:
+        """Reject options that make no sense for this method (raise ``ConfigError``)."""
+        from mimax.config import ConfigError
+
+        if cfg.no_marginal and not cls.supports_no_marginal:
+            raise ConfigError("--no_marginal", f"only applies to the SDMI and JMI prototypes, not {cls.name}")
+
+    def __init__(self, cfg, input_shape: tuple[int, ...]):
+        super().__init__()
+        self.cfg = cfg
+        self.input_shape = input_shape
+
+    def optimizer_groups(self) -> dict[str, list[ParamGroup]]:
+        return {"main": param_groups(self)}
+
+    def active_optimizer(self, step: int) -> str:
+        return "main"
+
+    def training_loss(self, x_a: Tensor, x_b: Tensor, step: int) -> LossTerms:
+        raise NotImplementedError
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called after each optimizer step; EMA targets update here."""
+
+    def encoders(self) -> dict[str, Encoder]:
+        raise NotImplementedError
+
+    def monitor_pairs(self, x_a: Tensor, x_b: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """The embedding pairs whose MI the monitors estimate (METHODS.md §6), by representation name:
+        ``"embedding"`` = the projector outputs of the two branches the method pairs, ``"backbone"`` =
+        backbone features paired within one network. Called in eval mode under ``no_grad``."""
+        raise NotImplementedError
+
+    def row_labels(self) -> dict[str, str]:
+        """Results-table row label per encoder: ``"SimCLR"``, or ``"SDMI (f_θ)"`` for several."""
+        enc = self.encoders()
+        if len(enc) == 1:
+            return {k: self.name for k in enc}
+        return {k: f"{self.name} ({k})" for k in enc}

@@ -1,0 +1,38 @@
+"""Shared test helpers. Tests run on the CPU with one thread and tiny models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+# Small, fast Gaussian-mixture settings for end-to-end runs (seconds each).
+TINY_GAUSSIAN = ["--dataset", "Gaussian", "--gm_train_size", "512", "--gm_test_size", "256",
+                 "--gm_monitor_size", "256", "--batch_size", "64", "--num_threads", "1"]
+
+
+def run_main(args: list[str], cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python main.py ARGS`` in a subprocess, as a user runs it."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=timeout, env=env)
+
+
+def run_mimax(args: list[str], cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m mimax ARGS`` (the ``mimax`` console script) in a subprocess."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "mimax", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def tiny_gaussian() -> list[str]:
+    return list(TINY_GAUSSIAN)
