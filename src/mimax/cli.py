@@ -5,7 +5,6 @@ User mistakes print one line ``mimax: error: ...`` and exit with code 2; no trac
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from mimax import __version__
@@ -18,7 +17,7 @@ COMMANDS = {
 
 
 def cmd_train(argv: list[str]) -> int:
-    from mimax.config import config_from_args, explicit_values
+    from mimax.config import explicit_values
     from mimax.engine.experiment import run_experiment
     from mimax.engine.rundir import find_experiment_dir, resume_config
 

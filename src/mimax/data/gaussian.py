@@ -25,7 +25,7 @@ class GaussianMixture:
     sigma: float
 
     @classmethod
-    def make(cls, clusters: int, dim: int, radius: float, sigma: float, generator: torch.Generator) -> "GaussianMixture":
+    def make(cls, clusters: int, dim: int, radius: float, sigma: float, generator: torch.Generator) -> GaussianMixture:
         directions = torch.randn(clusters, dim, generator=generator)
         return cls(radius * directions / directions.norm(dim=1, keepdim=True), sigma)
 

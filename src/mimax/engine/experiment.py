@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from mimax.config import Config
-from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
 from mimax.engine.checkpoint import atomic_write_text
+from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
 from mimax.engine.trainer import Callback, resolve_device, train_run
 from mimax.evaluation.results import aggregate, results_markdown
 
@@ -26,7 +26,8 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
         except ImportError:
             from mimax.config import ConfigError
 
-            raise ConfigError("--tensorboard", "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
+            raise ConfigError("--tensorboard",
+                              "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
     device = resolve_device(cfg.device)
     if cfg.resume:
         exp_dir = Path(cfg.output_dir)

@@ -20,8 +20,16 @@ from tqdm.auto import tqdm
 
 from mimax.config import Config
 from mimax.data import DataBundle, build_data
-from mimax.engine.checkpoint import (CHECKPOINT_FORMAT, CheckpointError, atomic_torch_save, checkpoint_path,
-                                     latest_checkpoint, load_checkpoint, restore_rng_state, rng_state)
+from mimax.engine.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    atomic_torch_save,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.rundir import environment, read_csv, write_csv, write_json
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe

@@ -1,0 +1,112 @@
+"""Configuration: presets, YAML precedence, validation messages and exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_main
+from mimax.cli import main
+from mimax.config import Config, ConfigError, config_from_args
+
+REFERENCE_FLAGS = ["--model_name", "JMI", "--dataset", "Gaussian", "--architecture", "MLP", "--num_classes", "5",
+                   "--epochs", "800", "--warmup_epochs", "10", "--batch_size", "64", "--initial_lr", "0.05",
+                   "--weight_decay", "0.0001", "--temperature", "0.1", "--num_runs", "3", "--augmentation",
+                   "--feature_dim", "512", "--projection_dim", "256", "--projection_layer", "3",
+                   "--model_save_interval", "50", "--model_evaluation_interval", "1000", "--num_workers", "16"]
+
+
+def test_reference_flags_parse_unchanged():
+    cfg = config_from_args(REFERENCE_FLAGS)
+    assert (cfg.epochs, cfg.warmup_epochs, cfg.batch_size, cfg.initial_lr) == (800, 10, 64, 0.05)
+    assert (cfg.num_runs, cfg.augmentation, cfg.feature_dim, cfg.projection_dim) == (3, True, 512, 256)
+    assert (cfg.projection_layer, cfg.model_save_interval, cfg.model_evaluation_interval) == (3, 50, 1000)
+    assert cfg.num_workers == 16 and cfg.weight_decay == 0.0001 and cfg.temperature == 0.1
+
+
+def test_dataset_preset_fills_unset_fields():
+    cfg = config_from_args(["--dataset", "Gaussian"])
+    assert cfg.architecture == "MLP" and cfg.optimizer == "adam" and cfg.projection_dim == 3
+
+
+def test_yaml_file_is_overridden_by_flags(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("epochs: 7\nbatch_size: 32\ninitial_lr: 0.01\n")
+    cfg = config_from_args(["--config", str(f), "--batch_size", "16"])
+    assert (cfg.epochs, cfg.batch_size, cfg.initial_lr) == (7, 16, 0.01)
+
+
+@pytest.mark.parametrize("yaml_text,flag", [("epochs: ten\n", "--epochs"), ("bogus: 1\n", "--config"),
+                                            ("- 1\n", "--config"), ("epochs: [\n", "--config")])
+def test_bad_yaml_is_refused(tmp_path, yaml_text, flag):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        config_from_args(["--config", str(f)])
+    assert err.value.flag == flag
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--model_name", "Nope"], "--model_name"),
+    (["--dataset", "Nope"], "--dataset"),
+    (["--epochs", "0"], "--epochs"),
+    (["--epochs", "5", "--warmup_epochs", "5"], "--warmup_epochs"),
+    (["--batch_size", "1"], "--batch_size"),
+    (["--initial_lr", "0"], "--initial_lr"),
+    (["--initial_lr", "-1"], "--initial_lr"),
+    (["--num_runs", "0"], "--num_runs"),
+    (["--projection_layer", "4"], "--projection_layer"),
+    (["--projection_layer", "0"], "--projection_layer"),
+    (["--temperature", "0"], "--temperature"),
+    (["--optimizer", "rmsprop"], "--optimizer"),
+    (["--momentum", "1.5"], "--momentum"),
+    (["--architecture", "ResNet18"], "--architecture"),
+    (["--architecture", "VGG"], "--architecture"),
+    (["--num_classes", "3"], "--num_classes"),
+    (["--gm_train_size", "100", "--batch_size", "256"], "--gm_train_size"),
+    (["--device", "tpu"], "--device"),
+    (["--model_save_interval", "0"], "--model_save_interval"),
+    (["--model_name", "SimCLR", "--no_marginal"], "--no_marginal"),
+    (["--config", "/nonexistent/c.yaml"], "--config"),
+])
+def test_validation_names_the_flag(args, flag):
+    with pytest.raises(ConfigError) as err:
+        config_from_args(args)
+    assert err.value.flag == flag
+
+
+def test_cli_reports_one_line_and_exit_code_2(capsys):
+    assert main(["train", "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "mimax: error: --epochs: must be >= 1 (got 0)"
+    assert main(["train", "--epochs", "abc"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--epochs" in err[0] and "invalid int" in err[0]
+    assert main(["train", "--no_such_flag"]) == 2
+    assert "unrecognized arguments: --no_such_flag" in capsys.readouterr().err
+
+
+def test_main_py_bad_flag_in_subprocess_has_no_traceback():
+    proc = run_main(["--batch_size", "1"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["mimax: error: --batch_size: must be >= 2: every objective needs a "
+                                                "pair (got 1)"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_every_field(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for name in Config.__dataclass_fields__:
+        assert f"--{name}" in out
+
+
+def test_version_and_methods(capsys):
+    from mimax import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"mimax {__version__}"
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "JMI" in out and "SimCLR" in out and "joint" in out

@@ -1,0 +1,75 @@
+"""Learning-rate schedule and LARS."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mimax.engine.optim import LARS, build_optimizer, lr_factor, set_learning_rates
+from mimax.paradigms.base import param_groups
+
+
+def test_schedule_warmup_mid_and_end():
+    total, warm = 1000, 100
+    assert lr_factor(0, total, warm) == pytest.approx(1 / 100)
+    assert lr_factor(49, total, warm) == pytest.approx(0.5)
+    assert lr_factor(99, total, warm) == pytest.approx(1.0)  # end of warmup reaches the base LR
+    assert lr_factor(100, total, warm) == pytest.approx(1.0)  # cosine starts at 1
+    assert lr_factor(550, total, warm) == pytest.approx(0.5)  # halfway through the cosine
+    assert lr_factor(775, total, warm) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
+    assert lr_factor(999, total, warm) == pytest.approx(0.5 * (1 + math.cos(math.pi * 899 / 900)))
+    assert lr_factor(1000, total, warm) == pytest.approx(0.0, abs=1e-12)
+    factors = [lr_factor(s, total, warm) for s in range(100, 1000)]
+    assert all(a >= b for a, b in zip(factors, factors[1:]))  # monotone decay
+
+
+def test_schedule_without_warmup_starts_at_base():
+    assert lr_factor(0, 10, 0) == 1.0
+
+
+def test_fixed_lr_groups_keep_their_base_lr():
+    a, b = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.ones(2, 2))
+    opt = build_optimizer("sgd", [{"params": [a]}, {"params": [b], "fixed_lr": True}], lr=0.1,
+                          weight_decay=0.0, momentum=0.9)
+    set_learning_rates(opt, 0.25)
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.025), pytest.approx(0.1)]
+
+
+def test_lars_trust_ratio_math():
+    w0 = torch.tensor([[3.0, 4.0]])  # ||w|| = 5
+    g0 = torch.tensor([[0.6, 0.8]])
+    p = torch.nn.Parameter(w0.clone())
+    p.grad = g0.clone()
+    lr, wd, eta, mom = 0.1, 0.01, 0.02, 0.9
+    opt = LARS([{"params": [p], "exclude_from_lars": False}], lr=lr, momentum=mom, weight_decay=wd, eta=eta)
+    opt.step()
+    g = g0 + wd * w0
+    trust = eta * w0.norm() / g.norm()
+    expected = w0 - lr * trust * g
+    assert torch.allclose(p.data, expected, atol=1e-7)
+    # second step: momentum buffer accumulates the scaled update
+    w1 = p.data.clone()
+    p.grad = g0.clone()
+    opt.step()
+    g1 = g0 + wd * w1
+    buf = mom * (trust * g) + eta * w1.norm() / g1.norm() * g1
+    assert torch.allclose(p.data, w1 - lr * buf, atol=1e-7)
+
+
+def test_lars_excluded_groups_get_plain_sgd_without_decay():
+    p = torch.nn.Parameter(torch.tensor([2.0, -1.0]))
+    p.grad = torch.tensor([0.5, 0.5])
+    opt = LARS([{"params": [p], "exclude_from_lars": True}], lr=0.1, momentum=0.9, weight_decay=0.5, eta=0.02)
+    opt.step()
+    assert torch.allclose(p.data, torch.tensor([2.0 - 0.05, -1.0 - 0.05]))
+
+
+def test_param_groups_put_biases_and_norms_in_the_excluded_group():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    groups = param_groups(net)
+    weights, others = groups
+    assert not weights["exclude_from_lars"] and others["exclude_from_lars"]
+    assert all(p.ndim == 2 for p in weights["params"]) and len(weights["params"]) == 2
+    assert all(p.ndim == 1 for p in others["params"]) and len(others["params"]) == 4
