@@ -15,7 +15,7 @@ from mimax.evaluation.results import aggregate, results_markdown
 
 
 def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
-                   callbacks_factory=None) -> dict[str, Any] | None:
+                   callbacks_factory=None, progress: bool = True) -> dict[str, Any] | None:
     """Train every seed (resuming unfinished ones when ``cfg.resume`` is set); write the experiment's
     ``results.json`` and ``results.md``. Returns the aggregated results, or None if stopped early."""
     if cfg.num_threads:
@@ -43,7 +43,7 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
         run_dir = exp_dir / f"seed_{seed}"
         use_ckpt = resume_checkpoint if (resume_checkpoint and resume_checkpoint.parent.parent == run_dir) else None
         callbacks: list[Callback] = callbacks_factory(cfg, run_dir) if callbacks_factory else []
-        result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt)
+        result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress)
         if result is None:
             print(f"stopped after epoch {cfg.stop_after} of this session; continue with: "
                   f"mimax train --resume {exp_dir}")

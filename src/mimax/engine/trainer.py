@@ -134,7 +134,7 @@ def _load_into(method: Method, optimizers: dict[str, torch.optim.Optimizer], ckp
 
 
 def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
-              resume_from: Path | None = None, position: int = 0) -> dict[str, Any] | None:
+              resume_from: Path | None = None, progress: bool = True) -> dict[str, Any] | None:
     """Train (or resume) one seed in ``run_dir``. Returns its results, or None if stopped by
     ``--stop_after`` before the last epoch (the run stays resumable)."""
     run_dir = Path(run_dir)
@@ -192,9 +192,9 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         t0 = time.perf_counter()
-        bar = tqdm(data.train_views.epoch(state.epoch), total=steps_per_epoch, position=position,
+        bar = tqdm(data.train_views.epoch(state.epoch), total=steps_per_epoch,
                    desc=f"seed {seed} epoch {state.epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True,
-                   disable=None)  # shown on a terminal, silent in logs
+                   disable=None if progress else True)  # shown on a terminal, silent in logs
         refresh = max(1, steps_per_epoch // 10)
         lr = 0.0
         for x_a, x_b in bar:

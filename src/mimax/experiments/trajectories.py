@@ -1,0 +1,102 @@
+"""Cluster-center trajectories and separation on the Gaussian mixture (METHODS.md §7; the paper's Figure 3).
+
+After every epoch (and before the first step) :class:`TrajectoryRecorder` records, for every cluster,
+the normalized embedding of the true mean (the encoder applied to mu_k) and the normalized mean of the
+normalized embeddings of the cluster's test points. It writes ``trajectories.json`` atomically, so the
+figure can be redrawn later from the run folder (``mimax plot trajectories RUN_DIR ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mimax.engine.rundir import write_json
+from mimax.engine.trainer import Callback, RunState
+
+
+def separation(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
+    """Separation of clusters on the unit sphere, as three numbers (METHODS.md §7):
+
+    - ``min_center_angle``: the smallest angle (radians) between two cluster centers, a center being the
+      normalized mean of the cluster's normalized embeddings;
+    - ``within_spread``: the mean angle between each point's normalized embedding and its cluster center;
+    - ``ratio`` = min_center_angle / within_spread (large = distinct, tight clusters).
+    """
+    if embeddings.ndim != 2 or labels.shape != (embeddings.shape[0],):
+        raise ValueError(f"need (N, D) embeddings and (N,) labels, got {tuple(embeddings.shape)}, {tuple(labels.shape)}")
+    z = F.normalize(embeddings.double(), dim=1)
+    classes = labels.unique()
+    if len(classes) < 2:
+        raise ValueError("separation needs at least two clusters")
+    centers = torch.stack([F.normalize(z[labels == c].mean(0), dim=0) for c in classes])
+    cos = (centers @ centers.T).clamp(-1, 1)
+    iu = torch.triu_indices(len(classes), len(classes), offset=1)
+    min_angle = torch.acos(cos[iu[0], iu[1]]).min().item()
+    index = torch.searchsorted(classes, labels)
+    spread = torch.acos((z * centers[index]).sum(1).clamp(-1, 1)).mean().item()
+    return {"min_center_angle": min_angle, "within_spread": spread,
+            "ratio": min_angle / spread if spread > 0 else math.inf}
+
+
+def normalized_std(embeddings: Tensor) -> float:
+    """Mean over dimensions of the std of L2-normalized embeddings: 1/sqrt(D) for embeddings uniform on
+    the sphere (0.707 / 0.577 / 0.354 at D = 2 / 3 / 8), 0 under complete collapse."""
+    return F.normalize(embeddings.double(), dim=1).std(0).mean().item()
+
+
+class TrajectoryRecorder(Callback):
+    """Records cluster-center embeddings of the method's first encoder (SDMI: f_θ) every epoch."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "trajectories.json"
+        self.records: list[dict[str, Any]] = []
+
+    @torch.no_grad()
+    def _record(self, state: RunState) -> None:
+        encoder = next(iter(state.method.encoders().values()))
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            means = state.data.extras["cluster_means"].to(state.device)
+            x, y = state.data.extras["test_inputs"].to(state.device), state.data.extras["test_labels"]
+            z = F.normalize(encoder(x).float(), dim=1).cpu()
+            point_means = torch.stack([F.normalize(z[y == k].mean(0), dim=0) for k in range(len(means))])
+            self.records.append({
+                "epoch": state.epoch,
+                "center_embedding": F.normalize(encoder(means).float(), dim=1).cpu().tolist(),
+                "point_mean_embedding": point_means.tolist(),
+                **separation(z, y),
+                "normalized_std": normalized_std(z),
+            })
+        finally:
+            encoder.train(was_training)
+        write_json(self.path, {"method": state.cfg.model_name, "records": self.records})
+
+    def on_train_start(self, state: RunState) -> None:
+        self.records = []
+        self._record(state)
+
+    def on_epoch_end(self, state: RunState) -> dict[str, float]:
+        if not self.records and self.path.is_file():  # resumed: keep the epochs up to the checkpoint
+            saved = json.loads(self.path.read_text())["records"]
+            self.records = [r for r in saved if r["epoch"] < state.epoch]
+        self._record(state)
+        last = self.records[-1]
+        return {"sep_min_center_angle": last["min_center_angle"], "sep_within_spread": last["within_spread"],
+                "sep_ratio": last["ratio"]}
+
+
+def load_trajectories(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "trajectories.json"
+    if not path.is_file():
+        from mimax.errors import UserError
+
+        raise UserError(f"{path}: no trajectories recorded (run the Gaussian experiment, e.g. `mimax demo`)")
+    return json.loads(path.read_text())
