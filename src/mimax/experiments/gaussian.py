@@ -107,7 +107,8 @@ def run_flags(args: argparse.Namespace, run: DemoRun, out: Path) -> list[str]:
     flags += list(run.flags)
     if "--ema_momentum" not in run.flags and run.flags[1] in ("BYOL", "MoCoV3"):
         flags += ["--ema_momentum", str(args.ema_momentum)]
-    if "--predictor_dim" not in run.flags and (run.flags[1] in ("BYOL", "MoCoV3", "SimSiam") or "--predictor" in run.flags):
+    has_predictor = run.flags[1] in ("BYOL", "MoCoV3", "SimSiam") or "--predictor" in run.flags
+    if "--predictor_dim" not in run.flags and has_predictor:
         flags += ["--predictor_dim", str(args.predictor_dim)]
     return flags
 

@@ -128,8 +128,7 @@ def claims_markdown(rows: list[dict[str, Any]]) -> str:
             fam = [r for r in methods if r["family"] == family]
             if not fam:
                 continue
-            grew = [[s["mi_final"]["cos-DV"]["gap"] > s["mi_initial"]["cos-DV"]["gap"] for s in r["seeds"]] for r in fam]
-            flat = [g for gs in grew for g in gs]
+            flat = [s["mi_final"]["cos-DV"]["gap"] > s["mi_initial"]["cos-DV"]["gap"] for r in fam for s in r["seeds"]]
             out.append(f"- {family} family: **{_verdict(all(flat), not any(flat))}** — cos-DV gap on the embedding, "
                        "initial → final: " + "; ".join(
                            f"{r['label']} {_fmt(r['aggregate']['mi_initial_gap']['cos-DV'])} → "
@@ -167,8 +166,8 @@ def claims_markdown(rows: list[dict[str, Any]]) -> str:
                 continue
             verdicts = []
             for metric in ("min_center_angle", "ratio"):
-                wins = [s_a[metric] > s_b[metric] for o in others
-                        for s_a, s_b in zip([s["separation"] for s in sdmi["seeds"]], [s["separation"] for s in o["seeds"]])]
+                wins = [a["separation"][metric] > b["separation"][metric]
+                        for o in others for a, b in zip(sdmi["seeds"], o["seeds"])]
                 verdicts.append((metric, _verdict(all(wins), not any(wins)), sum(wins), len(wins)))
             deg = 180 / math.pi
             out.append(f"- {setting}: " + "; ".join(f"{m}: **{v}** (SDMI ahead in {w}/{n} seed-pairs)"

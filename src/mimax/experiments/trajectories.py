@@ -30,7 +30,8 @@ def separation(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
     - ``ratio`` = min_center_angle / within_spread (large = distinct, tight clusters).
     """
     if embeddings.ndim != 2 or labels.shape != (embeddings.shape[0],):
-        raise ValueError(f"need (N, D) embeddings and (N,) labels, got {tuple(embeddings.shape)}, {tuple(labels.shape)}")
+        raise ValueError(f"need (N, D) embeddings and (N,) labels, got {tuple(embeddings.shape)} and "
+                         f"{tuple(labels.shape)}")
     z = F.normalize(embeddings.double(), dim=1)
     classes = labels.unique()
     if len(classes) < 2:
