@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 
@@ -20,6 +19,8 @@ def resnet_backbone(architecture: str, image_size: int, in_channels: int = 3) ->
     CIFAR stem (as in SimCLR's CIFAR experiments and solo-learn): ``conv1`` becomes 3x3, stride 1,
     padding 1, and the max-pool is dropped, so 32 px inputs are not downsampled 4x before ``layer1``.
     """
+    import torchvision  # imported here: it costs seconds at start-up and vector-data runs never need it
+
     ctor = {"ResNet18": torchvision.models.resnet18, "ResNet50": torchvision.models.resnet50}[architecture]
     net = ctor(weights=None)
     feature_dim = net.fc.in_features
