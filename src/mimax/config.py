@@ -33,7 +33,7 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class Config:
     # --- the reference repository's flags -------------------------------------------------------
-    model_name: str = _opt("JMI", "method to train (see `mimax methods`)")
+    model_name: str = _opt("SDMI", "method to train (see `mimax methods`)")
     dataset: str = _opt("Gaussian", "dataset (Gaussian = the embedded synthetic mixture)")
     architecture: str | None = _opt(None, "backbone: MLP (vector data), ResNet18, ResNet50; auto by dataset")
     num_classes: int | None = _opt(None, "number of classes; checked against the dataset when given")
@@ -69,6 +69,23 @@ class Config:
     lars_eta: float = _opt(0.02, "LARS trust coefficient eta (solo-learn's default)")
     # --- method options ------------------------------------------------------------------------
     no_marginal: bool = _opt(False, "drop the marginal (negative) term of the DV objective (SDMI/JMI ablation)")
+    # --- methods (issue #3): self-distillation and method hyperparameters -------------------------
+    target_update: str | None = _opt(
+        None, "SDMI: how the target g_ξ follows f_θ: alternate (own gradient steps), ema or copy; fixed by the "
+              "other self-distillation methods (auto)", optional=True)
+    target_init: str | None = _opt(None, "SDMI: g_ξ initialized independently of f_θ or as a copy (auto: "
+                                         "independent)", optional=True)
+    alternation_period: int = _opt(1, "SDMI alternate: steps each side takes before switching θ <-> ξ")
+    predictor: bool = _opt(False, "SDMI: add an MLP predictor q on the online side, S_ij = cos(q(u_i), v_j)/tau")
+    ema_momentum: float | None = _opt(None, "EMA target: base momentum m_0, raised to 1 on a cosine over the run "
+                                            "(auto per method and dataset)", optional=True)
+    predictor_dim: int | None = _opt(None, "predictor hidden width h (auto per method and dataset)", optional=True)
+    barlow_lambda: float | None = _opt(None, "Barlow Twins: weight of the off-diagonal (redundancy) term (auto: "
+                                             "5.1e-3)", optional=True)
+    barlow_scale: float | None = _opt(None, "Barlow Twins: overall loss scale (auto: 1, 0.1 on CIFAR)", optional=True)
+    vicreg_sim_coeff: float = _opt(25.0, "VICReg: weight of the invariance (MSE) term")
+    vicreg_std_coeff: float = _opt(25.0, "VICReg: weight of the variance (std hinge) term")
+    vicreg_cov_coeff: float = _opt(1.0, "VICReg: weight of the covariance term")
     # --- Gaussian mixture (METHODS.md §7) ------------------------------------------------------------
     gm_clusters: int = _opt(5, "Gaussian mixture: number of clusters K")
     gm_dim: int = _opt(16, "Gaussian mixture: input dimension d")
@@ -232,7 +249,7 @@ def _check(cond: bool, flag: str, message: str) -> None:
 def validate(cfg: Config) -> None:
     """Reject impossible settings before any work starts (one ConfigError naming the flag)."""
     for f in fields(cfg):
-        if getattr(cfg, f.name) is None and f.name not in ("num_classes", "output_dir", "resume", "stop_after",
+        if getattr(cfg, f.name) is None and not f.metadata.get("optional") and f.name not in ("num_classes", "output_dir", "resume", "stop_after",
                                                            "num_threads", "data_dir"):
             raise ConfigError(f"--{f.name}", "has no value and no preset fills it")
     _check(cfg.epochs >= 1, "epochs", f"must be >= 1 (got {cfg.epochs})")
@@ -276,6 +293,21 @@ def validate(cfg: Config) -> None:
         _check(cfg.num_classes is None or cfg.num_classes == cfg.gm_clusters, "num_classes",
                f"the Gaussian mixture has --gm_clusters={cfg.gm_clusters} classes (got {cfg.num_classes})")
     _check(cfg.mlp_hidden_dim >= 1, "mlp_hidden_dim", f"must be >= 1 (got {cfg.mlp_hidden_dim})")
+    # methods (issue #3)
+    _check(cfg.target_update in (None, "alternate", "ema", "copy"), "target_update",
+           f"expected alternate, ema or copy (got {cfg.target_update!r})")
+    _check(cfg.target_init in (None, "independent", "copy"), "target_init",
+           f"expected independent or copy (got {cfg.target_init!r})")
+    _check(cfg.alternation_period >= 1, "alternation_period", f"must be >= 1 (got {cfg.alternation_period})")
+    _check(cfg.ema_momentum is None or 0 <= cfg.ema_momentum < 1, "ema_momentum",
+           f"must be in [0, 1) (got {cfg.ema_momentum})")
+    _check(cfg.predictor_dim is None or cfg.predictor_dim >= 1, "predictor_dim",
+           f"must be >= 1 (got {cfg.predictor_dim})")
+    _check(cfg.barlow_lambda is None or cfg.barlow_lambda >= 0, "barlow_lambda",
+           f"must be >= 0 (got {cfg.barlow_lambda})")
+    _check(cfg.barlow_scale is None or cfg.barlow_scale > 0, "barlow_scale", f"must be > 0 (got {cfg.barlow_scale})")
+    for coeff in ("vicreg_sim_coeff", "vicreg_std_coeff", "vicreg_cov_coeff"):
+        _check(getattr(cfg, coeff) >= 0, coeff, f"must be >= 0 (got {getattr(cfg, coeff)})")
     from mimax.methods import METHODS
 
     METHODS[cfg.model_name].validate(cfg)

@@ -3,5 +3,6 @@ target through a stop-gradient). A method is a short declaration on top of one o
 
 from mimax.paradigms.base import Method, build_encoder
 from mimax.paradigms.joint import JointMethod
+from mimax.paradigms.self_distillation import SelfDistillationMethod
 
-__all__ = ["JointMethod", "Method", "build_encoder"]
+__all__ = ["JointMethod", "Method", "SelfDistillationMethod", "build_encoder"]

@@ -1,0 +1,164 @@
+"""SDMI paradigm (METHODS.md §3): an online encoder f_θ against a target g_ξ through a stop-gradient.
+
+Each step optimizes one side against a detached copy of the other (block-coordinate ascent on the
+bound). The θ-step is the same for every method: maximize ``J(q(f_θ(x^A)), sg(g_ξ(x^B)))``, symmetrized
+over the view swap, ``q`` an optional predictor. The ξ-step is the target-update rule:
+
+- ``alternate`` (SDMI prototype): g_ξ is a second, independent encoder with its own optimizer
+  (``"target"``); the ξ-step is a gradient step on ``J(sg(q(f_θ(x^A))), g_ξ(x^B))``. Steps alternate
+  θ, ξ, θ, ... with period ``--alternation_period``.
+- ``ema`` (BYOL, MoCo-v3): ``ξ <- m ξ + (1 - m) θ`` after every θ-step, ``m`` raised from ``m_0`` to 1 on
+  a cosine; g_ξ has no optimizer.
+- ``copy`` (SimSiam): g_ξ is f_θ itself; the target embedding is the online output detached.
+
+The side that is not updated runs under ``torch.no_grad()``, so a step costs one backward pass. A method
+declares its objective ``J`` (a loss on (online prediction, target embedding)), its rule, whether it has
+a predictor, and how the two directions of the view swap combine (mean or sum).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from mimax.nets import Encoder, mlp_head
+from mimax.objectives import LossTerms
+from mimax.paradigms.base import Method, ParamGroup, build_encoder, param_groups
+
+
+def ema_momentum(step: int, total_steps: int, base: float) -> float:
+    """Cosine EMA schedule (BYOL, Grill et al., 2020, §3.2): ``m_k = 1 - (1 - m_0)(cos(pi k / K) + 1) / 2``,
+    from ``m_0`` at ``k = 0`` up to 1 at ``k = K``."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * step / max(1, total_steps)) + 1.0) / 2.0
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """``ξ <- m ξ + (1 - m) θ`` for every parameter, as one fused ``lerp`` over the parameter list
+    (``ξ + (1 - m)(θ - ξ)``). Buffers (BatchNorm statistics) stay the target's own, as in BYOL."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), 1.0 - momentum)
+
+
+class SelfDistillationMethod(Method):
+    paradigm = "self-distillation"
+    has_predictor: ClassVar[bool] = False
+    projector_last_bn: ClassVar[bool] = False
+    reduction: ClassVar[str] = "mean"  # how the two directions of the view swap combine: "mean" or "sum"
+    predictor_fixed_lr: ClassVar[bool] = False  # SimSiam: the predictor keeps its base LR (no schedule)
+    configurable: ClassVar[bool] = False  # SDMI: --target_update and --predictor choose the rule and head
+
+    @classmethod
+    def update_rule(cls, cfg) -> str:
+        """The ξ-step: ``alternate``, ``ema`` or ``copy`` (the class's own unless a method makes it an option)."""
+        return cls.target_update
+
+    @classmethod
+    def uses_predictor(cls, cfg) -> bool:
+        return cls.has_predictor
+
+    @classmethod
+    def validate(cls, cfg) -> None:
+        from mimax.config import ConfigError
+
+        super().validate(cfg)
+        if not cls.configurable and cfg.predictor:
+            raise ConfigError("--predictor", f"is an SDMI option; {cls.name}'s predictor is fixed "
+                                             f"({cls.predictor_desc})")
+        if cfg.alternation_period != 1 and cls.update_rule(cfg) != "alternate":
+            raise ConfigError("--alternation_period", f"only applies to --target_update alternate "
+                                                      f"({cls.name} uses {cls.update_rule(cfg)})")
+        if cfg.target_update is not None and cfg.target_update != cls.update_rule(cfg):
+            raise ConfigError("--target_update", f"{cls.name} uses {cls.update_rule(cfg)}; only SDMI takes "
+                                                 f"--target_update (got {cfg.target_update!r})")
+        if cfg.target_init is not None and cls.update_rule(cfg) == "copy":
+            raise ConfigError("--target_init", f"{cls.name}'s target is the online encoder itself (copy rule)")
+        if cls.update_rule(cfg) == "ema" and cfg.ema_momentum is None:
+            raise ConfigError("--ema_momentum", f"{cls.name} has an EMA target: give the base momentum m_0")
+        if cls.uses_predictor(cfg) and cfg.predictor_dim is None:
+            raise ConfigError("--predictor_dim", f"{cls.name} has a predictor: give its hidden width")
+
+    def __init__(self, cfg, input_shape: tuple[int, ...]):
+        super().__init__(cfg, input_shape)
+        self.rule = self.update_rule(cfg)
+        self.period = cfg.alternation_period
+        self.online = build_encoder(cfg, input_shape, self.projector_last_bn)
+        self.predictor = (mlp_head(cfg.projection_dim, cfg.predictor_dim, cfg.projection_dim, 2)
+                          if self.uses_predictor(cfg) else None)
+        self.target: Encoder | None = None
+        if self.rule in ("alternate", "ema"):
+            # default: the paper's two independent encoders for alternate; BYOL's/MoCo-v3's copy for ema
+            init = cfg.target_init or ("independent" if self.rule == "alternate" else "copy")
+            self.target = (copy.deepcopy(self.online) if init == "copy"
+                           else build_encoder(cfg, input_shape, self.projector_last_bn))
+        if self.rule == "ema":
+            self.target.requires_grad_(False)  # moved by after_step, never by an optimizer
+
+    # --- what a method declares -----------------------------------------------------------------
+    def objective(self, p: Tensor, z: Tensor) -> LossTerms:
+        """The loss of one direction: ``p`` the online prediction, ``z`` the target embedding."""
+        raise NotImplementedError
+
+    # --- the paradigm ---------------------------------------------------------------------------
+    @property
+    def target_encoder(self) -> Encoder:
+        """g_ξ: a separate encoder (``alternate``, ``ema``) or f_θ itself (``copy``)."""
+        return self.online if self.target is None else self.target
+
+    def optimizer_groups(self) -> dict[str, list[ParamGroup]]:
+        online = param_groups(self.online)
+        if self.predictor is not None:
+            online += param_groups(self.predictor, fixed_lr=self.predictor_fixed_lr)
+        groups = {"online": online}
+        if self.rule == "alternate":
+            groups["target"] = param_groups(self.target)
+        return groups
+
+    def active_optimizer(self, step: int) -> str:
+        if self.rule == "alternate" and (step // self.period) % 2 == 1:
+            return "target"
+        return "online"
+
+    def predict(self, z: Tensor) -> Tensor:
+        return z if self.predictor is None else self.predictor(z)
+
+    def _combine(self, ab: LossTerms, ba: LossTerms) -> LossTerms:
+        scale = 1.0 if self.reduction == "sum" else 0.5
+        return {k: scale * (ab[k] + ba[k]) for k in ab}
+
+    def training_loss(self, x_a: Tensor, x_b: Tensor, step: int) -> LossTerms:
+        if self.active_optimizer(step) == "target":  # ξ-step: f_θ (and q) frozen, no autograd
+            with torch.no_grad():
+                p_a, p_b = self.predict(self.online(x_a)), self.predict(self.online(x_b))
+            z_a, z_b = self.target(x_a), self.target(x_b)
+            return self._combine(self.objective(p_a, z_b), self.objective(p_b, z_a))
+        z_a, z_b = self.online(x_a), self.online(x_b)  # θ-step
+        p_a, p_b = self.predict(z_a), self.predict(z_b)
+        if self.target is None:  # copy: the target is f_θ's own output, detached
+            t_a, t_b = z_a.detach(), z_b.detach()
+        else:
+            with torch.no_grad():
+                t_a, t_b = self.target(x_a), self.target(x_b)
+        return self._combine(self.objective(p_a, t_b), self.objective(p_b, t_a))
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        if self.rule == "ema":
+            ema_update(self.target, self.online, ema_momentum(step, total_steps, self.cfg.ema_momentum))
+
+    def encoders(self) -> dict[str, Encoder]:
+        if self.rule == "alternate":
+            return {"f_θ": self.online, "g_ξ": self.target}
+        return {"f_θ": self.online}
+
+    def monitor_pairs(self, x_a: Tensor, x_b: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """``embedding``: q(f_θ(x^A)) (f_θ(x^A) without predictor) vs g_ξ(x^B), the pair the objective
+        scores; ``backbone``: f_θ's features of the two views; ``backbone_g``: g_ξ's, for ``alternate``."""
+        h_a, h_b = self.online.features(x_a), self.online.features(x_b)
+        target = self.target_encoder
+        pairs = {"embedding": (self.predict(self.online.projector(h_a)), target(x_b)), "backbone": (h_a, h_b)}
+        if self.rule == "alternate":
+            pairs["backbone_g"] = (self.target.features(x_a), self.target.features(x_b))
+        return pairs

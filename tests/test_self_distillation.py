@@ -1,0 +1,208 @@
+"""The self-distillation paradigm: gradient flow, no-grad side, EMA math, SimSiam's copy, alternation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mimax.config import ConfigError, config_from_args
+from mimax.engine.optim import build_optimizer
+from mimax.methods import METHODS
+from mimax.objectives import simsiam_loss
+from mimax.paradigms.self_distillation import ema_momentum
+
+TINY = ["--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "64", "--gm_monitor_size", "64",
+        "--batch_size", "32"]
+
+
+def make(name, *flags):
+    cfg = config_from_args(["--model_name", name, *TINY, *flags])
+    torch.manual_seed(0)
+    return METHODS[name](cfg, (cfg.gm_dim,)), cfg
+
+
+def views(n=32, d=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    return x + 0.5 * torch.randn(n, d, generator=g), x + 0.5 * torch.randn(n, d, generator=g)
+
+
+def grads(module):
+    return [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("flags", [[], ["--predictor"]])
+def test_sdmi_theta_step_leaves_xi_grads_none_and_vice_versa(flags):
+    method, _ = make("SDMI", *flags)
+    x_a, x_b = views()
+    assert method.active_optimizer(0) == "online" and method.active_optimizer(1) == "target"
+    method.training_loss(x_a, x_b, step=0)["loss"].backward()
+    assert all(g is None for g in grads(method.target))
+    assert all(g is not None for g in grads(method.online))
+    if method.predictor is not None:
+        assert all(g is not None for g in grads(method.predictor))
+    method.zero_grad(set_to_none=True)
+    method.training_loss(x_a, x_b, step=1)["loss"].backward()
+    assert all(g is None for g in grads(method.online))
+    if method.predictor is not None:
+        assert all(g is None for g in grads(method.predictor))
+    assert all(g is not None for g in grads(method.target))
+
+
+def _record_grad_mode(module, log):
+    return module.register_forward_hook(lambda m, i, o: log.append((torch.is_grad_enabled(), o.requires_grad)))
+
+
+@pytest.mark.parametrize("name,flags", [("SDMI", []), ("SDMI", ["--predictor"]), ("BYOL", []), ("MoCoV3", [])])
+def test_the_side_not_updated_runs_without_autograd(name, flags):
+    method, _ = make(name, *flags)
+    x_a, x_b = views()
+    online_log, target_log = [], []
+    h1, h2 = _record_grad_mode(method.online, online_log), _record_grad_mode(method.target, target_log)
+    method.training_loss(x_a, x_b, step=0)
+    assert online_log == [(True, True)] * 2 and target_log == [(False, False)] * 2
+    if method.rule == "alternate":
+        online_log.clear(), target_log.clear()
+        method.training_loss(x_a, x_b, step=1)
+        assert online_log == [(False, False)] * 2 and target_log == [(True, True)] * 2
+    h1.remove(), h2.remove()
+
+
+def test_simsiam_target_is_the_online_output_detached():
+    method, _ = make("SimSiam")
+    assert method.target is None and method.target_encoder is method.online
+    x_a, x_b = views()
+    calls = []
+    hook = method.online.register_forward_hook(lambda m, i, o: calls.append(1))
+    loss = method.training_loss(x_a, x_b, step=0)["loss"]
+    hook.remove()
+    assert len(calls) == 2  # one forward per view, no extra target forward
+    loss.backward()
+    got = [p.grad.clone() for p in method.parameters()]
+    method.zero_grad(set_to_none=True)
+
+    def reference(detach):
+        z_a, z_b = method.online(x_a), method.online(x_b)
+        t_a, t_b = (z_a.detach(), z_b.detach()) if detach else (z_a, z_b)
+        p_a, p_b = method.predictor(z_a), method.predictor(z_b)
+        return (simsiam_loss(p_a, t_b)["loss"] + simsiam_loss(p_b, t_a)["loss"]) / 2
+
+    ref = reference(detach=True)
+    assert ref.item() == pytest.approx(loss.item(), rel=1e-6)
+    ref.backward()
+    assert all(torch.allclose(g, p.grad, atol=1e-7) for g, p in zip(got, method.parameters()))
+    method.zero_grad(set_to_none=True)
+    reference(detach=False).backward()  # without the stop-gradient the gradient differs
+    assert not all(torch.allclose(g, p.grad, atol=1e-7) for g, p in zip(got, method.parameters()))
+
+
+def test_ema_update_matches_hand_computation():
+    method, cfg = make("BYOL")
+    assert cfg.ema_momentum == 0.9
+    with torch.no_grad():
+        for p in method.target.parameters():
+            p.add_(torch.randn_like(p))
+    theta = [p.detach().clone() for p in method.online.parameters()]
+    xi = [p.detach().clone() for p in method.target.parameters()]
+    step, total = 3, 10
+    m = 1 - (1 - 0.9) * (math.cos(math.pi * step / total) + 1) / 2
+    method.after_step(step, total)
+    for t, s, new in zip(xi, theta, method.target.parameters()):
+        torch.testing.assert_close(new, m * t + (1 - m) * s, rtol=1e-6, atol=1e-7)
+    assert ema_momentum(0, 10, 0.9) == pytest.approx(0.9) and ema_momentum(10, 10, 0.9) == pytest.approx(1.0)
+
+
+def test_ema_target_starts_as_a_copy_and_has_no_optimizer():
+    method, _ = make("MoCoV3")
+    for a, b in zip(method.online.parameters(), method.target.parameters()):
+        assert torch.equal(a, b) and not b.requires_grad
+    groups = method.optimizer_groups()
+    assert list(groups) == ["online"]
+    target_ids = {id(p) for p in method.target.parameters()}
+    assert not target_ids & {id(p) for g in groups["online"] for p in g["params"]}
+
+
+def test_sdmi_target_init_independent_by_default_and_copy_as_option():
+    independent, _ = make("SDMI")
+    assert not all(torch.equal(a, b) for a, b in zip(independent.online.parameters(),
+                                                      independent.target.parameters()))
+    copied, _ = make("SDMI", "--target_init", "copy")
+    assert all(torch.equal(a, b) for a, b in zip(copied.online.parameters(), copied.target.parameters()))
+
+
+def test_simsiam_predictor_has_a_fixed_learning_rate():
+    method, _ = make("SimSiam")
+    groups = method.optimizer_groups()["online"]
+    pred = {id(p) for p in method.predictor.parameters()}
+    for g in groups:
+        assert g.get("fixed_lr", False) == (id(g["params"][0]) in pred)
+    opt = build_optimizer("sgd", groups, lr=0.1, weight_decay=0.0, momentum=0.9)
+    from mimax.engine.optim import set_learning_rates
+
+    set_learning_rates(opt, 0.25)
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(0.1 if g["fixed_lr"] else 0.025)
+
+
+def test_alternation_theta_step_then_xi_step_with_period():
+    method, cfg = make("SDMI", "--alternation_period", "2")
+    assert [method.active_optimizer(s) for s in range(6)] == ["online", "online", "target", "target",
+                                                              "online", "online"]
+    opts = {n: build_optimizer("adam", g, 1e-2, 0.0, 0.9) for n, g in method.optimizer_groups().items()}
+    assert set(opts) == {"online", "target"}
+    x_a, x_b = views()
+    for step in range(4):
+        before_f = [p.detach().clone() for p in method.online.parameters()]
+        before_g = [p.detach().clone() for p in method.target.parameters()]
+        active = opts[method.active_optimizer(step)]
+        loss = method.training_loss(x_a, x_b, step)["loss"]
+        active.zero_grad(set_to_none=True)
+        loss.backward()
+        active.step()
+        f_moved = any(not torch.equal(a, p) for a, p in zip(before_f, method.online.parameters()))
+        g_moved = any(not torch.equal(a, p) for a, p in zip(before_g, method.target.parameters()))
+        assert (f_moved, g_moved) == ((True, False) if step < 2 else (False, True)), step
+
+
+def test_encoders_rows_and_monitor_pairs():
+    sdmi, _ = make("SDMI", "--predictor")
+    assert sdmi.row_labels() == {"f_θ": "SDMI (f_θ)", "g_ξ": "SDMI (g_ξ)"}
+    x_a, x_b = views()
+    sdmi.eval()
+    with torch.no_grad():
+        pairs = sdmi.monitor_pairs(x_a, x_b)
+        assert set(pairs) == {"embedding", "backbone", "backbone_g"}
+        torch.testing.assert_close(pairs["embedding"][0], sdmi.predictor(sdmi.online(x_a)))
+        torch.testing.assert_close(pairs["embedding"][1], sdmi.target(x_b))
+        torch.testing.assert_close(pairs["backbone_g"][1], sdmi.target.features(x_b))
+    byol, _ = make("BYOL")
+    assert byol.row_labels() == {"f_θ": "BYOL"}
+    byol.eval()
+    with torch.no_grad():
+        assert set(byol.monitor_pairs(x_a, x_b)) == {"embedding", "backbone"}
+
+
+@pytest.mark.parametrize("name,flags,flag", [
+    ("BYOL", ["--target_update", "copy"], "--target_update"),
+    ("SimSiam", ["--predictor"], "--predictor"),
+    ("SimSiam", ["--target_init", "independent"], "--target_init"),
+    ("MoCoV3", ["--alternation_period", "3"], "--alternation_period"),
+    ("SimCLR", ["--ema_momentum", "0.9"], "--ema_momentum"),
+    ("VICReg", ["--predictor"], "--predictor"),
+    ("BYOL", ["--no_marginal"], "--no_marginal"),
+    ("SDMI", ["--target_update", "sometimes"], "--target_update"),
+    ("SDMI", ["--alternation_period", "0"], "--alternation_period"),
+    ("SDMI", ["--ema_momentum", "1.0"], "--ema_momentum"),
+])
+def test_method_options_are_validated(name, flags, flag):
+    with pytest.raises(ConfigError, match=f"^{flag}"):
+        make(name, *flags)
+
+
+def test_sdmi_ablation_rules_build():
+    ema, _ = make("SDMI", "--target_update", "ema", "--no_marginal", "--predictor")
+    assert ema.rule == "ema" and list(ema.optimizer_groups()) == ["online"] and ema.encoders().keys() == {"f_θ"}
+    cp, _ = make("SDMI", "--target_update", "copy")
+    assert cp.target is None and cp.active_optimizer(1) == "online"
