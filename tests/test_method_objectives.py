@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from mimax.objectives import (barlow_twins_loss, byol_loss, dv_objective, jmi_objective, moco_v3_loss,
-                              nt_xent_loss, simsiam_loss, vicreg_loss)
+from mimax.objectives import (
+    barlow_twins_loss,
+    byol_loss,
+    dv_objective,
+    jmi_objective,
+    moco_v3_loss,
+    nt_xent_loss,
+    simsiam_loss,
+    vicreg_loss,
+)
 
 
 def _batch(n=12, d=5, seed=0):
@@ -21,18 +29,6 @@ def _batch(n=12, d=5, seed=0):
 
 def _cos(a, b):
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-def test_dv_objective_matches_loop_reference():
-    u, v = _batch()
-    a, b = u.numpy(), v.numpy()
-    n, tau = a.shape[0], 0.3
-    s = [[_cos(a[i], b[j]) / tau for j in range(n)] for i in range(n)]
-    joint = sum(s[i][i] for i in range(n)) / n
-    marg = math.log(sum(math.exp(s[i][j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1)))
-    out = dv_objective(u, v, tau)
-    assert out["loss"].item() == pytest.approx(-(joint - marg), rel=1e-5)
-    assert dv_objective(u, v, tau, marginal=False)["loss"].item() == pytest.approx(-joint, rel=1e-5)
 
 
 def test_jmi_no_marginal_is_the_joint_term_only():
@@ -57,18 +53,6 @@ def test_moco_v3_matches_scaled_cross_entropy_reference():
         logits = [_cos(q[i].numpy(), k[j].numpy()) / tau for j in range(n)]
         ce += -(logits[i] - math.log(sum(math.exp(x) for x in logits)))
     assert moco_v3_loss(q, k, tau)["loss"].item() == pytest.approx(2 * tau * ce / n, rel=1e-5)
-
-
-def test_nt_xent_matches_reference():
-    u, v = _batch(seed=4)
-    tau, n = 0.5, len(u)
-    z = np.concatenate([u.numpy(), v.numpy()])
-    total = 0.0
-    for i in range(2 * n):
-        pos = (i + n) % (2 * n)
-        denom = sum(math.exp(_cos(z[i], z[k]) / tau) for k in range(2 * n) if k != i)
-        total += -math.log(math.exp(_cos(z[i], z[pos]) / tau) / denom)
-    assert nt_xent_loss(u, v, tau)["loss"].item() == pytest.approx(total / (2 * n), rel=1e-5)
 
 
 def test_barlow_twins_matches_reference():

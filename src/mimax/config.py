@@ -249,8 +249,8 @@ def _check(cond: bool, flag: str, message: str) -> None:
 def validate(cfg: Config) -> None:
     """Reject impossible settings before any work starts (one ConfigError naming the flag)."""
     for f in fields(cfg):
-        if getattr(cfg, f.name) is None and not f.metadata.get("optional") and f.name not in ("num_classes", "output_dir", "resume", "stop_after",
-                                                           "num_threads", "data_dir"):
+        if getattr(cfg, f.name) is None and not f.metadata.get("optional") and f.name not in (
+                "num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir"):
             raise ConfigError(f"--{f.name}", "has no value and no preset fills it")
     _check(cfg.epochs >= 1, "epochs", f"must be >= 1 (got {cfg.epochs})")
     _check(0 <= cfg.warmup_epochs < cfg.epochs, "warmup_epochs",
