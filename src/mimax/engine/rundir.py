@@ -43,14 +43,20 @@ def git_commit() -> str:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy
-    import torchvision
 
     from mimax import __version__
 
+    try:
+        torchvision_version = version("torchvision")  # no import: torchvision takes seconds to import
+    except PackageNotFoundError:
+        torchvision_version = "not installed"
+
     return {
         "mimax": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "numpy": numpy.__version__, "platform": platform.platform(),
+        "torchvision": torchvision_version, "numpy": numpy.__version__, "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
