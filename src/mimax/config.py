@@ -100,6 +100,25 @@ class Config:
     # --- evaluation ----------------------------------------------------------------------------
     knn_k: int = _opt(200, "k of the kNN evaluation")
     knn_temperature: float = _opt(0.07, "temperature of the kNN vote weights exp(cos/T)")
+    # --- image datasets, augmentation and ResNet width (issue 6; docs/data.md) ----------------------
+    download: bool = _opt(False, "fetch the dataset into --data_dir with torchvision's downloader "
+                                 "(CIFAR10, CIFAR100, MNIST, FashionMNIST; needs internet)")
+    class_list: str | None = _opt(None, "ImageNet100: file of WordNet ids, one per line, selecting the classes "
+                                        "(default: CMC's 100-class list shipped with mimax)", optional=True)
+    no_labels: bool = _opt(False, "use the images without labels: pretraining only, linear probe and kNN "
+                                  "are skipped (required by --dataset Folder)")
+    gpu_augment: bool = _opt(False, "batched augmentation on the training device (CPU too), independent "
+                                    "random parameters per image, instead of per-image torchvision "
+                                    "transforms in DataLoader workers")
+    resnet_width: int = _opt(64, "base width of the ResNet (channels of its first stage; 16 for the CPU protocol)")
+    image_size: int | None = _opt(None, "side of the square crops trained and evaluated on (auto: the "
+                                        "dataset's native size; 224 for ImageNet100/ImageFolder/Folder)", optional=True)
+    view_recipe: str = _opt("auto", "augmentation family used with --augmentation: simclr (symmetric), "
+                                    "byol (asymmetric), auto (the method's choice, else simclr)")
+    train_subset: int | None = _opt(None, "use a fixed subset of N training images (the same for every seed)", optional=True)
+    test_subset: int | None = _opt(None, "use a fixed subset of N test images (the same for every seed)", optional=True)
+    monitor_size: int | None = _opt(None, "image datasets: number of fixed held-out view pairs for the MI "
+                                          "monitors (auto: 2048; 512 above 64 px)", optional=True)
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +132,7 @@ FIELD_NAMES = [f.name for f in fields(Config)]
 # Flags that describe *how* to run, not *what* is trained: they may differ when resuming.
 RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
                   "tensorboard", "output_dir"}
+RUNTIME_FIELDS |= {"download"}
 
 BASE_PRESET: dict[str, Any] = dict(
     epochs=100, warmup_epochs=10, batch_size=256, initial_lr=0.05, weight_decay=1e-4, temperature=0.1,
@@ -128,6 +148,23 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
         model_save_interval=50, model_evaluation_interval=1000,
     ),
 }
+# Image datasets (issue 6). Epochs and batch size: solo-learn's pretraining configs (CIFAR: 1000 epochs,
+# batch 256; ImageNet-100: 400 epochs, batch 256 = 2 x 128); TinyImageNet has no standard protocol, we
+# use ImageNet-100's. Image sizes are the datasets' native sizes (224 for ImageNet-style photos).
+# FashionMNIST/MNIST/Digits: CPU-scale defaults of ours (the CPU protocol's scripts set their own flags).
+_IMAGE = dict(architecture="ResNet18", warmup_epochs=10, batch_size=256, model_save_interval=50,
+              model_evaluation_interval=1000, monitor_size=2048)
+DATASET_PRESETS.update({
+    "CIFAR10": dict(_IMAGE, epochs=1000, image_size=32),
+    "CIFAR100": dict(_IMAGE, epochs=1000, image_size=32),
+    "TinyImageNet": dict(_IMAGE, epochs=400, image_size=64),
+    "ImageNet100": dict(_IMAGE, epochs=400, image_size=224, monitor_size=512),
+    "ImageFolder": dict(_IMAGE, epochs=200, image_size=224, monitor_size=512),
+    "Folder": dict(_IMAGE, epochs=200, image_size=224, monitor_size=512),
+    "FashionMNIST": dict(_IMAGE, epochs=100, image_size=28),
+    "MNIST": dict(_IMAGE, epochs=100, image_size=28),
+    "Digits": dict(_IMAGE, epochs=50, warmup_epochs=5, batch_size=128, image_size=8, monitor_size=450),
+})
 
 
 def _dataset_names() -> list[str]:
@@ -246,6 +283,26 @@ def _check(cond: bool, flag: str, message: str) -> None:
         raise ConfigError(f"--{flag}", message)
 
 
+def validate_images(cfg: Config) -> None:
+    """Image-dataset flags (issue 6), and the data's location and layout (DataError before any work)."""
+    from mimax.data import IMAGE_DATASETS, check_data
+
+    _check(cfg.resnet_width >= 1, "resnet_width", f"must be >= 1 (got {cfg.resnet_width})")
+    _check(cfg.view_recipe in ("auto", "simclr", "byol"), "view_recipe",
+           f"expected auto, simclr or byol (got {cfg.view_recipe!r})")
+    for name in ("train_subset", "test_subset", "monitor_size", "image_size"):
+        value = getattr(cfg, name)
+        _check(value is None or value >= 1, name, f"must be >= 1 (got {value})")
+    if cfg.dataset not in IMAGE_DATASETS:
+        return
+    _check(cfg.architecture != "MLP", "architecture", f"{cfg.dataset} holds images: use ResNet18 or ResNet50")
+    _check(cfg.dataset != "Folder" or cfg.no_labels, "no_labels",
+           "--dataset Folder holds unlabelled images: add --no_labels (or use ImageFolder for a class-per-folder tree)")
+    _check(cfg.image_size is not None and cfg.image_size >= 8, "image_size",
+           f"must be >= 8 for image datasets (got {cfg.image_size})")
+    check_data(cfg)
+
+
 def validate(cfg: Config) -> None:
     """Reject impossible settings before any work starts (one ConfigError naming the flag)."""
     for f in fields(cfg):
@@ -292,6 +349,7 @@ def validate(cfg: Config) -> None:
         _check(cfg.gm_monitor_size >= 2, "gm_monitor_size", f"must be >= 2 (got {cfg.gm_monitor_size})")
         _check(cfg.num_classes is None or cfg.num_classes == cfg.gm_clusters, "num_classes",
                f"the Gaussian mixture has --gm_clusters={cfg.gm_clusters} classes (got {cfg.num_classes})")
+    validate_images(cfg)
     _check(cfg.mlp_hidden_dim >= 1, "mlp_hidden_dim", f"must be >= 1 (got {cfg.mlp_hidden_dim})")
     # methods (issue #3)
     _check(cfg.target_update in (None, "alternate", "ema", "copy"), "target_update",

@@ -24,7 +24,7 @@ ParamGroup = dict[str, Any]
 def build_encoder(cfg, input_shape: tuple[int, ...], projector_last_bn: bool = False) -> Encoder:
     """Backbone chosen by ``--architecture`` plus a projector of ``--projection_layer`` layers,
     hidden width ``--feature_dim`` and output width ``--projection_dim``."""
-    backbone, feature_dim = build_backbone(cfg.architecture, input_shape, cfg.mlp_hidden_dim)
+    backbone, feature_dim = build_backbone(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)
     projector = mlp_head(feature_dim, cfg.feature_dim, cfg.projection_dim, cfg.projection_layer, projector_last_bn)
     return Encoder(backbone, projector)
 

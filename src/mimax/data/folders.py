@@ -1,0 +1,123 @@
+"""Image folders: a labelled class-per-folder tree (``ImageFolder``) and an unlabelled folder
+(``Folder --no_labels``). Helpers here also scan the TinyImageNet and ImageNet-100 trees.
+
+``ImageFolder`` layouts: ``DATA_DIR/train/<class>/*.jpg`` with ``DATA_DIR/val/<class>/`` (or ``test/``)
+holding the same classes; or a single ``DATA_DIR/<class>/*.jpg`` tree, of which a fixed 10% of each
+class (at least one image) is held out as the test split. ``Folder``: every image file under
+``DATA_DIR`` (recursively), no labels: pretraining only. Image files are those with torchvision's
+``IMG_EXTENSIONS``; every file's header is checked before training (corrupt files are an error).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mimax.data.images import (IMAGENET_EVAL_CROP, SUBSET_SEED, ImageSplit, build_image_bundle,
+                               check_image_files, is_image_file, require_dir)
+from mimax.errors import DataError
+
+CLASS_TREE = "one sub-folder of images per class (DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/, " \
+             "or DATA_DIR/<class>/*.jpg)"
+HELD_OUT = 0.1
+
+
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and is_image_file(p))
+
+
+def class_names(root: Path, layout: str) -> list[str]:
+    require_dir(root, layout)
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise DataError(f"{root}: no class folders; expected {layout}")
+    return names
+
+
+def scan_classes(root: Path, classes: list[str], layout: str, subdir: str = "") -> tuple[list[Path], list[int]]:
+    """Image files of ``root/<class>/<subdir>`` for each class, with the class index as label."""
+    files, labels = [], []
+    for index, name in enumerate(classes):
+        folder = root / name / subdir if subdir else root / name
+        require_dir(folder, layout)
+        found = image_files(folder, recursive=not subdir)
+        if not found:
+            raise DataError(f"{folder}: empty class folder (no image files); expected {layout}")
+        files += found
+        labels += [index] * len(found)
+    return files, labels
+
+
+def file_split(files: list[Path], labels: list[int] | None, eval_crop: float) -> ImageSplit:
+    return ImageSplit(3, files=files, labels=None if labels is None else torch.tensor(labels, dtype=torch.int64),
+                      eval_crop=eval_crop)
+
+
+def held_out_split(files: list[Path], labels: list[int]) -> tuple[ImageSplit, ImageSplit]:
+    """A fixed ``HELD_OUT`` fraction of each class (at least one image, and at least one kept)."""
+    gen = torch.Generator().manual_seed(SUBSET_SEED)
+    y = torch.tensor(labels)
+    test_mask = torch.zeros(len(files), dtype=torch.bool)
+    for c in y.unique():
+        idx = (y == c).nonzero().squeeze(1)
+        if len(idx) < 2:
+            raise DataError(f"{files[idx[0]].parent}: a class needs at least 2 images to hold one out for testing")
+        take = max(1, int(HELD_OUT * len(idx)))
+        test_mask[idx[torch.randperm(len(idx), generator=gen)[:take]]] = True
+    split = [file_split([f for f, t in zip(files, test_mask) if t == want],
+                        [lab for lab, t in zip(labels, test_mask) if t == want], IMAGENET_EVAL_CROP)
+             for want in (False, True)]
+    return split[0], split[1]
+
+
+def _data_dir(cfg, layout: str) -> Path:
+    if cfg.data_dir is None:
+        raise DataError(f"{cfg.dataset} needs --data_dir: {layout}")
+    return require_dir(Path(cfg.data_dir), layout)
+
+
+def locate_image_folder(cfg) -> tuple[Path, Path | None]:
+    root = _data_dir(cfg, CLASS_TREE)
+    if (root / "train").is_dir():
+        test = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+        if test is None:
+            raise DataError(f"{root}: has train/ but no val/ or test/; expected {CLASS_TREE}")
+        return root / "train", test
+    return root, None
+
+
+def build_image_folder(cfg, device: torch.device, seed: int):
+    train_root, test_root = locate_image_folder(cfg)
+    classes = class_names(train_root, CLASS_TREE)
+    files, labels = scan_classes(train_root, classes, CLASS_TREE)
+    if test_root is None:
+        train, test = held_out_split(files, labels)
+    else:
+        test_classes = class_names(test_root, CLASS_TREE)
+        if test_classes != classes:
+            diff = sorted(set(classes) ^ set(test_classes))[:5]
+            raise DataError(f"{test_root}: its class folders differ from {train_root} (e.g. {', '.join(diff)}); "
+                            f"expected {CLASS_TREE}")
+        test_files, test_labels = scan_classes(test_root, classes, CLASS_TREE)
+        train, test = file_split(files, labels, IMAGENET_EVAL_CROP), file_split(test_files, test_labels,
+                                                                                  IMAGENET_EVAL_CROP)
+    check_image_files(train.files + test.files)
+    return build_image_bundle("ImageFolder", train, test, len(classes), cfg, device, seed)
+
+
+FLAT = "a folder of image files (searched recursively)"
+
+
+def locate_folder(cfg) -> Path:
+    return _data_dir(cfg, FLAT)
+
+
+def build_folder(cfg, device: torch.device, seed: int):
+    root = locate_folder(cfg)
+    files = image_files(root, recursive=True)
+    if not files:
+        raise DataError(f"{root}: no image files found; expected {FLAT}")
+    check_image_files(files)
+    return build_image_bundle("Folder", file_split(files, None, IMAGENET_EVAL_CROP), None, None, cfg, device, seed)

@@ -1,0 +1,61 @@
+"""ImageNet-100: 100 ImageNet-1k classes (CMC's list, Tian et al. 2019, shipped as
+``imagenet100_classes.txt``; ``--class_list FILE`` overrides).
+
+``--data_dir`` holds ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (the validation images sorted into
+class folders, as most ImageNet preparation scripts leave them): a prepared ImageNet-100 or a full
+ImageNet-1k root alike. The listed classes are selected (each must exist in train/ and val/), other
+class folders are ignored. The val split is the test split. Labels follow the order of the class list.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from mimax.data.folders import class_names, file_split, scan_classes
+from mimax.data.images import IMAGENET_EVAL_CROP, build_image_bundle, check_image_files, require_dir
+from mimax.errors import DataError
+
+LAYOUT = "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (a prepared ImageNet-100, or an ImageNet-1k root)"
+
+
+def read_class_list(path: str | None) -> list[str]:
+    """WordNet ids, one per line ('#' comments and blank lines ignored)."""
+    if path is None:
+        text = resources.files("mimax.data").joinpath("imagenet100_classes.txt").read_text()
+        where = "the packaged imagenet100_classes.txt"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"{p}: --class_list file not found; expected one WordNet id per line")
+        text, where = p.read_text(), str(p)
+    wnids = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not wnids or len(set(wnids)) != len(wnids):
+        raise DataError(f"{where}: expected distinct class ids, one per line")
+    return wnids
+
+
+def locate(cfg) -> tuple[Path, list[str]]:
+    if cfg.data_dir is None:
+        raise DataError(f"ImageNet100 needs --data_dir: {LAYOUT}")
+    root = require_dir(Path(cfg.data_dir), LAYOUT)
+    wnids = read_class_list(cfg.class_list)
+    for split in ("train", "val"):
+        present = set(class_names(root / split, LAYOUT))
+        missing = [w for w in wnids if w not in present]
+        if missing:
+            raise DataError(f"{root / split}: {len(missing)} of the {len(wnids)} listed classes are missing "
+                            f"(e.g. {', '.join(missing[:3])}); expected {LAYOUT}")
+    return root, wnids
+
+
+def build_imagenet100(cfg, device: torch.device, seed: int):
+    root, wnids = locate(cfg)
+    train_files, train_labels = scan_classes(root / "train", wnids, LAYOUT)
+    val_files, val_labels = scan_classes(root / "val", wnids, LAYOUT)
+    train = file_split(train_files, train_labels, IMAGENET_EVAL_CROP)
+    test = file_split(val_files, val_labels, IMAGENET_EVAL_CROP)
+    check_image_files(train.files + test.files)
+    return build_image_bundle("ImageNet100", train, test, len(wnids), cfg, device, seed)

@@ -1,0 +1,199 @@
+"""Augmentation recipes and the two implementations that draw views from them.
+
+A :class:`ViewRecipe` fixes, for each of the two views, the random ops and their parameters:
+
+- ``simclr`` (symmetric; Chen et al., 2020, "A Simple Framework for Contrastive Learning of Visual
+  Representations", Appendix A): random resized crop, scale (0.08, 1), aspect (3/4, 4/3); horizontal
+  flip p = 0.5; colour jitter p = 0.8 with strength s, (brightness, contrast, saturation, hue) =
+  (0.8 s, 0.8 s, 0.8 s, 0.2 s), s = 1 at ImageNet scale and s = 0.5 for small images (their CIFAR-10
+  setting, Appendix B.9); grayscale p = 0.2; Gaussian blur p = 0.5, sigma in (0.1, 2), kernel 10% of
+  the image side (omitted for small images, as SimCLR does on CIFAR-10). Same recipe for both views.
+- ``byol`` (asymmetric; Grill et al., 2020, "Bootstrap Your Own Latent", Table 6): crop and flip as
+  above; colour jitter p = 0.8 with (0.4, 0.4, 0.2, 0.1); grayscale p = 0.2; blur p = (1.0, 0.1) for
+  (view 1, view 2); solarization p = (0.0, 0.2). Small images drop the blur, as solo-learn's CIFAR
+  BYOL/Barlow/VICReg configs do (blur probability 0 for 32 px).
+- ``weak`` (without ``--augmentation``): random resized crop with the same scale range + flip only.
+
+"Small images" are those under 64 px: blur with a kernel of 10% of the side (3 px at 32 px) does next to
+nothing and SimCLR/solo-learn turn it off there. Grayscale datasets (1 channel) have no saturation, hue or
+grayscale ops. Digits (8 px) use crop scale (0.5, 1), our choice: 8% of an 8x8 image is ~2 pixels.
+
+``--augmentation`` selects the full recipe (``--view_recipe``: ``auto`` uses the method's declared
+``view_recipe`` class attribute, else ``simclr``); without it both views use ``weak``.
+
+Two implementations behind one interface, each taking uint8 images (C, H, W) and returning two
+normalized float views:
+- :func:`torchvision_view` builds a per-image ``torchvision.transforms.v2`` pipeline (run in DataLoader
+  workers);
+- :class:`BatchedViews` applies the same recipe to a uint8 batch on its device, drawing independent
+  parameters per image (``--gpu_augment``; :mod:`mimax.data.tensor_ops`). Its crop is bilinear without
+  antialiasing (grid sampling), torchvision's is antialiased; the parameter distributions are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+from torchvision.transforms import v2
+
+from mimax.data import tensor_ops as ops
+
+# Per-channel mean/std of the training split, on [0, 1] pixels.
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "CIFAR10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "CIFAR100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "ImageNet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision's ImageNet constants
+    "MNIST": ((0.1307,), (0.3081,)),
+    "FashionMNIST": ((0.2860,), (0.3530,)),
+    "Digits": ((0.3053,), (0.3759,)),  # scikit-learn digits / 16; checked by tests/test_views.py
+}
+# TinyImageNet, ImageNet100 and user folders use the ImageNet constants.
+NORMALIZATION_FOR = {"TinyImageNet": "ImageNet", "ImageNet100": "ImageNet", "ImageFolder": "ImageNet",
+                     "Folder": "ImageNet"}
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The random ops of one view and their parameters (probabilities 0 mean 'off')."""
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.0
+    jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # brightness, contrast, saturation, hue
+    grayscale_p: float = 0.0
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0
+
+
+@dataclass(frozen=True)
+class ViewRecipe:
+    name: str
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    views: tuple[ViewSpec, ViewSpec] = field(default=(ViewSpec(), ViewSpec()))
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    @property
+    def blur_kernel(self) -> int:
+        """10% of the side, odd (SimCLR Appendix A)."""
+        k = max(3, int(0.1 * self.size))
+        return k if k % 2 else k + 1
+
+
+def normalization(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return NORMALIZATION[NORMALIZATION_FOR.get(dataset, dataset)]
+
+
+def make_recipe(kind: str, dataset: str, size: int, channels: int) -> ViewRecipe:
+    """The ``kind`` (weak, simclr, byol) recipe for ``dataset`` at ``size`` px with ``channels``."""
+    mean, std = normalization(dataset)
+    if len(mean) != channels:
+        mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
+    scale = (0.5, 1.0) if size < 16 else (0.08, 1.0)
+    base = ViewSpec(crop_scale=scale)
+    small, color = size < 64, channels == 3
+    if kind == "weak":
+        return ViewRecipe(kind, size, mean, std, (base, base))
+    if kind == "simclr":
+        s = 0.5 if small else 1.0
+        jitter = (0.8 * s, 0.8 * s, 0.8 * s if color else 0.0, 0.2 * s if color else 0.0)
+        view = replace(base, jitter_p=0.8, jitter=jitter, grayscale_p=0.2 if color else 0.0,
+                       blur_p=0.0 if small else 0.5)
+        return ViewRecipe(kind, size, mean, std, (view, view))
+    if kind == "byol":
+        jitter = (0.4, 0.4, 0.2 if color else 0.0, 0.1 if color else 0.0)
+        common = replace(base, jitter_p=0.8, jitter=jitter, grayscale_p=0.2 if color else 0.0)
+        first = replace(common, blur_p=0.0 if small else 1.0, solarize_p=0.0)
+        second = replace(common, blur_p=0.0 if small else 0.1, solarize_p=0.2)
+        return ViewRecipe(kind, size, mean, std, (first, second))
+    raise ValueError(f"unknown view recipe {kind!r}; expected weak, simclr or byol")
+
+
+def recipe_for(cfg, dataset: str, channels: int) -> ViewRecipe:
+    """The recipe a run uses: ``weak`` without ``--augmentation``, else ``--view_recipe``."""
+    if not cfg.augmentation:
+        kind = "weak"
+    elif cfg.view_recipe == "auto":
+        from mimax.methods import METHODS
+
+        kind = getattr(METHODS[cfg.model_name], "view_recipe", "simclr")
+    else:
+        kind = cfg.view_recipe
+    return make_recipe(kind, dataset, cfg.image_size, channels)
+
+
+def torchvision_view(recipe: ViewRecipe, view: int) -> v2.Compose:
+    """Per-image torchvision v2 pipeline of view ``view`` (0 or 1): uint8 (C, H, W) -> normalized float."""
+    spec = recipe.views[view]
+    steps: list = [v2.RandomResizedCrop(recipe.size, scale=spec.crop_scale, ratio=spec.crop_ratio, antialias=True)]
+    if spec.flip_p:
+        steps.append(v2.RandomHorizontalFlip(spec.flip_p))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if spec.jitter_p:
+        steps.append(v2.RandomApply([v2.ColorJitter(*spec.jitter)], p=spec.jitter_p))
+    if spec.grayscale_p:
+        steps.append(v2.RandomGrayscale(spec.grayscale_p))
+    if spec.blur_p:
+        steps.append(v2.RandomApply([v2.GaussianBlur(recipe.blur_kernel, spec.blur_sigma)], p=spec.blur_p))
+    if spec.solarize_p:
+        steps.append(v2.RandomSolarize(0.5, p=spec.solarize_p))
+    steps.append(v2.Normalize(recipe.mean, recipe.std))
+    return v2.Compose(steps)
+
+
+class TorchvisionViews:
+    """Two views of one uint8 image with per-image torchvision transforms (global torch RNG)."""
+
+    def __init__(self, recipe: ViewRecipe):
+        self.recipe = recipe
+        self.pipelines = (torchvision_view(recipe, 0), torchvision_view(recipe, 1))
+
+    def __call__(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        return self.pipelines[0](image), self.pipelines[1](image)
+
+
+class BatchedViews:
+    """Two views of a uint8 batch (B, C, H, W) on its own device, independent random parameters per
+    image drawn from ``gen`` (a generator on the batch's device)."""
+
+    def __init__(self, recipe: ViewRecipe):
+        self.recipe = recipe
+
+    def __call__(self, images: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        x = images.float().div_(255)
+        return self.view(x, 0, gen), self.view(x, 1, gen)
+
+    def view(self, x: Tensor, view: int, gen: torch.Generator) -> Tensor:
+        spec, recipe, n, dev = self.recipe.views[view], self.recipe, x.shape[0], x.device
+        boxes = ops.sample_crop_boxes(n, x.shape[2], x.shape[3], spec.crop_scale, spec.crop_ratio, gen, dev)
+        flip = torch.rand(n, generator=gen, device=dev) < spec.flip_p
+        out = ops.resized_crop_flip(x, boxes, flip, recipe.size)
+        if spec.jitter_p:
+            apply = torch.rand(n, generator=gen, device=dev) < spec.jitter_p
+            factors = torch.stack([
+                ops.uniform(n, max(0.0, 1 - s), 1 + s, gen, dev) for s in spec.jitter[:3]
+            ] + [ops.uniform(n, -spec.jitter[3], spec.jitter[3], gen, dev)], dim=1)
+            order = torch.rand(n, 4, generator=gen, device=dev).argsort(dim=1)
+            order = torch.where(torch.tensor([s > 0 for s in spec.jitter], device=dev)[order], order, -1)
+            out = ops.color_jitter(out, factors, order, apply)
+        if spec.grayscale_p:
+            gray = torch.rand(n, generator=gen, device=dev) < spec.grayscale_p
+            out = ops.apply_where(out, gray, lambda v: ops.grayscale(v).expand_as(v))
+        if spec.blur_p:
+            blur = torch.rand(n, generator=gen, device=dev) < spec.blur_p
+            sigma = ops.uniform(n, *spec.blur_sigma, gen, dev)
+            out = ops.apply_where(out, blur, lambda v: ops.gaussian_blur(v, sigma[blur], recipe.blur_kernel))
+        if spec.solarize_p:
+            sol = torch.rand(n, generator=gen, device=dev) < spec.solarize_p
+            out = ops.apply_where(out, sol, ops.solarize)
+        mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
+        std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
+        return (out - mean) / std
