@@ -40,12 +40,14 @@ def require_dir(path: Path, layout: str) -> Path:
 
 
 def decode_image(path: Path, channels: int) -> Tensor:
-    """uint8 (C, H, W) from an image file (RGB for 3 channels, luma for 1); DataError if it fails."""
-    from torchvision.io import ImageReadMode, decode_image as tv_decode
+    """uint8 (C, H, W) from an image file (RGB for 3 channels, luma for 1), decoded by PIL;
+    DataError naming the file if it fails."""
+    from PIL import Image
 
     try:
-        return tv_decode(str(path), mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY)
-    except (RuntimeError, OSError, ValueError) as exc:
+        with Image.open(path) as img:
+            return TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot decode image ({str(exc).splitlines()[0][:120]}); "
                         "delete or replace the file") from None
 

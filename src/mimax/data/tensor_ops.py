@@ -53,21 +53,26 @@ def sample_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float
     return torch.stack([top, left, h, w], dim=1)
 
 
-def resized_crop_flip(x: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tensor:
-    """Crop ``boxes`` (top, left, h, w) out of each image, resize to ``size`` x ``size`` (bilinear,
-    ``align_corners=False`` as torchvision's resize, without antialiasing) and mirror where ``flip``.
+def _sample_positions(start: Tensor, length: Tensor, size: int, extent: int) -> Tensor:
+    """(B, size) normalized sampling coordinates of a crop ``[start, start + length)`` resized to ``size``:
+    output pixel o reads input coordinate ``start + (o + 0.5) length / size - 0.5`` (pixel centers,
+    ``align_corners=False``), clamped to the crop's first/last pixel as resizing the cropped image does."""
+    o = torch.arange(size, dtype=start.dtype, device=start.device) + 0.5
+    pos = start.unsqueeze(1) + o * (length / size).unsqueeze(1) - 0.5
+    pos = torch.maximum(torch.minimum(pos, (start + length - 1).unsqueeze(1)), start.unsqueeze(1))
+    return (2 * pos + 1) / extent - 1
 
-    One affine sampling grid per image: output coordinate u in [-1, 1] reads input pixel coordinate
-    ``left + (u + 1) / 2 * w`` (mirrored: -u), i.e. normalized ``(2 left + w) / W - 1 + u w / W``.
-    """
-    n, c, height, width = x.shape
+
+def resized_crop_flip(x: Tensor, boxes: Tensor, flip: Tensor, size: int) -> Tensor:
+    """Crop ``boxes`` (top, left, h, w) out of each image, resize to ``size`` x ``size`` (bilinear, as
+    torchvision's ``resized_crop`` with ``antialias=False``; identical when upsampling) and mirror the
+    images where ``flip``. One separable sampling grid per image, read by ``grid_sample``."""
+    n, _, height, width = x.shape
     top, left, h, w = boxes.to(x.dtype).unbind(1)
-    theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0] = torch.where(flip, -w / width, w / width)
-    theta[:, 0, 2] = (2 * left + w) / width - 1
-    theta[:, 1, 1] = h / height
-    theta[:, 1, 2] = (2 * top + h) / height - 1
-    grid = F.affine_grid(theta, [n, c, size, size], align_corners=False)
+    xs = _sample_positions(left, w, size, width)
+    xs = torch.where(flip.unsqueeze(1), xs.flip(1), xs)
+    ys = _sample_positions(top, h, size, height)
+    grid = torch.stack([xs.unsqueeze(1).expand(n, size, size), ys.unsqueeze(2).expand(n, size, size)], dim=3)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

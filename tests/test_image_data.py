@@ -1,0 +1,352 @@
+"""Image datasets read from fixtures written here in each real on-disk format, through the code users run
+(``config.resolve`` validates the location, ``build_data`` loads it); and every bad-data case."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from image_fixtures import (idx_bytes, py2_pickle, write_cifar, write_class_tree, write_idx_set, write_image,
+                            write_tar, write_tiny_imagenet)
+
+from mimax.config import ConfigError, resolve
+from mimax.data import build_data
+from mimax.data.imagenet100 import read_class_list
+from mimax.data.views import normalization
+from mimax.errors import DataError
+
+CPU = torch.device("cpu")
+
+
+def make_cfg(dataset: str, data_dir: Path | str | None, **kw):
+    values = dict(model_name="SimCLR", dataset=dataset, batch_size=4, num_workers=0, resnet_width=8,
+                  monitor_size=6, epochs=2, warmup_epochs=0)
+    if data_dir is not None:
+        values["data_dir"] = str(data_dir)
+    values.update(kw)
+    return resolve(values)
+
+
+def load(dataset: str, data_dir, **kw):
+    return build_data(make_cfg(dataset, data_dir, **kw), CPU, 0)
+
+
+def stored_images(dataset) -> torch.Tensor:
+    return dataset.split.images
+
+
+# --- CIFAR ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extracted", [False, True])
+def test_cifar10_archive_and_folder_hold_the_pickled_images(tmp_path, extracted):
+    path, batches = write_cifar(tmp_path, extracted=extracted)
+    data = load("CIFAR10", tmp_path)
+    train = [batches[f"data_batch_{i}"] for i in range(1, 6)]
+    want = np.concatenate([b["data"] for b in train]).reshape(-1, 3, 32, 32)
+    assert torch.equal(stored_images(data.probe_train), torch.from_numpy(want))
+    assert data.probe_train.split.labels.tolist() == sum((b["labels"] for b in train), [])
+    assert data.probe_test.split.labels.tolist() == batches["test_batch"]["labels"]
+    assert data.num_classes == 10 and data.input_shape == (3, 32, 32)
+    x, y = data.probe_test[3]
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in normalization("CIFAR10"))
+    raw = torch.from_numpy(batches["test_batch"]["data"][3].reshape(3, 32, 32)).float() / 255
+    assert torch.allclose(x, (raw - mean) / std) and y == batches["test_batch"]["labels"][3]
+    a, b = data.monitor_views
+    assert a.shape == b.shape == (6, 3, 32, 32) and not torch.equal(a, b)
+    x_a, x_b = next(iter(data.train_views.epoch(1)))
+    assert x_a.shape == (4, 3, 32, 32) and len(data.train_views) == 60 // 4
+
+
+def test_cifar100_uses_fine_labels(tmp_path):
+    _, batches = write_cifar(tmp_path, "CIFAR100")
+    data = load("CIFAR100", tmp_path / "cifar-100-python.tar.gz")
+    assert data.num_classes == 100
+    assert data.probe_train.split.labels.tolist() == batches["train"]["fine_labels"]
+
+
+class _WritesAFile:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_pickle_is_refused_and_creates_nothing(tmp_path):
+    target = tmp_path / "pwned.txt"
+    evil = pickle.dumps({"data": _WritesAFile(str(target)), "labels": []}, protocol=2)
+    control = tmp_path / "control.txt"  # the same payload does create a file with the plain unpickler
+    pickle.loads(pickle.dumps(_WritesAFile(str(control)), protocol=2)).close()
+    assert control.exists()
+    write_cifar(tmp_path / "d", override={"data_batch_3": evil})
+    with pytest.raises(DataError, match=r"data_batch_3.*refusing to load .*open"):
+        load("CIFAR10", tmp_path / "d")
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("bad_name", ["../escape.txt", "/tmp/absolute.txt", "cifar-10-batches-py/../../up"])
+def test_archive_with_escaping_members_is_refused(tmp_path, bad_name):
+    files = {f"cifar-10-batches-py/{n}": py2_pickle({"data": np.zeros((1, 3072), np.uint8), "labels": [0]})
+             for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]}
+    files[bad_name] = b"x"
+    (tmp_path / "d").mkdir()
+    write_tar(tmp_path / "d" / "cifar-10-python.tar.gz", files)
+    with pytest.raises(DataError, match="outside its folder"):
+        load("CIFAR10", tmp_path / "d")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "up").exists()
+
+
+def test_archive_with_link_member_is_refused(tmp_path):
+    files = {f"cifar-10-batches-py/data_batch_{i}": b"" for i in range(1, 5)}
+    files["cifar-10-batches-py/test_batch"] = b""
+    (tmp_path / "d").mkdir()
+    write_tar(tmp_path / "d" / "cifar-10-python.tar.gz", files,
+              links={"cifar-10-batches-py/data_batch_5": "/etc/passwd"})
+    with pytest.raises(DataError, match="link member"):
+        load("CIFAR10", tmp_path / "d")
+
+
+def test_wrong_archive_and_non_archive(tmp_path):
+    (tmp_path / "a").mkdir()
+    write_tar(tmp_path / "a" / "cifar-10-python.tar.gz", {"other/readme.txt": b"hello"})
+    with pytest.raises(DataError, match="wrong archive, missing data_batch_1"):
+        load("CIFAR10", tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "cifar-10-python.tar.gz").write_bytes(b"not a tar file at all")
+    with pytest.raises(DataError, match="not a readable tar archive"):
+        load("CIFAR10", tmp_path / "b")
+    write_cifar(tmp_path / "c", "CIFAR100")
+    with pytest.raises(DataError, match="no CIFAR10 data found"):  # a CIFAR-100 archive given for CIFAR-10
+        make_cfg("CIFAR10", tmp_path / "c")
+
+
+def test_cifar_label_count_mismatch(tmp_path):
+    bad = py2_pickle({"data": np.zeros((5, 3072), np.uint8), "labels": [0, 1, 2]})
+    write_cifar(tmp_path, override={"test_batch": bad})
+    with pytest.raises(DataError, match="test_batch: 5 images but 3 labels"):
+        load("CIFAR10", tmp_path)
+
+
+def test_missing_data_dir_fails_at_validation(tmp_path):
+    with pytest.raises(DataError, match=f"{tmp_path / 'nope'}: no CIFAR10 data found"):
+        make_cfg("CIFAR10", tmp_path / "nope")
+    with pytest.raises(DataError, match="needs --data_dir"):
+        make_cfg("CIFAR10", None)
+
+
+# --- IDX (MNIST / Fashion-MNIST) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("dataset", ["FashionMNIST", "MNIST"])
+def test_idx_files_gzipped_or_raw(tmp_path, gz, dataset):
+    arrays = write_idx_set(tmp_path, gz=gz)
+    data = load(dataset, tmp_path)
+    assert torch.equal(stored_images(data.probe_train)[:, 0], torch.from_numpy(arrays["train-images-idx3-ubyte"]))
+    assert data.probe_test.split.labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+    assert data.input_shape == (1, 28, 28) and data.num_classes == 10
+
+
+def test_idx_bad_files(tmp_path):
+    arrays = write_idx_set(tmp_path, gz=False)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(arrays["train-labels-idx1-ubyte"][:-3]))
+    with pytest.raises(DataError, match="40 images but train-labels-idx1-ubyte has 37 labels"):
+        load("MNIST", tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)
+    with pytest.raises(DataError, match="bad magic number"):
+        load("MNIST", tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(arrays["train-labels-idx1-ubyte"])[:-5])
+    with pytest.raises(DataError, match="IDX header says"):
+        load("MNIST", tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(DataError, match="missing t10k-images-idx3-ubyte"):
+        make_cfg("MNIST", tmp_path)
+    (tmp_path / "bad.gz").write_bytes(b"garbage")
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x01\x02"))
+    with pytest.raises(DataError):
+        load("MNIST", tmp_path)
+
+
+# --- TinyImageNet ----------------------------------------------------------------------------------
+
+def test_tiny_imagenet_tree(tmp_path):
+    wnids = ["n01443537", "n01629819", "n01641577"]
+    root = write_tiny_imagenet(tmp_path, wnids)
+    for data_dir in (tmp_path, root):  # the parent or the tiny-imagenet-200 folder itself
+        data = load("TinyImageNet", data_dir)
+        assert data.num_classes == 3 and data.input_shape == (3, 64, 64)
+        assert data.probe_train.split.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+        assert data.probe_test.split.labels.tolist() == [k % 3 for k in range(6)]
+    x, _ = data.probe_train[0]  # a grayscale JPEG comes out as 3 channels
+    assert x.shape == (3, 64, 64)
+
+
+def test_tiny_imagenet_bad_trees(tmp_path):
+    wnids = ["n01443537", "n01629819"]
+    root = write_tiny_imagenet(tmp_path, wnids)
+    write_image(root / "val" / "images" / "stray.JPEG", np.random.default_rng(0), (64, 64))
+    with pytest.raises(DataError, match="5 images but val_annotations.txt annotates 4"):
+        load("TinyImageNet", tmp_path)
+    (root / "val" / "images" / "stray.JPEG").unlink()
+    (root / "val" / "images" / "val_0.JPEG").unlink()
+    with pytest.raises(DataError, match="annotated image .*val_0.JPEG does not exist"):
+        load("TinyImageNet", tmp_path)
+    for f in (root / "train" / wnids[1] / "images").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match=f"{wnids[1]}/images: empty class folder"):
+        load("TinyImageNet", tmp_path)
+    (root / "wnids.txt").unlink()
+    with pytest.raises(DataError, match="missing wnids.txt"):
+        make_cfg("TinyImageNet", tmp_path)
+
+
+# --- ImageNet-100 ----------------------------------------------------------------------------------
+
+def test_packaged_imagenet100_class_list():
+    wnids = read_class_list(None)
+    assert len(wnids) == 100 == len(set(wnids)) and all(w.startswith("n") and len(w) == 9 for w in wnids)
+
+
+def test_imagenet_root_filtered_by_class_list(tmp_path):
+    all_classes = ["n01440764", "n01443537", "n01484850", "n01491361"]
+    for split in ("train", "val"):
+        write_class_tree(tmp_path / split, all_classes, per_class=2 if split == "val" else 3, ext=".JPEG")
+    class_list = tmp_path / "classes.txt"
+    class_list.write_text("# two classes\nn01484850\nn01440764\n")
+    data = load("ImageNet100", tmp_path, class_list=str(class_list), image_size=16)
+    assert data.num_classes == 2 and data.input_shape == (3, 16, 16)
+    assert [p.parent.name for p in data.probe_train.split.files] == ["n01484850"] * 3 + ["n01440764"] * 3
+    assert data.probe_test.split.labels.tolist() == [0, 0, 1, 1]
+    assert data.probe_test[0][0].shape == (3, 16, 16)
+    with pytest.raises(DataError, match="100 listed classes are missing"):
+        make_cfg("ImageNet100", tmp_path)  # the packaged CMC list: these fake classes are not it
+    (tmp_path / "missing.txt").write_text("n01440764\nn09999999\n")
+    with pytest.raises(DataError, match=r"train: 1 of the 2 listed classes are missing \(e.g. n09999999\)"):
+        make_cfg("ImageNet100", tmp_path, class_list=str(tmp_path / "missing.txt"))
+
+
+# --- ImageFolder / Folder --------------------------------------------------------------------------
+
+def test_image_folder_train_val_layout(tmp_path):
+    pixels = write_class_tree(tmp_path / "train", ["cat", "dog"], per_class=3)
+    write_class_tree(tmp_path / "val", ["cat", "dog"], per_class=2, seed=1)
+    data = load("ImageFolder", tmp_path, image_size=16)
+    assert data.num_classes == 2 and data.probe_train.split.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(data.probe_test) == 4
+    decoded = data.probe_train.split.raw(4)  # dog_1.png, lossless
+    assert torch.equal(decoded, torch.from_numpy(pixels["dog"][1]).permute(2, 0, 1))
+
+
+def test_image_folder_single_tree_holds_out_a_fixed_tenth(tmp_path):
+    write_class_tree(tmp_path, ["a", "b", "c"], per_class=20)
+    first = load("ImageFolder", tmp_path, image_size=16)
+    again = load("ImageFolder", tmp_path, image_size=16, seed=5)
+    assert len(first.probe_test) == 6 and len(first.probe_train) == 54
+    assert first.probe_test.split.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert first.probe_test.split.files == again.probe_test.split.files
+    assert not set(first.probe_test.split.files) & set(first.probe_train.split.files)
+
+
+def test_image_folder_bad_trees(tmp_path):
+    write_class_tree(tmp_path / "train", ["cat", "dog"], per_class=3)
+    with pytest.raises(DataError, match="has train/ but no val/ or test/"):
+        make_cfg("ImageFolder", tmp_path)
+    write_class_tree(tmp_path / "val", ["cat", "cow"], per_class=2)
+    with pytest.raises(DataError, match="class folders differ"):
+        load("ImageFolder", tmp_path, image_size=16)
+    (tmp_path / "val" / "cow").rename(tmp_path / "val" / "dog")
+    (tmp_path / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="broken.png: corrupt or unreadable image file"):
+        load("ImageFolder", tmp_path, image_size=16)
+    (tmp_path / "train" / "dog" / "broken.png").unlink()
+    for f in (tmp_path / "train" / "dog").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match="train/dog: empty class folder"):
+        load("ImageFolder", tmp_path, image_size=16)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_file_that_fails_to_decode_names_the_file(tmp_path, workers):
+    write_class_tree(tmp_path, ["a", "b"], per_class=4, ext=".jpg", size=(24, 24))
+    data = load("ImageFolder", tmp_path, image_size=16, num_workers=workers, batch_size=2)
+    victim = data.probe_train.split.files[2]  # a training image
+    blob = victim.read_bytes()
+    victim.write_bytes(blob[:len(blob) * 9 // 10])  # header intact (passes the pre-check), pixels truncated
+    with pytest.raises(DataError) as err:
+        for _ in data.train_views.epoch(1):
+            pass
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(victim)) and "cannot decode image" in message
+
+
+def test_flat_folder_without_labels(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        write_image(tmp_path / ("sub" if i % 2 else "") / f"img{i}.png", rng)
+    data = load("Folder", tmp_path, no_labels=True, image_size=16)
+    assert data.probe_train is None and data.probe_test is None and data.num_classes is None
+    assert data.monitor_views[0].shape == (6, 3, 16, 16)
+    assert "linear probe and kNN evaluation are skipped" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="--no_labels"):
+        make_cfg("Folder", tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no image files found"):
+        load("Folder", tmp_path / "empty", no_labels=True)
+
+
+# --- shared behaviour ------------------------------------------------------------------------------
+
+def test_digits_split_and_normalization_constants():
+    data = load("Digits", None)
+    train = data.probe_train.split.images.float() / 255
+    assert len(data.probe_train) + len(data.probe_test) == 1797 and data.input_shape == (1, 8, 8)
+    everything = torch.cat([train, data.probe_test.split.images.float() / 255])
+    mean, std = normalization("Digits")
+    assert abs(everything.mean().item() - mean[0]) < 1e-3 and abs(everything.std().item() - std[0]) < 1e-3
+
+
+def test_subsets_are_fixed_and_shared_across_seeds(tmp_path):
+    write_idx_set(tmp_path, n_train=40, n_test=20)
+    a = build_data(make_cfg("MNIST", tmp_path, train_subset=10, test_subset=5), CPU, 0)
+    b = build_data(make_cfg("MNIST", tmp_path, train_subset=10, test_subset=5, seed=3), CPU, 3)
+    assert len(a.probe_train) == 10 and len(a.probe_test) == 5
+    assert torch.equal(a.probe_train.split.images, b.probe_train.split.images)
+    assert len(a.train_views) == 10 // 4
+
+
+@pytest.mark.parametrize("gpu_augment", [False, True])
+def test_view_batches_are_deterministic_per_seed_and_epoch(tmp_path, gpu_augment):
+    write_cifar(tmp_path, per_batch=4)
+
+    def first_batch(seed: int, epoch: int, workers: int = 0):
+        data = build_data(make_cfg("CIFAR10", tmp_path, augmentation=True, gpu_augment=gpu_augment,
+                                   num_workers=workers), CPU, seed)
+        return next(iter(data.train_views.epoch(epoch)))
+
+    base = first_batch(0, 1)
+    assert all(torch.equal(u, v) for u, v in zip(base, first_batch(0, 1)))
+    assert not torch.equal(base[0], first_batch(0, 2)[0])
+    assert not torch.equal(base[0], first_batch(1, 1)[0])
+    if not gpu_augment:  # per-item seeding: the same views whatever the number of workers
+        assert all(torch.equal(u, v) for u, v in zip(base, first_batch(0, 1, workers=1)))
+
+
+def test_num_classes_and_batch_size_checked_against_the_data(tmp_path):
+    write_idx_set(tmp_path, n_train=10, n_test=5, gz=False)
+    with pytest.raises(ConfigError, match="--num_classes: MNIST .* has 10 classes"):
+        load("MNIST", tmp_path, num_classes=7)
+    with pytest.raises(ConfigError, match="--batch_size: MNIST has 10 training images"):
+        load("MNIST", tmp_path, batch_size=16)
+
+
+def test_tar_fixture_is_a_real_gzip_tar(tmp_path):
+    path, _ = write_cifar(tmp_path)
+    with tarfile.open(path, "r:gz") as tar:
+        assert "cifar-10-batches-py/data_batch_1" in tar.getnames()
+    assert os.path.getsize(path) > 0 and io.BytesIO(path.read_bytes()).read(2) == b"\x1f\x8b"
