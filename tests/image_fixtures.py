@@ -52,9 +52,11 @@ def write_cifar(root: Path, dataset: str = "CIFAR10", per_batch: int = 12, extra
     """``cifar-10-python.tar.gz`` (or the extracted folder) with real pickles; returns (path, batches)."""
     rng = np.random.default_rng(seed)
     if dataset == "CIFAR10":
-        folder, names, key, classes, archive = "cifar-10-batches-py", CIFAR10_FILES, "labels", 10, "cifar-10-python.tar.gz"
+        folder, names, key, classes = "cifar-10-batches-py", CIFAR10_FILES, "labels", 10
+        archive = "cifar-10-python.tar.gz"
     else:
-        folder, names, key, classes, archive = "cifar-100-python", ["train", "test"], "fine_labels", 100, "cifar-100-python.tar.gz"
+        folder, names, key, classes = "cifar-100-python", ["train", "test"], "fine_labels", 100
+        archive = "cifar-100-python.tar.gz"
     batches = {n: cifar_batch(rng, per_batch, classes, key) for n in names}
     blobs = {n: py2_pickle(b) for n, b in batches.items()}
     blobs.update(override or {})
@@ -102,7 +104,8 @@ def write_idx_set(root: Path, n_train: int = 40, n_test: int = 20, gz: bool = Tr
     return arrays
 
 
-def write_image(path: Path, rng: np.random.Generator, size: tuple[int, int] = (20, 16), mode: str = "RGB") -> np.ndarray:
+def write_image(path: Path, rng: np.random.Generator, size: tuple[int, int] = (20, 16),
+                mode: str = "RGB") -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
     pixels = rng.integers(0, 256, shape, dtype=np.uint8)

@@ -13,8 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from image_fixtures import (idx_bytes, py2_pickle, write_cifar, write_class_tree, write_idx_set, write_image,
-                            write_tar, write_tiny_imagenet)
+from image_fixtures import (
+    idx_bytes,
+    py2_pickle,
+    write_cifar,
+    write_class_tree,
+    write_idx_set,
+    write_image,
+    write_tar,
+    write_tiny_imagenet,
+)
 
 from mimax.config import ConfigError, resolve
 from mimax.data import build_data

@@ -103,7 +103,8 @@ def read_archive(archive: Path, fmt: CifarFormat) -> dict[str, bytes]:
                 raise DataError(f"{archive}: wrong archive, missing {', '.join(missing)}; expected {layout}")
             return {name: tar.extractfile(m).read() for name, m in found.items()}
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"{archive}: not a readable tar archive ({exc}); expected {layout}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{archive}: not a readable tar archive ({reason}); expected {layout}") from None
 
 
 def locate(cfg) -> Path:
@@ -115,6 +116,8 @@ def locate(cfg) -> Path:
     root = Path(cfg.data_dir)
     for candidate in (root, root / fmt.archive, root / fmt.folder):
         if candidate.is_file():
+            if not tarfile.is_tarfile(candidate):  # a cheap look at the first block; members are checked on load
+                raise DataError(f"{candidate}: not a readable tar archive; expected the official {fmt.archive}")
             return candidate
         if candidate.is_dir() and (candidate / fmt.test_file).is_file():
             return candidate

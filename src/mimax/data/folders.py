@@ -14,8 +14,15 @@ from pathlib import Path
 
 import torch
 
-from mimax.data.images import (IMAGENET_EVAL_CROP, SUBSET_SEED, ImageSplit, build_image_bundle,
-                               check_image_files, is_image_file, require_dir)
+from mimax.data.images import (
+    IMAGENET_EVAL_CROP,
+    SUBSET_SEED,
+    ImageSplit,
+    build_image_bundle,
+    check_image_files,
+    is_image_file,
+    require_dir,
+)
 from mimax.errors import DataError
 
 CLASS_TREE = "one sub-folder of images per class (DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/, " \

@@ -22,7 +22,8 @@ from mimax.errors import DataError
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 DEFAULT_DIRS = {"FashionMNIST": Path("/usr/share/datasets/fashion-mnist")}
-LAYOUT = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each optionally .gz)"
+LAYOUT = ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
+          "(each optionally .gz)")
 
 
 def data_root(cfg) -> Path:

@@ -81,7 +81,7 @@ class ImageSplit:
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.files)
 
-    def subset(self, indices: Tensor) -> "ImageSplit":
+    def subset(self, indices: Tensor) -> ImageSplit:
         idx = indices.tolist()
         return ImageSplit(self.channels,
                           images=self.images[indices] if self.images is not None else None,
@@ -127,8 +127,8 @@ class TwoViewDataset(Dataset):
     per item from (seed, epoch, i) inside ``fork_rng``, so the views do not depend on the number of
     workers or on which worker draws them, and the caller's RNG is untouched."""
 
-    def __init__(self, split: ImageSplit, recipe: ViewRecipe, seed: int, load_size: int | None = None):
-        self.split, self.views, self.seed, self.epoch, self.load_size = split, TorchvisionViews(recipe), seed, 0, load_size
+    def __init__(self, split: ImageSplit, recipe: ViewRecipe, seed: int):
+        self.split, self.views, self.seed, self.epoch = split, TorchvisionViews(recipe), seed, 0
 
     def __len__(self) -> int:
         return len(self.split)
@@ -233,7 +233,8 @@ class BatchedViewLoader:
             raise _reraise_worker_error(exc) from None
 
 
-def monitor_pairs(split: ImageSplit, recipe: ViewRecipe, count: int, batched: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+def monitor_pairs(split: ImageSplit, recipe: ViewRecipe, count: int,
+                  batched: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """``count`` fixed images of ``split`` and one pair of views of each, drawn once with a fixed seed by
     the same implementation as training (on the CPU, so they are the same on every device)."""
     idx = fixed_subset(len(split), count)
@@ -264,7 +265,8 @@ def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, nu
         print(f"note: --no_labels: {name} is used without labels; pretraining only, the linear probe and "
               "kNN evaluation are skipped")
     if cfg.num_classes is not None and num_classes is not None and cfg.num_classes != num_classes:
-        raise ConfigError("--num_classes", f"{name} at {cfg.data_dir} has {num_classes} classes (got {cfg.num_classes})")
+        raise ConfigError("--num_classes",
+                          f"{name} at {cfg.data_dir} has {num_classes} classes (got {cfg.num_classes})")
     if len(train) < cfg.batch_size:
         raise ConfigError("--batch_size", f"{name} has {len(train)} training images, fewer than one batch "
                           f"of {cfg.batch_size}")

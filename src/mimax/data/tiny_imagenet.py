@@ -54,7 +54,8 @@ def read_val(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
             continue
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in index:
-            raise DataError(f"{ann}:{n}: expected '<file>\\t<wnid>\\t...' with a wnid from wnids.txt, got {line[:80]!r}")
+            raise DataError(f"{ann}:{n}: expected '<file>\\t<wnid>\\t...' with a wnid from wnids.txt, "
+                            f"got {line[:80]!r}")
         path = root / "val" / "images" / fields[0]
         if not path.is_file():
             raise DataError(f"{ann}:{n}: annotated image {path} does not exist")
