@@ -10,6 +10,7 @@ import pytest
 from image_fixtures import write_cifar, write_image
 
 from conftest import run_main
+from mimax.cli import main
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY = ["--model_name", "SimCLR", "--num_threads", "1", "--num_workers", "0", "--resnet_width", "8",
@@ -41,7 +42,7 @@ def test_unlabelled_folder_pretrains_and_skips_evaluation(tmp_path):
     assert json.loads((out / "results.json").read_text())["runs"][0]["final"] == {}
 
 
-def test_bad_data_is_one_line_exit_2_before_any_output(tmp_path):
+def test_bad_data_is_one_line_exit_2_before_any_output(tmp_path, capsys):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "cifar-10-python.tar.gz").write_bytes(b"this is not an archive")
     out = tmp_path / "run"
@@ -49,9 +50,10 @@ def test_bad_data_is_one_line_exit_2_before_any_output(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cifar-10-python.tar.gz: not a readable tar archive" in lines[0]
-    proc = run_main([*TINY, "--dataset", "TinyImageNet", "--data_dir", str(tmp_path / "missing"),
-                     "--output_dir", str(out)])
-    assert proc.returncode == 2 and proc.stderr.strip() == (
+    assert not out.exists()
+    code = main(["train", *TINY, "--dataset", "TinyImageNet", "--data_dir", str(tmp_path / "missing"),
+                 "--output_dir", str(out)])  # in process: the same CLI path, without a second start-up
+    assert code == 2 and capsys.readouterr().err.strip() == (
         f"mimax: error: {tmp_path / 'missing'}: directory not found; expected tiny-imagenet-200/ with wnids.txt, "
         "train/<wnid>/images/*.JPEG, val/images/*.JPEG and val/val_annotations.txt")
     assert not out.exists()

@@ -358,3 +358,13 @@ def test_tar_fixture_is_a_real_gzip_tar(tmp_path):
     with tarfile.open(path, "r:gz") as tar:
         assert "cifar-10-batches-py/data_batch_1" in tar.getnames()
     assert os.path.getsize(path) > 0 and io.BytesIO(path.read_bytes()).read(2) == b"\x1f\x8b"
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="/usr/share/datasets/fashion-mnist absent (apt-get install dataset-fashion-mnist)")
+def test_fashion_mnist_normalization_constants_match_the_training_split():
+    from mimax.data.idx import read_idx
+
+    x = read_idx(Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"), 3) / 255.0
+    mean, std = normalization("FashionMNIST")
+    assert abs(x.mean() - mean[0]) < 1e-4 and abs(x.std() - std[0]) < 1e-4
