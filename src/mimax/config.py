@@ -115,8 +115,10 @@ class Config:
                                         "dataset's native size; 224 for ImageNet100/ImageFolder/Folder)", optional=True)
     view_recipe: str = _opt("auto", "augmentation family used with --augmentation: simclr (symmetric), "
                                     "byol (asymmetric), auto (the method's choice, else simclr)")
-    train_subset: int | None = _opt(None, "use a fixed subset of N training images (the same for every seed)", optional=True)
-    test_subset: int | None = _opt(None, "use a fixed subset of N test images (the same for every seed)", optional=True)
+    train_subset: int | None = _opt(None, "use a fixed subset of N training images (the same for every seed)",
+                                    optional=True)
+    test_subset: int | None = _opt(None, "use a fixed subset of N test images (the same for every seed)",
+                                   optional=True)
     monitor_size: int | None = _opt(None, "image datasets: number of fixed held-out view pairs for the MI "
                                           "monitors (auto: 2048; 512 above 64 px)", optional=True)
 

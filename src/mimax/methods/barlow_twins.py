@@ -11,6 +11,7 @@ class BarlowTwins(JointMethod):
     name = "BarlowTwins"
     objective_desc = "sum_i (1 - C_ii)^2 + lambda sum_{i!=j} C_ij^2 (times scale), C the cross-correlation"
     reference = "Zbontar et al., 2021, arXiv:2103.03230"
+    view_recipe = "byol"  # its paper uses BYOL's augmentation
 
     @classmethod
     def preset(cls, dataset: str) -> dict:

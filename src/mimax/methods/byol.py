@@ -14,6 +14,7 @@ class BYOL(SelfDistillationMethod):
     predictor_desc = "MLP D-h-D"
     objective_desc = "2 - 2 cos(q(f_θ(x^A)), sg(g_ξ(x^B))), both swaps summed"
     reference = "Grill et al., 2020, arXiv:2006.07733"
+    view_recipe = "byol"  # BYOL's own asymmetric recipe (Table 6)
     reduction = "sum"  # the paper's L + L~
 
     @classmethod

@@ -15,6 +15,7 @@ class MoCoV3(SelfDistillationMethod):
     predictor_desc = "MLP D-h-D"
     objective_desc = "2 tau CE(S, diag), S_ij = cos(q(f_θ(x^A_i)), sg(g_ξ(x^B_j)))/tau, both swaps summed"
     reference = "Chen, Xie & He, 2021, arXiv:2104.02057"
+    view_recipe = "byol"  # its paper uses BYOL's augmentation
     projector_last_bn = True
     reduction = "sum"  # ctr(q1, k2) + ctr(q2, k1)
 

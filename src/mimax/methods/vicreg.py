@@ -12,6 +12,7 @@ class VICReg(JointMethod):
     name = "VICReg"
     objective_desc = "25 MSE + 25 (v(z_a) + v(z_b))/2 + 1 (c(z_a) + c(z_b)), official per-view reduction"
     reference = "Bardes, Ponce & LeCun, 2022, arXiv:2105.04906"
+    view_recipe = "byol"  # its paper uses BYOL's augmentation
 
     @classmethod
     def preset(cls, dataset: str) -> dict:

@@ -52,6 +52,7 @@ class Method(nn.Module):
     predictor_desc: ClassVar[str] = "none"
     objective_desc: ClassVar[str]
     reference: ClassVar[str] = ""
+    view_recipe: ClassVar[str] = "simclr"  # augmentation family with --augmentation (docs/data.md)
     supports_no_marginal: ClassVar[bool] = False  # the DV prototypes' --no_marginal ablation
 
     @classmethod
