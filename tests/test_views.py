@@ -144,3 +144,16 @@ def test_full_recipes_run_on_both_paths_with_expected_shapes():
         c, d = TorchvisionViews(recipe)(batch[0])
         assert a.shape == b.shape == (8, 3, 24, 24) and c.shape == d.shape == (3, 24, 24)
         assert torch.isfinite(a).all() and torch.isfinite(c).all()
+
+
+def test_augmentation_flag_and_view_recipe_select_the_recipe():
+    from mimax.config import resolve
+    from mimax.data.views import recipe_for
+
+    def kind(**kw):
+        return recipe_for(resolve({"dataset": "Digits", **kw}), "Digits", 1).name
+
+    assert kind(model_name="BYOL") == "weak"  # without --augmentation
+    assert kind(model_name="BYOL", augmentation=True) == "byol"  # the method's declared family
+    assert kind(model_name="SimCLR", augmentation=True) == "simclr"
+    assert kind(model_name="BYOL", augmentation=True, view_recipe="simclr") == "simclr"
