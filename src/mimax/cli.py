@@ -13,6 +13,7 @@ from mimax.errors import UserError
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
     "methods": "list the methods with their paradigm, target update, predictor and objective",
+    "plot": "draw figures from run directories: `mimax plot mi RUN_DIR ... --out FIG.png` (Figure 2)",
 }
 
 
@@ -51,7 +52,46 @@ def cmd_methods(argv: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"train": cmd_train, "methods": cmd_methods}
+def plot_mi_command(argv: list[str]) -> int:
+    """``mimax plot mi RUN_DIR [RUN_DIR ...] --out FIG.png [--format pdf|svg]``: the paper's Figure 2."""
+    from mimax.config import _OneLineParser
+
+    parser = _OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv), one "
+                            "panel per estimator, one line per run directory (the paper's Figure 2).")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="experiment directories (seeds averaged) or seed_<k> directories")
+    parser.add_argument("--out", required=True, metavar="FIG", help="output file")
+    parser.add_argument("--format", choices=("png", "pdf", "svg"), default=None,
+                        help="file format (default: from --out's suffix, else png)")
+    parser.add_argument("--representation", default="embedding",
+                        help="which mi.csv representation to draw (embedding, backbone, ...)")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from mimax.plots import load_mi_curves, plot_mi, save_figure
+
+    suffix = Path(args.out).suffix.lower().lstrip(".")
+    fmt = args.format or (suffix if suffix in ("png", "pdf", "svg") else "png")
+    runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]
+    out = save_figure(plot_mi(runs, args.representation), args.out, fmt)
+    print(f"wrote {out}")
+    return 0
+
+
+PLOTS = {"mi": plot_mi_command}
+
+
+def cmd_plot(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: mimax plot {{{','.join(PLOTS)}}} ... (mimax plot mi --help)")
+        return 0
+    if not argv or argv[0] not in PLOTS:
+        given = f"unknown figure {argv[0]!r}; " if argv else ""
+        raise UserError(f"plot: {given}expected one of {', '.join(PLOTS)} (e.g. mimax plot mi RUN_DIR --out FIG.png)")
+    return PLOTS[argv[0]](argv[1:])
+
+
+HANDLERS = {"train": cmd_train, "methods": cmd_methods, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

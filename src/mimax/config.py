@@ -121,6 +121,11 @@ class Config:
                                    optional=True)
     monitor_size: int | None = _opt(None, "image datasets: number of fixed held-out view pairs for the MI "
                                           "monitors (auto: 2048; 512 above 64 px)", optional=True)
+    # --- MI monitors (METHODS.md §6; docs/monitoring.md) -----------------------------------------
+    mi_interval: int = _opt(5, "estimate MI on the fixed monitor set before the first step, every N epochs "
+                               "and at the last epoch (mi.csv); 0 turns the MI monitor off")
+    mi_temperature: float = _opt(0.1, "fixed temperature tau_est of the cosine critic of the MI monitor")
+    mi_batch_size: int = _opt(512, "pairs per score matrix of the MI monitor (estimates averaged over batches)")
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +140,7 @@ FIELD_NAMES = [f.name for f in fields(Config)]
 RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
                   "tensorboard", "output_dir"}
 RUNTIME_FIELDS |= {"download"}
+RUNTIME_FIELDS |= {"mi_interval"}  # the MI monitor never changes what is trained
 
 BASE_PRESET: dict[str, Any] = dict(
     epochs=100, warmup_epochs=10, batch_size=256, initial_lr=0.05, weight_decay=1e-4, temperature=0.1,
@@ -338,6 +344,9 @@ def validate(cfg: Config) -> None:
            f"expected auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")
     _check(cfg.knn_k >= 1, "knn_k", f"must be >= 1 (got {cfg.knn_k})")
     _check(cfg.knn_temperature > 0, "knn_temperature", f"must be > 0 (got {cfg.knn_temperature})")
+    _check(cfg.mi_interval >= 0, "mi_interval", f"must be >= 0 (0 = off; got {cfg.mi_interval})")
+    _check(cfg.mi_temperature > 0, "mi_temperature", f"must be > 0 (got {cfg.mi_temperature})")
+    _check(cfg.mi_batch_size >= 2, "mi_batch_size", f"must be >= 2: the estimators need pairs (got {cfg.mi_batch_size})")
     if cfg.dataset == "Gaussian":
         _check(cfg.architecture == "MLP", "architecture", "the Gaussian mixture holds vectors: use MLP")
         _check(cfg.gm_clusters >= 2, "gm_clusters", f"must be >= 2 (got {cfg.gm_clusters})")

@@ -12,12 +12,14 @@ from mimax.engine.checkpoint import atomic_write_text
 from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
 from mimax.engine.trainer import Callback, resolve_device, train_run
 from mimax.evaluation.results import aggregate, results_markdown
+from mimax.monitors import default_callbacks
 
 
 def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
                    callbacks_factory=None, progress: bool = True) -> dict[str, Any] | None:
     """Train every seed (resuming unfinished ones when ``cfg.resume`` is set); write the experiment's
-    ``results.json`` and ``results.md``. Returns the aggregated results, or None if stopped early."""
+    ``results.json`` and ``results.md``. Returns the aggregated results, or None if stopped early.
+    Without ``callbacks_factory``, every seed gets :func:`mimax.monitors.default_callbacks`."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if cfg.tensorboard:
@@ -42,7 +44,7 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
         seed = cfg.seed + k
         run_dir = exp_dir / f"seed_{seed}"
         use_ckpt = resume_checkpoint if (resume_checkpoint and resume_checkpoint.parent.parent == run_dir) else None
-        callbacks: list[Callback] = callbacks_factory(cfg, run_dir) if callbacks_factory else []
+        callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, run_dir)
         result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress)
         if result is None:
             print(f"stopped after epoch {cfg.stop_after} of this session; continue with: "

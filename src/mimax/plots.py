@@ -1,0 +1,204 @@
+"""Figures from run directories (matplotlib, Agg backend; no display needed).
+
+Figure 2 of the paper (:func:`plot_mi`): the MI estimates of ``mi.csv`` over training, one panel per
+estimator, one line per method; self-distillation (SDMI-family) methods in solid warm colours, joint
+(JMI-family) methods in dashed cool colours, so the two families read apart as the paper's two rows do.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from mimax.bounds import BOUNDS  # noqa: E402
+from mimax.engine.checkpoint import atomic_write_bytes  # noqa: E402
+from mimax.engine.rundir import read_csv  # noqa: E402
+from mimax.errors import UserError  # noqa: E402
+
+MI_COLUMNS = ("epoch", "representation", "estimator", "value", "shuffled", "gap", "log_n", "std_u")
+UNITS = {"cos-DV": "nats", "InfoNCE": "nats", "JSD": "JSD score (not nats)"}
+FAMILIES = {  # paradigm -> (legend name, line style, warm or cool colours for the runs of the family)
+    "self-distillation": ("SDMI family (self-distillation)", "-",
+                          ("#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#7f0000")),
+    "joint": ("JMI family (joint)", "--", ("#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#393b79", "#006d2c")),
+}
+OTHER_FAMILY = ("other", "-.", ("#7f7f7f", "#4d4d4d", "#b0b0b0"))
+
+
+@dataclass(eq=False)
+class MICurves:
+    """One run directory's ``mi.csv`` for one representation, averaged over its seeds."""
+
+    label: str
+    source: str  # the directory, for labels when two runs share a method
+    method: str
+    paradigm: str
+    tau_est: float
+    epochs: np.ndarray
+    # estimator -> {"value" | "shuffled" | "gap": (mean over seeds, std over seeds)} per epoch
+    series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    std_u: np.ndarray | None = None
+    log_n: float | None = None
+
+
+def _paradigm(method: str) -> str:
+    from mimax.methods import METHODS
+
+    cls = METHODS.get(method)
+    return cls.paradigm if cls is not None else "unknown"
+
+
+def _read_mi_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        rows = read_csv(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: unreadable ({exc})") from None
+    if not rows:
+        raise UserError(f"{path}: holds no MI estimates")
+    missing = [c for c in MI_COLUMNS if c not in rows[0]]
+    if missing:
+        raise UserError(f"{path}: not a mimax mi.csv (missing column(s) {', '.join(missing)})")
+    return rows
+
+
+def load_mi_curves(run_dir: str | Path, representation: str = "embedding") -> MICurves:
+    """Read a run directory: an experiment directory (``config.json`` + ``seed_<k>/mi.csv``, averaged over
+    the seeds at the epochs they share) or one ``seed_<k>`` directory. Raises a one-line ``UserError``."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise UserError(f"{d}: not a directory (expected a mimax run directory)")
+    csv_files = [d / "mi.csv"] if (d / "mi.csv").is_file() else sorted(d.glob("seed_*/mi.csv"))
+    if not csv_files:
+        raise UserError(f"{d}: no mi.csv found (not a mimax run directory, or trained with --mi_interval 0)")
+    config = d / "config.json" if (d / "config.json").is_file() else d.parent / "config.json"
+    try:
+        cfg = json.loads(config.read_text())
+        method = str(cfg["model_name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{config}: missing or unreadable run config (needs model_name)") from None
+    per_seed = []
+    for path in csv_files:
+        rows = [r for r in _read_mi_csv(path) if r["representation"] == representation]
+        if not rows:
+            raise UserError(f"{path}: no rows for --representation {representation!r}")
+        try:
+            per_seed.append({(int(r["epoch"]), r["estimator"]): r for r in rows})
+        except ValueError:
+            raise UserError(f"{path}: malformed epoch column") from None
+    epochs = sorted(set.intersection(*({e for e, _ in seed} for seed in per_seed)))
+    source = f"{d.parent.name}/{d.name}" if d.name.startswith("seed_") else d.name
+    curves = MICurves(label=method, source=source, method=method, paradigm=_paradigm(method),
+                      tau_est=float(per_seed[0][next(iter(per_seed[0]))]["tau_est"]), epochs=np.array(epochs))
+    try:
+        for est in BOUNDS:
+            if not all((e, est) in seed for seed in per_seed for e in epochs):
+                continue
+            curves.series[est] = {}
+            for col in ("value", "shuffled", "gap"):
+                vals = np.array([[float(seed[(e, est)][col]) for e in epochs] for seed in per_seed])
+                curves.series[est][col] = (vals.mean(0), vals.std(0))
+            if est == "InfoNCE" and per_seed[0][(epochs[0], est)]["log_n"]:
+                curves.log_n = float(per_seed[0][(epochs[0], est)]["log_n"])
+        first_est = next(iter(curves.series), None)
+        if first_est is not None:
+            curves.std_u = np.mean([[float(seed[(e, first_est)]["std_u"]) for e in epochs] for seed in per_seed], 0)
+    except ValueError:
+        raise UserError(f"{d}: mi.csv holds a non-numeric estimate") from None
+    if not curves.series:
+        raise UserError(f"{d}: mi.csv holds none of the estimators {', '.join(BOUNDS)}")
+    return curves
+
+
+def _styles(runs: list[MICurves]) -> list[tuple[str, str]]:
+    """(line style, colour) per run: the family gives the style and the colour set, runs within a family
+    take its colours in turn."""
+    out = []
+    for run in runs:
+        _, style, colours = FAMILIES.get(run.paradigm, OTHER_FAMILY)
+        k = [r for r in runs if r.paradigm == run.paradigm].index(run)
+        out.append((style, colours[k % len(colours)]))
+    return out
+
+
+def plot_mi(runs: list[MICurves], representation: str = "embedding") -> Figure:
+    """Figure 2: top row, per estimator, the paired estimate (thick) and its shuffled-pair baseline (thin,
+    dotted) over epochs; bottom row the MI gap = paired - shuffled. The InfoNCE panel carries its ceiling
+    ``log N``; the last column shows the std of the normalized embeddings (collapse reads as 0)."""
+    if not runs:
+        raise ValueError("plot_mi needs at least one run")
+    methods = [r.method for r in runs]
+    for r in runs:  # disambiguate repeated methods (e.g. ablations) by their directory
+        r.label = f"{r.method} ({r.source})" if methods.count(r.method) > 1 else r.method
+    estimators = [e for e in BOUNDS if any(e in r.series for r in runs)]
+    fig, axes = plt.subplots(2, len(estimators) + 1, figsize=(4.2 * (len(estimators) + 1), 7.2), squeeze=False)
+    styles = _styles(runs)
+    for col, est in enumerate(estimators):
+        top, bottom = axes[0, col], axes[1, col]
+        for run, (style, colour) in zip(runs, styles):
+            if est not in run.series:
+                continue
+            value, spread = run.series[est]["value"]
+            top.plot(run.epochs, value, style, color=colour, lw=2, marker="o", ms=3, label=run.label)
+            top.fill_between(run.epochs, value - spread, value + spread, color=colour, alpha=0.15, lw=0)
+            top.plot(run.epochs, run.series[est]["shuffled"][0], ":", color=colour, lw=1)
+            gap, gap_spread = run.series[est]["gap"]
+            bottom.plot(run.epochs, gap, style, color=colour, lw=2, marker="o", ms=3, label=run.label)
+            bottom.fill_between(run.epochs, gap - gap_spread, gap + gap_spread, color=colour, alpha=0.15, lw=0)
+        if est == "InfoNCE":
+            for log_n in sorted({r.log_n for r in runs if r.log_n is not None}):
+                top.axhline(log_n, color="black", lw=1, ls="-.",
+                            label=f"ceiling log N = {log_n:.2f} (N = {round(math.exp(log_n))})")
+            top.legend(loc="lower right", fontsize=7, handles=[h for h in top.get_lines() if
+                                                               h.get_label().startswith("ceiling")])
+        top.set_title(est)
+        top.set_ylabel(UNITS.get(est, "estimate"))
+        bottom.set_title(f"{est}: MI gap (paired - shuffled)")
+        bottom.set_ylabel(UNITS.get(est, "estimate"))
+        bottom.axhline(0.0, color="grey", lw=0.8)
+        for ax in (top, bottom):
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+    std_ax, legend_ax = axes[0, -1], axes[1, -1]
+    for run, (style, colour) in zip(runs, styles):
+        if run.std_u is not None:
+            std_ax.plot(run.epochs, run.std_u, style, color=colour, lw=2, marker="o", ms=3, label=run.label)
+    std_ax.set_title("normalized-embedding std (0 = collapse)")
+    std_ax.set_xlabel("epoch")
+    std_ax.set_ylabel("mean over dims of std(z/||z||)")
+    std_ax.set_ylim(bottom=0)
+    std_ax.grid(alpha=0.3)
+    legend_ax.axis("off")
+    handles, names = axes[1, 0].get_legend_handles_labels()
+    families = sorted({r.paradigm for r in runs})
+    family_handles = [plt.Line2D([], [], color="black", ls=FAMILIES.get(p, OTHER_FAMILY)[1]) for p in families]
+    family_names = [FAMILIES.get(p, OTHER_FAMILY)[0] for p in families]
+    shuffled = [plt.Line2D([], [], color="black", ls=":", lw=1)]
+    legend_ax.legend(handles + family_handles + shuffled, names + family_names + ["shuffled-pair baseline"],
+                     loc="center", fontsize=9, frameon=False)
+    taus = sorted({r.tau_est for r in runs})
+    fig.suptitle(f"MI estimates on the monitor set ({representation}), cosine critic, "
+                 f"τ_est = {', '.join(f'{t:g}' for t in taus)}")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, out: str | Path, fmt: str) -> Path:
+    """Render ``fig`` as ``fmt`` (png, pdf or svg) and write it atomically to ``out``."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise UserError(f"--out: directory {out.parent} does not exist")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150)
+    atomic_write_bytes(out, buf.getvalue())
+    plt.close(fig)
+    return out
