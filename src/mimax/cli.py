@@ -72,8 +72,8 @@ def plot_mi_command(argv: list[str]) -> int:
 
     suffix = Path(args.out).suffix.lower().lstrip(".")
     fmt = args.format or (suffix if suffix in ("png", "pdf", "svg") else "png")
-    runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]
-    out = save_figure(plot_mi(runs, args.representation), args.out, fmt)
+    runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
+    out = save_figure(plot_mi(runs, representation=args.representation), args.out, fmt)
     print(f"wrote {out}")
     return 0
 

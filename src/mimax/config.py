@@ -346,7 +346,8 @@ def validate(cfg: Config) -> None:
     _check(cfg.knn_temperature > 0, "knn_temperature", f"must be > 0 (got {cfg.knn_temperature})")
     _check(cfg.mi_interval >= 0, "mi_interval", f"must be >= 0 (0 = off; got {cfg.mi_interval})")
     _check(cfg.mi_temperature > 0, "mi_temperature", f"must be > 0 (got {cfg.mi_temperature})")
-    _check(cfg.mi_batch_size >= 2, "mi_batch_size", f"must be >= 2: the estimators need pairs (got {cfg.mi_batch_size})")
+    _check(cfg.mi_batch_size >= 2, "mi_batch_size",
+           f"must be >= 2: the estimators need pairs (got {cfg.mi_batch_size})")
     if cfg.dataset == "Gaussian":
         _check(cfg.architecture == "MLP", "architecture", "the Gaussian mixture holds vectors: use MLP")
         _check(cfg.gm_clusters >= 2, "gm_clusters", f"must be >= 2 (got {cfg.gm_clusters})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from mimax.bounds import BOUNDS  # noqa: E402
-from mimax.engine.checkpoint import atomic_write_bytes  # noqa: E402
-from mimax.engine.rundir import read_csv  # noqa: E402
-from mimax.errors import UserError  # noqa: E402
+from mimax.bounds import BOUNDS
+from mimax.engine.checkpoint import atomic_write_bytes
+from mimax.engine.rundir import read_csv
+from mimax.errors import UserError
 
 MI_COLUMNS = ("epoch", "representation", "estimator", "value", "shuffled", "gap", "log_n", "std_u")
 UNITS = {"cos-DV": "nats", "InfoNCE": "nats", "JSD": "JSD score (not nats)"}
@@ -130,15 +131,24 @@ def _styles(runs: list[MICurves]) -> list[tuple[str, str]]:
     return out
 
 
-def plot_mi(runs: list[MICurves], representation: str = "embedding") -> Figure:
+def plot_mi(runs: Sequence[str | Path | MICurves], labels: Sequence[str] | None = None,
+            representation: str = "embedding") -> Figure:
     """Figure 2: top row, per estimator, the paired estimate (thick) and its shuffled-pair baseline (thin,
     dotted) over epochs; bottom row the MI gap = paired - shuffled. The InfoNCE panel carries its ceiling
-    ``log N``; the last column shows the std of the normalized embeddings (collapse reads as 0)."""
+    ``log N``; the last column shows the std of the normalized embeddings (collapse reads as 0).
+
+    ``runs`` are run directories (read with :func:`load_mi_curves`) or loaded curves; ``labels`` name the
+    lines (default: the method, with the directory added when two runs share a method).
+    """
     if not runs:
         raise ValueError("plot_mi needs at least one run")
+    runs = [r if isinstance(r, MICurves) else load_mi_curves(r, representation) for r in runs]
+    if labels is not None and len(labels) != len(runs):
+        raise ValueError(f"got {len(labels)} labels for {len(runs)} runs")
     methods = [r.method for r in runs]
-    for r in runs:  # disambiguate repeated methods (e.g. ablations) by their directory
-        r.label = f"{r.method} ({r.source})" if methods.count(r.method) > 1 else r.method
+    for i, r in enumerate(runs):  # disambiguate repeated methods (e.g. ablations) by their directory
+        r.label = labels[i] if labels is not None else (
+            f"{r.method} ({r.source})" if methods.count(r.method) > 1 else r.method)
     estimators = [e for e in BOUNDS if any(e in r.series for r in runs)]
     fig, axes = plt.subplots(2, len(estimators) + 1, figsize=(4.2 * (len(estimators) + 1), 7.2), squeeze=False)
     styles = _styles(runs)
