@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_GAUSSIAN, run_main
 
+from conftest import TINY_GAUSSIAN, run_main
 from mimax.bounds import BOUNDS
 from mimax.cli import main
 from mimax.config import config_from_args
