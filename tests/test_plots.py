@@ -91,3 +91,16 @@ def test_plot_command_bad_input_exits_2(tmp_path, two_runs):
     assert not (tmp_path / "f.png").exists()
     assert main(["plot", "mi", str(two_runs[0]), "--out", str(tmp_path / "f.png"), "--format", "gif"]) == 2
     assert main(["plot", "nosuchfigure"]) == 2
+
+
+def test_experiment_dir_averages_its_seeds(tmp_path):
+    exp = tmp_path / "exp"
+    assert main(["train", *TINY_GAUSSIAN, "--epochs", "1", "--num_runs", "2", "--mi_batch_size", "128",
+                 "--output_dir", str(exp)]) == 0
+    both = load_mi_curves(exp)
+    seeds = [load_mi_curves(exp / f"seed_{k}") for k in (0, 1)]
+    for est in BOUNDS:
+        per_seed = np.array([s.series[est]["gap"][0] for s in seeds])
+        np.testing.assert_allclose(both.series[est]["gap"][0], per_seed.mean(0))
+        np.testing.assert_allclose(both.series[est]["gap"][1], per_seed.std(0, ddof=1))
+    assert seeds[0].source == "exp/seed_0"

@@ -46,7 +46,7 @@ class MICurves:
     paradigm: str
     tau_est: float
     epochs: np.ndarray
-    # estimator -> {"value" | "shuffled" | "gap": (mean over seeds, std over seeds)} per epoch
+    # estimator -> {"value" | "shuffled" | "gap": (mean over seeds, sample std over seeds)} per epoch
     series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     std_u: np.ndarray | None = None
     log_n: float | None = None
@@ -97,17 +97,20 @@ def load_mi_curves(run_dir: str | Path, representation: str = "embedding") -> MI
         except ValueError:
             raise UserError(f"{path}: malformed epoch column") from None
     epochs = sorted(set.intersection(*({e for e, _ in seed} for seed in per_seed)))
+    if not epochs:
+        raise UserError(f"{d}: its seeds' mi.csv files share no epoch")
     source = f"{d.parent.name}/{d.name}" if d.name.startswith("seed_") else d.name
-    curves = MICurves(label=method, source=source, method=method, paradigm=_paradigm(method),
-                      tau_est=float(per_seed[0][next(iter(per_seed[0]))]["tau_est"]), epochs=np.array(epochs))
     try:
+        curves = MICurves(label=method, source=source, method=method, paradigm=_paradigm(method),
+                          tau_est=float(next(iter(per_seed[0].values()))["tau_est"]), epochs=np.array(epochs))
         for est in BOUNDS:
             if not all((e, est) in seed for seed in per_seed for e in epochs):
                 continue
             curves.series[est] = {}
             for col in ("value", "shuffled", "gap"):
                 vals = np.array([[float(seed[(e, est)][col]) for e in epochs] for seed in per_seed])
-                curves.series[est][col] = (vals.mean(0), vals.std(0))
+                spread = vals.std(0, ddof=1) if len(vals) > 1 else np.zeros(len(epochs))  # sample std over seeds
+                curves.series[est][col] = (vals.mean(0), spread)
             if est == "InfoNCE" and per_seed[0][(epochs[0], est)]["log_n"]:
                 curves.log_n = float(per_seed[0][(epochs[0], est)]["log_n"])
         first_est = next(iter(curves.series), None)

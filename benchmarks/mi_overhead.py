@@ -1,0 +1,167 @@
+"""MI-monitor overhead: the monitors' share of training time at the default settings.
+
+Two settings (docs/performance.md, "MI monitor overhead"):
+
+1. Gaussian mixture at its preset (5,000 points, batch 256, MLP, 2,048 monitor pairs): whole runs through
+   the real trainer (``train_run``) with the default monitors wrapped in timers. Share = monitor seconds /
+   training-loop seconds (``metrics.csv``'s ``epoch_time_s``, which excludes the monitors).
+2. A small ResNet on 28x28 synthetic tensors (1 channel; Fashion-MNIST's shape, 60,000 training images,
+   2,048 monitor pairs): a full epoch on this CPU takes minutes, so the benchmark times ``--steps`` real
+   training steps (``training_loss`` + backward + optimizer step, median) and one MI estimate and one
+   collapse measurement on a 2,048-pair monitor set, and reports the share for an epoch of
+   ``--train_size`` images: ``(t_collapse + t_mi / interval) / (steps_per_epoch * t_step)``.
+
+Usage: ``python benchmarks/mi_overhead.py [--methods JMI SimCLR] [--steps 3] [--skip_resnet]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mimax.config import FIELD_NAMES, config_from_args  # noqa: E402
+from mimax.engine.optim import build_optimizer  # noqa: E402
+from mimax.engine.rundir import read_csv  # noqa: E402
+from mimax.engine.trainer import Callback, RunState, train_run  # noqa: E402
+from mimax.methods import METHODS  # noqa: E402
+from mimax.monitors import default_callbacks  # noqa: E402
+from mimax.monitors.collapse import CollapseMonitor  # noqa: E402
+from mimax.monitors.mi import estimate_mi  # noqa: E402
+
+
+class Timed(Callback):
+    """Wraps a callback and accumulates the seconds spent in its hooks."""
+
+    def __init__(self, inner: Callback):
+        self.inner, self.seconds, self.calls = inner, 0.0, 0
+
+    def _time(self, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        return out
+
+    def on_train_start(self, state):
+        return self._time(self.inner.on_train_start, state)
+
+    def on_epoch_end(self, state):
+        return self._time(self.inner.on_epoch_end, state)
+
+
+def gaussian_run(method: str, mi_interval: int | None) -> dict[str, float]:
+    flags = ["--model_name", method, "--dataset", "Gaussian", "--num_threads", "1", "--device", "cpu"]
+    if mi_interval is not None:
+        flags += ["--mi_interval", str(mi_interval)]
+    cfg = config_from_args(flags)
+    with tempfile.TemporaryDirectory() as tmp:
+        callbacks = [Timed(cb) for cb in default_callbacks(cfg, Path(tmp))]
+        t0 = time.perf_counter()
+        train_run(cfg, Path(tmp), 0, callbacks, progress=False)
+        wall = time.perf_counter() - t0
+        train_s = sum(float(r["epoch_time_s"]) for r in read_csv(Path(tmp) / "metrics.csv"))
+    collapse, mi = (callbacks + [None])[:2]
+    out = {"interval": cfg.mi_interval, "epochs": cfg.epochs, "train_s": train_s, "wall_s": wall,
+           "collapse_s": collapse.seconds, "mi_s": mi.seconds if mi else 0.0}
+    out["share"] = (out["collapse_s"] + out["mi_s"]) / train_s
+    return out
+
+
+def resnet_costs(method: str, steps: int, monitor_size: int, width: int) -> dict[str, float]:
+    cfg = config_from_args(["--model_name", method, "--num_threads", "1", "--device", "cpu"])
+    cfg = dataclasses.replace(cfg, dataset="synthetic 28x28", architecture="ResNet18", **(
+        {"resnet_width": width} if "resnet_width" in FIELD_NAMES else {}))
+    for key, value in config_from_args(["--model_name", method, "--dataset", "Gaussian"]).__dict__.items():
+        if key.startswith("mi_"):
+            setattr(cfg, key, value)
+    device = torch.device("cpu")
+    gen = torch.Generator().manual_seed(0)
+    method_ = METHODS[method](cfg, (1, 28, 28)).to(device)
+    params = sum(p.numel() for p in method_.parameters())
+    opts = {n: build_optimizer(cfg.optimizer, g, cfg.initial_lr, cfg.weight_decay, cfg.momentum, cfg.lars_eta)
+            for n, g in method_.optimizer_groups().items()}
+    x_a = torch.randn(cfg.batch_size, 1, 28, 28, generator=gen)
+    x_b = torch.randn(cfg.batch_size, 1, 28, 28, generator=gen)
+    step_times = []
+    method_.train()
+    for step in range(steps + 1):  # the first step is warm-up
+        t0 = time.perf_counter()
+        opt = opts[method_.active_optimizer(step)]
+        loss = method_.training_loss(x_a, x_b, step)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        method_.after_step(step, steps + 1)
+        step_times.append(time.perf_counter() - t0)
+    mon = (torch.randn(monitor_size, 1, 28, 28, generator=gen), torch.randn(monitor_size, 1, 28, 28, generator=gen))
+    data = type("Data", (), {"monitor_views": mon, "name": "synthetic"})()
+    state = RunState(cfg, method_, data, device, Path("."), 0)
+    t0 = time.perf_counter()
+    CollapseMonitor(cfg.mi_batch_size).measure(state)
+    t_collapse = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    estimate_mi(method_, *mon, cfg.mi_batch_size, cfg.mi_temperature, device)
+    t_mi = time.perf_counter() - t0
+    return {"step_s": statistics.median(step_times[1:]), "collapse_s": t_collapse, "mi_s": t_mi,
+            "batch": cfg.batch_size, "params": params, "interval": cfg.mi_interval, "mi_batch": cfg.mi_batch_size,
+            "width": width if "resnet_width" in FIELD_NAMES else 64}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="+", default=["JMI", "SimCLR"], choices=sorted(METHODS))
+    p.add_argument("--steps", type=int, default=3, help="timed ResNet training steps (after one warm-up)")
+    p.add_argument("--train_size", type=int, default=60000, help="images per epoch for the ResNet share")
+    p.add_argument("--monitor_size", type=int, default=2048)
+    p.add_argument("--resnet_width", type=int, default=16, help="used when the config has --resnet_width")
+    p.add_argument("--intervals", type=int, nargs="+", default=[1, 2, 5, 10])
+    p.add_argument("--skip_resnet", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"command: python {' '.join(sys.argv)}\n")
+
+    print("## Gaussian mixture (preset: 50 epochs, 5,000 points, batch 256, MLP; 2,048 monitor pairs)\n")
+    print("| method | --mi_interval | training loop s | collapse s | MI s | monitor share of training | "
+          "share of run wall time |")
+    print("|---|---|---|---|---|---|---|")
+    for method in args.methods:
+        for interval in (None, 1, 10, 0):
+            r = gaussian_run(method, interval)
+            label = f"{r['interval']}" + (" (default)" if interval is None else "") + (" (off)" if r["interval"] == 0
+                                                                                     else "")
+            print(f"| {method} | {label} | {r['train_s']:.2f} | {r['collapse_s']:.3f} | {r['mi_s']:.3f} | "
+                  f"{100 * r['share']:.1f}% | {100 * (r['collapse_s'] + r['mi_s']) / r['wall_s']:.1f}% |")
+    if args.skip_resnet:
+        return
+    print(f"\n## ResNet-18 layout on 28x28x1 synthetic tensors (epoch = {args.train_size:,} images, "
+          f"{args.monitor_size:,} monitor pairs)\n")
+    print("| method | width | params | step s (batch) | epoch s (extrapolated) | collapse s | MI s | "
+          + " | ".join(f"share @ interval {k}" for k in args.intervals) + " |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(args.intervals))
+    for method in args.methods:
+        r = resnet_costs(method, args.steps, args.monitor_size, args.resnet_width)
+        epoch = args.train_size // r["batch"] * r["step_s"]
+        shares = [100 * (r["collapse_s"] + r["mi_s"] / k) / epoch for k in args.intervals]
+        print(f"| {method} | {r['width']} | {r['params'] / 1e6:.2f} M | {r['step_s']:.3f} ({r['batch']}) | "
+              f"{epoch:.0f} | {r['collapse_s']:.2f} | {r['mi_s']:.2f} | " + " | ".join(f"{s:.2f}%" for s in shares)
+              + " |")
+    print(f"\n(default --mi_interval {r['interval']}, --mi_batch_size {r['mi_batch']}; share = (collapse + MI / "
+          "interval) / epoch; the estimate before the first step adds MI / epochs)")
+
+
+if __name__ == "__main__":
+    main()
