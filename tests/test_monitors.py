@@ -200,7 +200,7 @@ def test_resumed_run_writes_the_same_mi_csv(tmp_path):
 
 
 def test_mi_interval_zero_turns_the_mi_monitor_off(tmp_path):
-    assert main(["train", *TINY_GAUSSIAN, "--epochs", "1", "--mi_interval", "0",
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "1", "--mi_interval", "0",
                  "--output_dir", str(tmp_path / "r")]) == 0
     assert not (tmp_path / "r" / "seed_0" / "mi.csv").exists()
     assert "emb_std_f" in read_rows(tmp_path / "r" / "seed_0" / "metrics.csv")[0]
