@@ -5,19 +5,19 @@ Two settings (docs/performance.md, "MI monitor overhead"):
 1. Gaussian mixture at its preset (5,000 points, batch 256, MLP, 2,048 monitor pairs): whole runs through
    the real trainer (``train_run``) with the default monitors wrapped in timers. Share = monitor seconds /
    training-loop seconds (``metrics.csv``'s ``epoch_time_s``, which excludes the monitors).
-2. A small ResNet on 28x28 synthetic tensors (1 channel; Fashion-MNIST's shape, 60,000 training images,
-   2,048 monitor pairs): a full epoch on this CPU takes minutes, so the benchmark times ``--steps`` real
-   training steps (``training_loss`` + backward + optimizer step, median) and one MI estimate and one
-   collapse measurement on a 2,048-pair monitor set, and reports the share for an epoch of
-   ``--train_size`` images: ``(t_collapse + t_mi / interval) / (steps_per_epoch * t_step)``.
+2. A small ResNet on 28x28 synthetic tensors (Fashion-MNIST's preset and shape: ResNet-18 layout at
+   ``--resnet_width`` 16, batch 256, SGD, 60,000 training images, 2,048 monitor pairs). A full epoch on
+   this CPU takes minutes, so the benchmark times ``--steps`` real training steps (``training_loss`` +
+   backward + optimizer step; median after one warm-up) and one MI estimate and one collapse measurement
+   on the monitor set, and reports the share for an epoch of ``--train_size`` images:
+   ``(t_collapse + t_mi / interval) / (steps_per_epoch * t_step)``.
 
-Usage: ``python benchmarks/mi_overhead.py [--methods JMI SimCLR] [--steps 3] [--skip_resnet]``
+Usage: ``python benchmarks/mi_overhead.py [--methods JMI SDMI] [--steps 3] [--skip_resnet | --skip_gaussian]``
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import statistics
 import sys
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mimax.config import FIELD_NAMES, config_from_args  # noqa: E402
+from mimax.config import config_from_args  # noqa: E402
 from mimax.engine.optim import build_optimizer  # noqa: E402
 from mimax.engine.rundir import read_csv  # noqa: E402
 from mimax.engine.trainer import Callback, RunState, train_run  # noqa: E402
@@ -79,12 +79,9 @@ def gaussian_run(method: str, mi_interval: int | None) -> dict[str, float]:
 
 
 def resnet_costs(method: str, steps: int, monitor_size: int, width: int) -> dict[str, float]:
-    cfg = config_from_args(["--model_name", method, "--num_threads", "1", "--device", "cpu"])
-    cfg = dataclasses.replace(cfg, dataset="synthetic 28x28", architecture="ResNet18", **(
-        {"resnet_width": width} if "resnet_width" in FIELD_NAMES else {}))
-    for key, value in config_from_args(["--model_name", method, "--dataset", "Gaussian"]).__dict__.items():
-        if key.startswith("mi_"):
-            setattr(cfg, key, value)
+    """Fashion-MNIST's preset (ResNet-18, batch 256, SGD, heads 512-512-256) on synthetic 28x28x1 tensors."""
+    cfg = config_from_args(["--model_name", method, "--dataset", "FashionMNIST", "--resnet_width", str(width),
+                            "--num_threads", "1", "--device", "cpu"])
     device = torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
     method_ = METHODS[method](cfg, (1, 28, 28)).to(device)
@@ -115,7 +112,7 @@ def resnet_costs(method: str, steps: int, monitor_size: int, width: int) -> dict
     t_mi = time.perf_counter() - t0
     return {"step_s": statistics.median(step_times[1:]), "collapse_s": t_collapse, "mi_s": t_mi,
             "batch": cfg.batch_size, "params": params, "interval": cfg.mi_interval, "mi_batch": cfg.mi_batch_size,
-            "width": width if "resnet_width" in FIELD_NAMES else 64}
+            "width": width}
 
 
 def main() -> None:
@@ -124,9 +121,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed ResNet training steps (after one warm-up)")
     p.add_argument("--train_size", type=int, default=60000, help="images per epoch for the ResNet share")
     p.add_argument("--monitor_size", type=int, default=2048)
-    p.add_argument("--resnet_width", type=int, default=16, help="used when the config has --resnet_width")
+    p.add_argument("--resnet_width", type=int, default=16, help="base width of the ResNet-18 layout")
     p.add_argument("--intervals", type=int, nargs="+", default=[1, 2, 5, 10])
     p.add_argument("--skip_resnet", action="store_true")
+    p.add_argument("--skip_gaussian", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
@@ -134,19 +132,27 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     print(f"command: python {' '.join(sys.argv)}\n")
 
+    if not args.skip_gaussian:
+        gaussian_table(args.methods)
+    if not args.skip_resnet:
+        resnet_table(args)
+
+
+def gaussian_table(methods: list[str]) -> None:
     print("## Gaussian mixture (preset: 50 epochs, 5,000 points, batch 256, MLP; 2,048 monitor pairs)\n")
     print("| method | --mi_interval | training loop s | collapse s | MI s | monitor share of training | "
           "share of run wall time |")
     print("|---|---|---|---|---|---|---|")
-    for method in args.methods:
+    for method in methods:
         for interval in (None, 1, 10, 0):
             r = gaussian_run(method, interval)
             label = f"{r['interval']}" + (" (default)" if interval is None else "") + (" (off)" if r["interval"] == 0
                                                                                      else "")
             print(f"| {method} | {label} | {r['train_s']:.2f} | {r['collapse_s']:.3f} | {r['mi_s']:.3f} | "
                   f"{100 * r['share']:.1f}% | {100 * (r['collapse_s'] + r['mi_s']) / r['wall_s']:.1f}% |")
-    if args.skip_resnet:
-        return
+
+
+def resnet_table(args: argparse.Namespace) -> None:
     print(f"\n## ResNet-18 layout on 28x28x1 synthetic tensors (epoch = {args.train_size:,} images, "
           f"{args.monitor_size:,} monitor pairs)\n")
     print("| method | width | params | step s (batch) | epoch s (extrapolated) | collapse s | MI s | "
