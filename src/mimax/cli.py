@@ -13,6 +13,7 @@ from mimax.errors import UserError
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
     "methods": "list the methods with their paradigm, target update, predictor and objective",
+    "demo": "the controlled Gaussian-mixture experiments: Figures 2 and 3 and the paper's claims (no data needed)",
     "plot": "draw figures from run directories: `mimax plot mi RUN_DIR ... --out FIG.png` (Figure 2)",
 }
 
@@ -78,7 +79,38 @@ def plot_mi_command(argv: list[str]) -> int:
     return 0
 
 
-PLOTS = {"mi": plot_mi_command}
+def plot_trajectories_command(argv: list[str]) -> int:
+    """``mimax plot trajectories RUN_DIR [RUN_DIR ...] --out FIG.png``: the paper's Figure 3."""
+    from mimax.config import _OneLineParser
+
+    parser = _OneLineParser(prog="mimax plot trajectories", description="Cluster-center embeddings over "
+                            "training (trajectories.json of Gaussian-mixture runs), one panel per run directory "
+                            "(the paper's Figure 3).")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="seed_<k> directories, or experiment directories (their first seed is drawn)")
+    parser.add_argument("--out", required=True, metavar="FIG", help="output file (.png, .pdf or .svg)")
+    parser.add_argument("--labels", default=None, help="comma-separated panel titles (default: the methods)")
+    parser.add_argument("--points", action="store_true",
+                        help="draw the mean embedding of each cluster's points instead of the encoded true mean")
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from mimax.experiments.figures import plot_trajectories
+
+    dirs = []
+    for d in map(Path, args.run_dirs):
+        seeds = sorted(d.glob("seed_*/trajectories.json"))
+        dirs.append(seeds[0].parent if seeds else d)
+    labels = args.labels.split(",") if args.labels else None
+    if labels is not None and len(labels) != len(dirs):
+        raise UserError(f"--labels: expected {len(dirs)} comma-separated titles, got {len(labels)}")
+    fig = plot_trajectories(dirs, labels, kind="point_mean_embedding" if args.points else "center_embedding")
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+PLOTS = {"mi": plot_mi_command, "trajectories": plot_trajectories_command}
 
 
 def cmd_plot(argv: list[str]) -> int:
@@ -91,7 +123,13 @@ def cmd_plot(argv: list[str]) -> int:
     return PLOTS[argv[0]](argv[1:])
 
 
-HANDLERS = {"train": cmd_train, "methods": cmd_methods, "plot": cmd_plot}
+def cmd_demo(argv: list[str]) -> int:
+    from mimax.experiments.gaussian import main as demo_main
+
+    return demo_main(argv)
+
+
+HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

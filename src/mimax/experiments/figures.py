@@ -35,6 +35,13 @@ def _draw_panel(ax: Any, centers: np.ndarray, title: str) -> None:
         u, v = np.mgrid[0:2 * np.pi:24j, 0:np.pi:12j]
         ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.9", lw=0.4)
         ax.set_box_aspect((1, 1, 1))
+        ax.set_axis_off()
+        # look at the sphere from the side where the final centers are
+        m = centers[-1].mean(0)[:3]
+        if np.linalg.norm(m) > 1e-6:
+            m = m / np.linalg.norm(m)
+            ax.view_init(elev=float(np.degrees(np.arcsin(np.clip(m[2], -1, 1)))),
+                         azim=float(np.degrees(np.arctan2(m[1], m[0]))))
     for k in range(clusters):
         path = centers[:, k, :3]
         for i in range(steps - 1):

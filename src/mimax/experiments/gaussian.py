@@ -158,16 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     ctx = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(runs), desc="demo", unit="config", dynamic_ncols=True, file=sys.stdout)
     with ProcessPoolExecutor(max_workers=min(args.workers, len(runs)), mp_context=ctx) as pool:
-        pending = {pool.submit(_train_one, f): r for f, r in zip(all_flags, runs)}
-        running = [r.label for r in list(pending.values())[: args.workers]]
-        bar.set_postfix_str("training: " + "; ".join(running))
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        futures = [(pool.submit(_train_one, f), r) for f, r in zip(all_flags, runs)]
+        while True:
+            running = [r.label for f, r in futures if not f.done()][: args.workers]
+            if not running:
+                break
+            bar.set_postfix_str("training: " + "; ".join(running))
+            done, _ = wait([f for f, _ in futures if not f.done()], return_when=FIRST_COMPLETED)
             for fut in done:
-                run = pending.pop(fut)
-                fut.result()
-                bar.update(1)
-                bar.set_postfix_str(f"finished {run.label}")
+                fut.result()  # re-raise a worker's error here
+            bar.update(sum(f.done() for f, _ in futures) - bar.n)
     bar.close()
     elapsed = time.perf_counter() - t0
 

@@ -35,15 +35,24 @@ def _mi_rows(seed_dir: Path, representation: str = "embedding") -> dict[int, dic
     return out
 
 
+def collapse_flags(metrics_row: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Per encoder, from a ``metrics.csv`` row of the collapse monitors: normalized-embedding std, effective
+    rank, and ``collapsed`` = std < COLLAPSE_STD or erank < COLLAPSE_ERANK."""
+    encoders = [k[len("emb_std_"):] for k in metrics_row if k.startswith("emb_std_")]
+    if not encoders:
+        raise ValueError("the metrics row has no collapse-monitor columns (emb_std_<encoder>)")
+    out = {}
+    for e in encoders:
+        std, erank = float(metrics_row[f"emb_std_{e}"]), float(metrics_row[f"emb_erank_{e}"])
+        out[e] = {"std": std, "erank": erank, "collapsed": std < COLLAPSE_STD or erank < COLLAPSE_ERANK}
+    return out
+
+
 def collect_seed(seed_dir: Path, first_label: str) -> dict[str, Any]:
     """The numbers of one seed of one configuration."""
     results = json.loads((seed_dir / "results.json").read_text())
     traj = json.loads((seed_dir / "trajectories.json").read_text())["records"][-1]
-    last = read_csv(seed_dir / "metrics.csv")[-1]
-    encoders = sorted(k[len("emb_std_"):] for k in last if k.startswith("emb_std_"))
-    collapse = {e: {"std": float(last[f"emb_std_{e}"]), "erank": float(last[f"emb_erank_{e}"])} for e in encoders}
-    for c in collapse.values():
-        c["collapsed"] = c["std"] < COLLAPSE_STD or c["erank"] < COLLAPSE_ERANK
+    collapse = collapse_flags(read_csv(seed_dir / "metrics.csv")[-1])
     mi = _mi_rows(seed_dir)
     first_epoch, last_epoch = min(mi), max(mi)
     return {

@@ -1,0 +1,78 @@
+"""The controlled Gaussian experiments: `mimax demo --quick` end to end, the collapse flag, Figure 3."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pytest
+
+from mimax.engine.rundir import read_csv
+from mimax.experiments.figures import plot_trajectories
+from mimax.experiments.gaussian import DEMO_RUNS
+from mimax.experiments.report import collapse_flags
+
+from conftest import TINY_GAUSSIAN, run_main, run_mimax
+
+matplotlib.use("Agg")
+
+
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    proc = run_mimax(["demo", "--quick", "--out", str(out)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("trajectories.png", "mi.png", "results.md", "results.json", "claims.md"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    configs = results["configurations"]
+    assert [c["slug"] for c in configs] == [r.slug for r in DEMO_RUNS]
+    for c in configs:
+        assert 0 <= c["aggregate"]["probe"]["linear_embedding"]["mean"] <= 1
+        assert c["aggregate"]["separation"]["min_center_angle"]["mean"] >= 0
+        assert set(c["aggregate"]["mi_final"]) == {"cos-DV", "InfoNCE", "JSD"}
+    table = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(DEMO_RUNS)  # header + one row per configuration
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    claims = (out / "claims.md").read_text()
+    for heading in ("MI grows", "marginal term collapses", "predictor prevents collapse", "separates cluster"):
+        assert heading in claims
+    assert claims.count("**holds**") + claims.count("**does not hold**") + claims.count("**inconclusive**") >= 7
+    # Figure 3 can be redrawn from the saved folders: one panel per method
+    seeds = [out / "runs" / r.slug / "seed_0" for r in DEMO_RUNS]
+    fig = plot_trajectories(seeds, [r.label for r in DEMO_RUNS])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [r.label for r in DEMO_RUNS]
+    redraw = tmp_path / "fig3.png"
+    proc = run_mimax(["plot", "trajectories", *map(str, seeds[:3]), "--out", str(redraw)])
+    assert proc.returncode == 0 and redraw.stat().st_size > 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_refuses_an_existing_folder_and_bad_options(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "x").write_text("keep")
+    proc = run_mimax(["demo", "--quick", "--out", str(out)])
+    assert proc.returncode == 2 and "--output_dir" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_mimax(["demo", "--quick", "--only", "nope", "--out", str(tmp_path / "d2")])
+    assert proc.returncode == 2 and "--only: unknown run(s) nope" in proc.stderr
+    assert not (tmp_path / "d2" / "runs").exists()
+
+
+@pytest.mark.parametrize("method,flags,collapsed", [
+    ("SDMI", ["--no_marginal"], True),  # joint term only: both encoders collapse to a point
+    ("JMI", [], False),
+])
+def test_collapse_flag_on_real_runs(tmp_path, method, flags, collapsed):
+    out = tmp_path / method
+    args = [*TINY_GAUSSIAN, "--gm_train_size", "1024", "--initial_lr", "0.01", "--epochs", "10", "--mi_interval", "0",
+            "--model_name", method, *flags, "--output_dir", str(out)]
+    proc = run_main(args)
+    assert proc.returncode == 0, proc.stderr
+    flags_by_encoder = collapse_flags(read_csv(out / "seed_0" / "metrics.csv")[-1])
+    assert all(f["collapsed"] == collapsed for f in flags_by_encoder.values()), flags_by_encoder
+
+
+def test_collapse_flag_needs_monitor_columns():
+    with pytest.raises(ValueError, match="collapse-monitor"):
+        collapse_flags({"epoch": "1", "loss": "0.3"})
