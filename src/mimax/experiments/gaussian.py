@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gm_sigma", type=float, default=1.0, help="within-cluster std")
     p.add_argument("--gm_view_noise", type=float, default=0.5, help="per-view noise std")
     p.add_argument("--gm_train_size", type=int, default=None, help="training points (default 5000; quick: 512)")
-    p.add_argument("--mi_interval", type=int, default=1, help="epochs between MI estimates")
+    p.add_argument("--mi_interval", type=int, default=2, help="epochs between MI estimates (and the last epoch)")
     p.add_argument("--workers", type=int, default=2, help="runs trained in parallel (one CPU thread each)")
     p.add_argument("--only", default=None, help="comma-separated run slugs to train (default: all)")
     return p
