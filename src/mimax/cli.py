@@ -1,4 +1,4 @@
-"""Command line: ``mimax train|methods`` (``python main.py`` is ``mimax train``).
+"""Command line: ``mimax train|eval|table|export|methods`` (``python main.py`` is ``mimax train``).
 
 User mistakes print one line ``mimax: error: ...`` and exit with code 2; no traceback.
 """
@@ -14,6 +14,9 @@ COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
     "methods": "list the methods with their paradigm, target update, predictor and objective",
     "plot": "draw figures from run directories: `mimax plot mi RUN_DIR ... --out FIG.png` (Figure 2)",
+    "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
+    "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
+    "export": "write one encoder's backbone as a plain state_dict (loads into torchvision's ResNet)",
 }
 
 
@@ -91,7 +94,26 @@ def cmd_plot(argv: list[str]) -> int:
     return PLOTS[argv[0]](argv[1:])
 
 
-HANDLERS = {"train": cmd_train, "methods": cmd_methods, "plot": cmd_plot}
+def cmd_eval(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_eval as run
+
+    return run(argv)
+
+
+def cmd_table(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_table as run
+
+    return run(argv)
+
+
+def cmd_export(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_export as run
+
+    return run(argv)
+
+
+HANDLERS = {"train": cmd_train, "methods": cmd_methods, "plot": cmd_plot, "eval": cmd_eval, "table": cmd_table,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
