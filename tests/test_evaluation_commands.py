@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import TINY_GAUSSIAN, run_main, run_mimax
 from torch import nn
 
+from conftest import TINY_GAUSSIAN, run_main, run_mimax
 from mimax.cli import main
 from mimax.config import Config
 from mimax.engine.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, rng_state

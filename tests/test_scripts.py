@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
+from conftest import ROOT
 from mimax.config import explicit_values, resolve
 
 DATASETS = ["CIFAR10", "CIFAR100", "TinyImageNet", "ImageNet100", "FashionMNIST"]

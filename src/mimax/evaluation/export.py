@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from mimax.engine.checkpoint import atomic_torch_save, load_checkpoint
@@ -33,6 +32,8 @@ ENCODER_ALIASES = {"f_theta": "f_θ", "g_xi": "g_ξ"}
 
 def torchvision_resnet(architecture: str, input_shape: tuple[int, ...]) -> nn.Module:
     """``torchvision.models.resnet18/50(weights=None)`` with the stem change for ``input_shape`` (C, H, W)."""
+    import torchvision  # imported here, as in mimax.nets.backbones: seconds of start-up
+
     net = {"ResNet18": torchvision.models.resnet18, "ResNet50": torchvision.models.resnet50}[architecture](weights=None)
     channels, size = input_shape[0], max(input_shape[1:])
     net.fc = nn.Identity()

@@ -40,7 +40,8 @@ def extract_features(fn: Callable[[Tensor], Tensor], dataset: Dataset, device: t
 def _check_split(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int) -> None:
     """Features (n, d) with the same d in both splits, integer labels (n,) in [0, num_classes)."""
     if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-        raise ValueError(f"features must be (n, d) with the same d, got {tuple(train_x.shape)} and {tuple(test_x.shape)}")
+        raise ValueError(f"features must be (n, d) with the same d, got {tuple(train_x.shape)} and "
+                         f"{tuple(test_x.shape)}")
     if train_y.shape != (train_x.shape[0],) or test_y.shape != (test_x.shape[0],):
         raise ValueError(f"labels must be (n,) matching the features, got {tuple(train_y.shape)} for "
                          f"{train_x.shape[0]} train rows and {tuple(test_y.shape)} for {test_x.shape[0]} test rows")
