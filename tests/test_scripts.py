@@ -1,5 +1,6 @@
 """Every paper script (scripts/<Dataset>/<Method>.sh) is a valid ``python main.py`` call: its flags parse
-and resolve into a validated Config (no data is read: resolving checks flags, not the data on disk).
+and resolve into a validated Config. The data location checks that validation runs for image datasets
+(``mimax.data.DATA_CHECKS``) are switched off here: the scripts leave ``--data_dir`` to the user.
 
 These tests need every flag the scripts use, some of which other branches add (methods, images,
 precision, MI monitors); they pass once all are merged.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import mimax.data
 from conftest import ROOT
 from mimax.config import explicit_values, resolve
 
@@ -42,7 +44,8 @@ def test_every_dataset_method_pair_has_a_script():
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_script_resolves_to_a_valid_config(script):
+def test_script_resolves_to_a_valid_config(script, monkeypatch):
+    monkeypatch.setattr(mimax.data, "DATA_CHECKS", {}, raising=False)  # no data on disk needed
     assert subprocess.run(["bash", "-n", str(script)], check=False, capture_output=True).returncode == 0
     args = main_py_args(script)
     given = explicit_values(args)
