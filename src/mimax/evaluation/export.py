@@ -104,7 +104,7 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
         info["loads_into"] = f"torchvision.models.{cfg.architecture.lower()} with strict=True:\n" + \
             stem_recipe(cfg.architecture, input_shape)
     except RuntimeError:  # another base width: only mimax's own builder has this shape
-        backbone_type = type(backbone).__module__ + "." + type(backbone).__qualname__
-        info["loads_into"] = (f"the backbone mimax builds for this run's config ({backbone_type}); its shapes "
-                              f"differ from torchvision's {cfg.architecture.lower()} (base width is not 64)")
+        width = getattr(cfg, "resnet_width", None)
+        info["loads_into"] = (f"mimax's {cfg.architecture} backbone of this run's config (--resnet_width {width}), "
+                              f"not torchvision's {cfg.architecture.lower()}, whose base width is 64")
     return info
