@@ -7,12 +7,11 @@ import json
 import matplotlib
 import pytest
 
+from conftest import TINY_GAUSSIAN, run_main, run_mimax
 from mimax.engine.rundir import read_csv
 from mimax.experiments.figures import plot_trajectories
 from mimax.experiments.gaussian import DEMO_RUNS
 from mimax.experiments.report import collapse_flags
-
-from conftest import TINY_GAUSSIAN, run_main, run_mimax
 
 matplotlib.use("Agg")
 

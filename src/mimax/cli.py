@@ -1,4 +1,4 @@
-"""Command line: ``mimax train|methods`` (``python main.py`` is ``mimax train``).
+"""Command line: ``mimax train|eval|table|export|methods`` (``python main.py`` is ``mimax train``).
 
 User mistakes print one line ``mimax: error: ...`` and exit with code 2; no traceback.
 """
@@ -15,6 +15,9 @@ COMMANDS = {
     "methods": "list the methods with their paradigm, target update, predictor and objective",
     "demo": "the controlled Gaussian-mixture experiments: Figures 2 and 3 and the paper's claims (no data needed)",
     "plot": "draw figures from run directories: `mimax plot mi RUN_DIR ... --out FIG.png` (Figure 2)",
+    "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
+    "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
+    "export": "write one encoder's backbone as a plain state_dict (loads into torchvision's ResNet)",
 }
 
 
@@ -129,7 +132,28 @@ def cmd_demo(argv: list[str]) -> int:
     return demo_main(argv)
 
 
-HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot}
+
+def cmd_eval(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_eval as run
+
+    return run(argv)
+
+
+def cmd_table(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_table as run
+
+    return run(argv)
+
+
+def cmd_export(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_export as run
+
+    return run(argv)
+
+
+
+HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot, "eval": cmd_eval,
+            "table": cmd_table, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

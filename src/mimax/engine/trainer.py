@@ -244,6 +244,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 "dataset": cfg.dataset, "epoch": state.epoch, "step": state.step, "seed": seed,
                 "model": method.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
                 "rng": rng_state(), "random_init": random_init,
+                "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
             }, checkpoint_path(run_dir, state.epoch))
     if tb is not None:
         tb.close()

@@ -1,11 +1,18 @@
-"""Linear probe and kNN on frozen, cached features (METHODS.md §8).
+"""Linear probe and kNN on frozen, cached features (METHODS.md §8; protocol in docs/evaluation.md).
 
 Features are extracted once per evaluation (eval mode, no augmentation, no_grad) and cached in memory.
-The linear probe is multinomial logistic regression on standardized features, fitted full-batch with
-L-BFGS (strong-Wolfe line search, fixed iteration budget, L2 penalty). Why our own rather than
-scikit-learn's ``LogisticRegression``: the same code runs on the GPU next to the features, it is
-deterministic for a given input, and it needs no host copy of ImageNet-scale feature matrices. The
+
+Linear probe: multinomial logistic regression on features standardized with the train split's mean and
+std, fitted full-batch with L-BFGS (history 20, strong-Wolfe line search, at most ``max_iter`` = 200
+iterations from zero initialization), minimizing ``mean CE + l2 * ||W||_F^2`` with ``l2 = 1e-4`` (the
+bias is not penalized). This is the objective of scikit-learn's ``LogisticRegression(C=1 / (2 l2 n))``
+(n = train size), and the tests check that both reach the same weights and accuracy. Why our own
+rather than scikit-learn's: the same code runs on the training device next to the features (no host
+copy of ImageNet-scale feature matrices, GPU speed), and it is deterministic for a given input. The
 reported number is top-1 on the test split of this final fit; nothing is selected on the test set.
+
+kNN: the weighted kNN of Wu et al. (2018), as used by solo-learn and DINO: cosine similarity, k = 200,
+votes ``exp(sim / T)`` with T = 0.07.
 """
 
 from __future__ import annotations
@@ -30,29 +37,56 @@ def extract_features(fn: Callable[[Tensor], Tensor], dataset: Dataset, device: t
     return torch.cat(feats), torch.cat(labels)
 
 
-def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
-                 l2: float = 1e-4, max_iter: int = 200) -> float:
-    """Top-1 test accuracy of ``argmax(W z + b)``, (W, b) minimizing
-    ``CE(W z + b, y) + l2 * ||W||^2`` over the standardized train features z."""
-    if train_x.shape[0] != train_y.shape[0] or test_x.shape[0] != test_y.shape[0]:
-        raise ValueError("features and labels must have the same number of rows")
-    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    ztr, zte = (train_x - mean) / std, (test_x - mean) / std
-    weight = torch.zeros(num_classes, ztr.shape[1], device=ztr.device, requires_grad=True)
-    bias = torch.zeros(num_classes, device=ztr.device, requires_grad=True)
+def _check_split(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int) -> None:
+    """Features (n, d) with the same d in both splits, integer labels (n,) in [0, num_classes)."""
+    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"features must be (n, d) with the same d, got {tuple(train_x.shape)} and "
+                         f"{tuple(test_x.shape)}")
+    if train_y.shape != (train_x.shape[0],) or test_y.shape != (test_x.shape[0],):
+        raise ValueError(f"labels must be (n,) matching the features, got {tuple(train_y.shape)} for "
+                         f"{train_x.shape[0]} train rows and {tuple(test_y.shape)} for {test_x.shape[0]} test rows")
+    if train_x.shape[0] < 2:
+        raise ValueError("the train split needs at least 2 rows")
+    for y in (train_y, test_y):
+        if y.dtype not in (torch.int64, torch.int32) or (y.numel() and (y.min() < 0 or y.max() >= num_classes)):
+            raise ValueError(f"labels must be integers in [0, {num_classes})")
+
+
+def standardizer(train_x: Tensor) -> tuple[Tensor, Tensor]:
+    """The train split's per-feature mean and std (std clamped at 1e-6 for constant features)."""
+    return train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+
+
+def fit_linear_probe(z: Tensor, y: Tensor, num_classes: int, l2: float = 1e-4,
+                     max_iter: int = 200) -> tuple[Tensor, Tensor]:
+    """``(W, b)`` minimizing ``(1/n) sum_i CE(W z_i + b, y_i) + l2 * ||W||_F^2`` by full-batch L-BFGS
+    (zero init, history 20, strong-Wolfe line search, at most ``max_iter`` iterations)."""
+    weight = torch.zeros(num_classes, z.shape[1], dtype=z.dtype, device=z.device, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=z.dtype, device=z.device, requires_grad=True)
     opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(ztr @ weight.T + bias, train_y) + l2 * weight.pow(2).sum()
+        loss = F.cross_entropy(z @ weight.T + bias, y) + l2 * weight.pow(2).sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
+                 l2: float = 1e-4, max_iter: int = 200) -> float:
+    """Top-1 test accuracy of ``argmax(W z + b)`` with ``(W, b)`` from :func:`fit_linear_probe` on the
+    standardized train features ``z = (x - mean_train) / std_train`` (a feature constant on the train
+    split keeps weight 0: its gradient is 0 from the zero init on)."""
+    _check_split(train_x, train_y, test_x, test_y, num_classes)
+    mean, std = standardizer(train_x)
+    weight, bias = fit_linear_probe((train_x - mean) / std, train_y, num_classes, l2, max_iter)
     with torch.no_grad():
-        return (zte @ weight.T + bias).argmax(1).eq(test_y).float().mean().item()
+        return ((test_x - mean) / std @ weight.T + bias).argmax(1).eq(test_y).float().mean().item()
 
 
 @torch.no_grad()
@@ -60,6 +94,9 @@ def knn_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
                  k: int = 200, temperature: float = 0.07, chunk: int = 1024) -> float:
     """Weighted kNN (Wu et al., 2018): cosine similarity, the k nearest train points vote for their
     class with weight ``exp(sim / T)``; top-1 accuracy of the class with the largest total vote."""
+    _check_split(train_x, train_y, test_x, test_y, num_classes)
+    if k < 1 or temperature <= 0:
+        raise ValueError(f"kNN needs k >= 1 and temperature > 0, got k={k}, temperature={temperature}")
     k = min(k, train_x.shape[0])
     tr = F.normalize(train_x, dim=1)
     correct = 0
@@ -67,6 +104,6 @@ def knn_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
         te = F.normalize(test_x[start:start + chunk], dim=1)
         sim, idx = (te @ tr.T).topk(k, dim=1)
         votes = torch.zeros(te.shape[0], num_classes, device=te.device)
-        votes.scatter_add_(1, train_y[idx], (sim / temperature).exp())
+        votes.scatter_add_(1, train_y[idx].long(), (sim / temperature).exp())
         correct += votes.argmax(1).eq(test_y[start:start + chunk]).sum().item()
     return correct / test_x.shape[0]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# SDMI on ImageNet100: the reference command's hyperparameters (the seed's ImageNet100/SDMI example).
+# Hyperparameters and their sources: scripts/README.md. Extra flags are passed through, e.g.
+#   bash scripts/ImageNet100/SDMI.sh --data_dir /path/to/data --output_dir runs/ImageNet100_SDMI
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python main.py \
+  --model_name SDMI \
+  --dataset ImageNet100 \
+  --architecture ResNet50 \
+  --num_classes 100 \
+  --epochs 800 \
+  --warmup_epochs 10 \
+  --batch_size 64 \
+  --initial_lr 0.05 \
+  --weight_decay 0.0001 \
+  --temperature 0.1 \
+  --num_runs 3 \
+  --augmentation \
+  --feature_dim 512 \
+  --projection_dim 256 \
+  --projection_layer 3 \
+  --model_save_interval 50 \
+  --model_evaluation_interval 1000 \
+  --num_workers 16 \
+  "$@"

@@ -1,0 +1,86 @@
+"""``mimax eval``, ``mimax table`` and ``mimax export``: argument parsing and printing (the work is in
+:mod:`mimax.evaluation.reevaluate`, :mod:`mimax.evaluation.table` and :mod:`mimax.evaluation.export`).
+
+Mistakes raise :class:`~mimax.errors.UserError`; the CLI prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from mimax.config import _OneLineParser
+from mimax.engine.checkpoint import atomic_write_text
+from mimax.engine.trainer import resolve_device
+from mimax.errors import UserError
+from mimax.evaluation.export import export_backbone
+from mimax.evaluation.reevaluate import reevaluate
+from mimax.evaluation.results import aggregate, results_markdown
+from mimax.evaluation.runs import open_run
+from mimax.evaluation.table import read_results, table_markdown
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """argparse reporting mistakes as one line and exit code 2 (like ``mimax train``)."""
+    return _OneLineParser(prog=prog, description=description)
+
+
+def cmd_eval(argv: list[str]) -> int:
+    p = _parser("mimax eval", "Re-evaluate checkpoints: linear probe and kNN for every encoder of the method; "
+                              "writes seed_<k>/eval_ckpt_epoch_<n>.json")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory or one of its seed_<k> directories")
+    p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: each seed's latest)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--data_dir", help="dataset location, if it moved since training")
+    p.add_argument("--num_threads", type=int, help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier re-evaluation file")
+    args = p.parse_args(argv)
+    if args.num_threads is not None:
+        if args.num_threads < 1:
+            raise UserError(f"--num_threads: must be >= 1 (got {args.num_threads})")
+        torch.set_num_threads(args.num_threads)
+    run = open_run(args.run_dir)
+    device = resolve_device(args.device)
+    records = reevaluate(run, args.checkpoint, device, args.overwrite, args.data_dir)
+    epochs = sorted({r["epoch"] for r in records})
+    print(results_markdown(aggregate(records), run.cfg.dataset, len(records)).rstrip())
+    print(f"checkpoint epoch(s) {', '.join(map(str, epochs))} of {run.exp_dir}")
+    return 0
+
+
+def cmd_table(argv: list[str]) -> int:
+    p = _parser("mimax table", "The paper's Table 1 shape (rows = methods/encoders incl. random init, "
+                               "columns = datasets; linear probe and kNN) from finished experiments")
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="finished experiment directories")
+    p.add_argument("--out", metavar="FILE.md", help="also write the table to this Markdown file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    args = p.parse_args(argv)
+    if args.out is not None:
+        out = Path(args.out)
+        if out.exists() and not args.overwrite:
+            raise UserError(f"--out: {out} already exists; pass --overwrite to replace it")
+        if not out.parent.is_dir():
+            raise UserError(f"--out: directory {out.parent} does not exist")
+    text = table_markdown([read_results(d) for d in args.run_dirs])
+    print(text.rstrip())
+    if args.out is not None:
+        atomic_write_text(Path(args.out), text)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    p = _parser("mimax export", "Write one encoder's backbone as a plain state_dict (see docs/evaluation.md)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory or one of its seed_<k> directories")
+    p.add_argument("--out", metavar="FILE.pt", required=True, help="output file")
+    p.add_argument("--encoder", help="which encoder: f_θ or g_ξ for SDMI (ASCII: f_theta, g_xi); default the first")
+    p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: the first seed's latest)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    args = p.parse_args(argv)
+    info = export_backbone(open_run(args.run_dir), args.out, args.encoder, args.checkpoint, args.overwrite)
+    print(f"wrote {info['out']}: backbone of encoder {info['encoder']} ({info['architecture']}, input "
+          f"{tuple(info['input_shape'])}) from {info['checkpoint']}")
+    print(f"loads into {info['loads_into']}")
+    return 0

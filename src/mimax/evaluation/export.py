@@ -1,0 +1,110 @@
+"""``mimax export RUN_DIR --out backbone.pt``: one encoder's backbone as a plain ``state_dict``.
+
+The file holds only tensors (``torch.load(..., weights_only=True)`` reads it). A ResNet backbone of
+base width 64 loads with ``strict=True`` into ``torchvision.models.resnet18/50(weights=None)`` after
+the documented stem change (docs/evaluation.md), which is what :func:`torchvision_resnet` applies:
+
+- ``fc`` -> ``nn.Identity()`` (always: the backbone outputs 512 / 2048 features);
+- images of 64 px or less (the CIFAR stem): ``conv1`` -> ``nn.Conv2d(C, 64, 3, 1, 1, bias=False)``,
+  ``maxpool`` -> ``nn.Identity()``;
+- larger images with C != 3 channels: ``conv1`` -> ``nn.Conv2d(C, 64, 7, 2, 3, bias=False)``.
+
+An MLP backbone (vector data) is exported as the ``nn.Sequential`` state_dict of
+:func:`mimax.nets.backbones.mlp_backbone`; a ResNet of another base width (``--resnet_width``) has no
+torchvision counterpart and loads into the backbone mimax builds for the run's config. Export checks
+which of these holds by loading the file into the target with ``strict=True`` and says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mimax.engine.checkpoint import atomic_torch_save, load_checkpoint
+from mimax.errors import UserError
+from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
+
+ENCODER_ALIASES = {"f_theta": "f_θ", "g_xi": "g_ξ"}
+
+
+def torchvision_resnet(architecture: str, input_shape: tuple[int, ...]) -> nn.Module:
+    """``torchvision.models.resnet18/50(weights=None)`` with the stem change for ``input_shape`` (C, H, W)."""
+    import torchvision  # imported here, as in mimax.nets.backbones: seconds of start-up
+
+    net = {"ResNet18": torchvision.models.resnet18, "ResNet50": torchvision.models.resnet50}[architecture](weights=None)
+    channels, size = input_shape[0], max(input_shape[1:])
+    net.fc = nn.Identity()
+    if size <= 64:
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif channels != 3:
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net
+
+
+def stem_recipe(architecture: str, input_shape: tuple[int, ...]) -> str:
+    """The loading recipe for a torchvision ResNet, as Python the user can paste."""
+    channels, size = input_shape[0], max(input_shape[1:])
+    lines = [f"net = torchvision.models.{architecture.lower()}(weights=None)", "net.fc = nn.Identity()"]
+    if size <= 64:
+        lines += [f"net.conv1 = nn.Conv2d({channels}, 64, kernel_size=3, stride=1, padding=1, bias=False)",
+                  "net.maxpool = nn.Identity()"]
+    elif channels != 3:
+        lines.append(f"net.conv1 = nn.Conv2d({channels}, 64, kernel_size=7, stride=2, padding=3, bias=False)")
+    return "\n".join(lines + ["net.load_state_dict(torch.load(PATH, weights_only=True), strict=True)"])
+
+
+def choose_encoder(encoders: dict[str, Any], row_labels: dict[str, str], wanted: str | None) -> str:
+    """The encoder key for ``--encoder`` (its key, an ASCII alias f_theta/g_xi, or its table label)."""
+    if wanted is None:
+        return next(iter(encoders))
+    for key in encoders:
+        if wanted in (key, row_labels.get(key)) or ENCODER_ALIASES.get(wanted) == key:
+            return key
+    names = ", ".join(list(encoders) + [a for a, k in ENCODER_ALIASES.items() if k in encoders])
+    raise UserError(f"--encoder: no encoder {wanted!r} in this run; expected one of {names}")
+
+
+def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: str | None = None,
+                    overwrite: bool = False) -> dict[str, Any]:
+    """Write the chosen encoder's backbone state_dict to ``out``; return what was exported and how it loads."""
+    out_path = Path(out)
+    if out_path.exists() and not overwrite:
+        raise UserError(f"--out: {out_path} already exists; pass --overwrite to replace it")
+    if not out_path.parent.is_dir():
+        raise UserError(f"--out: directory {out_path.parent} does not exist")
+    _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
+    ckpt = load_checkpoint(path)
+    cfg = run.cfg
+    if "input_shape" in ckpt:
+        input_shape = tuple(int(s) for s in ckpt["input_shape"])
+    else:  # checkpoints written before the input shape was recorded: ask the dataset
+        from mimax.data import build_data
+
+        input_shape = tuple(build_data(cfg, torch.device("cpu"), int(ckpt["seed"])).input_shape)
+    method = rebuild_method(cfg, ckpt, path, input_shape)
+    key = choose_encoder(method.encoders(), method.row_labels(), encoder)
+    backbone = method.encoders()[key].backbone
+    state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
+    atomic_torch_save(state, out_path)
+    info = {"checkpoint": str(path), "encoder": key, "architecture": cfg.architecture,
+            "input_shape": list(input_shape), "out": str(out_path)}
+    if cfg.architecture == "MLP":
+        from mimax.nets.backbones import mlp_backbone
+
+        mlp_backbone(input_shape[0], cfg.mlp_hidden_dim).load_state_dict(state, strict=True)
+        info["loads_into"] = (f"the MLP backbone (not a torchvision model): "
+                              f"mimax.nets.backbones.mlp_backbone({input_shape[0]}, {cfg.mlp_hidden_dim})")
+        return info
+    try:
+        torchvision_resnet(cfg.architecture, input_shape).load_state_dict(state, strict=True)
+        info["loads_into"] = f"torchvision.models.{cfg.architecture.lower()} with strict=True:\n" + \
+            stem_recipe(cfg.architecture, input_shape)
+    except RuntimeError:  # another base width: only mimax's own builder has this shape
+        width = getattr(cfg, "resnet_width", None)
+        info["loads_into"] = (f"mimax's {cfg.architecture} backbone of this run's config (--resnet_width {width}), "
+                              f"not torchvision's {cfg.architecture.lower()}, whose base width is 64")
+    return info

@@ -1,0 +1,98 @@
+"""``mimax table RUN_DIR ...``: the paper's Table 1 (methods x datasets, mean ± sample std over seeds).
+
+Each RUN_DIR is a finished experiment (its ``results.json``). A row is an encoder as the training
+labelled it (``SimCLR``; ``SDMI (f_θ)`` and ``SDMI (g_ξ)`` for the two SDMI encoders) plus one
+``Random init (<architecture>)`` row per architecture; a column is a dataset. One table for the linear
+probe and one for kNN. Random-init evaluations of one architecture on one dataset are pooled over all
+the experiments given (each is a random draw of the same initialization distribution); a trained row
+given twice for one dataset is an error, never silently merged or dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from mimax.errors import UserError
+from mimax.evaluation.results import mean_std
+
+PAPER_DATASETS = ["CIFAR10", "CIFAR100", "TinyImageNet", "ImageNet100"]
+TABLE_METRICS = {"linear": "Linear probe top-1 (%)", "knn": "kNN top-1 (%)"}
+RANDOM_INIT = "Random init"
+
+
+def read_results(path: str) -> dict[str, Any]:
+    exp = Path(path)
+    if not exp.is_dir():
+        raise UserError(f"{exp}: no such experiment directory")
+    file = exp / "results.json"
+    if not file.is_file():
+        raise UserError(f"{exp}: no results.json (expected a finished mimax experiment directory)")
+    try:
+        results = json.loads(file.read_text())
+        summary, dataset, method = results["summary"], results["dataset"], results["method"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{file}: not a mimax results file ({exc})") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{file}: not a mimax results file (summary is not a mapping)")
+    return {"dir": str(exp), "dataset": dataset, "method": method, "summary": summary,
+            "epochs": results.get("epochs"), "num_runs": results.get("num_runs")}
+
+
+def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """``{(row label, dataset): {metric: per-seed values}}``; random-init rows pooled, duplicates refused."""
+    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    owner: dict[tuple[str, str], str] = {}
+    for exp in experiments:
+        for label, metrics in exp["summary"].items():
+            key = (label, exp["dataset"])
+            if not label.startswith(RANDOM_INIT):
+                if key in owner:
+                    raise UserError(f"{exp['dir']} and {owner[key]} both give {label!r} on {exp['dataset']}; "
+                                    "pass one experiment per method and dataset")
+                owner[key] = exp["dir"]
+            for metric, stat in metrics.items():
+                cells.setdefault(key, {}).setdefault(metric, []).extend(float(v) for v in stat["values"])
+    return cells
+
+
+def row_order(label: str, method_of: dict[str, str], methods: list[str]) -> tuple[int, int, str]:
+    if label.startswith(RANDOM_INIT):
+        return (2, 0, label)
+    method = method_of.get(label, "")
+    return (0, methods.index(method), label) if method in methods else (1, 0, label)
+
+
+def format_cell(values: list[float], n_common: int | None) -> str:
+    stat = mean_std(values)
+    text = f"{100 * stat['mean']:.2f}" if math.isnan(stat["std"]) else \
+        f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+    return text if stat["n"] == n_common else f"{text} (n={stat['n']})"
+
+
+def table_markdown(experiments: list[dict[str, Any]]) -> str:
+    """Markdown: one table per metric (rows = encoders, columns = datasets) and the list of sources."""
+    from mimax.methods import METHODS
+
+    cells = collect(experiments)
+    seen = [e["dataset"] for e in experiments]
+    datasets = [d for d in PAPER_DATASETS if d in seen] + [d for d in dict.fromkeys(seen) if d not in PAPER_DATASETS]
+    method_of = {label: e["method"] for e in experiments for label in e["summary"]}
+    rows = sorted({label for label, _ in cells}, key=lambda r: row_order(r, method_of, list(METHODS)))
+    counts = {len(v) for (label, _), c in cells.items() if not label.startswith(RANDOM_INIT) for v in c.values()}
+    n_common = counts.pop() if len(counts) == 1 else None
+    spread = f"mean ± sample std (ddof = 1) over {n_common} seeds" if n_common else \
+        "mean ± sample std (ddof = 1) over n seeds (n given per cell)"
+    lines = [f"# Top-1 accuracy (%), {spread}", ""]
+    for metric, title in TABLE_METRICS.items():
+        lines += [f"## {title}", "", "| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+        for row in rows:
+            values = [cells.get((row, d), {}).get(metric) for d in datasets]
+            lines.append(f"| {row} | " + " | ".join(format_cell(v, n_common) if v else "–" for v in values) + " |")
+        lines.append("")
+    lines += ["Sources:", ""]
+    lines += [f"- `{e['dir']}`: {e['method']} on {e['dataset']}, {e['epochs']} epochs, {e['num_runs']} seed(s)"
+              for e in experiments]
+    return "\n".join(lines) + "\n"

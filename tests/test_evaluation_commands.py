@@ -1,0 +1,256 @@
+"""``mimax eval``, ``mimax table`` and ``mimax export`` end to end on tiny runs: each command once in a
+subprocess as a user runs it, the other cases through the same CLI entry point in-process (``cli``),
+which keeps the suite fast (each subprocess pays the torch import)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from conftest import TINY_GAUSSIAN, run_main, run_mimax
+from mimax.cli import main
+from mimax.config import Config
+from mimax.engine.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, rng_state
+from mimax.evaluation.results import aggregate
+from mimax.methods import METHODS
+from mimax.nets.backbones import mlp_backbone
+
+
+@pytest.fixture
+def cli(capsys):
+    """``mimax ARGS`` through :func:`mimax.cli.main` in this process; returns a CompletedProcess."""
+
+    def call(*argv: str) -> subprocess.CompletedProcess:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(argv), code, captured.out, captured.err)
+
+    return call
+
+
+def one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mimax: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def gaussian_run(tmp_path_factory) -> Path:
+    """A finished 2-seed, 2-epoch JMI run on the tiny Gaussian mixture."""
+    out = tmp_path_factory.mktemp("runs") / "jmi"
+    proc = run_main([*TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "2", "--num_runs", "2",
+                     "--output_dir", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+# --- mimax eval ---------------------------------------------------------------------------------------
+
+
+def test_eval_reproduces_training_numbers_without_touching_training_outputs(gaussian_run, cli):
+    training_files = [gaussian_run / "results.json"] + [gaussian_run / f"seed_{s}" / f for s in (0, 1)
+                                                         for f in ("results.json", "eval.csv", "metrics.csv")]
+    before = {p: digest(p) for p in training_files}
+    proc = run_mimax(["eval", str(gaussian_run), "--device", "cpu", "--num_threads", "1"])
+    assert proc.returncode == 0, proc.stderr
+    for seed in (0, 1):
+        record = json.loads((gaussian_run / f"seed_{seed}" / "eval_ckpt_epoch_0002.json").read_text())
+        trained = json.loads((gaussian_run / f"seed_{seed}" / "results.json").read_text())
+        assert record["epoch"] == 2 and record["seed"] == seed and record["method"] == "JMI"
+        assert record["final"] == trained["final"]  # same weights, same protocol, same CPU -> same numbers
+        assert set(record["final"]["JMI"]) == {"linear", "knn", "linear_embedding"}
+    assert "| JMI |" in proc.stdout and "| Random init (MLP) |" in proc.stdout
+    assert {p: digest(p) for p in training_files} == before
+
+    again = cli("eval", str(gaussian_run), "--device", "cpu")
+    one_line_error(again, "eval_ckpt_epoch_0002.json", "--overwrite")
+    seed1 = gaussian_run / "seed_1"
+    proc = cli("eval", str(seed1), "--device", "cpu", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert "seed_0" not in proc.stdout and "seed_1" in proc.stdout
+
+
+def test_eval_single_checkpoint_and_bad_inputs(gaussian_run, tmp_path, cli):
+    ckpt = gaussian_run / "seed_1" / "checkpoints" / "ckpt_epoch_0002.pt"
+    proc = cli("eval", str(gaussian_run), "--checkpoint", str(ckpt), "--device", "cpu", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert "seed_1" in proc.stdout and "seed_0" not in proc.stdout
+
+    one_line_error(cli("eval", str(tmp_path / "missing")), "missing", "no such directory")
+    one_line_error(cli("eval", str(tmp_path)), "no config.json")
+    one_line_error(cli("eval", str(ckpt)), "not a directory")
+    one_line_error(cli("eval", str(gaussian_run / "seed_0"), "--checkpoint", str(ckpt)), "not in")
+    one_line_error(cli("eval", str(gaussian_run), "--checkpoint", str(tmp_path / "x.pt")), "not a file")
+    one_line_error(cli("eval", str(gaussian_run), "--device", "cuda:7"), "--device")
+
+    broken = tmp_path / "broken"  # a copy of the run whose only checkpoint is truncated
+    (broken / "seed_0" / "checkpoints").mkdir(parents=True)
+    (broken / "config.json").write_text((gaussian_run / "config.json").read_text())
+    (broken / "seed_0" / "checkpoints" / "ckpt_epoch_0002.pt").write_bytes(ckpt.read_bytes()[:500])
+    one_line_error(cli("eval", str(broken), "--device", "cpu"), "ckpt_epoch_0002.pt", "not a readable")
+    empty = tmp_path / "empty"
+    (empty / "seed_0").mkdir(parents=True)
+    (empty / "config.json").write_text((gaussian_run / "config.json").read_text())
+    one_line_error(cli("eval", str(empty)), "no checkpoint found")
+
+
+# --- mimax table ----------------------------------------------------------------------------------------
+
+
+def write_results(exp_dir: Path, method: str, dataset: str, runs: list[dict]) -> None:
+    """A results.json as training writes it (summary = aggregate over the seeds' runs)."""
+    exp_dir.mkdir(parents=True)
+    results = {"method": method, "dataset": dataset, "architecture": "ResNet18", "epochs": 3,
+               "num_runs": len(runs), "summary": aggregate(runs), "runs": runs}
+    (exp_dir / "results.json").write_text(json.dumps(results))
+
+
+def cell(values: list[float]) -> str:
+    return f"{100 * np.mean(values):.2f} ± {100 * np.std(values, ddof=1):.2f}"
+
+
+def table_rows(text: str, title: str) -> dict[str, list[str]]:
+    block = text.split(f"## {title}")[1].split("##")[0]
+    rows = [line.strip("|").split("|") for line in block.strip().splitlines() if line.startswith("|")]
+    header = [c.strip() for c in rows[0]]
+    return {"header": header[1:], **{r[0].strip(): [c.strip() for c in r[1:]] for r in rows[2:]}}
+
+
+def test_table_has_the_paper_shape(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    acc = {}
+
+    def run(labels: list[str], dataset: str) -> dict:
+        metrics = {lab: {"linear": float(rng.uniform(0.3, 0.9)), "knn": float(rng.uniform(0.3, 0.9))} for lab in labels}
+        rnd = {"linear": float(rng.uniform(0.1, 0.3)), "knn": float(rng.uniform(0.1, 0.3))}
+        for lab, m in [*metrics.items(), ("Random init (ResNet18)", rnd)]:
+            for k, v in m.items():
+                acc.setdefault((lab, dataset, k), []).append(v)
+        return {"final": metrics, "random_init": {"Random init (ResNet18)": rnd}}
+
+    # datasets given out of the paper's order; SDMI with its two encoders
+    write_results(tmp_path / "simclr_c100", "SimCLR", "CIFAR100", [run(["SimCLR"], "CIFAR100") for _ in range(3)])
+    write_results(tmp_path / "sdmi_c10", "SDMI", "CIFAR10",
+                  [run(["SDMI (f_θ)", "SDMI (g_ξ)"], "CIFAR10") for _ in range(3)])
+    write_results(tmp_path / "simclr_c10", "SimCLR", "CIFAR10", [run(["SimCLR"], "CIFAR10") for _ in range(3)])
+    dirs = [str(tmp_path / d) for d in ("simclr_c100", "sdmi_c10", "simclr_c10")]
+    out = tmp_path / "table.md"
+    proc = run_mimax(["table", *dirs, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.strip() in proc.stdout
+    for title, metric in (("Linear probe top-1 (%)", "linear"), ("kNN top-1 (%)", "knn")):
+        rows = table_rows(text, title)
+        assert rows.pop("header") == ["CIFAR10", "CIFAR100"]
+        sdmi_first = [m for m in METHODS if m == "SDMI"]  # the registry's order decides (SDMI leads once merged)
+        expected_rows = ["SDMI (f_θ)", "SDMI (g_ξ)", "SimCLR"] if sdmi_first else list(rows)[:3]
+        assert list(rows)[:3] == expected_rows and list(rows)[3] == "Random init (ResNet18)"
+        assert rows["SDMI (f_θ)"] == [cell(acc[("SDMI (f_θ)", "CIFAR10", metric)]), "–"]
+        assert rows["SDMI (g_ξ)"][0] == cell(acc[("SDMI (g_ξ)", "CIFAR10", metric)])
+        assert rows["SimCLR"] == [cell(acc[("SimCLR", d, metric)]) for d in ("CIFAR10", "CIFAR100")]
+        # random init: pooled over the two CIFAR10 experiments (6 draws), marked with its n
+        pooled = acc[("Random init (ResNet18)", "CIFAR10", metric)]
+        assert len(pooled) == 6 and rows["Random init (ResNet18)"][0] == f"{cell(pooled)} (n=6)"
+    assert "over 3 seeds" in text
+
+    one_line_error(cli("table", *dirs, "--out", str(out)), "already exists", "--overwrite")
+    assert cli("table", *dirs, "--out", str(out), "--overwrite").returncode == 0
+    one_line_error(cli("table", dirs[2], dirs[2]), "both give 'SimCLR' on CIFAR10")
+    one_line_error(cli("table", str(tmp_path / "nope")), "nope", "no such experiment directory")
+    one_line_error(cli("table", str(tmp_path)), "no results.json")
+    one_line_error(cli("table", dirs[0], "--out", str(tmp_path / "no" / "t.md")), "does not exist")
+
+
+def test_table_from_a_real_run(gaussian_run, cli):
+    proc = cli("table", str(gaussian_run))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((gaussian_run / "results.json").read_text())
+    linear = table_rows(proc.stdout, "Linear probe top-1 (%)")
+    assert linear["header"] == ["Gaussian"]
+    stat = results["summary"]["JMI"]["linear"]
+    assert linear["JMI"] == [f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"]
+    assert not math.isnan(stat["std"])
+
+
+# --- mimax export ---------------------------------------------------------------------------------------
+
+
+def test_export_mlp_backbone(gaussian_run, tmp_path, cli):
+    out = tmp_path / "mlp.pt"
+    proc = run_mimax(["export", str(gaussian_run), "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert "MLP backbone" in proc.stdout and "not a torchvision model" in proc.stdout
+    state = torch.load(out, weights_only=True)
+    net = mlp_backbone(16, 64)
+    net.load_state_dict(state, strict=True)
+    ckpt = torch.load(gaussian_run / "seed_0" / "checkpoints" / "ckpt_epoch_0002.pt", weights_only=True)
+    assert all(torch.equal(v, ckpt["model"][f"encoder.backbone.{k}"]) for k, v in state.items())
+
+    one_line_error(cli("export", str(gaussian_run), "--out", str(out)), "already exists")
+    one_line_error(cli("export", str(gaussian_run), "--out", str(tmp_path / "x.pt"), "--encoder", "g_xi"),
+                   "--encoder", "'g_xi'")
+    one_line_error(cli("export", str(tmp_path / "nope"), "--out", str(tmp_path / "y.pt")), "no such directory")
+    one_line_error(cli("export", str(gaussian_run)), "--out")
+
+
+def resnet_run(root: Path, input_shape: tuple[int, int, int]) -> tuple[Path, nn.Module]:
+    """A one-seed JMI ResNet18 run directory written the way training writes it (config.json and a
+    checkpoint in the trainer's format), with trained-looking weights and BatchNorm statistics."""
+    cfg = Config(model_name="JMI", dataset="CIFAR10", architecture="ResNet18", num_classes=10, epochs=1,
+                 warmup_epochs=0, batch_size=8, initial_lr=0.1, weight_decay=0.0, temperature=0.1, feature_dim=32,
+                 projection_dim=16, projection_layer=2, model_save_interval=1, model_evaluation_interval=1,
+                 optimizer="sgd")
+    torch.manual_seed(0)
+    method = METHODS["JMI"](cfg, input_shape)
+    opt = torch.optim.SGD(method.parameters(), lr=0.1)
+    for _ in range(2):  # move weights and BN running stats away from their initial values
+        x = torch.randn(8, *input_shape)
+        loss = method.training_loss(x, x + 0.1 * torch.randn_like(x), 0)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    run_dir = root / "resnet_run"
+    (run_dir / "seed_0" / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(cfg.to_json())
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "method": "JMI", "architecture": "ResNet18",
+                       "dataset": "CIFAR10", "epoch": 1, "step": 2, "seed": 0, "model": method.state_dict(),
+                       "optimizers": {}, "rng": rng_state(), "random_init": {}, "input_shape": list(input_shape)},
+                      run_dir / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt")
+    return run_dir, method.eval()
+
+
+@pytest.mark.parametrize("input_shape,subprocess_call", [((3, 32, 32), True), ((1, 28, 28), False)])
+def test_export_resnet18_loads_into_torchvision_with_the_cifar_stem(tmp_path, cli, input_shape, subprocess_call):
+    run_dir, method = resnet_run(tmp_path, input_shape)
+    out = tmp_path / "backbone.pt"
+    args = ["export", str(run_dir), "--out", str(out)]
+    proc = run_mimax(args) if subprocess_call else cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "torchvision.models.resnet18 with strict=True" in proc.stdout
+
+    # the documented stem change, written out here independently of mimax's code
+    net = torchvision.models.resnet18(weights=None)
+    net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    net.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    net.eval()
+    x = torch.randn(4, *input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), method.encoders()["f"].backbone(x), rtol=0, atol=0)
+        assert net(x).shape == (4, 512)

@@ -1,0 +1,109 @@
+"""Linear probe vs scikit-learn's LogisticRegression, weighted kNN vs a NumPy loop (small synthetic data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from mimax.evaluation.probe import fit_linear_probe, knn_accuracy, linear_probe, standardizer
+
+
+def blobs(n: int, d: int, k: int, spread: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Overlapping Gaussian classes (not linearly separable, so the probe has a unique finite optimum)."""
+    gen = torch.Generator().manual_seed(seed)
+    centers = spread * torch.randn(k, d, generator=torch.Generator().manual_seed(1000))
+    y = torch.randint(k, (n,), generator=gen)
+    scales = torch.linspace(0.5, 3.0, d)  # unequal feature scales: standardization matters
+    return (centers[y] + torch.randn(n, d, generator=gen)) * scales + 2.0, y
+
+
+@pytest.fixture(scope="module")
+def splits():
+    xtr, ytr = blobs(400, 12, 4, 1.0, seed=1)
+    xte, yte = blobs(300, 12, 4, 1.0, seed=2)
+    return xtr, ytr, xte, yte
+
+
+def test_linear_probe_matches_sklearn_logistic_regression(splits):
+    xtr, ytr, xte, yte = splits
+    l2 = 1e-3
+    mean, std = standardizer(xtr)
+    ztr, zte = (xtr - mean) / std, (xte - mean) / std
+    weight, bias = fit_linear_probe(ztr.double(), ytr, 4, l2=l2, max_iter=500)
+    # sklearn minimizes 0.5 ||W||^2 + C sum_i CE_i  ==  n C (mean CE + ||W||^2 / (2 n C)); same optimum
+    # as ours when l2 = 1 / (2 n C).
+    ref = LogisticRegression(C=1.0 / (2 * l2 * len(ytr)), tol=1e-12, max_iter=10_000)
+    ref.fit(ztr.double().numpy(), ytr.numpy())
+    np.testing.assert_allclose(weight.numpy(), ref.coef_, atol=2e-4, rtol=1e-3)
+    ours = (zte.double() @ weight.T + bias).numpy()
+    theirs = ref.decision_function(zte.double().numpy())
+    # logits agree up to a per-row constant (the unpenalized bias is defined up to a shift)
+    np.testing.assert_allclose(ours - ours.mean(1, keepdims=True), theirs - theirs.mean(1, keepdims=True), atol=1e-3)
+    acc = linear_probe(xtr, ytr, xte, yte, 4, l2=l2)
+    assert abs(acc - ref.score(zte.numpy(), yte.numpy())) <= 2 / len(yte)
+    assert 0.4 < acc < 1.0  # informative but not trivially separable data
+
+
+def test_linear_probe_default_budget_reaches_sklearn_accuracy(splits):
+    xtr, ytr, xte, yte = splits
+    mean, std = standardizer(xtr)
+    ref = LogisticRegression(C=1.0 / (2 * 1e-4 * len(ytr)), tol=1e-10, max_iter=10_000)
+    ref.fit(((xtr - mean) / std).numpy(), ytr.numpy())
+    expected = ref.score(((xte - mean) / std).numpy(), yte.numpy())
+    assert abs(linear_probe(xtr, ytr, xte, yte, 4) - expected) <= 3 / len(yte)
+
+
+def test_linear_probe_is_invariant_to_feature_scale_and_ignores_constant_features(splits):
+    xtr, ytr, xte, yte = splits
+    base = linear_probe(xtr, ytr, xte, yte, 4)
+    assert linear_probe(7.0 * xtr - 3.0, ytr, 7.0 * xte - 3.0, yte, 4) == pytest.approx(base, abs=1 / len(yte))
+    const_tr = torch.cat([xtr, torch.full((len(xtr), 1), 5.0)], 1)
+    const_te = torch.cat([xte, torch.randn(len(xte), 1)], 1)  # varies on test only: must not matter
+    assert linear_probe(const_tr, ytr, const_te, yte, 4) == pytest.approx(base, abs=1 / len(yte))
+
+
+def knn_reference(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, classes: int,
+                  k: int, temperature: float) -> float:
+    """Wu et al. (2018) weighted kNN, one test point at a time."""
+    xtr = xtr / np.linalg.norm(xtr, axis=1, keepdims=True)
+    correct = 0
+    for x, y in zip(xte, yte):
+        sims = xtr @ (x / np.linalg.norm(x))
+        nearest = np.argsort(-sims, kind="stable")[:k]
+        votes = np.zeros(classes)
+        for j in nearest:
+            votes[ytr[j]] += np.exp(sims[j] / temperature)
+        correct += int(np.argmax(votes) == y)
+    return correct / len(yte)
+
+
+@pytest.mark.parametrize("k,temperature,chunk", [(20, 0.07, 1024), (200, 0.5, 37), (1000, 0.1, 64)])
+def test_knn_matches_numpy_loop(splits, k, temperature, chunk):
+    xtr, ytr, xte, yte = splits
+    ours = knn_accuracy(xtr, ytr, xte, yte, 4, k=k, temperature=temperature, chunk=chunk)
+    ref = knn_reference(xtr.double().numpy(), ytr.numpy(), xte.double().numpy(), yte.numpy(), 4,
+                        min(k, len(ytr)), temperature)
+    assert ours == pytest.approx(ref, abs=1 / len(yte))  # at most one float-rounding tie may differ
+    assert ours > 0.4
+
+
+def test_knn_temperature_changes_the_vote():
+    # test point: 1 close neighbour of class 0, 2 farther of class 1. Sharp T -> class 0, flat T -> class 1.
+    xtr = torch.tensor([[1.0, 0.05], [1.0, 0.6], [1.0, -0.6]])
+    ytr = torch.tensor([0, 1, 1])
+    xte, yte = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    assert knn_accuracy(xtr, ytr, xte, yte, 2, k=3, temperature=0.01) == 1.0
+    assert knn_accuracy(xtr, ytr, xte, yte, 2, k=3, temperature=10.0) == 0.0
+
+
+@pytest.mark.parametrize("fn", [linear_probe, knn_accuracy])
+def test_probe_rejects_mismatched_inputs(splits, fn):
+    xtr, ytr, xte, yte = splits
+    with pytest.raises(ValueError, match="labels"):
+        fn(xtr, ytr[:-1], xte, yte, 4)
+    with pytest.raises(ValueError, match="same d"):
+        fn(xtr, ytr, xte[:, :-1], yte, 4)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        fn(xtr, ytr, xte, yte, 3)
