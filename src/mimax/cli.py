@@ -1,4 +1,4 @@
-"""Command line: ``mimax train|eval|table|export|methods`` (``python main.py`` is ``mimax train``).
+"""Command line: ``mimax train|demo|plot|eval|table|export|methods`` (``python main.py`` is ``mimax train``).
 
 User mistakes print one line ``mimax: error: ...`` and exit with code 2; no traceback.
 """
