@@ -6,6 +6,10 @@ The engine never branches on a method's name. It asks a method for
 - ``training_loss(x_a, x_b, step)``: named loss terms, ``"loss"`` being minimized;
 - ``after_step(step, total_steps)``: state updated after the optimizer step (EMA targets);
 - ``encoders()``: the encoders to evaluate, by label (SDMI returns f_theta and g_xi);
+- ``forward(x_a, x_b, step)`` is ``training_loss``: the engine calls the method (or its DDP wrapper) so
+  that DistributedDataParallel sees the whole step;
+- a paradigm passes the embeddings its objective compares through ``global_batch`` first, so that in a
+  multi-process run the objective sees every rank's pairs (negatives, batch statistics) with gradients;
 and saves ``state_dict()`` in checkpoints, so every module a method owns is checkpointed.
 """
 
@@ -81,6 +85,18 @@ class Method(nn.Module):
 
     def training_loss(self, x_a: Tensor, x_b: Tensor, step: int) -> LossTerms:
         raise NotImplementedError
+
+    def forward(self, x_a: Tensor, x_b: Tensor, step: int) -> LossTerms:
+        """The training step's loss terms; the engine calls ``method(x_a, x_b, step)`` (DDP-wrappable)."""
+        return self.training_loss(x_a, x_b, step)
+
+    @staticmethod
+    def global_batch(*embeddings: Tensor) -> tuple[Tensor, ...]:
+        """Each ``(n, D)`` tensor concatenated over all ranks to ``(n * W, D)`` with an autograd-aware gather
+        (:func:`mimax.engine.distributed.gather_batch`); unchanged in a single process."""
+        from mimax.engine.distributed import gather_batch
+
+        return tuple(gather_batch(z) for z in embeddings)
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step; EMA targets update here."""
