@@ -8,15 +8,17 @@ The engine never branches on a method's name. It asks a method for
 - ``encoders()``: the encoders to evaluate, by label (SDMI returns f_theta and g_xi);
 - ``forward(x_a, x_b, step)`` is ``training_loss``: the engine calls the method (or its DDP wrapper) so
   that DistributedDataParallel sees the whole step;
-- a paradigm passes the embeddings its objective compares through ``global_batch`` first, so that in a
-  multi-process run the objective sees every rank's pairs (negatives, batch statistics) with gradients;
+- a paradigm calls its objective through ``global_objective``, so that in a multi-process run the
+  objective sees every rank's pairs (negatives, batch statistics) with gradients, and always in fp32;
 and saves ``state_dict()`` in checkpoints, so every module a method owns is checkpointed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from mimax.nets import Encoder, build_backbone, mlp_head
@@ -91,12 +93,20 @@ class Method(nn.Module):
         return self.training_loss(x_a, x_b, step)
 
     @staticmethod
-    def global_batch(*embeddings: Tensor) -> tuple[Tensor, ...]:
-        """Each ``(n, D)`` tensor concatenated over all ranks to ``(n * W, D)`` with an autograd-aware gather
-        (:func:`mimax.engine.distributed.gather_batch`); unchanged in a single process."""
+    def global_objective(objective: Callable[..., LossTerms], *embeddings: Tensor) -> LossTerms:
+        """``objective(*embeddings)`` on the global batch, in fp32. Every paradigm calls its objective
+        through here.
+
+        - Each ``(n, D)`` embedding is gathered over all ranks to ``(n * W, D)`` with an autograd-aware
+          all-gather (:func:`mimax.engine.distributed.gather_batch`), so negatives and batch statistics
+          span the global batch and gradients flow back to every rank; unchanged in a single process.
+        - Autocast is switched off and the embeddings are cast to fp32: under autocast a matmul inside
+          the objective would otherwise run in bf16/fp16 even on fp32 inputs.
+        """
         from mimax.engine.distributed import gather_batch
 
-        return tuple(gather_batch(z) for z in embeddings)
+        with torch.autocast(embeddings[0].device.type, enabled=False):
+            return objective(*(gather_batch(z).float() for z in embeddings))
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step; EMA targets update here."""
