@@ -26,9 +26,8 @@ import sys
 from contextlib import nullcontext
 
 import torch
-from torch import nn
-
 from common import cifar_resnet18, machine_info, median_step_time
+from torch import nn
 
 HIDDEN, OUT, PRED_HIDDEN = 512, 128, 512  # head sizes used by both libraries
 # Projector layer counts as lightly's heads have them (ours are set to match).
@@ -205,8 +204,8 @@ def main() -> None:
         if channels_last:
             x_a, x_b = (x.contiguous(memory_format=torch.channels_last) for x in (x_a, x_b))
 
-        def timed(step):
-            return median_step_time(lambda: step(x_a, x_b), args.warmup, args.steps)
+        def timed(step, views=(x_a, x_b)):
+            return median_step_time(lambda: step(*views), args.warmup, args.steps)
 
         cat, separate, target = floor_steps(args.width, autocast, channels_last)
         t_cat, t_sep, t_target = timed(cat), timed(separate), timed(target)
