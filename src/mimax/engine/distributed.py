@@ -1,7 +1,8 @@
 """torch.distributed for mimax: process-group setup from ``torchrun``'s environment, rank helpers, the
 autograd-aware gather that gives every objective the global batch, and DDP/SyncBatchNorm wrapping.
 
-Launch (one node, 4 processes; many nodes: add ``--nnodes N --node_rank R --rdzv_endpoint HOST:PORT``)::
+Launch (one node, 4 processes; for many nodes add
+``--nnodes N --rdzv_backend c10d --rdzv_id JOB --rdzv_endpoint HOST:PORT`` on each node)::
 
     torchrun --nproc_per_node 4 main.py --model_name SimCLR ...
 
