@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
+import time
 from contextlib import nullcontext
 
 import torch
-from common import cifar_resnet18, machine_info, median_step_time
+from common import cifar_resnet18, machine_info
 from torch import nn
 
 HIDDEN, OUT, PRED_HIDDEN = 512, 128, 512  # head sizes used by both libraries
@@ -169,7 +171,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="images per view")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10, help="timed rounds")
     parser.add_argument("--settings", default="bf16,fp32", help="comma list of bf16 (autocast+channels_last), fp32")
     parser.add_argument("--methods", default="", help="comma list (default: every registered method)")
     parser.add_argument("--lightly_path", default="", help="directory holding lightly 1.6 (optional)")
@@ -204,34 +206,52 @@ def main() -> None:
         if channels_last:
             x_a, x_b = (x.contiguous(memory_format=torch.channels_last) for x in (x_a, x_b))
 
-        def timed(step, views=(x_a, x_b)):
-            return median_step_time(lambda: step(*views), args.warmup, args.steps)
-
         cat, separate, target = floor_steps(args.width, autocast, channels_last)
-        t_cat, t_sep, t_target = timed(cat), timed(separate), timed(target)
-        floor = min(t_cat, t_sep)
         print(f"\n## {setting}{' (autocast + channels_last)' if bf16 else ' (NCHW)'}\n")
-        print(f"floor: fwd+bwd one batch {t_cat:.3f} s, views one after the other {t_sep:.3f} s; "
-              f"target forward of both views {t_target:.3f} s\n")
-        print("| method | ours s/step | ÷ floor | lightly s/step | ours ÷ lightly (speed) |")
-        print("|---|---|---|---|---|")
+        print("Each row interleaves floor, ours and lightly step by step (round-robin, so load changes hit all "
+              "three alike); times are medians over rounds, ratios are medians of per-round ratios.\n")
+        print("| method | floor s (cat / separate / target fwd) | ours s/step | ours ÷ floor | lightly s/step | "
+              "lightly ÷ floor | ours ÷ lightly (speed) |")
+        print("|---|---|---|---|---|---|---|")
         for name in names:
+            steps = {"cat": cat, "sep": separate, "target": target}
+            two_encoders = False
             if name in METHODS:
                 method = our_method(name, args.width)
-                two_encoders = len({id(e) for e in method.encoders().values()}) > 1 or \
-                    any(not p.requires_grad for p in method.parameters())
-                t_ours = timed(our_step(method, precision, channels_last))
-                ratio = t_ours / (floor + (t_target if two_encoders else 0.0))
-                ours = f"{t_ours:.3f} | {ratio:.2f}{' (floor + target)' if two_encoders else ''}"
-            else:
-                t_ours, ours = None, "not registered | -"
+                two_encoders = any(not p.requires_grad for p in method.parameters()) or \
+                    len({id(e) for e in method.encoders().values()}) > 1
+                steps["ours"] = our_step(method, precision, channels_last)
             if lightly_ok and name in ("SimCLR", "BYOL", "SimSiam", "BarlowTwins", "VICReg", "MoCoV3"):
-                t_l = timed(lightly_step(name, args.width, autocast, channels_last))
-                theirs = f"{t_l:.3f} | {t_l / t_ours:.2f}" if t_ours else f"{t_l:.3f} | -"
+                steps["lightly"] = lightly_step(name, args.width, autocast, channels_last)
+            t = interleaved(steps, (x_a, x_b), args.warmup, args.steps)
+            floor = [min(c, s) + (g if two_encoders else 0.0) for c, s, g in zip(t["cat"], t["sep"], t["target"])]
+            med = {k: statistics.median(v) for k, v in t.items()}
+            row = [name, f"{med['cat']:.3f} / {med['sep']:.3f} / {med['target']:.3f}"]
+            for key in ("ours", "lightly"):
+                if key in t:
+                    ratio = statistics.median(a / f for a, f in zip(t[key], floor))
+                    row += [f"{med[key]:.3f}", f"{ratio:.2f}{' (+ target)' if two_encoders else ''}"]
+                else:
+                    row += ["-", "-"]
+            if "ours" in t and "lightly" in t:
+                row.append(f"{statistics.median(b / a for a, b in zip(t['ours'], t['lightly'])):.2f}")
             else:
-                theirs = "- | -"
-            print(f"| {name} | {ours} | {theirs} |", flush=True)
+                row.append("-")
+            print("| " + " | ".join(row) + " |", flush=True)
 
+
+def interleaved(steps: dict, views, warmup: int, rounds: int) -> dict[str, list[float]]:
+    """Per-round wall times of each step, the steps run round-robin."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step(*views)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            t0 = time.perf_counter()
+            step(*views)
+            times[key].append(time.perf_counter() - t0)
+    return times
 
 if __name__ == "__main__":
     main()
