@@ -126,6 +126,13 @@ class Config:
                                "and at the last epoch (mi.csv); 0 turns the MI monitor off")
     mi_temperature: float = _opt(0.1, "fixed temperature tau_est of the cosine critic of the MI monitor")
     mi_batch_size: int = _opt(512, "pairs per score matrix of the MI monitor (estimates averaged over batches)")
+    # --- speed and scale (docs/performance.md) ---------------------------------------------------
+    precision: str = _opt("fp32", "fp32, bf16 or fp16: autocast precision of the networks (objectives stay "
+                                  "fp32; fp16 uses a GradScaler and needs CUDA)")
+    channels_last: bool = _opt(False, "NHWC memory layout for image models and batches (faster convolutions)")
+    compile: bool = _opt(False, "torch.compile the backbones (first steps are slow while it compiles)")
+    sync_bn: bool = _opt(False, "multi-process runs: BatchNorm statistics over the global batch (SyncBatchNorm, "
+                                "CUDA only); without it each rank normalizes its own share")
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -138,7 +145,7 @@ class Config:
 FIELD_NAMES = [f.name for f in fields(Config)]
 # Flags that describe *how* to run, not *what* is trained: they may differ when resuming.
 RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
-                  "tensorboard", "output_dir"}
+                  "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn"}
 RUNTIME_FIELDS |= {"download"}
 RUNTIME_FIELDS |= {"mi_interval"}  # the MI monitor never changes what is trained
 
@@ -348,6 +355,13 @@ def validate(cfg: Config) -> None:
     _check(cfg.mi_temperature > 0, "mi_temperature", f"must be > 0 (got {cfg.mi_temperature})")
     _check(cfg.mi_batch_size >= 2, "mi_batch_size",
            f"must be >= 2: the estimators need pairs (got {cfg.mi_batch_size})")
+    _check(cfg.precision in ("fp32", "bf16", "fp16"), "precision",
+           f"expected fp32, bf16 or fp16 (got {cfg.precision!r})")
+    if cfg.precision == "fp16":
+        import torch
+
+        on_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+        _check(on_cuda, "precision", "fp16 needs a CUDA device (its GradScaler is CUDA-only); use bf16 on the CPU")
     if cfg.dataset == "Gaussian":
         _check(cfg.architecture == "MLP", "architecture", "the Gaussian mixture holds vectors: use MLP")
         _check(cfg.gm_clusters >= 2, "gm_clusters", f"must be >= 2 (got {cfg.gm_clusters})")

@@ -8,9 +8,12 @@ from typing import Any
 import torch
 
 from mimax.config import Config
+from mimax.data.loading import per_rank_batch
+from mimax.engine import distributed
 from mimax.engine.checkpoint import atomic_write_text
 from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
-from mimax.engine.trainer import Callback, resolve_device, train_run
+from mimax.engine.trainer import Callback, train_run
+from mimax.errors import UserError
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.monitors import default_callbacks
 
@@ -19,7 +22,21 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
                    callbacks_factory=None, progress: bool = True) -> dict[str, Any] | None:
     """Train every seed (resuming unfinished ones when ``cfg.resume`` is set); write the experiment's
     ``results.json`` and ``results.md``. Returns the aggregated results, or None if stopped early.
-    Without ``callbacks_factory``, every seed gets :func:`mimax.monitors.default_callbacks`."""
+    Without ``callbacks_factory``, every seed gets :func:`mimax.monitors.default_callbacks`.
+
+    Under ``torchrun`` every process calls this; rank 0 creates the directories and writes the files,
+    and returns the results (the other ranks return None)."""
+    device = distributed.init_from_env(cfg.device)
+    try:
+        return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress)
+    finally:
+        distributed.shutdown()
+
+
+def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None,
+               callbacks_factory, progress: bool) -> dict[str, Any] | None:
+    main = distributed.is_main()
+    per_rank_batch(cfg.batch_size, distributed.world_size())  # the global batch must split over the ranks
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if cfg.tensorboard:
@@ -30,15 +47,27 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
 
             raise ConfigError("--tensorboard",
                               "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
-    device = resolve_device(cfg.device)
     if cfg.resume:
         exp_dir = Path(cfg.output_dir)
     else:
-        exp_dir = prepare_experiment_dir(cfg)
+        created: str | UserError = ""
+        if main:  # one process creates the directory (its default name has a timestamp)
+            try:
+                exp_dir = prepare_experiment_dir(cfg)
+                write_json(exp_dir / "config.json", {**cfg.to_dict(), "output_dir": str(exp_dir)})
+                write_json(exp_dir / "env.json", {**environment(device), "world_size": distributed.world_size()})
+                created = str(exp_dir)
+            except UserError as err:
+                created = err
+        shared = distributed.broadcast_object(str(created) if isinstance(created, UserError) else ("", created))
+        if isinstance(created, UserError):
+            raise created
+        if isinstance(shared, str):  # rank 0 refused the directory: every rank stops with its message
+            raise UserError(shared)
+        exp_dir = Path(shared[1])
         cfg.output_dir = str(exp_dir)
-        write_json(exp_dir / "config.json", cfg.to_dict())
-        write_json(exp_dir / "env.json", environment(device))
-    write_json(exp_dir / "status.json", {"status": "incomplete"})
+    if main:
+        write_json(exp_dir / "status.json", {"status": "incomplete"})
     runs = []
     for k in range(cfg.num_runs):
         seed = cfg.seed + k
@@ -47,10 +76,14 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
         callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, run_dir)
         result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress)
         if result is None:
+            if not main:
+                return None
             print(f"stopped after epoch {cfg.stop_after} of this session; continue with: "
                   f"mimax train --resume {exp_dir}")
             return None
         runs.append(result)
+    if not main:
+        return None
     summary = aggregate(runs)
     results = {"method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "num_runs": cfg.num_runs, "seeds": [r["seed"] for r in runs],

@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 
 from mimax.config import Config
 from mimax.data import DataBundle, build_data
+from mimax.data.loading import shard_views
+from mimax.engine import distributed
 from mimax.engine.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -31,6 +33,7 @@ from mimax.engine.checkpoint import (
     rng_state,
 )
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
+from mimax.engine.precision import StepPrecision, prepare_model, to_layout
 from mimax.engine.rundir import environment, read_csv, write_csv, write_json
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.methods import METHODS
@@ -143,13 +146,21 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         import json
 
         return json.loads((run_dir / "results.json").read_text())  # this seed already finished
-    device = resolve_device(cfg.device)
+    device = distributed.init_from_env(cfg.device)
+    main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     seed_everything(seed)
     data = build_data(cfg, device, seed)
+    data.train_views = shard_views(data.train_views, rank, world, cfg.batch_size)  # this rank's share
     method = METHODS[cfg.model_name](cfg, data.input_shape).to(device)
+    if cfg.sync_bn:
+        method = distributed.convert_sync_batchnorm(method, device)
+    prepare_model(method, cfg.channels_last, cfg.compile)
     optimizers = {name: build_optimizer(cfg.optimizer, groups, cfg.initial_lr, cfg.weight_decay, cfg.momentum,
                                         cfg.lars_eta)
                   for name, groups in method.optimizer_groups().items()}
+    model = distributed.wrap_ddp(method, device, [[p for g in o.param_groups for p in g["params"]]
+                                                  for o in optimizers.values()])
+    precision = StepPrecision(cfg.precision, device)
     steps_per_epoch = len(data.train_views)
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
@@ -162,16 +173,19 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     if ckpt_file is not None:
         ckpt = load_checkpoint(ckpt_file)
         _load_into(method, optimizers, ckpt, cfg, ckpt_file)
+        precision.load_state_dict(ckpt.get("grad_scaler", {}))
         state.epoch, state.step = ckpt["epoch"], ckpt["step"]
         random_init = ckpt["random_init"]
         metrics_rows = [r for r in read_csv(run_dir / "metrics.csv") if int(r["epoch"]) <= state.epoch]
         eval_rows = [r for r in read_csv(run_dir / "eval.csv") if int(r["epoch"]) <= state.epoch]
-    else:
+    elif main:
         write_json(run_dir / "config.json", cfg.to_dict())
-        write_json(run_dir / "env.json", environment(device))
-    write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+        write_json(run_dir / "env.json", {**environment(device), "world_size": world,
+                                          "per_rank_batch": cfg.batch_size // world})
+    if main:
+        write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
 
-    if state.epoch == 0:
+    if state.epoch == 0 and main:
         initial = evaluate(method, data, cfg, device)
         first = next(iter(initial.values()), None)
         if first is not None:
@@ -179,10 +193,11 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
             eval_rows += [{"epoch": 0, "encoder": label, **m} for label, m in initial.items()]
         for cb in callbacks:
             cb.on_train_start(state)
+    distributed.barrier()
     stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
 
     tb = None
-    if cfg.tensorboard:
+    if cfg.tensorboard and main:
         from torch.utils.tensorboard import SummaryWriter
 
         tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
@@ -194,7 +209,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         t0 = time.perf_counter()
         bar = tqdm(data.train_views.epoch(state.epoch), total=steps_per_epoch,
                    desc=f"seed {seed} epoch {state.epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True,
-                   disable=None if progress else True)  # shown on a terminal, silent in logs
+                   disable=None if (progress and main) else True)  # on a terminal, rank 0 only
         refresh = max(1, steps_per_epoch // 10)
         lr = 0.0
         for x_a, x_b in bar:
@@ -202,10 +217,12 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
             for opt in optimizers.values():
                 lr = set_learning_rates(opt, factor)
             active = optimizers[method.active_optimizer(state.step)]
-            terms = method.training_loss(x_a, x_b, state.step)
+            x_a, x_b = to_layout(x_a, cfg.channels_last), to_layout(x_b, cfg.channels_last)
+            with precision.autocast():
+                terms = model(x_a, x_b, state.step)  # = method.training_loss, through DDP when distributed
             active.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            active.step()
+            precision.backward(terms["loss"])
+            precision.step(active)
             method.after_step(state.step, total_steps)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0) + v.detach()
@@ -217,6 +234,9 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                                 img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
         bar.close()
         elapsed = time.perf_counter() - t0
+        if not main:  # rank 0 logs, evaluates and checkpoints; the others wait for it
+            distributed.barrier()
+            continue
         row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "lr": lr}
         row.update({k: (sums[k] / counts[k]).item() for k in sums})
         for cb in callbacks:
@@ -243,14 +263,18 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 "format": CHECKPOINT_FORMAT, "method": cfg.model_name, "architecture": cfg.architecture,
                 "dataset": cfg.dataset, "epoch": state.epoch, "step": state.step, "seed": seed,
                 "model": method.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-                "rng": rng_state(), "random_init": random_init,
+                "rng": rng_state(), "random_init": random_init, "grad_scaler": precision.state_dict(),
                 "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
             }, checkpoint_path(run_dir, state.epoch))
+        distributed.barrier()
     if tb is not None:
         tb.close()
     if state.epoch < cfg.epochs:
-        write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+        if main:
+            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
         return None
+    if not main:
+        return {"seed": seed}  # results are rank 0's to write
     for cb in callbacks:
         cb.on_train_end(state)
     final_eval = {r["encoder"]: {k: float(v) for k, v in r.items() if k not in ("epoch", "encoder")}

@@ -6,13 +6,19 @@ The engine never branches on a method's name. It asks a method for
 - ``training_loss(x_a, x_b, step)``: named loss terms, ``"loss"`` being minimized;
 - ``after_step(step, total_steps)``: state updated after the optimizer step (EMA targets);
 - ``encoders()``: the encoders to evaluate, by label (SDMI returns f_theta and g_xi);
+- ``forward(x_a, x_b, step)`` is ``training_loss``: the engine calls the method (or its DDP wrapper) so
+  that DistributedDataParallel sees the whole step;
+- a paradigm calls its objective through ``global_objective``, so that in a multi-process run the
+  objective sees every rank's pairs (negatives, batch statistics) with gradients, and always in fp32;
 and saves ``state_dict()`` in checkpoints, so every module a method owns is checkpointed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from mimax.nets import Encoder, build_backbone, mlp_head
@@ -81,6 +87,26 @@ class Method(nn.Module):
 
     def training_loss(self, x_a: Tensor, x_b: Tensor, step: int) -> LossTerms:
         raise NotImplementedError
+
+    def forward(self, x_a: Tensor, x_b: Tensor, step: int) -> LossTerms:
+        """The training step's loss terms; the engine calls ``method(x_a, x_b, step)`` (DDP-wrappable)."""
+        return self.training_loss(x_a, x_b, step)
+
+    @staticmethod
+    def global_objective(objective: Callable[..., LossTerms], *embeddings: Tensor) -> LossTerms:
+        """``objective(*embeddings)`` on the global batch, in fp32. Every paradigm calls its objective
+        through here.
+
+        - Each ``(n, D)`` embedding is gathered over all ranks to ``(n * W, D)`` with an autograd-aware
+          all-gather (:func:`mimax.engine.distributed.gather_batch`), so negatives and batch statistics
+          span the global batch and gradients flow back to every rank; unchanged in a single process.
+        - Autocast is switched off and the embeddings are cast to fp32: under autocast a matmul inside
+          the objective would otherwise run in bf16/fp16 even on fp32 inputs.
+        """
+        from mimax.engine.distributed import gather_batch
+
+        with torch.autocast(embeddings[0].device.type, enabled=False):
+            return objective(*(gather_batch(z).float() for z in embeddings))
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step; EMA targets update here."""

@@ -37,7 +37,7 @@ class JointMethod(Method):
         raise NotImplementedError
 
     def training_loss(self, x_a: Tensor, x_b: Tensor, step: int) -> LossTerms:
-        return self.objective(self.encoder(x_a), self.encoder(x_b))
+        return self.global_objective(self.objective, self.encoder(x_a), self.encoder(x_b))
 
     def monitor_pairs(self, x_a: Tensor, x_b: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         h_a, h_b = self.encoder.features(x_a), self.encoder.features(x_b)

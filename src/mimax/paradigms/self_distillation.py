@@ -134,7 +134,8 @@ class SelfDistillationMethod(Method):
             with torch.no_grad():
                 p_a, p_b = self.predict(self.online(x_a)), self.predict(self.online(x_b))
             z_a, z_b = self.target(x_a), self.target(x_b)
-            return self._combine(self.objective(p_a, z_b), self.objective(p_b, z_a))
+            return self._combine(self.global_objective(self.objective, p_a, z_b),
+                                 self.global_objective(self.objective, p_b, z_a))
         z_a, z_b = self.online(x_a), self.online(x_b)  # θ-step
         p_a, p_b = self.predict(z_a), self.predict(z_b)
         if self.target is None:  # copy: the target is f_θ's own output, detached
@@ -142,7 +143,8 @@ class SelfDistillationMethod(Method):
         else:
             with torch.no_grad():
                 t_a, t_b = self.target(x_a), self.target(x_b)
-        return self._combine(self.objective(p_a, t_b), self.objective(p_b, t_a))
+        return self._combine(self.global_objective(self.objective, p_a, t_b),
+                             self.global_objective(self.objective, p_b, t_a))
 
     def after_step(self, step: int, total_steps: int) -> None:
         if self.rule == "ema":

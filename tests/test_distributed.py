@@ -1,0 +1,138 @@
+"""torch.distributed on CPU (gloo): global-batch objectives with correct gradients, sharding, torchrun runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY_GAUSSIAN
+
+WORKER = ROOT / "tests" / "distributed_worker.py"
+# fp32; only the summation order differs between the runs (observed max relative difference ~2e-7).
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def torchrun(args: list[str], nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--standalone", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=env)
+
+
+def _load(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
+    """Every registered method: the 2-rank loss and the DDP-averaged gradients equal the 1-process loss and
+    gradients on the concatenated batch (steps 0 and 1, so both sides of an alternating method)."""
+    from distributed_worker import losses_and_grads
+
+    from mimax.methods import METHODS
+
+    two = torchrun([str(WORKER), str(tmp_path / "two.pt")])
+    assert two.returncode == 0, two.stderr[-2000:]
+    ref = {name: losses_and_grads(name) for name in METHODS}  # this process: one rank, the whole batch
+    dist = _load(tmp_path / "two.pt")
+
+    assert sorted(ref) == sorted(dist) == sorted(METHODS)
+    for name, steps in ref.items():
+        for step, tensors in steps.items():
+            assert set(dist[name][step]) == set(tensors), f"{name} step {step}: different parameters got gradients"
+            assert len(tensors) > 1, f"{name} step {step}: no gradients"
+            for key, value in tensors.items():
+                torch.testing.assert_close(dist[name][step][key], value, rtol=RTOL, atol=ATOL,
+                                           msg=lambda m, n=name, s=step, k=key: f"{n} step {s} {k}: {m}")
+
+
+def test_gather_is_identity_in_one_process():
+    from mimax.engine.distributed import gather_batch
+
+    x = torch.randn(4, 3, requires_grad=True)
+    assert gather_batch(x) is x
+
+
+def _metrics(run_dir) -> list[dict[str, str]]:
+    import csv
+
+    with open(run_dir / "seed_0" / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+ARGS = ["main.py", *TINY_GAUSSIAN, "--model_name", "SimCLR", "--epochs", "2", "--model_save_interval", "1"]
+
+
+def test_torchrun_training_stops_and_resumes_through_main(tmp_path):
+    """2-process training through main.py, stopped after epoch 1 and resumed under torchrun: rank 0 alone
+    writes one experiment directory, its checkpoints and results."""
+    part = torchrun([*ARGS, "--output_dir", str(tmp_path / "run"), "--stop_after", "1"])
+    assert part.returncode == 0, part.stderr[-2000:]
+    assert part.stdout.count("continue with: mimax train --resume") == 1  # printed by rank 0 only
+    assert not (tmp_path / "run" / "results.json").exists()
+    resumed = torchrun(["main.py", "--resume", str(tmp_path / "run")])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.count("run directory:") == 1
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["num_runs"] == 1 and results["runs"][0]["final"]
+    env = json.loads((tmp_path / "run" / "seed_0" / "env.json").read_text())
+    assert env["world_size"] == 2 and env["per_rank_batch"] == 32
+    assert [r["epoch"] for r in _metrics(tmp_path / "run")] == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "run" / "seed_0" / "checkpoints").iterdir()) == \
+           ["ckpt_epoch_0001.pt", "ckpt_epoch_0002.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.slow
+def test_torchrun_resume_reproduces_the_uninterrupted_run(tmp_path):
+    part = torchrun([*ARGS, "--output_dir", str(tmp_path / "part"), "--stop_after", "1"])
+    assert part.returncode == 0, part.stderr[-2000:]
+    assert torchrun(["main.py", "--resume", str(tmp_path / "part")]).returncode == 0
+    full = torchrun([*ARGS, "--output_dir", str(tmp_path / "full")])
+    assert full.returncode == 0, full.stderr[-2000:]
+    cols = ("epoch", "step", "loss")
+    assert [[r[c] for c in cols] for r in _metrics(tmp_path / "part")] == \
+           [[r[c] for c in cols] for r in _metrics(tmp_path / "full")]
+
+
+def test_global_batch_must_split_over_ranks():
+    from mimax.config import ConfigError
+    from mimax.data.loading import per_rank_batch
+
+    assert per_rank_batch(64, 4) == 16
+    with pytest.raises(ConfigError, match="--batch_size: the global batch 63 must be divisible by the number of "
+                                          r"processes \(2\)"):
+        per_rank_batch(63, 2)
+
+
+@pytest.mark.slow
+def test_indivisible_global_batch_refused_under_torchrun(tmp_path):
+    res = torchrun(["main.py", *TINY_GAUSSIAN, "--batch_size", "63", "--epochs", "1",
+                    "--output_dir", str(tmp_path / "odd")])
+    assert res.returncode != 0
+    assert "--batch_size: the global batch 63 must be divisible by the number of processes (2)" in res.stderr
+    assert not (tmp_path / "odd").exists()
+
+
+@pytest.mark.slow
+def test_sync_bn_refused_on_cpu_ranks(tmp_path):
+    res = torchrun(["main.py", *TINY_GAUSSIAN, "--epochs", "1", "--sync_bn", "--output_dir", str(tmp_path / "s")])
+    assert res.returncode != 0
+    assert "--sync_bn: torch's SyncBatchNorm needs CUDA devices" in res.stderr
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_sliced_views_partition_every_global_batch(world):
+    from mimax.data.gaussian import GaussianViewLoader
+    from mimax.data.loading import shard_views
+
+    loader = GaussianViewLoader(torch.randn(40, 3), batch_size=8, noise=0.5, scaling=True, seed=1)
+    shards = [shard_views(loader, r, world, 8) for r in range(world)]
+    assert all(len(s) == len(loader) == 5 for s in shards)
+    for whole, *parts in zip(loader.epoch(3), *(s.epoch(3) for s in shards)):
+        for view in (0, 1):
+            assert torch.equal(torch.cat([p[view] for p in parts]), whole[view])
