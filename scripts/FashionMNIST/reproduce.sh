@@ -13,6 +13,6 @@ for method in SDMI JMI SimCLR BYOL SimSiam MoCoV3 BarlowTwins VICReg; do
   bash "scripts/FashionMNIST/$method.sh" --output_dir "$out/$method" "$@" > "$out/$method.log" 2>&1
   echo "$method $(( $(date +%s) - start ))" >> "$out/wall_times.txt"
 done
-python -m mimax table "$out"/* --out "$out/table.md"
+python -m mimax table "$out"/*/ --out "$out/table.md"
 python -m mimax plot mi $(for m in SDMI JMI SimCLR BYOL SimSiam MoCoV3 BarlowTwins VICReg; do echo "$out/$m"; done) \
   --out "$out/mi.png"
