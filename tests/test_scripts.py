@@ -20,7 +20,8 @@ from mimax.config import explicit_values, resolve
 
 DATASETS = ["CIFAR10", "CIFAR100", "TinyImageNet", "ImageNet100", "FashionMNIST"]
 METHODS = ["SDMI", "JMI", "SimCLR", "BYOL", "SimSiam", "MoCoV3", "BarlowTwins", "VICReg"]
-SCRIPTS = sorted((ROOT / "scripts").glob("*/*.sh"))
+RUNNERS = [ROOT / "scripts" / "FashionMNIST" / "reproduce.sh"]  # loops over the per-method scripts
+SCRIPTS = sorted(p for p in (ROOT / "scripts").glob("*/*.sh") if p not in RUNNERS)
 
 # The reference repository's example command (the seed README), which scripts/ImageNet100/SDMI.sh must keep.
 REFERENCE = ("--model_name SDMI --dataset ImageNet100 --architecture ResNet50 --num_classes 100 --epochs 800 "
@@ -37,6 +38,13 @@ def main_py_args(script: Path) -> list[str]:
     words = shlex.split(calls[0])
     assert words[:2] == ["python", "main.py"] and words[-1] == "$@", f"{script}: expected python main.py ... \"$@\""
     return words[2:-1]
+
+
+def test_runner_scripts_parse_and_refuse_an_existing_folder(tmp_path):
+    for runner in RUNNERS:
+        assert subprocess.run(["bash", "-n", str(runner)], check=False).returncode == 0
+        proc = subprocess.run(["bash", str(runner), str(tmp_path)], check=False, capture_output=True, text=True)
+        assert proc.returncode == 2 and "exists" in proc.stderr
 
 
 def test_every_dataset_method_pair_has_a_script():
