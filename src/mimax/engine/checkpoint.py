@@ -7,12 +7,14 @@ import os
 import random
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
+from mimax.engine import faults
 from mimax.errors import UserError
 
 CHECKPOINT_FORMAT = "mimax-checkpoint-v1"
@@ -23,18 +25,41 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be used; ``str(err)`` names the path and the problem in one line."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+class OutputWriteError(UserError):
+    """An output file could not be written (disk full, read-only, permissions); names the path."""
+
+
+TEMP_RE = re.compile(r"^\..+\.tmp$")  # mkstemp names of the atomic writers below: .<name>.<random>.tmp
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a temp file in the same directory, fsync, then rename over ``path``: a reader (or a
+    resumed run) sees the old file or the new one, never a torn one. A failed write removes the temp
+    file and raises :class:`OutputWriteError` naming the path."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
+            if faults.ARMED:
+                faults.hit_mid_write("write:" + ("ckpt" if CKPT_RE.match(path.name) else path.name), fh)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OutputWriteError(f"cannot write {path} ({exc.strerror or exc}); free space or fix permissions, "
+                               "then continue with --resume") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -42,17 +67,18 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete the temp files an interrupted atomic write left in ``directory`` (not recursive)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.is_file() and TEMP_RE.match(p.name)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def rng_state() -> dict[str, Any]:
