@@ -223,6 +223,7 @@ def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Pretrain a self-supervised encoder by mutual-information maximization.",
+        allow_abbrev=False,  # --epoch must not silently mean --epochs (docs/reliability.md)
     )
     add_config_arguments(parser)
     return parser
@@ -235,7 +236,12 @@ def load_yaml(path: str) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError("--config", f"file not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError("--config", f"cannot read {path} ({reason})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError("--config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):

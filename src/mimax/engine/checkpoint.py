@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import re
 import tempfile
@@ -108,14 +109,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a readable mimax checkpoint (empty file)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, foreign or unsafe pickle
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable mimax checkpoint ({reason})") from None
+    except pickle.UnpicklingError:  # weights_only refused a global: the file could run code when unpickled
+        raise CheckpointError(f"{path}: refused: it holds pickled objects other than tensors and plain "
+                              "containers (weights_only=True loading)") from None
+    except Exception as exc:  # corrupt, truncated or not a torch file
+        raise CheckpointError(f"{path}: not a readable mimax checkpoint ({first_sentence(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a mimax checkpoint (expected format {CHECKPOINT_FORMAT})")
     return ckpt
+
+
+def first_sentence(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line: whitespace collapsed, cut after its first sentence."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    cut = text.find(". ")
+    return (text[:cut] if cut > 0 else text)[:limit]
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -56,27 +56,42 @@ class NonFiniteGuard:
         self._bad_terms: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}  # (values, written)
         self._bad_gnorm: Tensor | None = None
         self._since_check = 0
+        self._buffers: list[Tensor] = []
+        self._saved: list[Tensor] = []
+
+    def before_step(self, module: nn.Module) -> None:
+        """Mode ``skip``: remember the buffers (BatchNorm running statistics and batch counts) the forward pass
+        is about to update, so a skipped step leaves the model exactly as it was. No-op in mode ``stop``."""
+        if self.mode != "skip":
+            return
+        if not self._buffers:
+            self._buffers = list(module.buffers())
+            self._saved = [b.detach().clone() for b in self._buffers]
+        else:
+            for saved, buf in zip(self._saved, self._buffers):
+                saved.copy_(buf)
 
     def observe(self, step: int, terms: dict[str, Tensor], params: Iterable[Tensor]) -> bool:
         """Call after ``backward()``; returns whether to take the optimizer step."""
         gnorm = grad_norm(params).detach().float()
-        loss = terms["loss"].detach().float()
-        finite = torch.isfinite(loss) & torch.isfinite(gnorm)
+        finite = torch.isfinite(terms["loss"].detach().float() + gnorm)  # NaN/Inf in either propagates
         if self.mode == "skip":
             if bool(finite):  # host sync: the decision is needed before optimizer.step()
                 return True
             self.skipped += 1
+            for buf, saved in zip(self._buffers, self._saved):  # undo this forward's BatchNorm statistics
+                buf.copy_(saved)
             if self.first_skip is None:
-                self.first_skip = (step, {k: float(v) for k, v in terms.items()}, float(gnorm))
+                self.first_skip = (step, {k: float(v.detach()) for k, v in terms.items()}, float(gnorm))
             return False
+        if self._bad_step is None:
+            self._bad_step = torch.full((), -1, dtype=torch.long, device=gnorm.device)
+            self._bad_gnorm = torch.zeros((), device=gnorm.device)
+        newly = ~finite & (self._bad_step < 0)
+        self._bad_step = torch.where(newly, step, self._bad_step)
+        self._bad_gnorm = torch.where(newly, gnorm, self._bad_gnorm)
         keys = tuple(terms)
         values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
-        if self._bad_step is None:
-            self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self._bad_gnorm = torch.zeros((), device=loss.device)
-        newly = ~finite & (self._bad_step < 0)
-        self._bad_step = torch.where(newly, torch.full_like(self._bad_step, step), self._bad_step)
-        self._bad_gnorm = torch.where(newly, gnorm, self._bad_gnorm)
         prev = self._bad_terms.get(keys)
         if prev is None:
             prev = (torch.zeros_like(values), torch.zeros((), dtype=torch.bool, device=values.device))

@@ -27,6 +27,7 @@ from mimax.engine.checkpoint import (
     CheckpointError,
     atomic_torch_save,
     checkpoint_path,
+    first_sentence,
     latest_checkpoint,
     load_checkpoint,
     remove_stale_temp_files,
@@ -135,7 +136,7 @@ def _load_into(method: Method, optimizers: dict[str, torch.optim.Optimizer], ckp
         for name, opt in optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][name])
     except (KeyError, RuntimeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0][:160]
+        reason = first_sentence(exc, 300)
         raise CheckpointError(f"{path}: checkpoint does not match this model ({reason})") from None
     restore_rng_state(ckpt["rng"])
 
@@ -198,6 +199,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if first is not None:
             random_init = {f"Random init ({cfg.architecture})": first}
             eval_rows += [{"epoch": 0, "encoder": label, **m} for label, m in initial.items()]
+            write_csv(run_dir / "eval.csv", eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
         for cb in callbacks:
             cb.on_train_start(state)
     distributed.barrier()
@@ -232,6 +234,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
             name = method.active_optimizer(state.step)
             active = optimizers[name]
             x_a, x_b = to_layout(x_a, cfg.channels_last), to_layout(x_b, cfg.channels_last)
+            guard.before_step(method)
             with precision.autocast():
                 terms = model(x_a, x_b, state.step)  # = method.training_loss, through DDP when distributed
             active.zero_grad(set_to_none=True)
@@ -293,6 +296,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 "rng": rng_state(), "random_init": random_init, "grad_scaler": precision.state_dict(),
                 "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
             }, checkpoint_path(run_dir, state.epoch))
+            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
         distributed.barrier()
     if tb is not None:
         tb.close()
