@@ -22,7 +22,8 @@ import torch
 from conftest import ROOT
 
 # 2 seeds x 3 epochs x 4 steps; a checkpoint every epoch; evaluations at epochs 0, 2 and 3.
-ARGS = ["--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "128", "--gm_monitor_size", "64",
+ARGS = ["--model_name", "SDMI", "--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "128",
+        "--gm_monitor_size", "64",
         "--batch_size", "64", "--num_threads", "1", "--epochs", "3", "--model_save_interval", "1",
         "--model_evaluation_interval", "2", "--num_runs", "2"]
 TIMING_COLUMNS = {"epoch_time_s", "images_per_s"}

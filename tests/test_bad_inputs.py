@@ -19,7 +19,7 @@ from conftest import ROOT, TINY_GAUSSIAN, run_main
 from mimax.cli import main
 
 DOC = ROOT / "docs" / "reliability.md"
-RUN = ["train", *TINY_GAUSSIAN, "--epochs", "1"]
+RUN = ["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "1"]
 CKPT = "seed_0/checkpoints/ckpt_epoch_0001.pt"
 
 
@@ -112,6 +112,7 @@ CASES = {
     "resume_empty_checkpoint": lambda t, f: _replace_ckpt(t, f, lambda c: c.write_bytes(b"")),
     "resume_truncated_checkpoint": lambda t, f: _replace_ckpt(
         t, f, lambda c: c.write_bytes(c.read_bytes()[: c.stat().st_size // 2])),
+    "resume_garbage_checkpoint": lambda t, f: _replace_ckpt(t, f, lambda c: c.write_bytes(b"not a checkpoint")),
     "resume_foreign_checkpoint": lambda t, f: _replace_ckpt(t, f, lambda c: torch.save({"w": torch.ones(2)}, c)),
     "resume_other_method_checkpoint": lambda t, f: _replace_ckpt(t, f, _foreign_method),
     "resume_other_architecture_checkpoint": lambda t, f: _replace_ckpt(t, f, _other_shapes),

@@ -15,7 +15,8 @@ from mimax.engine.divergence import NonFiniteGuard, TrainingDiverged, check_weig
 from mimax.methods import METHODS
 
 # 4 steps per epoch; a checkpoint every epoch
-ARGS = ["train", "--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "128", "--gm_monitor_size",
+ARGS = ["train", "--model_name", "JMI", "--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "128",
+        "--gm_monitor_size",
         "64", "--batch_size", "64", "--num_threads", "1", "--epochs", "3", "--model_save_interval", "1"]
 
 

@@ -113,9 +113,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable mimax checkpoint (empty file)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # weights_only refused a global: the file could run code when unpickled
-        raise CheckpointError(f"{path}: refused: it holds pickled objects other than tensors and plain "
-                              "containers (weights_only=True loading)") from None
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "GLOBAL" in text:  # weights_only refused to import a callable: unpickling could run code
+            raise CheckpointError(f"{path}: refused: it holds pickled objects other than tensors and plain "
+                                  "containers (weights_only=True loading)") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        reason = detail.group(1).strip() if detail else first_sentence(exc)
+        raise CheckpointError(f"{path}: not a readable mimax checkpoint ({reason})") from None
     except Exception as exc:  # corrupt, truncated or not a torch file
         raise CheckpointError(f"{path}: not a readable mimax checkpoint ({first_sentence(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
