@@ -35,7 +35,7 @@ KILL_POINTS = [
     ("write:ckpt", 1), ("write:ckpt", 3), ("write:ckpt", 5),
     ("write:metrics.csv", 2), ("write:eval.csv", 3),
     ("write:config.json", 1), ("write:config.json", 2), ("write:env.json", 3),
-    ("write:status.json", 1), ("write:status.json", 4), ("write:status.json", 12),
+    ("write:status.json", 1), ("write:status.json", 4), ("write:status.json", 6), ("write:status.json", 12),
     ("write:results.json", 1), ("write:results.json", 3), ("write:results.md", 1),
     ("seed_done", 1), ("seed_done", 2), ("results", 1),
 ]

@@ -153,7 +153,10 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     if (run_dir / "results.json").is_file() and resume_from is None:
         import json
 
-        return json.loads((run_dir / "results.json").read_text())  # this seed already finished
+        done = json.loads((run_dir / "results.json").read_text())  # this seed already finished
+        if distributed.is_main():  # a kill between results.json and status.json left "incomplete": repair it
+            write_json(run_dir / "status.json", {"status": "complete", "epoch": done["epochs"], "seed": seed})
+        return done
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     seed_everything(seed)
