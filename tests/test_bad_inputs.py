@@ -5,15 +5,20 @@ comes from torch). Most cases call ``mimax.cli.main`` in-process (``main.py`` ca
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from image_fixtures import py2_pickle, write_cifar
 
 from conftest import ROOT, TINY_GAUSSIAN, run_main
 from mimax.cli import main
@@ -65,7 +70,59 @@ def _other_shapes(ckpt: Path) -> None:
     torch.save(obj, ckpt)
 
 
+def _cifar_run(data_dir: Path | None, tmp: Path) -> list[str]:
+    flags = ["--data_dir", str(data_dir)] if data_dir is not None else []
+    return ["train", "--model_name", "JMI", "--dataset", "CIFAR10", *flags, "--epochs", "2", "--warmup_epochs", "0",
+            "--batch_size", "4", "--resnet_width", "8", "--num_threads", "1", "--output_dir", str(tmp / "o")]
+
+
+class _OpensAFile:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _cifar_malicious(t: Path) -> list[str]:
+    evil = pickle.dumps({"data": _OpensAFile(str(t / "pwned")), "labels": []}, protocol=2)
+    write_cifar(t / "d", override={"data_batch_3": evil})
+    return _cifar_run(t / "d", t)
+
+
+def _cifar_truncated(t: Path) -> list[str]:
+    write_cifar(t / "d", extracted=True, override={"data_batch_2": b"\x80\x02}q"})
+    return _cifar_run(t / "d", t)
+
+
+def _cifar_tar(t: Path, extra: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> list[str]:
+    """An archive with the six batch files plus one hostile member ``extra``."""
+    (t / "d").mkdir()
+    blob = py2_pickle({"data": np.zeros((1, 3072), np.uint8), "labels": [0]})
+    with tarfile.open(t / "d" / "cifar-10-python.tar.gz", "w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+        info = tarfile.TarInfo(extra)
+        info.type, info.linkname = kind, target
+        info.size = 1 if kind == tarfile.REGTYPE else 0
+        tar.addfile(info, io.BytesIO(b"x") if kind == tarfile.REGTYPE else None)
+    return _cifar_run(t / "d", t)
+
+
 CASES = {
+    # image data (CIFAR-10 as the example; every loader has its own tests in test_image_data.py)
+    "data_dir_not_given": lambda t, f: _cifar_run(None, t),
+    "data_dir_missing": lambda t, f: _cifar_run(t / "nowhere", t),
+    "data_dir_empty": lambda t, f: (t / "d").mkdir() or _cifar_run(t / "d", t),
+    "data_not_an_archive": lambda t, f: _cifar_run(_write(t / "d" / "cifar-10-python.tar.gz", b"garbage").parent, t),
+    "data_truncated_batch": lambda t, f: _cifar_truncated(t),
+    "data_malicious_pickle": lambda t, f: _cifar_malicious(t),
+    "data_tar_member_dotdot": lambda t, f: _cifar_tar(t, "../escape.txt"),
+    "data_tar_member_absolute": lambda t, f: _cifar_tar(t, "/tmp/absolute.txt"),
+    "data_tar_symlink": lambda t, f: _cifar_tar(t, "cifar-10-batches-py/batches.meta", tarfile.SYMTYPE, "/etc/passwd"),
+    "data_tar_hardlink": lambda t, f: _cifar_tar(t, "cifar-10-batches-py/batches.meta", tarfile.LNKTYPE, "/etc/passwd"),
     # flags out of range, malformed or unknown
     "epochs_zero": lambda t, f: _run(t, "--epochs", "0"),
     "batch_size_one_batchnorm": lambda t, f: _run(t, "--batch_size", "1"),
@@ -159,6 +216,7 @@ def test_bad_input(case, tmp_path, finished, capsys):
     assert_message(capsys.readouterr().err, message, tmp_path)
     assert not (tmp_path / "o").exists(), "a refused run must not create its output directory"
     assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path.parent / "escape.txt").exists()
     if case == "overwrite_foreign_dir":
         assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
     if case == "output_dir_exists":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 from mimax.config import Config
 from mimax.data.loading import per_rank_batch
 from mimax.engine import distributed, faults
-from mimax.engine.checkpoint import atomic_write_text, remove_stale_temp_files
+from mimax.engine.checkpoint import atomic_write_text, latest_checkpoint, remove_stale_temp_files
 from mimax.engine.divergence import TrainingDiverged
 from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
 from mimax.engine.trainer import Callback, train_run
@@ -82,6 +83,10 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
         except TrainingDiverged as err:
             if main:
                 write_json(run_dir / "status.json", {"status": "diverged", "seed": seed, "message": str(err)})
+            raise
+        except UserError:  # e.g. a corrupt data file found while loading: nothing was trained
+            if main and not cfg.resume and k == 0 and latest_checkpoint(run_dir) is None:
+                shutil.rmtree(exp_dir, ignore_errors=True)  # this invocation made it; rerunning must not be refused
             raise
         if faults.ARMED:
             faults.hit("seed_done")
