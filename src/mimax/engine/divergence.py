@@ -30,12 +30,13 @@ __all__ = ["CHECK_INTERVAL", "NonFiniteGuard", "TrainingDiverged", "check_weight
 CHECK_INTERVAL = 100  # steps between host reads of the device-side divergence flag (mode "stop")
 
 
-def grad_norm(params: Iterable[Tensor]) -> Tensor:
-    """``||g||_2`` over all gradients (a 0-d tensor on their device; non-finite iff any entry is)."""
+def grad_norm(params: Iterable[Tensor], device: torch.device) -> Tensor:
+    """``||g||_2`` over all gradients (a 0-d tensor on ``device``; non-finite iff any entry is, or on
+    overflow); 0 when there are none (e.g. under fp16's GradScaler, which handles overflow itself)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return torch.zeros(())
-    return torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+        return torch.zeros((), device=device)
+    return torch.nn.utils.get_total_norm(grads, norm_type=2.0).to(device)
 
 
 def format_terms(terms: dict[str, float]) -> str:
@@ -73,8 +74,9 @@ class NonFiniteGuard:
 
     def observe(self, step: int, terms: dict[str, Tensor], params: Iterable[Tensor]) -> bool:
         """Call after ``backward()``; returns whether to take the optimizer step."""
-        gnorm = grad_norm(params).detach().float()
-        finite = torch.isfinite(terms["loss"].detach().float() + gnorm)  # NaN/Inf in either propagates
+        loss = terms["loss"].detach().float()
+        gnorm = grad_norm(params, loss.device).detach().float()
+        finite = torch.isfinite(loss + gnorm)  # NaN/Inf in either propagates
         if self.mode == "skip":
             if bool(finite):  # host sync: the decision is needed before optimizer.step()
                 return True
