@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from mimax import __version__
-from mimax.errors import UserError
+from mimax.errors import TrainingDiverged, UserError
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"mimax: error: {err}", file=sys.stderr)
         return 2
+    except TrainingDiverged as err:  # not a user mistake: its own exit code (docs/reliability.md)
+        print(f"mimax: error: {err}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("mimax: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
         return 130

@@ -133,6 +133,9 @@ class Config:
     compile: bool = _opt(False, "torch.compile the backbones (first steps are slow while it compiles)")
     sync_bn: bool = _opt(False, "multi-process runs: BatchNorm statistics over the global batch (SyncBatchNorm, "
                                 "CUDA only); without it each rank normalizes its own share")
+    # --- reliability (docs/reliability.md) ------------------------------------------------------
+    on_nan: str = _opt("stop", "on a non-finite loss or gradient: stop (report the step and the last good "
+                               "checkpoint, exit 3) or skip that optimizer step (counted in metrics.csv)")
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +151,7 @@ RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", 
                   "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn"}
 RUNTIME_FIELDS |= {"download"}
 RUNTIME_FIELDS |= {"mi_interval"}  # the MI monitor never changes what is trained
+RUNTIME_FIELDS |= {"on_nan"}  # identical training unless a step is non-finite; resume with skip after a stop
 
 BASE_PRESET: dict[str, Any] = dict(
     epochs=100, warmup_epochs=10, batch_size=256, initial_lr=0.05, weight_decay=1e-4, temperature=0.1,
@@ -219,6 +223,7 @@ def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Pretrain a self-supervised encoder by mutual-information maximization.",
+        allow_abbrev=False,  # --epoch must not silently mean --epochs (docs/reliability.md)
     )
     add_config_arguments(parser)
     return parser
@@ -231,7 +236,12 @@ def load_yaml(path: str) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError("--config", f"file not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError("--config", f"cannot read {path} ({reason})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError("--config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -392,6 +402,17 @@ def validate(cfg: Config) -> None:
     _check(cfg.barlow_scale is None or cfg.barlow_scale > 0, "barlow_scale", f"must be > 0 (got {cfg.barlow_scale})")
     for coeff in ("vicreg_sim_coeff", "vicreg_std_coeff", "vicreg_cov_coeff"):
         _check(getattr(cfg, coeff) >= 0, coeff, f"must be >= 0 (got {getattr(cfg, coeff)})")
+    _validate_reliability(cfg)
     from mimax.methods import METHODS
 
     METHODS[cfg.model_name].validate(cfg)
+
+
+def _validate_reliability(cfg: Config) -> None:
+    """Non-finite float flags (``nan``, ``inf`` parse as floats) and ``--on_nan``."""
+    import math
+
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        _check(not isinstance(value, float) or math.isfinite(value), f.name, f"must be a finite number (got {value})")
+    _check(cfg.on_nan in ("stop", "skip"), "on_nan", f"expected stop or skip (got {cfg.on_nan!r})")

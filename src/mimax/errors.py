@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class DataError(UserError):
     """Data that is missing or not in the expected layout; the message names the path and the layout."""
+
+
+class TrainingDiverged(Exception):
+    """Training produced a non-finite loss, gradient or weight (``--on_nan``); the CLI exits with code 3."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,9 @@ import torch
 
 from mimax.config import Config
 from mimax.data.loading import per_rank_batch
-from mimax.engine import distributed
-from mimax.engine.checkpoint import atomic_write_text
+from mimax.engine import distributed, faults
+from mimax.engine.checkpoint import atomic_write_text, latest_checkpoint, remove_stale_temp_files
+from mimax.engine.divergence import TrainingDiverged
 from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
 from mimax.engine.trainer import Callback, train_run
 from mimax.errors import UserError
@@ -49,6 +51,8 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
                               "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
     if cfg.resume:
         exp_dir = Path(cfg.output_dir)
+        if main:
+            remove_stale_temp_files(exp_dir)  # torn atomic writes of a killed session
     else:
         created: str | UserError = ""
         if main:  # one process creates the directory (its default name has a timestamp)
@@ -74,7 +78,18 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
         run_dir = exp_dir / f"seed_{seed}"
         use_ckpt = resume_checkpoint if (resume_checkpoint and resume_checkpoint.parent.parent == run_dir) else None
         callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, run_dir)
-        result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress)
+        try:
+            result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress)
+        except TrainingDiverged as err:
+            if main:
+                write_json(run_dir / "status.json", {"status": "diverged", "seed": seed, "message": str(err)})
+            raise
+        except UserError:  # e.g. a corrupt data file found while loading: nothing was trained
+            if main and not cfg.resume and k == 0 and latest_checkpoint(run_dir) is None:
+                shutil.rmtree(exp_dir, ignore_errors=True)  # this invocation made it; rerunning must not be refused
+            raise
+        if faults.ARMED:
+            faults.hit("seed_done")
         if result is None:
             if not main:
                 return None
@@ -89,6 +104,8 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
                "epochs": cfg.epochs, "num_runs": cfg.num_runs, "seeds": [r["seed"] for r in runs],
                "summary": summary, "runs": runs}
     write_json(exp_dir / "results.json", results)
+    if faults.ARMED:
+        faults.hit("results")
     atomic_write_text(exp_dir / "results.md", results_markdown(summary, cfg.dataset, cfg.num_runs))
     write_json(exp_dir / "status.json", {"status": "complete"})
     return results

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from mimax.config import RUNTIME_FIELDS, Config, ConfigError, validate
-from mimax.engine.checkpoint import CKPT_RE, atomic_write_text
+from mimax.engine.checkpoint import CKPT_RE, TEMP_RE, atomic_write_text
 
 
 def git_commit() -> str:
@@ -100,6 +100,8 @@ def prepare_experiment_dir(cfg: Config) -> Path:
     out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
     if out.exists() and not out.is_dir():
         raise ConfigError("--output_dir", f"{out} exists and is not a directory")
+    if out.is_dir() and not (out / "config.json").exists():
+        _remove_torn_start(out)
     if out.is_dir() and any(out.iterdir()):
         if not cfg.overwrite:
             raise ConfigError("--output_dir", f"{out} already holds files; pass --overwrite to replace that "
@@ -115,6 +117,17 @@ def prepare_experiment_dir(cfg: Config) -> Path:
     except OSError as exc:
         raise ConfigError("--output_dir", f"cannot write to {out} ({exc.strerror})") from None
     return out
+
+
+def _remove_torn_start(out: Path) -> None:
+    """A run killed while creating its directory leaves only ``.write_test`` or the temp file of its first
+    ``config.json``/``env.json`` write; clear exactly those so the same command can start again."""
+    entries = list(out.iterdir())
+    torn = [p for p in entries if p.is_file() and (p.name == ".write_test" or (
+        TEMP_RE.match(p.name) and p.name.startswith((".config.json.", ".env.json.", ".status.json."))))]
+    if entries and len(torn) == len(entries):
+        for p in torn:
+            p.unlink(missing_ok=True)
 
 
 def find_experiment_dir(path: str) -> tuple[Path, Path | None]:

@@ -21,17 +21,20 @@ from tqdm.auto import tqdm
 from mimax.config import Config
 from mimax.data import DataBundle, build_data
 from mimax.data.loading import shard_views
-from mimax.engine import distributed
+from mimax.engine import distributed, faults
 from mimax.engine.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     atomic_torch_save,
     checkpoint_path,
+    first_sentence,
     latest_checkpoint,
     load_checkpoint,
+    remove_stale_temp_files,
     restore_rng_state,
     rng_state,
 )
+from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
 from mimax.engine.rundir import environment, read_csv, write_csv, write_json
@@ -113,6 +116,8 @@ def evaluate_encoder(encoder: torch.nn.Module, data: DataBundle, cfg: Config, de
     width = None
     out = {}
     tr, ytr = extract_features(both, data.probe_train, device, num_workers=data.extras.get("eval_workers", 0))
+    if faults.ARMED:
+        faults.hit("eval")
     te, yte = extract_features(both, data.probe_test, device, num_workers=data.extras.get("eval_workers", 0))
     width = tr.shape[1] - cfg.projection_dim
     out["linear"] = linear_probe(tr[:, :width], ytr, te[:, :width], yte, data.num_classes)
@@ -131,7 +136,7 @@ def _load_into(method: Method, optimizers: dict[str, torch.optim.Optimizer], ckp
         for name, opt in optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][name])
     except (KeyError, RuntimeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0][:160]
+        reason = first_sentence(exc, 300)
         raise CheckpointError(f"{path}: checkpoint does not match this model ({reason})") from None
     restore_rng_state(ckpt["rng"])
 
@@ -142,10 +147,16 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     ``--stop_after`` before the last epoch (the run stays resumable)."""
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():  # torn atomic writes of a killed session (only rank 0 writes files)
+        for directory in (run_dir, run_dir / "checkpoints"):
+            remove_stale_temp_files(directory)
     if (run_dir / "results.json").is_file() and resume_from is None:
         import json
 
-        return json.loads((run_dir / "results.json").read_text())  # this seed already finished
+        done = json.loads((run_dir / "results.json").read_text())  # this seed already finished
+        if distributed.is_main():  # a kill between results.json and status.json left "incomplete": repair it
+            write_json(run_dir / "status.json", {"status": "complete", "epoch": done["epochs"], "seed": seed})
+        return done
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     seed_everything(seed)
@@ -191,6 +202,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if first is not None:
             random_init = {f"Random init ({cfg.architecture})": first}
             eval_rows += [{"epoch": 0, "encoder": label, **m} for label, m in initial.items()]
+            write_csv(run_dir / "eval.csv", eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
         for cb in callbacks:
             cb.on_train_start(state)
     distributed.barrier()
@@ -201,6 +213,12 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         from torch.utils.tensorboard import SummaryWriter
 
         tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    guard = NonFiniteGuard(cfg.on_nan)  # --on_nan: see mimax.engine.divergence
+    opt_params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in optimizers.items()}
+
+    def last_good() -> str:
+        return str(latest_checkpoint(run_dir) or "none (no checkpoint yet)")
+
     method.train()
     while state.epoch < stop_epoch:
         state.epoch += 1
@@ -216,29 +234,40 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
             factor = lr_factor(state.step, total_steps, warmup_steps)
             for opt in optimizers.values():
                 lr = set_learning_rates(opt, factor)
-            active = optimizers[method.active_optimizer(state.step)]
+            name = method.active_optimizer(state.step)
+            active = optimizers[name]
             x_a, x_b = to_layout(x_a, cfg.channels_last), to_layout(x_b, cfg.channels_last)
+            guard.before_step(method)
             with precision.autocast():
                 terms = model(x_a, x_b, state.step)  # = method.training_loss, through DDP when distributed
             active.zero_grad(set_to_none=True)
             precision.backward(terms["loss"])
-            precision.step(active)
-            method.after_step(state.step, total_steps)
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0) + v.detach()
-                counts[k] = counts.get(k, 0) + 1
+            # fp16's GradScaler expects overflowing gradients and skips those steps itself: check the loss only
+            if guard.observe(state.step, terms, opt_params[name] if precision.scaler is None else ()):
+                precision.step(active)
+                method.after_step(state.step, total_steps)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0) + v.detach()
+                    counts[k] = counts.get(k, 0) + 1
+            if faults.ARMED:
+                faults.hit("step")
             state.step += 1
-            if not bar.disable and state.step % refresh == 0:  # .item() syncs: only when shown
+            if guard.due():
+                guard.check(steps_per_epoch, last_good())
+            if not bar.disable and counts and state.step % refresh == 0:  # .item() syncs: only when shown
                 seen = counts["loss"] * x_a.shape[0]
                 bar.set_postfix(loss=f"{terms['loss'].item():.4f}", lr=f"{lr:.3g}",
                                 img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
         bar.close()
         elapsed = time.perf_counter() - t0
+        guard.check(steps_per_epoch, last_good())
         if not main:  # rank 0 logs, evaluates and checkpoints; the others wait for it
             distributed.barrier()
             continue
         row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "lr": lr}
         row.update({k: (sums[k] / counts[k]).item() for k in sums})
+        if guard.mode == "skip":
+            row["skipped_steps"] = guard.epoch_report(f"seed {seed} epoch {state.epoch}")
         for cb in callbacks:
             row.update(cb.on_epoch_end(state))
         row.update({"epoch_time_s": round(elapsed, 4),
@@ -250,7 +279,11 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 if k != "epoch":
                     tb.add_scalar(f"train/{k}", float(v), state.epoch)
         final = state.epoch == cfg.epochs
-        if state.epoch % cfg.model_evaluation_interval == 0 or final:
+        evaluating = state.epoch % cfg.model_evaluation_interval == 0 or final
+        saving = state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch
+        if evaluating or saving:  # never evaluate or checkpoint non-finite weights
+            check_weights(method, state.step, last_good())
+        if evaluating:
             results = evaluate(method, data, cfg, device)
             eval_rows += [{"epoch": state.epoch, "encoder": label, **m} for label, m in results.items()]
             write_csv(run_dir / "eval.csv", eval_rows)
@@ -258,7 +291,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 for label, m in results.items():
                     for k, v in m.items():
                         tb.add_scalar(f"eval/{label}/{k}", v, state.epoch)
-        if state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch:
+        if saving:
             atomic_torch_save({
                 "format": CHECKPOINT_FORMAT, "method": cfg.model_name, "architecture": cfg.architecture,
                 "dataset": cfg.dataset, "epoch": state.epoch, "step": state.step, "seed": seed,
@@ -266,6 +299,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 "rng": rng_state(), "random_init": random_init, "grad_scaler": precision.state_dict(),
                 "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
             }, checkpoint_path(run_dir, state.epoch))
+            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
         distributed.barrier()
     if tb is not None:
         tb.close()

@@ -1,0 +1,56 @@
+"""Deterministic fault injection for the kill-safety tests (``tests/killharness.py``).
+
+Set ``MIMAX_KILL_AT=<point>:<n>`` and the process SIGKILLs itself the ``n``-th time it reaches the named
+point, exactly where a power cut or an OOM killer could strike. Points (see docs/reliability.md):
+
+- ``step``: after an optimizer step (and EMA update), before the step counter advances;
+- ``eval``: inside an evaluation, after the first encoder's features are extracted;
+- ``write:<name>``: inside an atomic write of file ``<name>`` (``ckpt`` for any checkpoint), after the
+  temporary file holds half of the bytes and before the rename;
+- ``seed_done``: after a seed's ``results.json``, before the next seed starts;
+- ``results``: after the experiment's ``results.json``, before ``results.md`` and ``status.json``.
+
+Cost when unset: the environment is read once at import; every call site tests the module constant
+``ARMED`` before calling :func:`hit`, so the training step pays one attribute lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "MIMAX_KILL_AT"
+
+
+def _parse(spec: str | None) -> tuple[str, int] | None:
+    if not spec:
+        return None
+    point, _, count = spec.rpartition(":")
+    if not point or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{ENV}={spec!r}: expected <point>:<n> with n >= 1, e.g. write:ckpt:2")
+    return point, int(count)
+
+
+_TARGET = _parse(os.environ.get(ENV))
+ARMED = _TARGET is not None
+_seen: dict[str, int] = {}
+
+
+def hit(point: str) -> None:
+    """Count one arrival at ``point``; SIGKILL this process at the configured arrival."""
+    if _TARGET is None or point != _TARGET[0]:
+        return
+    _seen[point] = _seen.get(point, 0) + 1
+    if _seen[point] == _TARGET[1]:
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def hit_mid_write(point: str, fh) -> None:
+    """At the configured arrival, cut the open temp file to half its bytes (a torn write), then SIGKILL."""
+    if _TARGET is None or point != _TARGET[0] or _seen.get(point, 0) + 1 != _TARGET[1]:
+        hit(point)
+        return
+    fh.truncate(fh.tell() // 2)
+    fh.flush()
+    os.fsync(fh.fileno())
+    hit(point)

@@ -1,0 +1,110 @@
+"""Safe loading (weights_only checkpoints, safe YAML, no eval) and outputs that are never clobbered."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from mimax.config import resolve
+from mimax.engine.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, remove_stale_temp_files
+from mimax.engine.rundir import prepare_experiment_dir
+from mimax.errors import UserError
+
+SRC = ROOT / "src" / "mimax"
+
+
+class _Touch:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
+    target = tmp_path / "pwned"
+    ckpt = tmp_path / "ckpt_epoch_0001.pt"
+    torch.save({"format": "mimax-checkpoint-v1", "x": _Touch(str(target))}, ckpt)
+    torch.load(ckpt, weights_only=False)  # the payload is real: unrestricted unpickling runs it
+    assert target.is_dir()
+    target.rmdir()
+    with pytest.raises(CheckpointError, match="refused: it holds pickled objects other than tensors"):
+        load_checkpoint(ckpt)
+    assert not target.exists()
+
+
+def _calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = getattr(func.value, "id", "") if isinstance(func, ast.Attribute) else ""
+            yield node, owner, name
+
+
+def test_sources_never_eval_or_load_unsafely():
+    """No eval/exec, no pickle.load(s), no yaml.load / unsafe_load, every torch.load with weights_only=True."""
+    files = sorted(SRC.rglob("*.py"))
+    assert files
+    for path in files:
+        for node, owner, name in _calls(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            assert not (owner == "" and name in ("eval", "exec")), f"{where}: {name}()"
+            assert not (owner == "pickle" and name in ("load", "loads")), f"{where}: pickle.{name}"
+            assert not (owner == "yaml" and name in ("load", "unsafe_load", "full_load")), f"{where}: yaml.{name}"
+            if owner == "torch" and name == "load":
+                kw = {k.arg: k.value for k in node.keywords}
+                assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, \
+                    f"{where}: torch.load without weights_only=True"
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.csv"
+    atomic_write_text(path, "old\n")
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(UserError, match=r"cannot write .*metrics.csv \(No space left on device\)"):
+        atomic_write_text(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / ".ckpt_epoch_0002.pt.abc123.tmp").write_bytes(b"torn")
+    (tmp_path / "ckpt_epoch_0001.pt").write_bytes(b"kept")
+    (tmp_path / "notes.tmp").write_text("kept")
+    assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".ckpt_epoch_0002.pt.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_epoch_0001.pt", "notes.tmp"]
+
+
+def _cfg(out: Path, **kw):
+    return resolve({"dataset": "Gaussian", "output_dir": str(out), **kw})
+
+
+def test_directory_of_a_run_killed_at_birth_is_reused(tmp_path):
+    """Killed while writing its first config.json: only that temp file exists; the same command starts."""
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / ".config.json.x1y2.tmp").write_text("{")
+    assert prepare_experiment_dir(_cfg(out)) == out
+    assert list(out.iterdir()) == []
+
+
+def test_user_files_next_to_a_temp_file_still_block(tmp_path):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / ".config.json.x1y2.tmp").write_text("{")
+    (out / "precious.txt").write_text("keep")
+    with pytest.raises(UserError, match="already holds files"):
+        prepare_experiment_dir(_cfg(out))
+    with pytest.raises(UserError, match="not a mimax experiment"):
+        prepare_experiment_dir(_cfg(out, overwrite=True))
+    assert (out / "precious.txt").read_text() == "keep" and (out / ".config.json.x1y2.tmp").exists()
