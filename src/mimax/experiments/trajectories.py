@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mimax.engine.rundir import write_json
 from mimax.engine.trainer import Callback, RunState
+from mimax.monitors.collapse import normalized_embedding_std
 
 
 def separation(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
@@ -46,12 +47,6 @@ def separation(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
             "ratio": min_angle / spread if spread > 0 else math.inf}
 
 
-def normalized_std(embeddings: Tensor) -> float:
-    """Mean over dimensions of the std of L2-normalized embeddings: 1/sqrt(D) for embeddings uniform on
-    the sphere (0.707 / 0.577 / 0.354 at D = 2 / 3 / 8), 0 under complete collapse."""
-    return F.normalize(embeddings.double(), dim=1).std(0).mean().item()
-
-
 class TrajectoryRecorder(Callback):
     """Records cluster-center embeddings of the method's first encoder (SDMI: f_θ) every epoch."""
 
@@ -74,7 +69,7 @@ class TrajectoryRecorder(Callback):
                 "center_embedding": F.normalize(encoder(means).float(), dim=1).cpu().tolist(),
                 "point_mean_embedding": point_means.tolist(),
                 **separation(z, y),
-                "normalized_std": normalized_std(z),
+                "normalized_std": normalized_embedding_std(z).item(),
             })
         finally:
             encoder.train(was_training)
