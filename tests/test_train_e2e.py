@@ -150,3 +150,18 @@ def test_existing_output_dir_is_not_clobbered(tmp_path, capsys):
     assert main(["train", *TINY_GAUSSIAN, "--epochs", "1", "--output_dir", str(other), "--overwrite"]) == 2
     assert (other / "precious.txt").read_text() == "keep"
     assert main(["train", *args, "--overwrite"]) == 0
+
+
+def test_tensorboard_event_files_hold_the_epoch_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", "SimCLR", "--epochs", "2", "--tensorboard",
+                 "--output_dir", str(out)]) == 0
+    acc = EventAccumulator(str(out / "seed_0" / "tensorboard"))
+    acc.Reload()
+    loss = acc.Scalars("train/loss")
+    assert [e.step for e in loss] == [1, 2]
+    rows = read_rows(out / "seed_0" / "metrics.csv")
+    assert [e.value for e in loss] == pytest.approx([float(r["loss"]) for r in rows], rel=1e-6)
+    assert any(tag.startswith("eval/SimCLR/") for tag in acc.Tags()["scalars"])
