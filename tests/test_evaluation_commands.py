@@ -112,11 +112,13 @@ def test_eval_single_checkpoint_and_bad_inputs(gaussian_run, tmp_path, cli):
 # --- mimax table ----------------------------------------------------------------------------------------
 
 
-def write_results(exp_dir: Path, method: str, dataset: str, runs: list[dict]) -> None:
+def write_results(exp_dir: Path, method: str, dataset: str, runs: list[dict], seeds: list[int] | None = None) -> None:
     """A results.json as training writes it (summary = aggregate over the seeds' runs)."""
     exp_dir.mkdir(parents=True)
     results = {"method": method, "dataset": dataset, "architecture": "ResNet18", "epochs": 3,
                "num_runs": len(runs), "summary": aggregate(runs), "runs": runs}
+    if seeds is not None:
+        results["seeds"] = seeds
     (exp_dir / "results.json").write_text(json.dumps(results))
 
 
@@ -254,3 +256,18 @@ def test_export_resnet18_loads_into_torchvision_with_the_cifar_stem(tmp_path, cl
     with torch.no_grad():
         torch.testing.assert_close(net(x), method.encoders()["f"].backbone(x), rtol=0, atol=0)
         assert net(x).shape == (4, 512)
+
+
+def test_table_counts_each_random_init_seed_once(tmp_path):
+    """Experiments with the same seed evaluated the same initialization: pooled once per seed."""
+    def runs(rnd_values, label):
+        return [{"final": {label: {"linear": 0.8, "knn": 0.7}},
+                 "random_init": {"Random init (ResNet18)": {"linear": r, "knn": r}}} for r in rnd_values]
+
+    write_results(tmp_path / "a", "SimCLR", "CIFAR10", runs([0.20, 0.30], "SimCLR"), seeds=[0, 1])
+    write_results(tmp_path / "b", "JMI", "CIFAR10", runs([0.20, 0.30], "JMI"), seeds=[0, 1])
+    write_results(tmp_path / "c", "BYOL", "CIFAR10", runs([0.40], "BYOL"), seeds=[2])
+    proc = run_mimax(["table", *(str(tmp_path / d) for d in "abc")])
+    assert proc.returncode == 0, proc.stderr
+    rows = table_rows(proc.stdout, "Linear probe top-1 (%)")
+    assert rows["Random init (ResNet18)"][0] == f"{cell([0.2, 0.3, 0.4])} (n=3)"

@@ -4,7 +4,8 @@ Each RUN_DIR is a finished experiment (its ``results.json``). A row is an encode
 labelled it (``SimCLR``; ``SDMI (f_θ)`` and ``SDMI (g_ξ)`` for the two SDMI encoders) plus one
 ``Random init (<architecture>)`` row per architecture; a column is a dataset. One table for the linear
 probe and one for kNN. Random-init evaluations of one architecture on one dataset are pooled over all
-the experiments given (each is a random draw of the same initialization distribution); a trained row
+the experiments given, one value per seed (experiments with the same seed evaluate the same
+initialization, so a seed already pooled is not counted again); a trained row
 given twice for one dataset is an error, never silently merged or dropped.
 """
 
@@ -38,13 +39,14 @@ def read_results(path: str) -> dict[str, Any]:
     if not isinstance(summary, dict):
         raise UserError(f"{file}: not a mimax results file (summary is not a mapping)")
     return {"dir": str(exp), "dataset": dataset, "method": method, "summary": summary,
-            "epochs": results.get("epochs"), "num_runs": results.get("num_runs")}
+            "epochs": results.get("epochs"), "num_runs": results.get("num_runs"), "seeds": results.get("seeds")}
 
 
 def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
     """``{(row label, dataset): {metric: per-seed values}}``; random-init rows pooled, duplicates refused."""
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     owner: dict[tuple[str, str], str] = {}
+    pooled_seeds: dict[tuple[str, str], set[int]] = {}
     for exp in experiments:
         for label, metrics in exp["summary"].items():
             key = (label, exp["dataset"])
@@ -53,8 +55,15 @@ def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str
                     raise UserError(f"{exp['dir']} and {owner[key]} both give {label!r} on {exp['dataset']}; "
                                     "pass one experiment per method and dataset")
                 owner[key] = exp["dir"]
+            seeds = exp["seeds"] or [None] * len(next(iter(metrics.values()))["values"])
+            keep = [True] * len(seeds)
+            if label.startswith(RANDOM_INIT):  # one value per seed: same seed, same initialization
+                done = pooled_seeds.setdefault(key, set())
+                keep = [s is None or s not in done for s in seeds]
+                done.update(s for s in seeds if s is not None)
             for metric, stat in metrics.items():
-                cells.setdefault(key, {}).setdefault(metric, []).extend(float(v) for v in stat["values"])
+                cells.setdefault(key, {}).setdefault(metric, []).extend(
+                    float(v) for v, k in zip(stat["values"], keep) if k)
     return cells
 
 
