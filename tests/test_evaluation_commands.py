@@ -271,3 +271,23 @@ def test_table_counts_each_random_init_seed_once(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = table_rows(proc.stdout, "Linear probe top-1 (%)")
     assert rows["Random init (ResNet18)"][0] == f"{cell([0.2, 0.3, 0.4])} (n=3)"
+
+
+def test_table_merges_seeds_of_one_configuration_only(tmp_path):
+    def runs(values):
+        return [{"final": {"SimCLR": {"linear": v, "knn": v}},
+                 "random_init": {"Random init (ResNet18)": {"linear": 0.1, "knn": 0.1}}} for v in values]
+
+    config = {"model_name": "SimCLR", "dataset": "CIFAR10", "epochs": 3, "initial_lr": 0.4}
+    other = {**config, "initial_lr": 1.0}
+    for name, values, seeds, cfg in (("s0", [0.50], [0], config), ("s12", [0.60, 0.70], [1, 2], config),
+                                     ("again", [0.55], [0], config), ("other", [0.9], [5], other)):
+        write_results(tmp_path / name, "SimCLR", "CIFAR10", runs(values), seeds=seeds)
+        (tmp_path / name / "config.json").write_text(json.dumps({**cfg, "seed": seeds[0], "num_runs": len(seeds),
+                                                                 "output_dir": str(tmp_path / name)}))
+    proc = run_mimax(["table", str(tmp_path / "s0"), str(tmp_path / "s12")])
+    assert proc.returncode == 0, proc.stderr
+    assert table_rows(proc.stdout, "Linear probe top-1 (%)")["SimCLR"] == [cell([0.5, 0.6, 0.7])]
+    for clash in ("again", "other"):  # overlapping seeds, or another configuration: refused
+        proc = run_mimax(["table", str(tmp_path / "s0"), str(tmp_path / clash)])
+        assert proc.returncode == 2 and "both give 'SimCLR' on CIFAR10" in proc.stderr

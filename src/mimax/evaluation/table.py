@@ -5,8 +5,10 @@ labelled it (``SimCLR``; ``SDMI (f_θ)`` and ``SDMI (g_ξ)`` for the two SDMI en
 ``Random init (<architecture>)`` row per architecture; a column is a dataset. One table for the linear
 probe and one for kNN. Random-init evaluations of one architecture on one dataset are pooled over all
 the experiments given, one value per seed (experiments with the same seed evaluate the same
-initialization, so a seed already pooled is not counted again); a trained row
-given twice for one dataset is an error, never silently merged or dropped.
+initialization, so a seed already pooled is not counted again). A trained row given by two experiments
+for one dataset is merged only when they are the same configuration (``config.json`` equal apart from
+the seed, the number of runs and runtime flags) with disjoint seeds, e.g. seeds 0 and 1-2 trained
+separately; anything else is an error, never silently merged or dropped.
 """
 
 from __future__ import annotations
@@ -38,23 +40,34 @@ def read_results(path: str) -> dict[str, Any]:
         raise UserError(f"{file}: not a mimax results file ({exc})") from None
     if not isinstance(summary, dict):
         raise UserError(f"{file}: not a mimax results file (summary is not a mapping)")
-    return {"dir": str(exp), "dataset": dataset, "method": method, "summary": summary,
+    config = None
+    if (exp / "config.json").is_file():
+        from mimax.config import RUNTIME_FIELDS
+
+        try:
+            config = {k: v for k, v in json.loads((exp / "config.json").read_text()).items()
+                      if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
+        except ValueError:
+            config = None
+    return {"dir": str(exp), "dataset": dataset, "method": method, "summary": summary, "config": config,
             "epochs": results.get("epochs"), "num_runs": results.get("num_runs"), "seeds": results.get("seeds")}
 
 
 def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
     """``{(row label, dataset): {metric: per-seed values}}``; random-init rows pooled, duplicates refused."""
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
-    owner: dict[tuple[str, str], str] = {}
+    owner: dict[tuple[str, str], dict[str, Any]] = {}
     pooled_seeds: dict[tuple[str, str], set[int]] = {}
     for exp in experiments:
         for label, metrics in exp["summary"].items():
             key = (label, exp["dataset"])
             if not label.startswith(RANDOM_INIT):
-                if key in owner:
-                    raise UserError(f"{exp['dir']} and {owner[key]} both give {label!r} on {exp['dataset']}; "
-                                    "pass one experiment per method and dataset")
-                owner[key] = exp["dir"]
+                if key in owner and not _same_config_other_seeds(owner[key], exp):
+                    raise UserError(f"{exp['dir']} and {owner[key]['dir']} both give {label!r} on {exp['dataset']}; "
+                                    "pass one experiment per method and dataset (or runs of one configuration "
+                                    "with different seeds)")
+                merged = owner[key]["seeds"] + exp["seeds"] if key in owner else exp["seeds"]
+                owner[key] = {**exp, "seeds": merged}
             seeds = exp["seeds"] or [None] * len(next(iter(metrics.values()))["values"])
             keep = [True] * len(seeds)
             if label.startswith(RANDOM_INIT):  # one value per seed: same seed, same initialization
@@ -65,6 +78,13 @@ def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str
                 cells.setdefault(key, {}).setdefault(metric, []).extend(
                     float(v) for v, k in zip(stat["values"], keep) if k)
     return cells
+
+
+def _same_config_other_seeds(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """True when two experiments are seeds of one configuration: equal configs, disjoint known seeds."""
+    if a["config"] is None or a["config"] != b["config"] or not a["seeds"] or not b["seeds"]:
+        return False
+    return not set(a["seeds"]) & set(b["seeds"])
 
 
 def row_order(label: str, method_of: dict[str, str], methods: list[str]) -> tuple[int, int, str]:
