@@ -206,3 +206,23 @@ def test_sdmi_ablation_rules_build():
     assert ema.rule == "ema" and list(ema.optimizer_groups()) == ["online"] and ema.encoders().keys() == {"f_θ"}
     cp, _ = make("SDMI", "--target_update", "copy")
     assert cp.target is None and cp.active_optimizer(1) == "online"
+
+
+@pytest.mark.parametrize("name,flags", [("SDMI", ()), ("SDMI", ("--predictor",)), ("BYOL", ()), ("SimSiam", ())])
+def test_monitor_pairs_are_the_branches_the_method_pairs(name, flags):
+    """METHODS.md §6: embedding = (q∘)f_θ(x^A) vs g_ξ(x^B); backbones paired within one network."""
+    method = make(name, *flags)[0].eval()
+    gen = torch.Generator().manual_seed(0)
+    x_a, x_b = torch.randn(8, 16, generator=gen), torch.randn(8, 16, generator=gen)
+    with torch.no_grad():
+        pairs = method.monitor_pairs(x_a, x_b)
+        f, g = method.online, method.target_encoder
+        u = f(x_a) if method.predictor is None else method.predictor(f(x_a))
+        assert torch.allclose(pairs["embedding"][0], u) and torch.allclose(pairs["embedding"][1], g(x_b))
+        assert torch.allclose(pairs["backbone"][0], f.features(x_a))
+        assert torch.allclose(pairs["backbone"][1], f.features(x_b))
+        if method.rule == "alternate":
+            assert torch.allclose(pairs["backbone_g"][0], g.features(x_a))
+            assert torch.allclose(pairs["backbone_g"][1], g.features(x_b))
+        else:
+            assert "backbone_g" not in pairs

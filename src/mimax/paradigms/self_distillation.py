@@ -160,7 +160,9 @@ class SelfDistillationMethod(Method):
         scores; ``backbone``: f_θ's features of the two views; ``backbone_g``: g_ξ's, for ``alternate``."""
         h_a, h_b = self.online.features(x_a), self.online.features(x_b)
         target = self.target_encoder
-        pairs = {"embedding": (self.predict(self.online.projector(h_a)), target(x_b)), "backbone": (h_a, h_b)}
+        g_b = target.features(x_b) if target is not self.online else h_b  # each backbone runs once per view
+        pairs = {"embedding": (self.predict(self.online.projector(h_a)), target.projector(g_b)),
+                 "backbone": (h_a, h_b)}
         if self.rule == "alternate":
-            pairs["backbone_g"] = (self.target.features(x_a), self.target.features(x_b))
+            pairs["backbone_g"] = (self.target.features(x_a), g_b)
         return pairs
