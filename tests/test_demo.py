@@ -56,6 +56,10 @@ def test_demo_refuses_an_existing_folder_and_bad_options(tmp_path):
     proc = run_mimax(["demo", "--quick", "--only", "nope", "--out", str(tmp_path / "d2")])
     assert proc.returncode == 2 and "--only: unknown run(s) nope" in proc.stderr
     assert not (tmp_path / "d2" / "runs").exists()
+    for flag, value in (("--num_runs", "0"), ("--epochs", "0"), ("--gm_train_size", "0")):
+        proc = run_mimax(["demo", "--quick", flag, value, "--out", str(tmp_path / "d3")])
+        assert proc.returncode == 2 and f"{flag}: must be" in proc.stderr, proc.stderr
+        assert not (tmp_path / "d3").exists()  # validated before the folder is made
 
 
 @pytest.mark.parametrize("method,flags,collapsed", [

@@ -90,16 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
 def run_flags(args: argparse.Namespace, run: DemoRun, out: Path) -> list[str]:
     """The ``mimax train`` flags of one demo configuration."""
     quick = args.quick
+
+    def pick(value, quick_default, default):  # None means "not given" (0 is a value, and is validated)
+        return value if value is not None else (quick_default if quick else default)
+
     flags = [
-        "--dataset", "Gaussian", "--epochs", str(args.epochs or (3 if quick else 50)), "--warmup_epochs", "0",
+        "--dataset", "Gaussian", "--epochs", str(pick(args.epochs, 3, 50)), "--warmup_epochs", "0",
         "--batch_size", str(args.batch_size if not quick else min(args.batch_size, 128)),
         "--optimizer", "adam", "--initial_lr", str(args.initial_lr), "--weight_decay", "0",
         "--temperature", str(args.temperature), "--projection_dim", str(args.embedding_dim),
-        "--feature_dim", "64", "--projection_layer", "2", "--num_runs", str(args.num_runs or (1 if quick else 3)),
+        "--feature_dim", "64", "--projection_layer", "2", "--num_runs", str(pick(args.num_runs, 1, 3)),
         "--seed", str(args.seed), "--gm_clusters", str(args.gm_clusters), "--gm_dim", str(args.gm_dim),
         "--gm_radius", str(args.gm_radius), "--gm_sigma", str(args.gm_sigma),
         "--gm_view_noise", str(args.gm_view_noise),
-        "--gm_train_size", str(args.gm_train_size or (512 if quick else 5000)),
+        "--gm_train_size", str(pick(args.gm_train_size, 512, 5000)),
         "--gm_test_size", "256" if quick else "1000", "--gm_monitor_size", "256" if quick else "2048",
         "--mi_interval", str(args.mi_interval), "--num_threads", "1", "--device", "cpu",
         "--output_dir", str(out / "runs" / run.slug),
@@ -149,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--workers", f"must be >= 1 (got {args.workers})")
     out_cfg = argparse.Namespace(output_dir=args.out or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}",
                                  overwrite=False)
-    out = prepare_experiment_dir(out_cfg)
-    all_flags = [run_flags(args, r, out) for r in runs]
-    for flags in all_flags:  # validate every configuration before any work starts
+    all_flags = [run_flags(args, r, Path(out_cfg.output_dir)) for r in runs]
+    for flags in all_flags:  # validate every configuration before anything is written
         config_from_args(flags)
+    out = prepare_experiment_dir(out_cfg)
 
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
