@@ -113,7 +113,6 @@ def evaluate_encoder(encoder: torch.nn.Module, data: DataBundle, cfg: Config, de
         feats = encoder.backbone(x)
         return torch.cat([feats, encoder.projector(feats)], dim=1)
 
-    width = None
     out = {}
     tr, ytr = extract_features(both, data.probe_train, device, num_workers=data.extras.get("eval_workers", 0))
     if faults.ARMED:

@@ -26,33 +26,39 @@ from tqdm.auto import tqdm
 class DemoRun:
     label: str  # panel / row title
     slug: str  # folder name
-    family: str  # "SDMI" or "JMI" (the paradigm, for the figures)
     role: str  # "method", "ablation" or "paper-setting"
     flags: tuple[str, ...]
 
+    @property
+    def family(self) -> str:
+        """"SDMI" or "JMI": the paradigm of the method, read from the registry."""
+        from mimax.methods import METHODS
+
+        return "SDMI" if METHODS[self.flags[1]].paradigm == "self-distillation" else "JMI"
+
 
 DEMO_RUNS: tuple[DemoRun, ...] = (
-    DemoRun("SDMI", "sdmi", "SDMI", "method", ("--model_name", "SDMI")),
-    DemoRun("BYOL", "byol", "SDMI", "method", ("--model_name", "BYOL")),
-    DemoRun("SimSiam", "simsiam", "SDMI", "method", ("--model_name", "SimSiam")),
-    DemoRun("MoCo-v3", "mocov3", "SDMI", "method", ("--model_name", "MoCoV3")),
-    DemoRun("JMI", "jmi", "JMI", "method", ("--model_name", "JMI")),
-    DemoRun("SimCLR", "simclr", "JMI", "method", ("--model_name", "SimCLR")),
-    DemoRun("Barlow Twins", "barlowtwins", "JMI", "method", ("--model_name", "BarlowTwins")),
-    DemoRun("VICReg", "vicreg", "JMI", "method", ("--model_name", "VICReg")),
-    DemoRun("SDMI, no marginal", "sdmi_nomarg", "SDMI", "ablation", ("--model_name", "SDMI", "--no_marginal")),
-    DemoRun("JMI, no marginal", "jmi_nomarg", "JMI", "ablation", ("--model_name", "JMI", "--no_marginal")),
-    DemoRun("SDMI, no marginal + predictor (alternate)", "sdmi_nomarg_pred_alt", "SDMI", "ablation",
+    DemoRun("SDMI", "sdmi", "method", ("--model_name", "SDMI")),
+    DemoRun("BYOL", "byol", "method", ("--model_name", "BYOL")),
+    DemoRun("SimSiam", "simsiam", "method", ("--model_name", "SimSiam")),
+    DemoRun("MoCo-v3", "mocov3", "method", ("--model_name", "MoCoV3")),
+    DemoRun("JMI", "jmi", "method", ("--model_name", "JMI")),
+    DemoRun("SimCLR", "simclr", "method", ("--model_name", "SimCLR")),
+    DemoRun("Barlow Twins", "barlowtwins", "method", ("--model_name", "BarlowTwins")),
+    DemoRun("VICReg", "vicreg", "method", ("--model_name", "VICReg")),
+    DemoRun("SDMI, no marginal", "sdmi_nomarg", "ablation", ("--model_name", "SDMI", "--no_marginal")),
+    DemoRun("JMI, no marginal", "jmi_nomarg", "ablation", ("--model_name", "JMI", "--no_marginal")),
+    DemoRun("SDMI, no marginal + predictor (alternate)", "sdmi_nomarg_pred_alt", "ablation",
             ("--model_name", "SDMI", "--no_marginal", "--predictor", "--target_update", "alternate")),
-    DemoRun("SDMI, no marginal + predictor (ema)", "sdmi_nomarg_pred_ema", "SDMI", "ablation",
+    DemoRun("SDMI, no marginal + predictor (ema)", "sdmi_nomarg_pred_ema", "ablation",
             ("--model_name", "SDMI", "--no_marginal", "--predictor", "--target_update", "ema")),
     # The analogues at the setting under which the paper's separation claim was found to hold
     # (METHODS.md §7: m_0 = 0.99, predictor width 16), beside the tuned defaults above.
-    DemoRun("BYOL (m0=0.99, pred 16)", "byol_paper", "SDMI", "paper-setting",
+    DemoRun("BYOL (m0=0.99, pred 16)", "byol_paper", "paper-setting",
             ("--model_name", "BYOL", "--ema_momentum", "0.99", "--predictor_dim", "16")),
-    DemoRun("SimSiam (pred 16)", "simsiam_paper", "SDMI", "paper-setting",
+    DemoRun("SimSiam (pred 16)", "simsiam_paper", "paper-setting",
             ("--model_name", "SimSiam", "--predictor_dim", "16")),
-    DemoRun("MoCo-v3 (m0=0.99, pred 16)", "mocov3_paper", "SDMI", "paper-setting",
+    DemoRun("MoCo-v3 (m0=0.99, pred 16)", "mocov3_paper", "paper-setting",
             ("--model_name", "MoCoV3", "--ema_momentum", "0.99", "--predictor_dim", "16")),
 )
 
