@@ -13,7 +13,9 @@ import torch
 from conftest import ROOT, TINY_GAUSSIAN
 
 WORKER = ROOT / "tests" / "distributed_worker.py"
-# fp32; only the summation order differs between the runs (observed max relative difference ~2e-7).
+# fp32; only the summation order differs between the runs (observed max relative difference ~2e-7). The
+# absolute tolerance is relative to the step's largest gradient: a bias feeding a BatchNorm has a true
+# gradient of 0, and its computed value is pure rounding noise (~1e-6 of the other gradients).
 RTOL, ATOL = 1e-5, 1e-6
 
 
@@ -45,8 +47,10 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
         for step, tensors in steps.items():
             assert set(dist[name][step]) == set(tensors), f"{name} step {step}: different parameters got gradients"
             assert len(tensors) > 1, f"{name} step {step}: no gradients"
+            scale = max(float(v.abs().max()) for k, v in tensors.items() if k != "loss")
             for key, value in tensors.items():
-                torch.testing.assert_close(dist[name][step][key], value, rtol=RTOL, atol=ATOL,
+                atol = max(ATOL, 1e-5 * scale) if key != "loss" else ATOL
+                torch.testing.assert_close(dist[name][step][key], value, rtol=RTOL, atol=atol,
                                            msg=lambda m, n=name, s=step, k=key: f"{n} step {s} {k}: {m}")
 
 
