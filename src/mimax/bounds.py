@@ -87,4 +87,27 @@ def jsd_bound(scores: Tensor) -> Tensor:
     return (-_softplus(-scores.diagonal())).mean() - _softplus(_off_diagonal(scores)).mean()
 
 
+def nwj_bound(scores: Tensor) -> Tensor:
+    """NWJ bound (Nguyen, Wainwright & Jordan, 2010; the f-divergence form of Poole et al., 2019):
+    ``I_NWJ(S) = mean_i S_ii - e^{-1} * 1/(N(N-1)) sum_{i != j} exp(S_ij)``.
+
+    Tight at ``S = 1 + log p(u,v)/(p(u)p(v))``; unbiased in the marginal term (no log of a mean), at the price
+    of a variance that grows like ``e^{I}``.
+    """
+    _check_square(scores)
+    return dv_joint_term(scores) - torch.exp(dv_marginal_term(scores) - 1.0)
+
+
+def smile_bound(scores: Tensor, clip: float = 5.0) -> Tensor:
+    """SMILE, the clipped DV estimate (Song & Ermon, 2020, "Understanding the limitations of variational
+    mutual information estimators"): ``mean_i S_ii - log( 1/(N(N-1)) sum_{i != j} exp(clip(S_ij, -c, c)) )``.
+
+    Clipping the marginal's scores to ``[-c, c]`` bounds its variance by ``e^{2c}`` at the price of a bias
+    when the density ratio leaves ``[e^{-c}, e^{c}]``; ``c -> inf`` is :func:`dv_bound`.
+    """
+    if clip <= 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    return dv_joint_term(scores) - dv_marginal_term(scores.clamp(-clip, clip))
+
+
 BOUNDS = {"cos-DV": dv_bound, "InfoNCE": infonce_bound, "JSD": jsd_bound}

@@ -1,0 +1,245 @@
+"""Trained-critic mutual-information estimates with a confidence interval, for paired samples from any model.
+
+:func:`estimate_mi` learns a small critic ``T(x, y)`` on one split of the pairs by maximizing a variational
+bound of :mod:`mimax.bounds` on its score matrices ``S_ij = T(x_i, y_j)``, picks the training step by the
+bound on a validation split, and reports the bound of that critic on a held-out test split — an estimate
+that neither the critic's fit nor the step choice has seen. Bounds (Poole et al., 2019, "On variational
+bounds of mutual information"):
+
+- ``"infonce"``: :func:`mimax.bounds.infonce_bound` (van den Oord et al., 2018). Low variance, never above
+  ``log B`` (B = pairs per evaluation batch, recorded as ``log_n``): it cannot report more than that.
+- ``"nwj"``: :func:`mimax.bounds.nwj_bound` (Nguyen et al., 2010). Unbiased marginal term, variance ~ e^I.
+- ``"smile"``: :func:`mimax.bounds.smile_bound`, the clipped Donsker-Varadhan estimate (Song & Ermon, 2020).
+
+The interval is the normal-approximation interval of the held-out estimate: each bound is a mean over test
+pairs of a per-pair term (InfoNCE, NWJ) or a smooth function of two such means (SMILE, delta method), whose
+sample standard deviation gives the standard error. It covers the evaluation noise of the trained critic,
+not the critic's own shortfall (a variational bound is below the MI when the critic is not optimal);
+the coverage measured against closed-form MI is in docs/monitoring.md.
+
+Training draws from its own generators only: the global RNG state is the same before and after a call, so
+estimating MI inside a training run does not change the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+
+import torch
+from torch import Tensor, nn
+
+from mimax.bounds import _off_diagonal, infonce_bound, jsd_bound, nwj_bound, smile_bound
+
+BOUND_NAMES = ("infonce", "nwj", "smile")
+CRITICS = ("separable", "concat")
+
+
+@dataclass(frozen=True)
+class MIEstimate:
+    """A trained-critic MI estimate in nats: ``mi`` on the held-out test pairs, ``ci`` its (low, high)
+    confidence interval at level ``confidence``; ``log_n`` the InfoNCE ceiling ``log batch_size``;
+    ``val_mi`` the bound on the validation split at the chosen step; ``seconds`` the wall time."""
+
+    mi: float
+    ci: tuple[float, float]
+    bound: str
+    critic: str
+    confidence: float
+    log_n: float
+    n_fit: int
+    n_val: int
+    n_test: int
+    batch_size: int
+    steps: int
+    val_mi: float
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ci": list(self.ci)}
+
+
+def _mlp(d_in: int, hidden: int, layers: int, d_out: int) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = d_in
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.ReLU()]
+        d = hidden
+    mods.append(nn.Linear(d, d_out))
+    return nn.Sequential(*mods)
+
+
+class SeparableCritic(nn.Module):
+    """``T(x, y) = a(x)^T b(y) + c(x) + d(y)``: two MLPs, one per side, each with one extra output for
+    its additive term, so that a score matrix costs two forward passes and one (N, k) x (k, N) product
+    (Poole et al., 2019, "separable critic"). ``c`` and ``d`` let it represent log-density ratios with
+    terms in x or y alone, such as a Gaussian's quadratic ones."""
+
+    def __init__(self, dim_x: int, dim_y: int, hidden: int, layers: int, embed_dim: int):
+        super().__init__()
+        self.f = _mlp(dim_x, hidden, layers, embed_dim + 1)
+        self.g = _mlp(dim_y, hidden, layers, embed_dim + 1)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        a, b = self.f(x), self.g(y)
+        return a[:, :-1] @ b[:, :-1].T + a[:, -1:] + b[:, -1:].T
+
+
+class ConcatCritic(nn.Module):
+    """``T(x, y) = MLP([x, y])`` evaluated on all N^2 pairs (Belghazi et al., 2018): the most expressive
+    critic, at N^2 forward rows per score matrix."""
+
+    def __init__(self, dim_x: int, dim_y: int, hidden: int, layers: int, embed_dim: int):
+        super().__init__()
+        self.t = _mlp(dim_x + dim_y, hidden, layers, 1)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        n = x.shape[0]
+        pairs = torch.cat([x.unsqueeze(1).expand(n, y.shape[0], -1), y.unsqueeze(0).expand(n, -1, -1)], dim=2)
+        return self.t(pairs).squeeze(-1)
+
+
+def training_objective(bound: str, clip: float):
+    """What the critic maximizes for ``bound``: the bound itself, except for SMILE, whose critic is trained
+    with the Jensen-Shannon objective :func:`mimax.bounds.jsd_bound` (maximized by the log density ratio,
+    like DV's) because the clipped DV is unbounded above in the joint term (Song & Ermon, 2020)."""
+    return jsd_bound if bound == "smile" else bound_fn(bound, clip)
+
+
+def bound_fn(bound: str, clip: float):
+    """The :mod:`mimax.bounds` function of a score matrix that ``bound`` names."""
+    if bound == "infonce":
+        return infonce_bound
+    if bound == "nwj":
+        return nwj_bound
+    if bound == "smile":
+        return lambda s: smile_bound(s, clip)
+    raise ValueError(f"bound must be one of {', '.join(BOUND_NAMES)}, got {bound!r}")
+
+
+def per_pair_terms(scores: Tensor, bound: str, clip: float) -> Tensor:
+    """Per-pair influence terms ``t_i`` of a bound on an N x N score matrix: ``mean_i t_i`` equals the bound
+    for InfoNCE (``log N + S_ii - logsumexp_j S_ij``) and NWJ (``S_ii - e^{-1} mean_{j != i} e^{S_ij}``);
+    for SMILE (``mean S_ii - log M``, ``M = mean_i m_i``, ``m_i = mean_{j != i} e^{clip(S_ij)}``) they are the
+    delta-method terms ``S_ii - m_i / M``, whose mean is not the bound but whose spread is its standard error."""
+    n = scores.shape[0]
+    diag = scores.diagonal()
+    if bound == "infonce":
+        return math.log(n) + diag - torch.logsumexp(scores, dim=1)
+    off = _off_diagonal(scores if bound == "nwj" else scores.clamp(-clip, clip)).view(n, n - 1)
+    if bound == "nwj":
+        return diag - torch.exp(torch.logsumexp(off, dim=1) - math.log(n - 1) - 1.0)
+    log_m = torch.logsumexp(off, dim=1) - math.log(n - 1)
+    return diag - torch.exp(log_m - (torch.logsumexp(log_m, dim=0) - math.log(n)))
+
+
+def _batches(n: int, batch_size: int) -> list[slice]:
+    """Consecutive full batches of ``batch_size`` (the remainder is left out: every matrix has one N)."""
+    return [slice(s, s + batch_size) for s in range(0, n - batch_size + 1, batch_size)]
+
+
+@torch.no_grad()
+def _evaluate(critic: nn.Module, x: Tensor, y: Tensor, batch_size: int, bound: str,
+              clip: float) -> tuple[float, Tensor]:
+    """The bound averaged over consecutive batches of ``batch_size`` pairs, and the per-pair terms."""
+    fn = bound_fn(bound, clip)
+    values, terms = [], []
+    for sl in _batches(x.shape[0], batch_size):
+        scores = critic(x[sl], y[sl]).double()
+        values.append(fn(scores))
+        terms.append(per_pair_terms(scores, bound, clip))
+    return torch.stack(values).mean().item(), torch.cat(terms)
+
+
+def _check_pairs(x: Tensor, y: Tensor) -> None:
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must be paired matrices (N, d_x) and (N, d_y), got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    if x.shape[0] < 16:
+        raise ValueError(f"estimate_mi needs at least 16 pairs (fit, validation and test splits), got {x.shape[0]}")
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("x and y must be finite (found NaN or inf)")
+
+
+def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidden: int = 128, layers: int = 2,
+                embed_dim: int = 32, batch_size: int = 128, lr: float = 1e-3, max_steps: int = 2000,
+                eval_every: int = 50, patience: int = 6, fractions: tuple[float, float] = (0.5, 0.1),
+                clip: float = 5.0, confidence: float = 0.95, seed: int = 0,
+                device: torch.device | str | None = None) -> MIEstimate:
+    """Estimate ``I(X; Y)`` in nats from ``N`` paired rows ``x`` (N, d_x) and ``y`` (N, d_y) with a trained
+    critic (module docstring).
+
+    The pairs are shuffled (``seed``) and split into fit / validation / test (``fractions`` = test and
+    validation shares). Inputs are standardized with the fit split's per-coordinate mean and std. The critic
+    (``"separable"`` or ``"concat"``, ``layers`` hidden layers of width ``hidden``) is trained with Adam on
+    fit batches of ``batch_size`` pairs to maximize ``bound``, for at most ``max_steps`` steps; every
+    ``eval_every`` steps the bound is measured on the validation split, the best critic is kept, and
+    training stops after ``patience`` checks without improvement. The returned ``mi`` is that critic's bound
+    on the test split, averaged over test batches of ``min(batch_size, n_test)`` pairs.
+    """
+    if bound not in BOUND_NAMES:
+        raise ValueError(f"bound must be one of {', '.join(BOUND_NAMES)}, got {bound!r}")
+    if critic not in CRITICS:
+        raise ValueError(f"critic must be one of {', '.join(CRITICS)}, got {critic!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    t0 = time.perf_counter()
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    _check_pairs(x, y)
+    device = torch.device(device) if device is not None else x.device
+    x, y = x.detach().to(device, torch.float32), y.detach().to(device, torch.float32)
+    n = x.shape[0]
+    n_test = max(4, int(round(fractions[0] * n)))
+    n_val = max(4, int(round(fractions[1] * n)))
+    n_fit = n - n_test - n_val
+    if n_fit < 4:
+        raise ValueError(f"fractions {fractions} leave {n_fit} of {n} pairs to fit the critic; need >= 4")
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=gen).to(device)
+    fit, val, test = order[:n_fit], order[n_fit:n_fit + n_val], order[n_fit + n_val:]
+    mx, sx = x[fit].mean(0), x[fit].std(0).clamp_min(1e-6)
+    my, sy = y[fit].mean(0), y[fit].std(0).clamp_min(1e-6)
+    xs, ys = (x - mx) / sx, (y - my) / sy
+
+    fn = training_objective(bound, clip)
+    train_bs = max(2, min(batch_size, n_fit))
+    eval_bs = max(2, min(batch_size, n_test))
+    val_bs = max(2, min(batch_size, n_val))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the caller's global RNG is left as it was
+        torch.manual_seed(seed)
+        cls = SeparableCritic if critic == "separable" else ConcatCritic
+        model = cls(x.shape[1], y.shape[1], hidden, layers, embed_dim).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        best_val, best_state, best_step, bad, step = -math.inf, copy.deepcopy(model.state_dict()), 0, 0, 0
+        while step < max_steps and bad < patience:
+            perm = fit[torch.randperm(n_fit, generator=gen).to(device)]
+            for sl in _batches(n_fit, train_bs):
+                idx = perm[sl]
+                loss = -fn(model(xs[idx], ys[idx]))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                if step % eval_every == 0 or step == max_steps:
+                    model.eval()
+                    v, _ = _evaluate(model, xs[val], ys[val], val_bs, bound, clip)
+                    model.train()
+                    if v > best_val:
+                        best_val, best_state, best_step, bad = v, copy.deepcopy(model.state_dict()), step, 0
+                    else:
+                        bad += 1
+                if step >= max_steps or bad >= patience:
+                    break
+        model.load_state_dict(best_state)
+        model.eval()
+        mi, terms = _evaluate(model, xs[test], ys[test], eval_bs, bound, clip)
+    se = terms.std().item() / math.sqrt(terms.numel()) if terms.numel() > 1 else math.inf
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return MIEstimate(mi=mi, ci=(mi - z * se, mi + z * se), bound=bound, critic=critic, confidence=confidence,
+                      log_n=math.log(eval_bs), n_fit=n_fit, n_val=n_val, n_test=n_test, batch_size=eval_bs,
+                      steps=best_step, val_mi=best_val if best_val > -math.inf else float("nan"),
+                      seconds=time.perf_counter() - t0)

@@ -1,0 +1,159 @@
+"""mimax.estimate_mi against closed-form MI (Czyż et al., 2023 style tasks), the new bounds against NumPy,
+and the closed forms themselves against Monte Carlo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import mimax
+from mimax.bounds import nwj_bound, smile_bound
+from mimax.experiments.mi_tasks import (
+    MITask,
+    canonical_cov,
+    canonical_mi,
+    dense_cov,
+    gaussian_mi,
+    standard_tasks,
+    student_t_correction,
+)
+from mimax.monitors.estimators import per_pair_terms
+
+N_PAIRS = 4000  # estimator tests: 2,000 test pairs, log N = log 128 = 4.85
+
+
+def _np_off(s):
+    return s[~np.eye(len(s), dtype=bool)]
+
+
+def test_nwj_and_smile_match_numpy():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(50, 50)) * 3 + np.eye(50) * 2
+    nwj = np.mean(np.diag(s)) - np.mean(np.exp(_np_off(s) - 1))
+    assert nwj_bound(torch.tensor(s)).item() == pytest.approx(nwj, rel=1e-10)
+    off = np.clip(_np_off(s), -2.0, 2.0)
+    smile = np.mean(np.diag(s)) - np.log(np.mean(np.exp(off)))
+    assert smile_bound(torch.tensor(s), clip=2.0).item() == pytest.approx(smile, rel=1e-10)
+    with pytest.raises(ValueError, match="clip"):
+        smile_bound(torch.tensor(s), clip=0)
+
+
+def test_per_pair_terms_average_to_the_bound():
+    rng = np.random.default_rng(1)
+    s = torch.tensor(rng.normal(size=(40, 40)) * 2 + np.eye(40))
+    for name, fn in (("infonce", mimax.bounds.infonce_bound), ("nwj", nwj_bound)):
+        assert per_pair_terms(s, name, 5.0).mean().item() == pytest.approx(fn(s).item(), rel=1e-10)
+    # SMILE: delta-method terms; their mean differs from the bound only by log M - (1 - 1) = ... the joint
+    # part matches exactly: mean(S_ii - m_i/M) = mean S_ii - 1
+    assert per_pair_terms(s, "smile", 5.0).mean().item() == pytest.approx(s.diagonal().mean().item() - 1, rel=1e-10)
+
+
+def test_gaussian_closed_form_matches_canonical_correlations_and_invariance():
+    cov = canonical_cov(3, 2, [0.9, 0.3])
+    assert gaussian_mi(cov, 3) == pytest.approx(canonical_mi([0.9, 0.3]), rel=1e-12)
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(3, 3)), rng.normal(size=(2, 2))  # invertible maps of x and of y: MI unchanged
+    t = np.block([[a, np.zeros((3, 2))], [np.zeros((2, 3)), b]])
+    assert gaussian_mi(t @ cov @ t.T, 3) == pytest.approx(gaussian_mi(cov, 3), rel=1e-9)
+    dense = dense_cov(2, 2, 0.3)  # canonical correlations of the dense block: 0.6 and 0
+    assert gaussian_mi(dense, 2) == pytest.approx(canonical_mi([0.6]), rel=1e-9)
+
+
+@pytest.mark.parametrize("dof,dims", [(3.0, (1, 1)), (5.0, (2, 2))])
+def test_student_t_closed_form_matches_monte_carlo(dof, dims):
+    m, n = dims
+    cov = canonical_cov(m, n, [0.5] * min(m, n))
+    joint = stats.multivariate_t(shape=cov, df=dof, seed=3)
+    z = joint.rvs(size=200_000)
+    z = z.reshape(len(z), -1)
+    px = stats.multivariate_t(shape=cov[:m, :m], df=dof)
+    py = stats.multivariate_t(shape=cov[m:, m:], df=dof)
+    pmi = joint.logpdf(z) - px.logpdf(z[:, :m]) - py.logpdf(z[:, m:])
+    truth = gaussian_mi(cov, m) + student_t_correction(dof, m, n)
+    assert pmi.mean() == pytest.approx(truth, abs=4 * pmi.std() / math.sqrt(len(pmi)) + 1e-3)
+    assert student_t_correction(1e6, m, n) == pytest.approx(0, abs=1e-5)
+
+
+# the Gaussian tasks with MI <= 0.5 log 128, plus one Student-t and two MI-preserving transforms
+_TASKS = {t.name: t for t in standard_tasks()}
+FAST_TASKS = ["gauss 1x1 rho=0.5", "gauss 5x5 sparse 2x rho=0.8", "student-t 2x2 dof=5 rho=0.5",
+              "half-cube gauss 5x5 sparse"]
+
+
+@pytest.mark.parametrize("bound", ["infonce", "nwj", "smile"])
+@pytest.mark.parametrize("task", FAST_TASKS)
+def test_estimates_are_within_tolerance_of_closed_form(task, bound):
+    t = _TASKS[task]
+    x, y = t.sample(N_PAIRS, seed=11)
+    est = mimax.estimate_mi(x, y, bound=bound, seed=0)
+    assert est.ci[0] <= est.mi <= est.ci[1]
+    assert est.ci[1] - est.ci[0] < 0.5
+    assert t.mi <= 0.5 * est.log_n
+    assert abs(est.mi - t.mi) <= 0.1 + 0.1 * t.mi, (task, bound, est.mi, t.mi)
+    if bound == "infonce":
+        assert est.mi <= est.log_n
+
+
+def test_infonce_never_exceeds_log_n_even_when_mi_is_larger():
+    t = MITask("gauss 4x4 rho=0.999", canonical_cov(4, 4, [0.999] * 4), 4)  # MI = 12.4 nats >> log 32
+    x, y = t.sample(1000, seed=0)
+    est = mimax.estimate_mi(x, y, bound="infonce", batch_size=32, max_steps=300)
+    assert est.log_n == pytest.approx(math.log(32))
+    assert est.mi <= est.log_n + 1e-9
+    assert est.ci[1] > est.log_n - 1.0  # saturated near the ceiling, not stuck near zero
+
+
+def test_independent_pairs_give_about_zero_and_collapse_gives_zero():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(2000, 4)), rng.normal(size=(2000, 4))
+    for bound in ("infonce", "nwj", "smile"):
+        est = mimax.estimate_mi(x, y, bound=bound, max_steps=400)
+        # a held-out lower bound: no dependence to find, so at most noise above 0; an overfit critic only
+        # lowers it
+        assert -0.15 < est.mi < 0.05, (bound, est.mi)
+    const = np.ones((500, 3))
+    est = mimax.estimate_mi(const, const, max_steps=100)
+    assert est.mi == pytest.approx(0, abs=1e-6)
+
+
+def test_estimate_is_reproducible_and_leaves_the_global_rng_alone():
+    x, y = _TASKS["gauss 1x1 rho=0.5"].sample(600, seed=5)
+    torch.manual_seed(123)
+    before = torch.get_rng_state().clone()
+    a = mimax.estimate_mi(x, y, max_steps=100)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = mimax.estimate_mi(torch.tensor(x), torch.tensor(y), max_steps=100)
+    assert a.mi == b.mi and a.ci == b.ci
+    assert a.as_dict()["ci"] == list(a.ci)
+
+
+def test_concat_critic_estimates_a_gaussian():
+    t = _TASKS["gauss 1x1 rho=0.5"]
+    x, y = t.sample(1500, seed=6)
+    est = mimax.estimate_mi(x, y, critic="concat", batch_size=64)
+    assert abs(est.mi - t.mi) <= 0.1 + 0.1 * t.mi
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(bound="mine"), "bound must be one of"), (dict(critic="bilinear"), "critic must be one of"),
+    (dict(confidence=1.0), "confidence"),
+])
+def test_bad_arguments_are_one_line_errors(kwargs, match):
+    x = np.zeros((100, 2))
+    with pytest.raises(ValueError, match=match):
+        mimax.estimate_mi(x, x, **kwargs)
+
+
+def test_bad_inputs_are_rejected():
+    with pytest.raises(ValueError, match="paired"):
+        mimax.estimate_mi(np.zeros((100, 2)), np.zeros((99, 2)))
+    with pytest.raises(ValueError, match="at least 16"):
+        mimax.estimate_mi(np.zeros((10, 2)), np.zeros((10, 2)))
+    bad = np.zeros((100, 2))
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        mimax.estimate_mi(bad, bad)
