@@ -20,7 +20,8 @@ from mimax.methods import METHODS
 from mimax.monitors import default_callbacks
 from mimax.monitors.base import evaluation_mode
 from mimax.monitors.collapse import effective_rank, normalized_embedding_std
-from mimax.monitors.mi import MI_CSV_COLUMNS, derangement, estimate_mi, paired_and_shuffled
+from mimax.monitors.mi import MI_CSV_COLUMNS, derangement, paired_and_shuffled
+from mimax.monitors.mi import fixed_critic_scores as estimate_mi
 
 
 def read_rows(path):
@@ -181,9 +182,26 @@ def test_mi_csv_is_reproducible_and_complete_through_main_py(tmp_path):
     assert list(a[0]) == MI_CSV_COLUMNS
     assert sorted({int(r["epoch"]) for r in a}) == [0, 2, 3]  # before the first step, every 2 epochs, the last
     assert {r["step"] for r in a if r["epoch"] == "0"} == {"0"}
-    assert {(r["batch_size"], r["num_batches"], r["tau_est"]) for r in a} == {("128", "2", "0.1")}
+    fixed = [r for r in a if r["estimator"] != "critic-InfoNCE"]
+    assert {(r["batch_size"], r["num_batches"], r["tau_est"]) for r in fixed} == {("128", "2", "0.1")}
+    # the trained critic: first and last epoch (--mi_critic_interval 0), embedding and backbone, with its
+    # interval, below its ceiling
+    critic = [r for r in a if r["estimator"] == "critic-InfoNCE"]
+    assert sorted((int(r["epoch"]), r["representation"]) for r in critic) == [
+        (0, "backbone"), (0, "embedding"), (3, "backbone"), (3, "embedding")]
+    for r in critic:
+        assert float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
+        assert float(r["value"]) <= float(r["log_n"])
+        assert r["shuffled"] == r["gap"] == ""
     metrics = read_rows(tmp_path / "a" / "seed_0" / "metrics.csv")
     assert all(0 < float(r["emb_std_f"]) < 1 and 0 < float(r["emb_erank_f"]) <= 3 for r in metrics)
+    assert all(1 <= float(r["rankme_f"]) <= 3 and math.isfinite(float(r["alpha_req_f"])) for r in metrics)
+    by_epoch = {int(r["epoch"]): r for r in metrics}
+    assert by_epoch[1]["lidar_embedding"] == "" and by_epoch[2]["mi_critic_embedding"] == ""
+    assert float(by_epoch[3]["mi_critic_embedding"]) == float(critic[2]["value"])
+    for e in (2, 3):
+        assert 1 <= float(by_epoch[e]["lidar_embedding"]) <= 3 and 0 <= float(by_epoch[e]["alignment_embedding"]) <= 4
+        assert -4 <= float(by_epoch[e]["uniformity_backbone"]) <= 0
 
 
 def test_resumed_run_writes_the_same_mi_csv(tmp_path):

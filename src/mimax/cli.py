@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from mimax import __version__
-from mimax.errors import TrainingDiverged, UserError
+from mimax.errors import CollapseStopped, TrainingDiverged, UserError
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as err:  # not a user mistake: its own exit code (docs/reliability.md)
         print(f"mimax: error: {err}", file=sys.stderr)
         return 3
+    except CollapseStopped as err:  # --stop_on_collapse: its own exit code (docs/monitoring.md)
+        print(f"mimax: stopped: {err}", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         print("mimax: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
         return 130

@@ -126,6 +126,12 @@ class Config:
                                "and at the last epoch (mi.csv); 0 turns the MI monitor off")
     mi_temperature: float = _opt(0.1, "fixed temperature tau_est of the cosine critic of the MI monitor")
     mi_batch_size: int = _opt(512, "pairs per score matrix of the MI monitor (estimates averaged over batches)")
+    mi_critic_interval: int = _opt(0, "trained-critic MI estimate (held-out InfoNCE with a 95%% interval) of the "
+                                      "embedding and backbone pairs at epoch 0, the last epoch and every N epochs "
+                                      "(0: first and last only; -1: never); needs the MI monitor on")
+    stop_on_collapse: int = _opt(0, "end the run (exit code 4, checkpoint kept, resumable) once the collapse "
+                                    "criterion (normalized-embedding std < 0.1 or effective rank < 1.2) has held "
+                                    "for N consecutive epochs; 0 = off")
     # --- speed and scale (docs/performance.md) ---------------------------------------------------
     precision: str = _opt("fp32", "fp32, bf16 or fp16: autocast precision of the networks (objectives stay "
                                   "fp32; fp16 uses a GradScaler and needs CUDA)")
@@ -150,7 +156,8 @@ FIELD_NAMES = [f.name for f in fields(Config)]
 RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
                   "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn"}
 RUNTIME_FIELDS |= {"download"}
-RUNTIME_FIELDS |= {"mi_interval"}  # the MI monitor never changes what is trained
+RUNTIME_FIELDS |= {"mi_interval", "mi_critic_interval"}  # the MI monitor never changes what is trained
+RUNTIME_FIELDS |= {"stop_on_collapse"}  # ends a run early, never changes what is trained
 RUNTIME_FIELDS |= {"on_nan"}  # identical training unless a step is non-finite; resume with skip after a stop
 
 BASE_PRESET: dict[str, Any] = dict(
@@ -365,6 +372,9 @@ def validate(cfg: Config) -> None:
     _check(cfg.mi_temperature > 0, "mi_temperature", f"must be > 0 (got {cfg.mi_temperature})")
     _check(cfg.mi_batch_size >= 2, "mi_batch_size",
            f"must be >= 2: the estimators need pairs (got {cfg.mi_batch_size})")
+    _check(cfg.mi_critic_interval >= -1, "mi_critic_interval",
+           f"must be >= -1 (-1 = never, 0 = first and last epoch; got {cfg.mi_critic_interval})")
+    _check(cfg.stop_on_collapse >= 0, "stop_on_collapse", f"must be >= 0 (0 = off; got {cfg.stop_on_collapse})")
     _check(cfg.precision in ("fp32", "bf16", "fp16"), "precision",
            f"expected fp32, bf16 or fp16 (got {cfg.precision!r})")
     if cfg.precision == "fp16":

@@ -9,5 +9,10 @@ class DataError(UserError):
     """Data that is missing or not in the expected layout; the message names the path and the layout."""
 
 
+class CollapseStopped(Exception):
+    """``--stop_on_collapse`` ended a run whose embeddings collapsed; the CLI exits with code 4. The epoch's
+    checkpoint is kept and the run is resumable."""
+
+
 class TrainingDiverged(Exception):
     """Training produced a non-finite loss, gradient or weight (``--on_nan``); the CLI exits with code 3."""

@@ -38,6 +38,7 @@ from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
 from mimax.engine.rundir import environment, read_csv, write_csv, write_json
+from mimax.errors import CollapseStopped
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.methods import METHODS
 from mimax.paradigms import Method
@@ -57,6 +58,7 @@ class RunState:
     step: int = 0
     total_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None  # set by a callback (``--stop_on_collapse``) to end the run after this epoch
 
 
 class Callback:
@@ -261,7 +263,9 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         elapsed = time.perf_counter() - t0
         guard.check(steps_per_epoch, last_good())
         if not main:  # rank 0 logs, evaluates and checkpoints; the others wait for it
-            distributed.barrier()
+            stop = distributed.broadcast_object(None)
+            if stop:
+                raise CollapseStopped(stop)
             continue
         row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "lr": lr}
         row.update({k: (sums[k] / counts[k]).item() for k in sums})
@@ -279,7 +283,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                     tb.add_scalar(f"train/{k}", float(v), state.epoch)
         final = state.epoch == cfg.epochs
         evaluating = state.epoch % cfg.model_evaluation_interval == 0 or final
-        saving = state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch
+        stop, state.stop_reason = state.stop_reason, None
+        saving = state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch or bool(stop)
         if evaluating or saving:  # never evaluate or checkpoint non-finite weights
             check_weights(method, state.step, last_good())
         if evaluating:
@@ -299,7 +304,13 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
             }, checkpoint_path(run_dir, state.epoch))
             write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
-        distributed.barrier()
+        if distributed.broadcast_object(stop):  # every rank ends here, after rank 0's checkpoint
+            if tb is not None:
+                tb.close()
+            write_json(run_dir / "status.json", {"status": "stopped_on_collapse", "epoch": state.epoch,
+                                                 "seed": seed, "message": stop})
+            raise CollapseStopped(f"{stop}; checkpoint {checkpoint_path(run_dir, state.epoch)} kept, resume "
+                                  f"with: mimax train --resume {run_dir.parent} --stop_on_collapse 0")
     if tb is not None:
         tb.close()
     if state.epoch < cfg.epochs:

@@ -12,11 +12,8 @@ from mimax.engine.checkpoint import atomic_write_text
 from mimax.engine.rundir import read_csv, write_json
 from mimax.evaluation.results import mean_std
 
-# Collapse thresholds (stated in claims.md and docs/experiments.md): complete collapse when the std of
-# the L2-normalized embeddings falls below 0.1 (uniform on the sphere gives 1/sqrt(D): 0.577 at D = 3);
-# dimensional collapse when the effective rank of their covariance falls below 1.2.
-COLLAPSE_STD = 0.1
-COLLAPSE_ERANK = 1.2
+from mimax.monitors.collapse import COLLAPSE_ERANK, COLLAPSE_STD  # stated in claims.md, docs/experiments.md
+
 ESTIMATORS = ("cos-DV", "InfoNCE", "JSD")
 
 

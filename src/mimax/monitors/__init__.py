@@ -14,9 +14,10 @@ from mimax.monitors.mi import MIMonitor
 def default_callbacks(cfg, run_dir: Path) -> list[Callback]:
     """The monitors every run gets: the collapse monitor each epoch, and the MI monitor every
     ``--mi_interval`` epochs (off when it is 0). A custom ``callbacks_factory`` should include these."""
-    callbacks: list[Callback] = [CollapseMonitor(cfg.mi_batch_size)]
+    callbacks: list[Callback] = [CollapseMonitor(cfg.mi_batch_size, cfg.stop_on_collapse)]
     if cfg.mi_interval > 0:
-        callbacks.append(MIMonitor(run_dir, cfg.mi_interval, cfg.mi_batch_size, cfg.mi_temperature, cfg.epochs))
+        callbacks.append(MIMonitor(run_dir, cfg.mi_interval, cfg.mi_batch_size, cfg.mi_temperature, cfg.epochs,
+                                   cfg.mi_critic_interval))
     return callbacks
 
 

@@ -9,6 +9,12 @@ Two numbers per encoder, every epoch, as extra ``metrics.csv`` columns:
   effective dimensionality") of the covariance of the L2-normalized embeddings. Between 1 and D; 1 when
   the embeddings vary along one direction only (dimensional collapse), D when isotropic; 0 by definition
   under complete collapse (zero covariance).
+- ``rankme_<encoder>`` and ``alpha_req_<encoder>``: RankMe (Garrido et al., 2023) and alpha-ReQ (Agrawal et
+  al., 2022) of the raw embeddings, :mod:`mimax.monitors.rank`.
+
+A run is *collapsed* at an epoch when, for some encoder, ``emb_std < COLLAPSE_STD`` (complete collapse) or
+``emb_erank < COLLAPSE_ERANK`` (dimensional collapse); ``--stop_on_collapse N`` ends a run after N
+consecutive collapsed epochs.
 """
 
 from __future__ import annotations
@@ -19,6 +25,17 @@ from torch import Tensor
 
 from mimax.engine.trainer import Callback, RunState
 from mimax.monitors.base import evaluation_mode
+from mimax.monitors.rank import spectrum
+
+# Complete collapse when the std of the L2-normalized embeddings falls below 0.1 (uniform on the sphere
+# gives 1/sqrt(D): 0.577 at D = 3); dimensional collapse when the effective rank falls below 1.2.
+COLLAPSE_STD = 0.1
+COLLAPSE_ERANK = 1.2
+
+
+def is_collapsed(std: float, erank: float) -> bool:
+    """The collapse criterion: ``std < COLLAPSE_STD or erank < COLLAPSE_ERANK``."""
+    return std < COLLAPSE_STD or erank < COLLAPSE_ERANK
 
 
 def _check_embeddings(z: Tensor) -> None:
@@ -54,11 +71,17 @@ def encoder_embeddings(encoder: torch.nn.Module, x: Tensor, batch_size: int, dev
 
 
 class CollapseMonitor(Callback):
-    """Adds ``emb_std_<encoder>`` and ``emb_erank_<encoder>`` to every epoch's ``metrics.csv`` row, computed
-    on view A of the fixed monitor set, one column pair per encoder the method exposes (SDMI: f_θ and g_ξ)."""
+    """Adds ``emb_std_<encoder>``, ``emb_erank_<encoder>``, ``rankme_<encoder>`` and ``alpha_req_<encoder>`` to
+    every epoch's ``metrics.csv`` row, computed on view A of the fixed monitor set, for every encoder the
+    method exposes (SDMI: f_θ and g_ξ). With ``stop_on_collapse = N > 0`` it asks the loop to end the run
+    once the collapse criterion has held for N consecutive epochs (counted from the session's start)."""
 
-    def __init__(self, batch_size: int):
+    def __init__(self, batch_size: int, stop_on_collapse: int = 0):
+        if stop_on_collapse < 0:
+            raise ValueError(f"stop_on_collapse must be >= 0, got {stop_on_collapse}")
         self.batch_size = batch_size
+        self.stop_on_collapse = stop_on_collapse
+        self.collapsed_epochs = 0
 
     def measure(self, state: RunState) -> dict[str, float]:
         if state.data.monitor_views is None:
@@ -70,7 +93,18 @@ class CollapseMonitor(Callback):
                 z = encoder_embeddings(encoder, x, self.batch_size, state.device)
                 out[f"emb_std_{key}"] = normalized_embedding_std(z).item()
                 out[f"emb_erank_{key}"] = effective_rank(z).item()
+                out.update({f"{name}_{key}": value for name, value in spectrum(z).items()})
         return out
 
     def on_epoch_end(self, state: RunState) -> dict[str, float]:
-        return self.measure(state)
+        out = self.measure(state)
+        keys = [k[len("emb_std_"):] for k in out if k.startswith("emb_std_")]
+        collapsed = [k for k in keys if is_collapsed(out[f"emb_std_{k}"], out[f"emb_erank_{k}"])]
+        self.collapsed_epochs = self.collapsed_epochs + 1 if collapsed else 0
+        if self.stop_on_collapse and self.collapsed_epochs >= self.stop_on_collapse:
+            k = collapsed[0]
+            state.stop_reason = (f"collapse at epoch {state.epoch}: encoder {k} has normalized-embedding std "
+                                 f"{out[f'emb_std_{k}']:.3g} (< {COLLAPSE_STD}) or effective rank "
+                                 f"{out[f'emb_erank_{k}']:.3g} (< {COLLAPSE_ERANK}) for {self.collapsed_epochs} "
+                                 "consecutive epochs (--stop_on_collapse)")
+        return out
