@@ -193,7 +193,8 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
 
     The pairs are shuffled (``seed``) and split into fit / validation / test (``fractions`` = test and
     validation shares). When ``x`` or ``y`` is wider than ``max_dim``, both are first projected onto their
-    top-``max_dim`` canonical directions fitted on the fit split (:func:`cca_projections`): a critic fitted on
+    top-``max_dim`` canonical directions fitted on the fit split (:func:`cca_projections`), of which those
+    whose correlation on the validation split exceeds ``3 / sqrt(n_val)`` are kept: a critic fitted on
     a few thousand pairs overfits wide inputs, and by the data-processing inequality the projected pairs'
     MI is still a lower bound on ``I(X; Y)`` (nonlinear dependence outside those directions is not seen;
     ``max_dim=None`` keeps the inputs). Inputs are standardized with the fit split's per-coordinate mean
@@ -226,7 +227,12 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     fit, val, test = order[:n_fit], order[n_fit:n_fit + n_val], order[n_fit + n_val:]
     if max_dim is not None and max(x.shape[1], y.shape[1]) > max_dim:
         a, b = cca_projections(x[fit], y[fit], min(max_dim, x.shape[1], y.shape[1], n_fit))
-        x, y = x @ a, y @ b
+        pa, pb = x[val] @ a, y[val] @ b  # keep the directions whose correlation holds on the validation split
+        pa, pb = pa - pa.mean(0), pb - pb.mean(0)
+        corr = (pa * pb).sum(0) / (pa.norm(dim=0) * pb.norm(dim=0)).clamp_min(1e-12)
+        keep = corr > 3 / math.sqrt(n_val)
+        keep[0] = True
+        x, y = x @ a[:, keep], y @ b[:, keep]
     mx, sx = x[fit].mean(0), x[fit].std(0).clamp_min(1e-6)
     my, sy = y[fit].mean(0), y[fit].std(0).clamp_min(1e-6)
     xs, ys = (x - mx) / sx, (y - my) / sy
