@@ -242,7 +242,8 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     eval_bs = max(2, min(batch_size, n_test))
     val_bs = max(2, min(batch_size, n_val))
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # the caller's global RNG is left as it was
+    # the caller's global RNG is left as it was; gradients are on even when the caller is under no_grad
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(seed)
         cls = SeparableCritic if critic == "separable" else ConcatCritic
         model = cls(x.shape[1], y.shape[1], hidden, layers, embed_dim).to(device)

@@ -1,0 +1,1 @@
+"""Bridges to other training frameworks (optional extras)."""
