@@ -103,8 +103,10 @@ class CollapseMonitor(Callback):
         self.collapsed_epochs = self.collapsed_epochs + 1 if collapsed else 0
         if self.stop_on_collapse and self.collapsed_epochs >= self.stop_on_collapse:
             k = collapsed[0]
-            state.stop_reason = (f"collapse at epoch {state.epoch}: encoder {k} has normalized-embedding std "
-                                 f"{out[f'emb_std_{k}']:.3g} (< {COLLAPSE_STD}) or effective rank "
-                                 f"{out[f'emb_erank_{k}']:.3g} (< {COLLAPSE_ERANK}) for {self.collapsed_epochs} "
-                                 "consecutive epochs (--stop_on_collapse)")
+            std, erank = out[f"emb_std_{k}"], out[f"emb_erank_{k}"]
+            why = [f"normalized-embedding std {std:.3g} < {COLLAPSE_STD}"] if std < COLLAPSE_STD else []
+            why += [f"effective rank {erank:.3g} < {COLLAPSE_ERANK}"] if erank < COLLAPSE_ERANK else []
+            state.stop_reason = (f"collapse at epoch {state.epoch}: encoder {k} has {' and '.join(why)}, "
+                                 f"collapsed for {self.collapsed_epochs} consecutive epochs (--stop_on_collapse "
+                                 f"{self.stop_on_collapse})")
         return out
