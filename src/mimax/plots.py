@@ -89,7 +89,8 @@ def load_mi_curves(run_dir: str | Path, representation: str = "embedding") -> MI
         raise UserError(f"{config}: missing or unreadable run config (needs model_name)") from None
     per_seed = []
     for path in csv_files:
-        rows = [r for r in _read_mi_csv(path) if r["representation"] == representation]
+        rows = [r for r in _read_mi_csv(path)  # the fixed-critic scores (trained-critic rows: monitors figure)
+                if r["representation"] == representation and r["estimator"] in BOUNDS]
         if not rows:
             raise UserError(f"{path}: no rows for --representation {representation!r}")
         try:

@@ -25,7 +25,7 @@ def _mi_rows(seed_dir: Path, representation: str = "embedding") -> dict[int, dic
     """``{epoch: {estimator: {"value", "shuffled", "gap"}}}`` from a run's ``mi.csv``."""
     out: dict[int, dict[str, dict[str, float]]] = {}
     for row in read_csv(seed_dir / "mi.csv"):
-        if row["representation"] != representation:
+        if row["representation"] != representation or row["estimator"] not in ESTIMATORS:
             continue
         out.setdefault(int(row["epoch"]), {})[row["estimator"]] = {
             k: float(row[k]) for k in ("value", "shuffled", "gap")}
