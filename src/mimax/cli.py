@@ -18,6 +18,7 @@ COMMANDS = {
     "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
     "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
     "export": "write one encoder's backbone as a plain state_dict (loads into torchvision's ResNet)",
+    "analyze": "one report page (MI, RankMe, LiDAR, alpha-ReQ, alignment/uniformity, probe, kNN) of any encoder",
 }
 
 
@@ -152,8 +153,14 @@ def cmd_export(argv: list[str]) -> int:
 
 
 
+def cmd_analyze(argv: list[str]) -> int:
+    from mimax.evaluation.analyze import cmd_analyze as run
+
+    return run(argv)
+
+
 HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot, "eval": cmd_eval,
-            "table": cmd_table, "export": cmd_export}
+            "table": cmd_table, "export": cmd_export, "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:

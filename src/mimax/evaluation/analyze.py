@@ -1,0 +1,316 @@
+"""``mimax analyze MODEL --output_dir DIR``: one report page (``analysis.json``, ``analysis.md``,
+``analysis.png``) of a trained encoder, whatever library trained it.
+
+MODEL is one of
+- a mimax run (an experiment directory or a ``seed_<k>`` directory; its latest checkpoint, its data settings
+  by default) or one of its checkpoints (``.../seed_<k>/checkpoints/ckpt_epoch_<n>.pt``): its backbone and
+  its projector output (``embedding``) are analyzed;
+- a backbone exported by ``mimax export`` (a state_dict file): needs ``--dataset`` (the architecture is
+  recognized from the file: the dataset's ResNet18/50 stem or the MLP);
+- a torchvision architecture name (``resnet18``, ``vit_b_16``, ...) with ``--weights FILE`` (a state_dict;
+  its classification head is replaced by the identity and ignored): needs ``--dataset``. Grey images are
+  repeated to the 3 channels such a model expects.
+
+On the dataset's fixed monitor set (two views per image, the same for every model) it computes every
+monitor of :func:`mimax.monitors.api.monitor_values` (trained-critic MI with its interval, fixed-critic
+contrast scores, RankMe, LiDAR, alpha-ReQ, alignment, uniformity), and with labels a linear probe and kNN
+on the frozen features, so checkpoints from any library compare on one page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mimax.engine.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
+from mimax.errors import UserError
+
+REPORT_FILES = ("analysis.json", "analysis.md", "analysis.png")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mimax.config import _OneLineParser
+
+    p = _OneLineParser(prog="mimax analyze", description="Monitors (trained-critic MI, contrast scores, RankMe, "
+                       "LiDAR, alpha-ReQ, alignment/uniformity), linear probe and kNN of one encoder: "
+                       "analysis.json, analysis.md and analysis.png in --output_dir.")
+    p.add_argument("model", metavar="MODEL", help="a mimax run directory or checkpoint, a backbone from `mimax "
+                   "export`, or a torchvision architecture name (with --weights)")
+    p.add_argument("--output_dir", required=True, help="folder for the report (created; must not hold a report "
+                   "unless --overwrite)")
+    p.add_argument("--weights", metavar="FILE", help="state_dict for a torchvision architecture name")
+    p.add_argument("--dataset", help="dataset (default for a mimax run: its own); required otherwise")
+    p.add_argument("--data_dir", help="dataset location")
+    p.add_argument("--encoder", help="mimax run: which encoder (f, f_theta, g_xi; default: the first)")
+    p.add_argument("--monitor_size", type=int, help="image datasets: monitor pairs (default: the dataset's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--num_threads", type=int, help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --output_dir")
+    return p
+
+
+def _data_config(base, dataset: str | None, data_dir: str | None, monitor_size: int | None):
+    """The data settings: the run's config (when there is one) with the flags given here on top."""
+    import dataclasses
+
+    from mimax.config import config_from_args
+
+    given = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir), ("monitor_size", monitor_size))
+             if v is not None}
+    if base is not None and given.get("dataset", base.dataset) == base.dataset:
+        return dataclasses.replace(base, **given)
+    argv = [item for k, v in given.items() for item in (f"--{k}", str(v))]
+    return config_from_args(argv + ["--num_runs", "1"])
+
+
+class _Encoder(nn.Module):
+    """``x -> {representation: features}`` for a loaded model."""
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module | None = None, grey_to_rgb: bool = False):
+        super().__init__()
+        self.backbone, self.projector, self.grey_to_rgb = backbone, projector, grey_to_rgb
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if self.grey_to_rgb and x.ndim == 4 and x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        h = self.backbone(x)
+        if h.ndim > 2:
+            h = torch.flatten(h, 1)
+        out = {"backbone": h}
+        if self.projector is not None:
+            out["embedding"] = self.projector(h)
+        return out
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix: one line
+        raise UserError(f"{path}: not a PyTorch file that loads with weights_only=True "
+                        f"({str(exc).strip().splitlines()[0][:120]})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a state_dict (a dict of tensors) or a mimax checkpoint")
+    return obj
+
+
+def _mimax_run(path: Path, encoder: str | None) -> tuple[Any, _Encoder, str]:
+    from mimax.evaluation.export import choose_encoder
+    from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
+
+    if path.is_file():  # a checkpoint of a run: .../seed_<k>/checkpoints/ckpt_epoch_<n>.pt
+        run = open_run(str(path.resolve().parent.parent))
+        seed_dir, ckpt_path = checkpoints_to_use(run, str(path))[0]
+    else:
+        run = open_run(str(path))
+        seed_dir, ckpt_path = checkpoints_to_use(run, None)[0]
+    ckpt = load_checkpoint(ckpt_path)
+    if "input_shape" not in ckpt:
+        raise UserError(f"{ckpt_path}: checkpoint predates the recorded input shape; re-save it with this mimax")
+    method = rebuild_method(run.cfg, ckpt, ckpt_path, tuple(int(s) for s in ckpt["input_shape"]))
+    key = choose_encoder(method.encoders(), method.row_labels(), encoder)
+    enc = method.encoders()[key]
+    return run.cfg, _Encoder(enc.backbone, enc.projector), f"mimax {run.cfg.model_name} ({key}), {ckpt_path}"
+
+
+def _exported_backbone(state: dict[str, Any], path: Path, cfg, input_shape: tuple[int, ...]) -> tuple[_Encoder, str]:
+    from mimax.evaluation.export import torchvision_resnet
+    from mimax.nets.backbones import mlp_backbone
+
+    candidates = []
+    if len(input_shape) == 1:
+        candidates.append(("MLP", lambda: mlp_backbone(input_shape[0], cfg.mlp_hidden_dim)))
+    else:
+        candidates += [(a, lambda a=a: torchvision_resnet(a, input_shape)) for a in ("ResNet18", "ResNet50")]
+    for name, make in candidates:
+        net = make()
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError:
+            continue
+        return _Encoder(net), f"exported {name} backbone {path}"
+    raise UserError(f"{path}: a state_dict that loads into none of "
+                    f"{', '.join(n for n, _ in candidates)} for {cfg.dataset} inputs {tuple(input_shape)}; "
+                    "for another architecture pass its torchvision name and --weights")
+
+
+def _torchvision_model(name: str, weights: Path, input_shape: tuple[int, ...]) -> tuple[_Encoder, str, list[str]]:
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        raise UserError(f"MODEL: {name!r} is neither a path nor a torchvision architecture "
+                        f"(e.g. resnet18, resnet50, vit_b_16)")
+    if len(input_shape) != 3:
+        raise UserError(f"MODEL: a torchvision image model needs an image dataset (got inputs {tuple(input_shape)})")
+    state = _load_state(weights)
+    net = torchvision.models.get_model(name, weights=None)
+    head = [a for a in ("fc", "classifier", "heads", "head") if isinstance(getattr(net, a, None), nn.Module)]
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    ignored = sorted(k for k in unexpected if any(k.startswith(h + ".") for h in head))
+    bad_missing = [k for k in missing if not any(k.startswith(h + ".") for h in head)]
+    bad_unexpected = [k for k in unexpected if k not in ignored]
+    if bad_missing or bad_unexpected:
+        what = bad_missing[:3] or bad_unexpected[:3]
+        raise UserError(f"--weights: {weights} does not match torchvision's {name} "
+                        f"({len(bad_missing)} missing, {len(bad_unexpected)} unexpected keys, e.g. {', '.join(what)})")
+    for h in head:
+        setattr(net, h, nn.Identity())
+    return _Encoder(net, grey_to_rgb=input_shape[0] == 1), f"torchvision {name}, weights {weights}", ignored
+
+
+@torch.no_grad()
+def _embed_pairs(encoder: _Encoder, x_a: Tensor, x_b: Tensor, device: torch.device,
+                 batch: int = 256) -> dict[str, tuple[Tensor, Tensor]]:
+    out: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
+    for i in range(0, x_a.shape[0], batch):
+        ra, rb = encoder(x_a[i:i + batch].to(device)), encoder(x_b[i:i + batch].to(device))
+        for k in ra:
+            out.setdefault(k, ([], []))[0].append(ra[k].float().cpu())
+            out[k][1].append(rb[k].float().cpu())
+    return {k: (torch.cat(a), torch.cat(b)) for k, (a, b) in out.items()}
+
+
+def analyze(args: argparse.Namespace) -> dict[str, Any]:
+    """Load, measure and return the report (nothing written)."""
+    from mimax.data import build_data
+    from mimax.engine.trainer import resolve_device
+    from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
+    from mimax.monitors.api import monitor_values
+
+    device = resolve_device(args.device)
+    path = Path(args.model)
+    run_cfg = None
+    ignored: list[str] = []
+    state = _load_state(path) if path.is_file() else None
+    if path.is_dir() or (state is not None and "model" in state and "method" in state):
+        run_cfg, encoder, source = _mimax_run(path, args.encoder)
+    elif args.encoder is not None:
+        raise UserError("--encoder: only applies to a mimax run or checkpoint")
+    if run_cfg is None and args.dataset is None:
+        raise UserError("--dataset: required unless MODEL is a mimax run or checkpoint")
+    if args.weights is not None and (path.exists() or run_cfg is not None):
+        raise UserError("--weights: only applies to a torchvision architecture name")
+    cfg = _data_config(run_cfg, args.dataset, args.data_dir, args.monitor_size)
+    data = build_data(cfg, torch.device("cpu"), cfg.seed)
+    if data.monitor_views is None:
+        raise UserError(f"--dataset: {cfg.dataset} provides no monitor set")
+    if run_cfg is None:
+        if path.is_file():
+            encoder, source = _exported_backbone(state, path, cfg, tuple(data.input_shape))
+        elif path.exists():
+            raise UserError(f"MODEL: {path} is neither a file nor a mimax run directory")
+        else:
+            if args.weights is None:
+                raise UserError(f"--weights: a torchvision architecture name ({args.model}) needs a weights file")
+            if not Path(args.weights).is_file():
+                raise UserError(f"--weights: {args.weights} is not a file")
+            encoder, source, ignored = _torchvision_model(args.model, Path(args.weights), tuple(data.input_shape))
+    encoder = encoder.to(device).eval()
+    x_a, x_b = data.monitor_views
+    reps = _embed_pairs(encoder, x_a, x_b, device)
+    report: dict[str, Any] = {"model": source, "dataset": cfg.dataset, "monitor_pairs": int(x_a.shape[0]),
+                              "ignored_weights": ignored, "representations": {}}
+    for rep, (za, zb) in reps.items():
+        report["representations"][rep] = {"dim": int(za.shape[1]), **monitor_values(za, zb)}
+    if data.probe_train is not None and data.probe_test is not None and data.num_classes:
+        workers = data.extras.get("eval_workers", 0)
+        tr, ytr = extract_features(lambda x: encoder(x)["backbone"], data.probe_train, device, num_workers=workers)
+        te, yte = extract_features(lambda x: encoder(x)["backbone"], data.probe_test, device, num_workers=workers)
+        report["probe"] = {"linear": linear_probe(tr, ytr, te, yte, data.num_classes),
+                           "knn": knn_accuracy(tr, ytr, te, yte, data.num_classes, cfg.knn_k, cfg.knn_temperature),
+                           "train_size": int(tr.shape[0]), "test_size": int(te.shape[0])}
+    report["_spectra"] = {rep: torch.linalg.svdvals(za.double()).tolist() for rep, (za, _) in reps.items()}
+    return report
+
+
+ROWS = (("mi_infonce", "MI, trained critic (InfoNCE, nats)"), ("mi_infonce_low", "  95% CI low"),
+        ("mi_infonce_high", "  95% CI high"), ("mi_log_n", "  ceiling log N"),
+        ("score_InfoNCE_gap", "fixed-critic InfoNCE gap (contrast, not MI)"),
+        ("score_cos-DV_gap", "fixed-critic cos-DV gap (contrast, not MI)"), ("rankme", "RankMe"),
+        ("lidar", "LiDAR"), ("alpha_req", "α-ReQ"), ("alignment", "alignment (lower: aligned)"),
+        ("uniformity", "uniformity (lower: uniform)"), ("emb_std", "normalized-embedding std"),
+        ("emb_erank", "effective rank (covariance)"))
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    reps = list(report["representations"])
+    lines = [f"# Analysis of {report['model']}", "",
+             f"Dataset {report['dataset']}, {report['monitor_pairs']} fixed monitor pairs (two views per image). "
+             "Definitions: docs/monitoring.md.", ""]
+    if report.get("ignored_weights"):
+        lines += [f"Head weights ignored: {', '.join(report['ignored_weights'])}.", ""]
+    lines += ["| monitor | " + " | ".join(f"{r} (D={report['representations'][r]['dim']})" for r in reps) + " |",
+              "|---|" + "---|" * len(reps)]
+    for key, label in ROWS:
+        vals = [report["representations"][r].get(key) for r in reps]
+        lines.append(f"| {label} | " + " | ".join("" if v is None else f"{v:.4g}" for v in vals) + " |")
+    if "probe" in report:
+        p = report["probe"]
+        lines += ["", f"Backbone features: linear probe top-1 **{100 * p['linear']:.2f}%**, kNN top-1 "
+                      f"**{100 * p['knn']:.2f}%** ({p['train_size']} train / {p['test_size']} test images)."]
+    return "\n".join(lines) + "\n"
+
+
+def report_figure(report: dict[str, Any]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reps = list(report["representations"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    for rep in reps:
+        s = [v for v in report["_spectra"][rep] if v > 0]
+        axes[0].loglog(range(1, len(s) + 1), [v / s[0] for v in s], label=f"{rep} (RankMe "
+                       f"{report['representations'][rep]['rankme']:.1f})")
+    axes[0].set(title="singular values of the embedding matrix (normalized)", xlabel="k")
+    xs = range(len(reps))
+    mi = [report["representations"][r].get("mi_infonce", math.nan) for r in reps]
+    lo = [m - report["representations"][r].get("mi_infonce_low", m) for m, r in zip(mi, reps)]
+    hi = [report["representations"][r].get("mi_infonce_high", m) - m for m, r in zip(mi, reps)]
+    axes[1].bar(xs, mi, yerr=[lo, hi], capsize=6, color="#1f77b4")
+    axes[1].set(xticks=list(xs), xticklabels=reps, title="MI between two views, trained critic (nats, 95% CI)")
+    for k, key in enumerate(("lidar", "alignment", "uniformity")):
+        axes[2].bar([i + 0.25 * (k - 1) for i in xs], [report["representations"][r][key] for r in reps],
+                    width=0.25, label=key)
+    axes[2].set(xticks=list(xs), xticklabels=reps, title="LiDAR, alignment, uniformity")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(report["model"], fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def cmd_analyze(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.num_threads is not None:
+        if args.num_threads < 1:
+            raise UserError(f"--num_threads: must be >= 1 (got {args.num_threads})")
+        torch.set_num_threads(args.num_threads)
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output_dir: {out} exists and is not a directory")
+    if out.is_dir() and any((out / f).exists() for f in REPORT_FILES) and not args.overwrite:
+        raise UserError(f"--output_dir: {out} already holds a report; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise UserError(f"--output_dir: parent directory {out.parent} does not exist")
+    report = analyze(args)  # everything is loaded and measured before anything is written
+    png = report_figure(report)
+    md = report_markdown(report)
+    out.mkdir(exist_ok=True)
+    atomic_write_text(out / "analysis.json", json.dumps({k: v for k, v in report.items() if k != "_spectra"},
+                                                        indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "analysis.md", md)
+    atomic_write_bytes(out / "analysis.png", png)
+    print(md.rstrip())
+    print(f"report written to {out}: {', '.join(REPORT_FILES)}")
+    return 0
