@@ -151,16 +151,14 @@ def _torchvision_model(name: str, weights: Path, input_shape: tuple[int, ...]) -
     state = _load_state(weights)
     net = torchvision.models.get_model(name, weights=None)
     head = [a for a in ("fc", "classifier", "heads", "head") if isinstance(getattr(net, a, None), nn.Module)]
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    ignored = sorted(k for k in unexpected if any(k.startswith(h + ".") for h in head))
-    bad_missing = [k for k in missing if not any(k.startswith(h + ".") for h in head)]
-    bad_unexpected = [k for k in unexpected if k not in ignored]
-    if bad_missing or bad_unexpected:
-        what = bad_missing[:3] or bad_unexpected[:3]
-        raise UserError(f"--weights: {weights} does not match torchvision's {name} "
-                        f"({len(bad_missing)} missing, {len(bad_unexpected)} unexpected keys, e.g. {', '.join(what)})")
-    for h in head:
+    for h in head:  # the classification head: replaced by the identity, its weights ignored
         setattr(net, h, nn.Identity())
+    ignored = sorted(k for k in state if any(k.startswith(h + ".") for h in head))
+    try:
+        net.load_state_dict({k: v for k, v in state.items() if k not in ignored}, strict=True)
+    except RuntimeError as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"--weights: {weights} does not match torchvision's {name} ({reason})") from None
     return _Encoder(net, grey_to_rgb=input_shape[0] == 1), f"torchvision {name}, weights {weights}", ignored
 
 

@@ -1,0 +1,99 @@
+"""`mimax analyze` end to end: a mimax run, one of its checkpoints, an exported backbone and a torchvision
+architecture with a weights file; the report's numbers against the monitors computed directly; bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY_GAUSSIAN, run_mimax
+from mimax.cli import main
+from mimax.monitors.api import monitor_values
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("an") / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", "SimCLR", "--epochs", "2", "--mi_interval", "0",
+                 "--output_dir", str(d)]) == 0
+    return d
+
+
+def _report(out):
+    assert sorted(p.name for p in out.iterdir()) == ["analysis.json", "analysis.md", "analysis.png"]
+    assert (out / "analysis.png").read_bytes()[:4] == b"\x89PNG"
+    return json.loads((out / "analysis.json").read_text())
+
+
+def test_analyze_a_mimax_run_matches_the_monitors(run_dir, tmp_path):
+    proc = run_mimax(["analyze", str(run_dir), "--output_dir", str(tmp_path / "rep")])
+    assert proc.returncode == 0, proc.stderr
+    rep = _report(tmp_path / "rep")
+    assert set(rep["representations"]) == {"backbone", "embedding"} and rep["dataset"] == "Gaussian"
+    emb = rep["representations"]["embedding"]
+    for key in ("mi_infonce", "mi_infonce_low", "mi_infonce_high", "score_InfoNCE_gap", "rankme", "lidar",
+                "alpha_req", "alignment", "uniformity"):
+        assert key in emb
+    assert 0 <= rep["probe"]["linear"] <= 1 and 0 <= rep["probe"]["knn"] <= 1
+    # the same numbers as the monitors applied directly to the run's encoder on its monitor set
+    from mimax.data import build_data
+    from mimax.engine.checkpoint import latest_checkpoint, load_checkpoint
+    from mimax.evaluation.runs import open_run, rebuild_method
+
+    run = open_run(str(run_dir))
+    ckpt = load_checkpoint(latest_checkpoint(run.seed_dirs[0]))
+    enc = rebuild_method(run.cfg, ckpt, run_dir, tuple(ckpt["input_shape"])).encoders()["f"]
+    x_a, x_b = build_data(run.cfg, torch.device("cpu"), run.cfg.seed).monitor_views
+    with torch.no_grad():
+        direct = monitor_values(enc(x_a), enc(x_b))
+    assert emb["rankme"] == pytest.approx(direct["rankme"], rel=1e-4)
+    assert emb["mi_infonce"] == pytest.approx(direct["mi_infonce"], rel=1e-3, abs=1e-3)
+    assert "| RankMe |" in (tmp_path / "rep" / "analysis.md").read_text()
+
+
+def test_analyze_a_checkpoint_and_an_exported_backbone(run_dir, tmp_path):
+    ckpt = sorted((run_dir / "seed_0" / "checkpoints").glob("*.pt"))[-1]
+    assert main(["analyze", str(ckpt), "--output_dir", str(tmp_path / "c")]) == 0
+    assert "embedding" in _report(tmp_path / "c")["representations"]
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "bb.pt")]) == 0
+    assert main(["analyze", str(tmp_path / "bb.pt"), "--dataset", "Gaussian", "--output_dir", str(tmp_path / "e")]) == 0
+    rep = _report(tmp_path / "e")
+    assert list(rep["representations"]) == ["backbone"] and "exported MLP backbone" in rep["model"]
+
+
+def test_analyze_a_torchvision_architecture_with_weights(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "r18.pth")
+    assert main(["analyze", "resnet18", "--weights", str(tmp_path / "r18.pth"), "--dataset", "Digits",
+                 "--output_dir", str(tmp_path / "t")]) == 0
+    rep = _report(tmp_path / "t")
+    assert rep["representations"]["backbone"]["dim"] == 512
+    assert rep["ignored_weights"] == ["fc.bias", "fc.weight"]
+    assert rep["probe"]["linear"] > 0.3  # random features of 8x8 digits are far above chance (0.1)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["resnet18", "--dataset", "Digits"], "--weights: a torchvision architecture name (resnet18) needs a weights file"),
+    (["notanet", "--weights", "x.pth", "--dataset", "Digits"], "MODEL: 'notanet' is neither a path nor a torchvision"),
+    (["resnet18", "--weights", "x.pth"], "--dataset: required unless MODEL is a mimax run or checkpoint"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    (tmp_path / "x.pth").write_bytes(b"junk")
+    args = [a.replace("x.pth", str(tmp_path / "x.pth")) for a in args]
+    assert main(["analyze", *args, "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mimax: error: " + message) and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_report_is_not_overwritten(run_dir, tmp_path, capsys):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "analysis.json").write_text("{}")
+    assert main(["analyze", str(run_dir), "--output_dir", str(out)]) == 2
+    assert "already holds a report" in capsys.readouterr().err
+    assert (out / "analysis.json").read_text() == "{}"
