@@ -65,7 +65,8 @@ def main() -> None:
             mean = statistics.fmean(ests)
             sd = statistics.stdev(ests) if len(ests) > 1 else 0.0
             line = (f"| {task.name} | {n} | {task.mi:.3f} | {bound} | {mean:.3f} | {mean - task.mi:+.3f} | {sd:.3f} "
-                    f"| {covered}/{args.repeats} | {ok}/{args.repeats} | {e.log_n:.2f} | {statistics.fmean(secs):.2f} |")
+                    f"| {covered}/{args.repeats} | {ok}/{args.repeats} | {e.log_n:.2f} "
+                    f"| {statistics.fmean(secs):.2f} |")
             print(line, flush=True)
             lines.append(line)
     tail = f"load after: {open('/proc/loadavg').read().split()[:3]}"

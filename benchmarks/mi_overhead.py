@@ -37,7 +37,12 @@ from mimax.engine.trainer import Callback, RunState, train_run  # noqa: E402
 from mimax.methods import METHODS  # noqa: E402
 from mimax.monitors import default_callbacks  # noqa: E402
 from mimax.monitors.collapse import CollapseMonitor  # noqa: E402
-from mimax.monitors.mi import fixed_critic_scores as estimate_mi  # noqa: E402
+from mimax.monitors.mi import (  # noqa: E402
+    fixed_critic_rows,
+    geometry_values,
+    monitor_embeddings,
+    trained_critic_rows,
+)
 
 
 class Timed(Callback):
@@ -108,9 +113,16 @@ def resnet_costs(method: str, steps: int, monitor_size: int, width: int) -> dict
     CollapseMonitor(cfg.mi_batch_size).measure(state)
     t_collapse = time.perf_counter() - t0
     t0 = time.perf_counter()
-    estimate_mi(method_, *mon, cfg.mi_batch_size, cfg.mi_temperature, device)
+    with torch.no_grad():
+        pairs = monitor_embeddings(method_, *mon, cfg.mi_batch_size, device)
+    fixed_critic_rows(pairs, cfg.mi_batch_size, cfg.mi_temperature)
+    geometry_values(pairs)
     t_mi = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    trained_critic_rows(pairs)
+    t_critic = time.perf_counter() - t0
     return {"step_s": statistics.median(step_times[1:]), "collapse_s": t_collapse, "mi_s": t_mi,
+            "critic_s": t_critic, "epochs": cfg.epochs,
             "batch": cfg.batch_size, "params": params, "interval": cfg.mi_interval, "mi_batch": cfg.mi_batch_size,
             "width": width}
 
@@ -125,12 +137,18 @@ def main() -> None:
     p.add_argument("--intervals", type=int, nargs="+", default=[1, 2, 5, 10])
     p.add_argument("--skip_resnet", action="store_true")
     p.add_argument("--skip_gaussian", action="store_true")
+    p.add_argument("--demo", nargs="*", default=None, metavar="SLUG",
+                   help="time the demo's configurations (default slugs: sdmi jmi byol simclr) and nothing else")
+    p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(1)
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"command: python {' '.join(sys.argv)}\n")
+    if args.demo is not None:
+        demo_table(args.demo or ["sdmi", "jmi", "byol", "simclr"], args.repeats)
+        return
 
     if not args.skip_gaussian:
         gaussian_table(args.methods)
@@ -155,18 +173,53 @@ def gaussian_table(methods: list[str]) -> None:
 def resnet_table(args: argparse.Namespace) -> None:
     print(f"\n## ResNet-18 layout on 28x28x1 synthetic tensors (epoch = {args.train_size:,} images, "
           f"{args.monitor_size:,} monitor pairs)\n")
-    print("| method | width | params | step s (batch) | epoch s (extrapolated) | collapse s | MI s | "
-          + " | ".join(f"share @ interval {k}" for k in args.intervals) + " |")
-    print("|---|---|---|---|---|---|---|" + "---|" * len(args.intervals))
+    print("| method | width | params | step s (batch) | epoch s (extrapolated) | collapse+rank s | MI+geometry s "
+          "| trained critic s | " + " | ".join(f"share @ interval {k}" for k in args.intervals) + " |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(args.intervals))
     for method in args.methods:
         r = resnet_costs(method, args.steps, args.monitor_size, args.resnet_width)
         epoch = args.train_size // r["batch"] * r["step_s"]
-        shares = [100 * (r["collapse_s"] + r["mi_s"] / k) / epoch for k in args.intervals]
+        # per epoch: collapse + rank every epoch, fixed critic + geometry every k epochs and before the first
+        # step, the trained critic (embedding + backbone) before the first step and at the last epoch
+        shares = [100 * (r["collapse_s"] + r["mi_s"] / k + (r["mi_s"] + 2 * r["critic_s"]) / r["epochs"]) / epoch
+                  for k in args.intervals]
         print(f"| {method} | {r['width']} | {r['params'] / 1e6:.2f} M | {r['step_s']:.3f} ({r['batch']}) | "
-              f"{epoch:.0f} | {r['collapse_s']:.2f} | {r['mi_s']:.2f} | " + " | ".join(f"{s:.2f}%" for s in shares)
-              + " |")
-    print(f"\n(default --mi_interval {r['interval']}, --mi_batch_size {r['mi_batch']}; share = (collapse + MI / "
-          "interval) / epoch; the estimate before the first step adds MI / epochs)")
+              f"{epoch:.0f} | {r['collapse_s']:.2f} | {r['mi_s']:.2f} | {r['critic_s']:.2f} | "
+              + " | ".join(f"{s:.2f}%" for s in shares) + " |")
+    print(f"\n(default --mi_interval {r['interval']}, --mi_batch_size {r['mi_batch']}, {r['epochs']} epochs; share = "
+          "(collapse + MI / interval + (MI + 2 critic) / epochs) / epoch)")
+
+
+def demo_table(slugs: list[str], repeats: int) -> None:
+    """`mimax demo`'s configurations through the real trainer with the demo's callbacks timed, monitors on and
+    off interleaved in this process: share = monitor seconds / training-loop seconds."""
+
+    from mimax.experiments.gaussian import DEMO_RUNS, build_parser, demo_callbacks, run_flags
+
+    print("## mimax demo configurations (defaults: 50 epochs, 5,000 points, 2,048 monitor pairs)\n")
+    print("| configuration | seed | training loop s | collapse+rank s | MI monitor s (incl. critic) | "
+          "trajectory recorder s | monitor share of training |")
+    print("|---|---|---|---|---|---|---|")
+    args = build_parser().parse_args([])
+    totals = {"train": 0.0, "mon": 0.0}
+    for _ in range(repeats):
+        for run in [r for r in DEMO_RUNS if r.slug in slugs]:
+            with tempfile.TemporaryDirectory() as tmp:
+                flags = run_flags(args, run, Path(tmp))
+                cfg = config_from_args([*flags[:flags.index("--num_runs")], *flags[flags.index("--num_runs") + 2:],
+                                        "--num_runs", "1"])
+                for seed in (cfg.seed, cfg.seed + 1):  # the first seed carries the trained critic
+                    rd = Path(tmp) / f"seed_{seed}"
+                    callbacks = [Timed(cb) for cb in demo_callbacks(cfg, rd)]
+                    train_run(cfg, rd, seed, callbacks, progress=False)
+                    train_s = sum(float(r["epoch_time_s"]) for r in read_csv(rd / "metrics.csv"))
+                    col, mi, traj = (c.seconds for c in callbacks)
+                    totals["train"] += train_s
+                    totals["mon"] += col + mi
+                    print(f"| {run.label} | {seed} | {train_s:.2f} | {col:.3f} | {mi:.3f} | {traj:.3f} | "
+                          f"{100 * (col + mi) / train_s:.1f}% |", flush=True)
+    print(f"\nall: monitors {totals['mon']:.1f} s / training {totals['train']:.1f} s = "
+          f"{100 * totals['mon'] / totals['train']:.1f}% (demo: 3 seeds per configuration, critic on one)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "monitoring.md"
 def _pairs(n=600, d=8, seed=0):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, d))
-    return torch.tensor(z + 0.3 * rng.normal(size=z.shape)).float(), torch.tensor(z + 0.3 * rng.normal(size=z.shape)).float()
+    noisy = [torch.tensor(z + 0.3 * rng.normal(size=z.shape)).float() for _ in range(2)]
+    return noisy[0], noisy[1]
 
 
 def test_monitor_values_agree_with_the_monitors_and_the_two_call_forms():

@@ -123,6 +123,27 @@ def run_flags(args: argparse.Namespace, run: DemoRun, out: Path) -> list[str]:
     return flags
 
 
+# The demo's trained critic: a smaller network and fewer steps than estimate_mi's defaults (its embeddings
+# have 2-3 dimensions), on the embedding pair only, at the first and last epoch of each configuration's first
+# seed: the full critic on every seed would cost more than the demo's training itself.
+DEMO_CRITIC = dict(hidden=32, embed_dim=16, max_steps=300, eval_every=20, patience=4)
+
+
+def demo_callbacks(cfg, run_dir: Path) -> list:
+    """The demo's monitors: the default ones without the per-run figure (the demo draws its own), the
+    trained critic as :data:`DEMO_CRITIC` on the first seed only, and the trajectory recorder (Figure 3)."""
+    from mimax.experiments.trajectories import TrajectoryRecorder
+    from mimax.monitors import MIMonitor, default_callbacks
+
+    callbacks = default_callbacks(cfg, run_dir, figure=False)
+    for cb in callbacks:
+        if isinstance(cb, MIMonitor):
+            cb.critic_representations, cb.critic_options = ("embedding",), dict(DEMO_CRITIC)
+            if Path(run_dir).name != f"seed_{cfg.seed}":
+                cb.critic_interval = -1
+    return [*callbacks, TrajectoryRecorder(run_dir)]
+
+
 def _train_one(flags: list[str]) -> str:
     """Worker: one configuration (all its seeds), one CPU thread, monitors + trajectory recorder."""
     import os
@@ -133,12 +154,9 @@ def _train_one(flags: list[str]) -> str:
     torch.set_num_threads(1)
     from mimax.config import config_from_args
     from mimax.engine.experiment import run_experiment
-    from mimax.experiments.trajectories import TrajectoryRecorder
-    from mimax.monitors import default_callbacks
 
     cfg = config_from_args(flags)
-    run_experiment(cfg, callbacks_factory=lambda c, rd: [*default_callbacks(c, rd), TrajectoryRecorder(rd)],
-                   progress=False)
+    run_experiment(cfg, callbacks_factory=demo_callbacks, progress=False)
     return cfg.output_dir
 
 

@@ -58,7 +58,8 @@ def plot_monitors(seed_dir: str | Path, title: str | None = None) -> Figure:
             ax.plot(e, [_num(r["value"]) for r in rows], "o-", color=colour, label=f"{rep} (trained critic)")
             ax.fill_between(e, [_num(r["ci_low"]) for r in rows], [_num(r["ci_high"]) for r in rows],
                             color=colour, alpha=0.2)
-            ax.axhline(_num(rows[0]["log_n"]), color=colour, ls=":", lw=1, label=f"log N = {_num(rows[0]['log_n']):.2f}")
+            log_n = _num(rows[0]["log_n"])
+            ax.axhline(log_n, color=colour, ls=":", lw=1, label=f"log N = {log_n:.2f}")
     ax.set_title("(a) MI estimate, trained critic (nats, 95% CI)")
     ax = axes[0, 1]
     for est, style in zip(BOUNDS, ("-", "--", ":")):
@@ -104,4 +105,5 @@ class MonitorsFigure(Callback):
 
     def on_train_end(self, state: RunState) -> None:
         if (self.run_dir / "metrics.csv").is_file():
-            save_monitors_figure(self.run_dir, title=f"{state.cfg.model_name} on {state.cfg.dataset}, seed {state.seed}")
+            title = f"{state.cfg.model_name} on {state.cfg.dataset}, seed {state.seed}"
+            save_monitors_figure(self.run_dir, title=title)

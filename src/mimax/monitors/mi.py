@@ -111,15 +111,17 @@ CRITIC_ESTIMATOR = "critic-InfoNCE"
 
 
 def trained_critic_rows(pairs: dict[str, tuple[Tensor, Tensor]],
-                        representations: tuple[str, ...] = CRITIC_REPRESENTATIONS) -> list[dict[str, Any]]:
+                        representations: tuple[str, ...] = CRITIC_REPRESENTATIONS,
+                        **critic_options: Any) -> list[dict[str, Any]]:
     """One ``critic-InfoNCE`` row per representation: the held-out trained-critic InfoNCE estimate of
-    :func:`mimax.monitors.estimators.estimate_mi` (nats) with its 95% interval (``ci_low``, ``ci_high``)."""
+    :func:`mimax.monitors.estimators.estimate_mi` (nats; ``critic_options`` passed on) with its 95% interval
+    (``ci_low``, ``ci_high``)."""
     rows = []
     for rep in representations:
         if rep not in pairs or pairs[rep][0].shape[0] < 16:
             continue
         u, v = pairs[rep]
-        est = estimate_mi(u.cpu(), v.cpu(), bound="infonce", seed=0)
+        est = estimate_mi(u.cpu(), v.cpu(), **{"bound": "infonce", "seed": 0, **critic_options})
         rows.append({"representation": rep, "estimator": CRITIC_ESTIMATOR, "value": est.mi, "shuffled": "",
                      "gap": "", "log_n": est.log_n, "batch_size": est.batch_size,
                      "num_batches": est.n_test // est.batch_size, "tau_est": "",
@@ -146,7 +148,8 @@ class MIMonitor(Callback):
     ``metrics.csv`` columns. On resume, rows past the resumed epoch are dropped."""
 
     def __init__(self, run_dir: Path, interval: int, batch_size: int, temperature: float, epochs: int,
-                 critic_interval: int = 0):
+                 critic_interval: int = 0, critic_representations: tuple[str, ...] = CRITIC_REPRESENTATIONS,
+                 critic_options: dict[str, Any] | None = None):
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         if critic_interval < -1:
@@ -154,6 +157,7 @@ class MIMonitor(Callback):
         self.path = Path(run_dir) / "mi.csv"
         self.interval, self.batch_size, self.temperature, self.epochs = interval, batch_size, temperature, epochs
         self.critic_interval = critic_interval
+        self.critic_representations, self.critic_options = critic_representations, dict(critic_options or {})
         self.rows: list[dict[str, Any]] | None = None  # None until started or resumed
 
     def _critic_due(self, epoch: int) -> bool:
@@ -167,7 +171,7 @@ class MIMonitor(Callback):
         x_a, x_b = state.data.monitor_views
         pairs = monitor_embeddings(state.method, x_a, x_b, self.batch_size, state.device)
         new = fixed_critic_rows(pairs, self.batch_size, self.temperature) if fixed else []
-        new += trained_critic_rows(pairs) if critic else []
+        new += trained_critic_rows(pairs, self.critic_representations, **self.critic_options) if critic else []
         self.rows += [{"epoch": state.epoch, "step": state.step, **row} for row in new]
         write_csv(self.path, [{k: r.get(k, "") for k in MI_CSV_COLUMNS} for r in self.rows])
         out = geometry_values(pairs)
