@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gm_sigma", type=float, default=1.0, help="within-cluster std")
     p.add_argument("--gm_view_noise", type=float, default=0.5, help="per-view noise std")
     p.add_argument("--gm_train_size", type=int, default=None, help="training points (default 5000; quick: 512)")
-    p.add_argument("--mi_interval", type=int, default=2, help="epochs between MI estimates (and the last epoch)")
+    p.add_argument("--mi_interval", type=int, default=5, help="epochs between fixed-critic MI-monitor scores "
+                                                             "(and the first and last epoch)")
     p.add_argument("--workers", type=int, default=2, help="runs trained in parallel (one CPU thread each)")
     p.add_argument("--only", default=None, help="comma-separated run slugs to train (default: all)")
     return p
@@ -126,7 +127,7 @@ def run_flags(args: argparse.Namespace, run: DemoRun, out: Path) -> list[str]:
 # The demo's trained critic: a smaller network and fewer steps than estimate_mi's defaults (its embeddings
 # have 2-3 dimensions), on the embedding pair only, at the first and last epoch of each configuration's first
 # seed: the full critic on every seed would cost more than the demo's training itself.
-DEMO_CRITIC = dict(hidden=32, embed_dim=16, max_steps=300, eval_every=20, patience=4)
+DEMO_CRITIC = dict(hidden=32, embed_dim=16, batch_size=256, max_steps=150, eval_every=15, patience=3)
 
 
 def demo_callbacks(cfg, run_dir: Path) -> list:

@@ -257,7 +257,7 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
         torch.manual_seed(seed)
         cls = SeparableCritic if critic == "separable" else ConcatCritic
         model = cls(x.shape[1], y.shape[1], hidden, layers, embed_dim).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
         best_val, best_state, best_step, bad, step = -math.inf, copy.deepcopy(model.state_dict()), 0, 0, 0
         while step < max_steps and bad < patience:
             perm = fit[torch.randperm(n_fit, generator=gen).to(device)]

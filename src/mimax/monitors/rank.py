@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -97,12 +99,13 @@ def alignment(u: Tensor, v: Tensor, alpha: float = 2.0) -> Tensor:
 
 def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     """``log E_{i != j} exp(-t || z_i/||z_i|| - z_j/||z_j|| ||^2)`` (lower: more uniform on the sphere; 0 under
-    complete collapse). On the unit sphere ``||a - b||^2 = 2 - 2 a.b``: one Gram matrix."""
-    zn = F.normalize(_check(z), dim=1)
+    complete collapse). On the unit sphere ``||a - b||^2 = 2 - 2 a.b``: one Gram matrix, in ``z``'s precision."""
+    _check(z)
+    zn = F.normalize(z, dim=1)
     n = zn.shape[0]
     sq = (2 - 2 * zn @ zn.T).clamp_min(0)
     off = sq.flatten()[1:].view(n - 1, n + 1)[:, :-1].flatten()
-    return torch.logsumexp(-t * off, dim=0) - torch.log(torch.tensor(float(off.numel()), dtype=torch.float64))
+    return (torch.logsumexp(-t * off, dim=0) - math.log(off.numel())).double()
 
 
 UNIFORMITY_POINTS = 1024
