@@ -39,11 +39,11 @@ def test_analyze_a_mimax_run_matches_the_monitors(run_dir, tmp_path):
     assert 0 <= rep["probe"]["linear"] <= 1 and 0 <= rep["probe"]["knn"] <= 1
     # the same numbers as the monitors applied directly to the run's encoder on its monitor set
     from mimax.data import build_data
-    from mimax.engine.checkpoint import latest_checkpoint, load_checkpoint
     from mimax.evaluation.runs import open_run, rebuild_method
+    from mimax.store.checkpoint import load_checkpoint
 
     run = open_run(str(run_dir))
-    ckpt = load_checkpoint(latest_checkpoint(run.seed_dirs[0]))
+    ckpt = load_checkpoint(run.seeds[0].latest_checkpoint())
     enc = rebuild_method(run.cfg, ckpt, run_dir, tuple(ckpt["input_shape"])).encoders()["f"]
     x_a, x_b = build_data(run.cfg, torch.device("cpu"), run.cfg.seed).monitor_views
     with torch.no_grad():

@@ -7,7 +7,7 @@ import json
 
 from conftest import TINY_GAUSSIAN, run_main
 from mimax.cli import main
-from mimax.engine.rundir import read_csv
+from mimax.store.atomic import read_csv
 
 # JMI without its marginal term at a high learning rate collapses within two epochs (docs/experiments.md)
 COLLAPSING = [*TINY_GAUSSIAN, "--model_name", "JMI", "--no_marginal", "--initial_lr", "0.03", "--epochs", "6",

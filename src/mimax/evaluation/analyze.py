@@ -29,16 +29,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mimax.engine.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
 from mimax.errors import UserError
+from mimax.store.atomic import atomic_write_bytes, atomic_write_text
+from mimax.store.checkpoint import load_checkpoint
 
 REPORT_FILES = ("analysis.json", "analysis.md", "analysis.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mimax.config import _OneLineParser
+    from mimax.errors import OneLineParser
 
-    p = _OneLineParser(prog="mimax analyze", description="Monitors (trained-critic MI, contrast scores, RankMe, "
+    p = OneLineParser(prog="mimax analyze", description="Monitors (trained-critic MI, contrast scores, RankMe, "
                        "LiDAR, alpha-ReQ, alignment/uniformity), linear probe and kNN of one encoder: "
                        "analysis.json, analysis.md and analysis.png in --output_dir.")
     p.add_argument("model", metavar="MODEL", help="a mimax run directory or checkpoint, a backbone from `mimax "

@@ -28,12 +28,13 @@ import torch
 from torch import Tensor
 
 from mimax.bounds import BOUNDS, cosine_scores
-from mimax.engine.rundir import read_csv, write_csv
 from mimax.engine.trainer import Callback, RunState
 from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.monitors.estimators import estimate_mi
 from mimax.monitors.rank import geometry
+from mimax.store.atomic import read_csv, write_csv
+from mimax.store.rundir import SeedDir
 
 SHUFFLE_SEED = 1_234_567  # fixed: the shuffled baseline uses the same permutation in every run and epoch
 MI_CSV_COLUMNS = ["epoch", "step", "representation", "estimator", "value", "shuffled", "gap", "log_n",
@@ -154,7 +155,7 @@ class MIMonitor(Callback):
             raise ValueError(f"interval must be >= 1, got {interval}")
         if critic_interval < -1:
             raise ValueError(f"critic_interval must be >= -1, got {critic_interval}")
-        self.path = Path(run_dir) / "mi.csv"
+        self.path = SeedDir.at(run_dir).mi_csv
         self.interval, self.batch_size, self.temperature, self.epochs = interval, batch_size, temperature, epochs
         self.critic_interval = critic_interval
         self.critic_representations, self.critic_options = critic_representations, dict(critic_options or {})
