@@ -135,12 +135,13 @@ def demo_callbacks(cfg, run_dir: Path) -> list:
     trained critic as :data:`DEMO_CRITIC` on the first seed only, and the trajectory recorder (Figure 3)."""
     from mimax.experiments.trajectories import TrajectoryRecorder
     from mimax.monitors import MIMonitor, default_callbacks
+    from mimax.store.rundir import SeedDir
 
     callbacks = default_callbacks(cfg, run_dir, figure=False)
     for cb in callbacks:
         if isinstance(cb, MIMonitor):
             cb.critic_representations, cb.critic_options = ("embedding",), dict(DEMO_CRITIC)
-            if Path(run_dir).name != f"seed_{cfg.seed}":
+            if SeedDir.at(run_dir).seed != cfg.seed:
                 cb.critic_interval = -1
     return [*callbacks, TrajectoryRecorder(run_dir)]
 

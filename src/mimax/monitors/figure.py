@@ -22,6 +22,7 @@ from mimax.bounds import BOUNDS  # noqa: E402
 from mimax.engine.trainer import Callback, RunState  # noqa: E402
 from mimax.monitors.mi import CRITIC_ESTIMATOR  # noqa: E402
 from mimax.store.atomic import atomic_write_bytes, read_csv  # noqa: E402
+from mimax.store.rundir import SeedDir  # noqa: E402
 
 
 def _num(v: str) -> float:
@@ -46,8 +47,9 @@ def _columns(rows: list[dict[str, str]], prefix: str) -> dict[str, tuple[list[in
 def plot_monitors(seed_dir: str | Path, title: str | None = None) -> Figure:
     """The monitors figure of one run directory (``seed_<k>``, or any folder with ``metrics.csv``)."""
     d = Path(seed_dir)
-    metrics = read_csv(d / "metrics.csv")
-    mi = read_csv(d / "mi.csv")
+    sd = SeedDir.at(d)
+    metrics = read_csv(sd.metrics_csv)
+    mi = read_csv(sd.mi_csv)
     fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
     ax = axes[0, 0]
     for rep, colour in (("embedding", "#1f77b4"), ("backbone", "#d62728")):
@@ -87,7 +89,7 @@ def plot_monitors(seed_dir: str | Path, title: str | None = None) -> Figure:
 
 def save_monitors_figure(seed_dir: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:
     """Draw :func:`plot_monitors` and write it atomically (default ``seed_dir/monitors.png``)."""
-    out = Path(out) if out is not None else Path(seed_dir) / "monitors.png"
+    out = Path(out) if out is not None else SeedDir.at(seed_dir).monitors_png
     fig = plot_monitors(seed_dir, title)
     buf = io.BytesIO()
     fig.savefig(buf, format=out.suffix.lstrip(".") or "png", dpi=120)
@@ -103,6 +105,6 @@ class MonitorsFigure(Callback):
         self.run_dir = Path(run_dir)
 
     def on_train_end(self, state: RunState) -> None:
-        if (self.run_dir / "metrics.csv").is_file():
+        if SeedDir.at(self.run_dir).metrics_csv.is_file():
             title = f"{state.cfg.model_name} on {state.cfg.dataset}, seed {state.seed}"
             save_monitors_figure(self.run_dir, title=title)

@@ -107,6 +107,7 @@ class SeedDir:
     trajectories_json = property(lambda self: self.path / "trajectories.json")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
+    monitors_png = property(lambda self: self.path / "monitors.png")
 
     @classmethod
     def at(cls, path: Path | str) -> SeedDir:
