@@ -27,7 +27,7 @@ def test_figure_has_one_panel_per_estimator_and_one_line_per_method(two_runs):
     fig = plot_mi(list(two_runs))
     titles = [ax.get_title() for ax in fig.axes]
     for est in BOUNDS:
-        assert est in titles and f"{est}: MI gap (paired - shuffled)" in titles
+        assert est in titles and f"{est}: contrast, paired - shuffled (not MI)" in titles
     assert "normalized-embedding std (0 = collapse)" in titles
     by_title = {ax.get_title(): ax for ax in fig.axes}
     for est in BOUNDS:

@@ -1,6 +1,7 @@
 """Figures from run directories (matplotlib, Agg backend; no display needed).
 
-Figure 2 of the paper (:func:`plot_mi`): the MI estimates of ``mi.csv`` over training, one panel per
+Figure 2 of the paper (:func:`plot_mi`): the fixed-critic scores of ``mi.csv`` over training (contrast scores,
+not MI estimates: the trained-critic estimate is drawn by :mod:`mimax.monitors.figure`), one panel per
 estimator, one line per method; self-distillation (SDMI-family) methods in solid warm colours, joint
 (JMI-family) methods in dashed cool colours, so the two families read apart as the paper's two rows do.
 """
@@ -28,7 +29,8 @@ from mimax.store.atomic import atomic_write_bytes, read_csv
 from mimax.store.rundir import ExperimentDir, SeedDir, run_label
 
 MI_COLUMNS = ("epoch", "representation", "estimator", "value", "shuffled", "gap", "log_n", "std_u")
-UNITS = {"cos-DV": "nats", "InfoNCE": "nats", "JSD": "JSD score (not nats)"}
+UNITS = {"cos-DV": "score (nats scale, not MI)", "InfoNCE": "score (nats scale, not MI)",
+         "JSD": "JSD score (not nats)"}
 FAMILIES = {  # paradigm -> (legend name, line style, warm or cool colours for the runs of the family)
     "self-distillation": ("SDMI family (self-distillation)", "-",
                           ("#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#7f0000")),
@@ -181,7 +183,7 @@ def plot_mi(runs: Sequence[str | Path | MICurves], labels: Sequence[str] | None 
                                                                h.get_label().startswith("ceiling")])
         top.set_title(est)
         top.set_ylabel(UNITS.get(est, "estimate"))
-        bottom.set_title(f"{est}: MI gap (paired - shuffled)")
+        bottom.set_title(f"{est}: contrast, paired - shuffled (not MI)")
         bottom.set_ylabel(UNITS.get(est, "estimate"))
         bottom.axhline(0.0, color="grey", lw=0.8)
         for ax in (top, bottom):
@@ -205,7 +207,7 @@ def plot_mi(runs: Sequence[str | Path | MICurves], labels: Sequence[str] | None 
     legend_ax.legend(handles + family_handles + shuffled, names + family_names + ["shuffled-pair baseline"],
                      loc="center", fontsize=9, frameon=False)
     taus = sorted({r.tau_est for r in runs})
-    fig.suptitle(f"MI estimates on the monitor set ({representation}), cosine critic, "
+    fig.suptitle(f"Fixed-critic contrast scores on the monitor set ({representation}), cosine critic, "
                  f"τ_est = {', '.join(f'{t:g}' for t in taus)}")
     fig.tight_layout()
     return fig
