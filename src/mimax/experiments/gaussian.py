@@ -131,8 +131,9 @@ DEMO_CRITIC = dict(hidden=32, embed_dim=16, batch_size=256, max_steps=150, eval_
 
 
 def demo_callbacks(cfg, run_dir: Path) -> list:
-    """The demo's monitors: the default ones without the per-run figure (the demo draws its own), the
-    trained critic as :data:`DEMO_CRITIC` on the first seed only, and the trajectory recorder (Figure 3)."""
+    """The demo's monitors: the default ones without the per-run figure (the demo draws its own), the MI
+    monitor on the embedding pair only (what its figures and claims read), the trained critic as
+    :data:`DEMO_CRITIC` on the first seed only, and the trajectory recorder (Figure 3)."""
     from mimax.experiments.trajectories import TrajectoryRecorder
     from mimax.monitors import MIMonitor, default_callbacks
     from mimax.store.rundir import SeedDir
@@ -141,6 +142,7 @@ def demo_callbacks(cfg, run_dir: Path) -> list:
     for cb in callbacks:
         if isinstance(cb, MIMonitor):
             cb.critic_representations, cb.critic_options = ("embedding",), dict(DEMO_CRITIC)
+            cb.representations = ("embedding",)  # the demo's figures and claims read the embedding only
             if SeedDir.at(run_dir).seed != cfg.seed:
                 cb.critic_interval = -1
     return [*callbacks, TrajectoryRecorder(run_dir)]

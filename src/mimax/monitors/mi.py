@@ -150,7 +150,7 @@ class MIMonitor(Callback):
 
     def __init__(self, run_dir: Path, interval: int, batch_size: int, temperature: float, epochs: int,
                  critic_interval: int = 0, critic_representations: tuple[str, ...] = CRITIC_REPRESENTATIONS,
-                 critic_options: dict[str, Any] | None = None):
+                 critic_options: dict[str, Any] | None = None, representations: tuple[str, ...] | None = None):
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         if critic_interval < -1:
@@ -159,6 +159,7 @@ class MIMonitor(Callback):
         self.interval, self.batch_size, self.temperature, self.epochs = interval, batch_size, temperature, epochs
         self.critic_interval = critic_interval
         self.critic_representations, self.critic_options = critic_representations, dict(critic_options or {})
+        self.representations = representations  # None: every pair the method monitors
         self.rows: list[dict[str, Any]] | None = None  # None until started or resumed
 
     def _critic_due(self, epoch: int) -> bool:
@@ -171,6 +172,8 @@ class MIMonitor(Callback):
             return {}
         x_a, x_b = state.data.monitor_views
         pairs = monitor_embeddings(state.method, x_a, x_b, self.batch_size, state.device)
+        if self.representations is not None:
+            pairs = {k: v for k, v in pairs.items() if k in self.representations}
         new = fixed_critic_rows(pairs, self.batch_size, self.temperature) if fixed else []
         new += trained_critic_rows(pairs, self.critic_representations, **self.critic_options) if critic else []
         self.rows += [{"epoch": state.epoch, "step": state.step, **row} for row in new]
