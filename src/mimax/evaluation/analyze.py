@@ -178,9 +178,9 @@ def _embed_pairs(encoder: _Encoder, x_a: Tensor, x_b: Tensor, device: torch.devi
 def analyze(args: argparse.Namespace) -> dict[str, Any]:
     """Load, measure and return the report (nothing written)."""
     from mimax.data import build_data
-    from mimax.runtime.device import resolve_device
     from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
     from mimax.monitors.api import monitor_values
+    from mimax.runtime.device import resolve_device
 
     device = resolve_device(args.device)
     path = Path(args.model)
