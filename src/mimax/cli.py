@@ -28,6 +28,17 @@ def cmd_train(argv: list[str]) -> int:
 
     given = explicit_values(argv)
     ckpt = None
+    if given.get("resume") == "auto":  # a requeued job: continue the run if it exists, else start it
+        from pathlib import Path
+
+        from mimax.config import ConfigError
+
+        if not given.get("output_dir"):
+            raise ConfigError("--resume", "auto needs --output_dir (the run to continue, or to start there)")
+        if (Path(given["output_dir"]) / "config.json").is_file():
+            given["resume"] = given.pop("output_dir")
+        else:
+            del given["resume"]
     if given.get("resume"):
         exp_dir, ckpt = find_experiment_dir(given["resume"])
         cfg = resume_config(exp_dir, {k: v for k, v in given.items() if k != "resume"})
@@ -156,7 +167,18 @@ HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot"
             "table": cmd_table, "export": cmd_export}
 
 
+def _safe_streams() -> None:
+    """A terminal that cannot show a character (latin-1, ASCII) gets an escape, never a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _safe_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V"):
         print(f"mimax {__version__}")
@@ -170,10 +192,22 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("\n".join(lines))
         return 0 if argv else 2
+    from mimax.engine.preemption import EXIT_PREEMPTED, Preempted
+    from mimax.errors import environment_error
+
     try:
         return HANDLERS[argv[0]](argv[1:])
     except UserError as err:
         print(f"mimax: error: {err}", file=sys.stderr)
+        return 2
+    except Preempted as err:  # SIGTERM / SIGUSR1: checkpointed, run the same command with --resume
+        print(f"mimax: {err}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except (OSError, MemoryError, RuntimeError) as exc:  # the machine, not the code: full disk, no memory
+        message = environment_error(exc)
+        if message is None:
+            raise
+        print(f"mimax: error: {message}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:  # not a user mistake: its own exit code (docs/reliability.md)
         print(f"mimax: error: {err}", file=sys.stderr)

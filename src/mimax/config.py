@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,12 @@ class Config:
     # --- run management ------------------------------------------------------------------------
     output_dir: str | None = _opt(None, "experiment directory (default: runs/<method>_<dataset>_<time>)")
     seed: int = _opt(0, "base random seed")
-    resume: str | None = _opt(None, "resume from an experiment dir, a seed_<k> dir or a checkpoint file")
+    resume: str | None = _opt(None, "resume from an experiment dir, a seed_<k> dir or a checkpoint file; 'auto': "
+                                    "resume --output_dir if it holds a run, else start it there (requeued jobs)")
     overwrite: bool = _opt(False, "allow writing into an existing non-empty output_dir")
     stop_after: int | None = _opt(None, "stop (resumably) after this many epochs in this invocation")
+    save_every_minutes: float | None = _opt(None, "also checkpoint every M minutes of training, mid-epoch if need "
+                                                  "be (for long epochs and schedulers that kill without warning)")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     num_threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)")
     tensorboard: bool = _opt(False, "also write TensorBoard event files (needs the tensorboard extra)")
@@ -151,6 +155,7 @@ RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", 
                   "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn"}
 RUNTIME_FIELDS |= {"download"}
 RUNTIME_FIELDS |= {"mi_interval"}  # the MI monitor never changes what is trained
+RUNTIME_FIELDS |= {"save_every_minutes"}  # when to checkpoint, not what is trained
 RUNTIME_FIELDS |= {"on_nan"}  # identical training unless a step is non-finite; resume with skip after a stop
 
 BASE_PRESET: dict[str, Any] = dict(
@@ -229,6 +234,29 @@ def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
     return parser
 
 
+def _strict_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    duplicate = False
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
 def load_yaml(path: str) -> dict[str, Any]:
     import yaml
 
@@ -241,11 +269,18 @@ def load_yaml(path: str) -> dict[str, Any]:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError("--config", f"cannot read {path} ({reason})") from None
     try:
-        data = yaml.safe_load(text) or {}
+        loader = _strict_loader()(text)  # a SafeLoader: no tags that run code
+        try:
+            data = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError("--config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError("--config", f"{path} must hold a mapping of field: value")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError("--config", f"{path}: keys must be field names, got {bad[0]!r}")
     unknown = sorted(set(data) - set(FIELD_NAMES))
     if unknown:
         raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(unknown)}")
@@ -315,9 +350,13 @@ def validate_images(cfg: Config) -> None:
     _check(cfg.resnet_width >= 1, "resnet_width", f"must be >= 1 (got {cfg.resnet_width})")
     _check(cfg.view_recipe in ("auto", "simclr", "byol"), "view_recipe",
            f"expected auto, simclr or byol (got {cfg.view_recipe!r})")
-    for name in ("train_subset", "test_subset", "monitor_size", "image_size"):
+    for name in ("train_subset", "image_size"):
         value = getattr(cfg, name)
         _check(value is None or value >= 1, name, f"must be >= 1 (got {value})")
+    for name in ("test_subset", "monitor_size"):  # the MI monitor's set is drawn from the test split
+        value = getattr(cfg, name)
+        _check(value is None or value >= 2, name, f"must be >= 2: the MI monitor and the evaluation need pairs "
+                                                  f"(got {value})")
     if cfg.dataset not in IMAGE_DATASETS:
         return
     _check(cfg.architecture != "MLP", "architecture", f"{cfg.dataset} holds images: use ResNet18 or ResNet50")
@@ -332,7 +371,8 @@ def validate(cfg: Config) -> None:
     """Reject impossible settings before any work starts (one ConfigError naming the flag)."""
     for f in fields(cfg):
         if getattr(cfg, f.name) is None and not f.metadata.get("optional") and f.name not in (
-                "num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir"):
+                "num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir",
+                "save_every_minutes"):
             raise ConfigError(f"--{f.name}", "has no value and no preset fills it")
     _check(cfg.epochs >= 1, "epochs", f"must be >= 1 (got {cfg.epochs})")
     _check(0 <= cfg.warmup_epochs < cfg.epochs, "warmup_epochs",
@@ -357,7 +397,7 @@ def validate(cfg: Config) -> None:
            f"expected MLP, ResNet18 or ResNet50 (got {cfg.architecture!r})")
     _check(cfg.stop_after is None or cfg.stop_after >= 1, "stop_after", f"must be >= 1 (got {cfg.stop_after})")
     _check(cfg.num_threads is None or cfg.num_threads >= 1, "num_threads", f"must be >= 1 (got {cfg.num_threads})")
-    _check(cfg.device == "auto" or cfg.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
+    _check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device) is not None, "device",
            f"expected auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")
     _check(cfg.knn_k >= 1, "knn_k", f"must be >= 1 (got {cfg.knn_k})")
     _check(cfg.knn_temperature > 0, "knn_temperature", f"must be > 0 (got {cfg.knn_temperature})")
@@ -403,6 +443,7 @@ def validate(cfg: Config) -> None:
     for coeff in ("vicreg_sim_coeff", "vicreg_std_coeff", "vicreg_cov_coeff"):
         _check(getattr(cfg, coeff) >= 0, coeff, f"must be >= 0 (got {getattr(cfg, coeff)})")
     _validate_reliability(cfg)
+    _validate_environment(cfg)
     from mimax.methods import METHODS
 
     METHODS[cfg.model_name].validate(cfg)
@@ -416,3 +457,98 @@ def _validate_reliability(cfg: Config) -> None:
         value = getattr(cfg, f.name)
         _check(not isinstance(value, float) or math.isfinite(value), f.name, f"must be a finite number (got {value})")
     _check(cfg.on_nan in ("stop", "skip"), "on_nan", f"expected stop or skip (got {cfg.on_nan!r})")
+
+
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit; torch's 64-bit
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; the machine's count where that is unknown)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine (a generous bound for what a run may allocate)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 2**62
+
+
+def _gaussian_memory(cfg: Config) -> dict[str, int]:
+    """Bytes a Gaussian-mixture run needs at least, by the flag that drives them: the data (train, test,
+    monitor points and their views, float32) and the MLP encoders (two, with gradients and two optimizer
+    moments each)."""
+    points = cfg.gm_train_size + cfg.gm_test_size + 3 * cfg.gm_monitor_size
+    h, f, d = cfg.mlp_hidden_dim, cfg.feature_dim, cfg.gm_dim
+    params = d * h + h * h + h * f + f * f + f * cfg.projection_dim
+    return {"gm_train_size": 4 * 2 * points * d, "mlp_hidden_dim": 4 * 4 * 2 * params,
+            "batch_size": 4 * 4 * cfg.batch_size * max(h, f, d) + 4 * cfg.batch_size ** 2}
+
+
+def _check_path(flag: str, value: str | None) -> None:
+    """A path the OS cannot take (a component over NAME_MAX bytes, a NUL) is refused before use."""
+    import os
+
+    if value is None:
+        return
+    _check("\0" not in value, flag, "must not contain a NUL character")
+    name_max = 255
+    try:
+        name_max = os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        pass
+    for part in Path(value).parts:
+        size = len(os.fsencode(part))
+        _check(size <= name_max, flag, f"path component of {size} bytes is longer than this file system allows "
+                                       f"({name_max}): {part[:40]}...")
+
+
+def _validate_environment(cfg: Config) -> None:
+    """Values this machine cannot run: seeds outside numpy's range, devices it does not have, more
+    threads or workers than it can start, sizes beyond its memory, paths its file system refuses."""
+    import re
+
+    import torch
+
+    _check(0 <= cfg.seed and cfg.seed + cfg.num_runs - 1 < SEED_LIMIT, "seed",
+           f"must be in [0, {SEED_LIMIT - cfg.num_runs}] so that every seed of --num_runs={cfg.num_runs} is a "
+           f"32-bit seed (got {cfg.seed})")
+    _check(0 <= cfg.gm_data_seed < 2**63, "gm_data_seed", f"must be in [0, 2^63) (got {cfg.gm_data_seed})")
+    _check(cfg.initial_lr <= FLOAT32_MAX, "initial_lr",
+           f"must be <= {FLOAT32_MAX:.4g}: the weights are float32 (got {cfg.initial_lr})")
+    _check(cfg.weight_decay <= FLOAT32_MAX, "weight_decay", f"must be <= {FLOAT32_MAX:.4g} (got {cfg.weight_decay})")
+    _check(cfg.save_every_minutes is None or cfg.save_every_minutes > 0, "save_every_minutes",
+           f"must be > 0 (got {cfg.save_every_minutes})")
+    device = re.fullmatch(r"auto|cpu|mps|cuda(?::(\d+))?", cfg.device)
+    _check(device is not None, "device", f"expected auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")
+    if cfg.device.startswith("cuda"):
+        _check(torch.cuda.is_available(), "device", f"{cfg.device} requested but CUDA is not available on this "
+                                                    "machine")
+        index = int(device.group(1) or 0)
+        _check(index < torch.cuda.device_count(), "device",
+               f"{cfg.device} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if cfg.device == "mps":
+        _check(torch.backends.mps.is_available(), "device", "mps requested but Apple's MPS is not available on "
+                                                           "this machine")
+    cpus = usable_cpus()
+    _check(cfg.num_threads is None or cfg.num_threads <= 4 * cpus, "num_threads",
+           f"must be <= {4 * cpus} (4 x the {cpus} CPUs available here; got {cfg.num_threads})")
+    _check(cfg.num_workers <= 4 * cpus, "num_workers",
+           f"must be <= {4 * cpus} (4 x the {cpus} CPUs available here; got {cfg.num_workers})")
+    if cfg.dataset == "Gaussian":
+        need, have = _gaussian_memory(cfg), memory_bytes()
+        flag = max(need, key=need.get)
+        _check(sum(need.values()) <= have, flag,
+               f"this run would need at least {sum(need.values()) / 2**30:.3g} GiB, more than the "
+               f"{have / 2**30:.3g} GiB of memory of this machine (got {getattr(cfg, flag)})")
+    for flag in ("output_dir", "data_dir", "class_list"):
+        _check_path(flag, getattr(cfg, flag))

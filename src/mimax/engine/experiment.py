@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,10 @@ import torch
 from mimax.config import Config
 from mimax.data.loading import per_rank_batch
 from mimax.engine import distributed, faults
-from mimax.engine.checkpoint import atomic_write_text, latest_checkpoint, remove_stale_temp_files
+from mimax.engine.checkpoint import OutputWriteError, atomic_write_text, latest_checkpoint, remove_stale_temp_files
 from mimax.engine.divergence import TrainingDiverged
-from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
+from mimax.engine.preemption import Preempted, Preemption
+from mimax.engine.rundir import Claim, claim_for_resume, environment, prepare_experiment_dir, write_json
 from mimax.engine.trainer import Callback, train_run
 from mimax.errors import UserError
 from mimax.evaluation.results import aggregate, results_markdown
@@ -29,14 +29,22 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
     Under ``torchrun`` every process calls this; rank 0 creates the directories and writes the files,
     and returns the results (the other ranks return None)."""
     device = distributed.init_from_env(cfg.device)
+    claims: list[Claim] = []
     try:
-        return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress)
+        with Preemption(cfg.save_every_minutes) as preemption:
+            return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress, claims, preemption)
+    except OutputWriteError as err:  # a full disk or lost permissions while training: nothing is lost
+        if not (cfg.output_dir and (Path(cfg.output_dir) / "config.json").is_file()):
+            raise  # nothing to resume (a fresh run removes what it had created)
+        raise OutputWriteError(f"{err}; free space or fix permissions, then continue with --resume") from None
     finally:
+        for claim in claims:
+            claim.release()
         distributed.shutdown()
 
 
-def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None,
-               callbacks_factory, progress: bool) -> dict[str, Any] | None:
+def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None, callbacks_factory,
+               progress: bool, claims: list[Claim], preemption: Preemption) -> dict[str, Any] | None:
     main = distributed.is_main()
     per_rank_batch(cfg.batch_size, distributed.world_size())  # the global batch must split over the ranks
     if cfg.num_threads:
@@ -49,17 +57,26 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
 
             raise ConfigError("--tensorboard",
                               "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
+    claim: Claim | None = None
     if cfg.resume:
         exp_dir = Path(cfg.output_dir)
         if main:
+            claim = claim_for_resume(exp_dir)  # one writer: refused while another process holds the run
+            claims.append(claim)
             remove_stale_temp_files(exp_dir)  # torn atomic writes of a killed session
     else:
         created: str | UserError = ""
         if main:  # one process creates the directory (its default name has a timestamp)
             try:
-                exp_dir = prepare_experiment_dir(cfg)
-                write_json(exp_dir / "config.json", {**cfg.to_dict(), "output_dir": str(exp_dir)})
-                write_json(exp_dir / "env.json", {**environment(device), "world_size": distributed.world_size()})
+                claim = prepare_experiment_dir(cfg)
+                claims.append(claim)
+                exp_dir = claim.path
+                try:
+                    write_json(exp_dir / "config.json", {**cfg.to_dict(), "output_dir": str(exp_dir)})
+                    write_json(exp_dir / "env.json", {**environment(device), "world_size": distributed.world_size()})
+                except UserError:
+                    claim.discard()
+                    raise
                 created = str(exp_dir)
             except UserError as err:
                 created = err
@@ -75,18 +92,23 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
     runs = []
     for k in range(cfg.num_runs):
         seed = cfg.seed + k
+        if k and preemption.signal_name:
+            raise Preempted(f"stopped by {preemption.signal_name} before seed {seed} (seeds {cfg.seed}.."
+                            f"{seed - 1} are finished); continue with --resume")
         run_dir = exp_dir / f"seed_{seed}"
         use_ckpt = resume_checkpoint if (resume_checkpoint and resume_checkpoint.parent.parent == run_dir) else None
         callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, run_dir)
         try:
-            result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress)
+            result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress,
+                               preemption=preemption)
         except TrainingDiverged as err:
             if main:
                 write_json(run_dir / "status.json", {"status": "diverged", "seed": seed, "message": str(err)})
             raise
-        except UserError:  # e.g. a corrupt data file found while loading: nothing was trained
-            if main and not cfg.resume and k == 0 and latest_checkpoint(run_dir) is None:
-                shutil.rmtree(exp_dir, ignore_errors=True)  # this invocation made it; rerunning must not be refused
+        except Exception:  # e.g. a corrupt data file found while loading, no memory: nothing was trained
+            if claim is not None and not cfg.resume and k == 0 and latest_checkpoint(run_dir) is None:
+                claims.remove(claim)
+                claim.discard()  # nothing trained: rerunning the same command must not be refused
             raise
         if faults.ARMED:
             faults.hit("seed_done")

@@ -23,21 +23,22 @@ from mimax.data import DataBundle, build_data
 from mimax.data.loading import shard_views
 from mimax.engine import distributed, faults
 from mimax.engine.checkpoint import (
-    CHECKPOINT_FORMAT,
     CheckpointError,
-    atomic_torch_save,
     checkpoint_path,
     first_sentence,
     latest_checkpoint,
     load_checkpoint,
     remove_stale_temp_files,
+    remove_superseded_mid_epoch,
     restore_rng_state,
     rng_state,
+    save_checkpoint,
 )
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
-from mimax.engine.rundir import environment, read_csv, write_csv, write_json
+from mimax.engine.preemption import Preempted, Preemption
+from mimax.engine.rundir import environment, read_csv, run_identity, write_csv, write_json
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.methods import METHODS
 from mimax.paradigms import Method
@@ -126,24 +127,58 @@ def evaluate_encoder(encoder: torch.nn.Module, data: DataBundle, cfg: Config, de
 
 
 def _load_into(method: Method, optimizers: dict[str, torch.optim.Optimizer], ckpt: dict[str, Any],
-               cfg: Config, path: Path) -> None:
+               cfg: Config, path: Path, run_id: str) -> None:
     for key, want in (("method", cfg.model_name), ("architecture", cfg.architecture), ("dataset", cfg.dataset)):
         if ckpt.get(key) != want:
             raise CheckpointError(f"{path}: checkpoint is for {key} {ckpt.get(key)!r}, this run uses {want!r}")
+    if ckpt["run_id"] != run_id:
+        raise CheckpointError(f"{path}: checkpoint belongs to another run (run id {ckpt['run_id']}, seed "
+                              f"{ckpt['seed']}; this run is {run_id}: its config or seed differ); refusing it")
     try:
         method.load_state_dict(ckpt["model"])
         for name, opt in optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][name])
-    except (KeyError, RuntimeError, ValueError) as exc:
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         reason = first_sentence(exc, 300)
         raise CheckpointError(f"{path}: checkpoint does not match this model ({reason})") from None
-    restore_rng_state(ckpt["rng"])
+    try:
+        restore_rng_state(ckpt["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"{path}: checkpoint's random-generator state is unusable "
+                              f"({first_sentence(exc)})") from None
+
+
+def _restored_rows(run_dir: Path, name: str, epochs: set[int], upto: int, ckpt_file: Path) -> list[dict[str, Any]]:
+    """The rows of ``name`` (metrics.csv, eval.csv) up to epoch ``upto``, which must hold ``epochs``;
+    a damaged or emptied file is refused (its earlier rows would otherwise be lost silently)."""
+    path = run_dir / name
+    try:
+        rows = [r for r in read_csv(path) if int(r["epoch"]) <= upto]
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, TypeError, csv_error()) as exc:
+        raise CheckpointError(f"{path}: unreadable ({first_sentence(exc)}); resuming from {ckpt_file.name} "
+                              f"needs its rows of epochs up to {upto}: restore the file, or start again with "
+                              "--overwrite") from None
+    missing = sorted(epochs - {int(r["epoch"]) for r in rows})
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise CheckpointError(f"{path}: lacks the rows of epoch(s) {shown} (emptied or damaged); resuming from "
+                              f"{ckpt_file.name} would lose them: restore the file, or start again with --overwrite")
+    return rows
+
+
+def csv_error() -> type[Exception]:
+    import csv
+
+    return csv.Error
 
 
 def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
-              resume_from: Path | None = None, progress: bool = True) -> dict[str, Any] | None:
+              resume_from: Path | None = None, progress: bool = True,
+              preemption: Preemption | None = None) -> dict[str, Any] | None:
     """Train (or resume) one seed in ``run_dir``. Returns its results, or None if stopped by
-    ``--stop_after`` before the last epoch (the run stays resumable)."""
+    ``--stop_after`` before the last epoch (the run stays resumable). On a signal seen by ``preemption``
+    it checkpoints where it stands (mid-epoch if need be) and raises :class:`Preempted`."""
+    preemption = preemption or Preemption()
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     if distributed.is_main():  # torn atomic writes of a killed session (only rank 0 writes files)
@@ -180,14 +215,19 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     metrics_rows: list[dict[str, Any]] = []
     eval_rows: list[dict[str, Any]] = []
     random_init: dict[str, dict[str, float]] = {}
+    run_id = run_identity(cfg, seed)
+    partial: dict[str, Any] = {}  # a mid-epoch checkpoint's place in its epoch and running sums
     if ckpt_file is not None:
         ckpt = load_checkpoint(ckpt_file)
-        _load_into(method, optimizers, ckpt, cfg, ckpt_file)
+        _load_into(method, optimizers, ckpt, cfg, ckpt_file, run_id)
         precision.load_state_dict(ckpt.get("grad_scaler", {}))
         state.epoch, state.step = ckpt["epoch"], ckpt["step"]
         random_init = ckpt["random_init"]
-        metrics_rows = [r for r in read_csv(run_dir / "metrics.csv") if int(r["epoch"]) <= state.epoch]
-        eval_rows = [r for r in read_csv(run_dir / "eval.csv") if int(r["epoch"]) <= state.epoch]
+        partial = ckpt.get("partial") or {}
+        metrics_rows = _restored_rows(run_dir, "metrics.csv", set(range(1, state.epoch + 1)), state.epoch, ckpt_file)
+        evaluated = {e for e in range(1, state.epoch + 1) if e % cfg.model_evaluation_interval == 0 or e == cfg.epochs}
+        eval_rows = _restored_rows(run_dir, "eval.csv", ({0} | evaluated) if random_init else set(), state.epoch,
+                                   ckpt_file)
     elif main:
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "env.json", {**environment(device), "world_size": world,
@@ -195,7 +235,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     if main:
         write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
 
-    if state.epoch == 0 and main:
+    if state.step == 0 and main:  # a fresh start (a mid-epoch-1 checkpoint has steps behind it)
         initial = evaluate(method, data, cfg, device)
         first = next(iter(initial.values()), None)
         if first is not None:
@@ -218,17 +258,67 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     def last_good() -> str:
         return str(latest_checkpoint(run_dir) or "none (no checkpoint yet)")
 
+    def save(in_epoch: int = 0, sums: dict[str, torch.Tensor] | None = None, counts: dict[str, int] | None = None,
+             lr: float = 0.0) -> Path:
+        """Checkpoint after ``state.epoch`` epochs (``in_epoch`` > 0: that many steps into the next one,
+        with the epoch's running loss sums so its metrics row comes out the same)."""
+        path = checkpoint_path(run_dir, state.epoch, in_epoch)
+        save_checkpoint({
+            "method": cfg.model_name, "architecture": cfg.architecture, "dataset": cfg.dataset,
+            "epoch": state.epoch, "step": state.step, "seed": seed, "run_id": run_id,
+            "model": method.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+            "rng": rng_state(), "random_init": random_init, "grad_scaler": precision.state_dict(),
+            "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
+            "partial": {"in_epoch": in_epoch, "sums": {k: v.detach().cpu() for k, v in (sums or {}).items()},
+                        "counts": dict(counts or {}), "skipped": guard.skipped, "lr": lr} if in_epoch else {},
+        }, path)
+        remove_superseded_mid_epoch(run_dir, path)
+        write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "step": state.step,
+                                             "seed": seed})
+        preemption.saved()
+        return path
+
+    def stop_here(path: Path | None, in_epoch: int = 0) -> Preempted:
+        where = (f"epoch {state.epoch + 1}, after {in_epoch} of its {steps_per_epoch} steps" if in_epoch
+                 else f"the end of epoch {state.epoch}")
+        return Preempted(f"stopped by {preemption.signal_name} at {where} (step {state.step}); checkpoint "
+                         f"{path or last_good()}; continue with --resume")
+
+    def mid_epoch_stop(in_epoch: int, sums, counts, lr: float) -> None:
+        """After a step: checkpoint on the clock or on a signal (then stop)."""
+        stop, due = preemption.due()
+        if not due or (in_epoch == steps_per_epoch and not stop):  # on the clock: the epoch end saves
+            return
+        guard.check(steps_per_epoch, last_good())  # never checkpoint a diverged state
+        path = None
+        if main:
+            check_weights(method, state.step, last_good())
+            state.epoch -= 1  # completed epochs
+            path = save(in_epoch, sums, counts, lr)
+            state.epoch += 1
+        distributed.barrier()
+        if stop:
+            state.epoch -= 1
+            raise stop_here(path, in_epoch)
+
+    start_in_epoch = int(partial.get("in_epoch", 0))
     method.train()
     while state.epoch < stop_epoch:
         state.epoch += 1
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
+        lr = 0.0
+        first, start_in_epoch = start_in_epoch, 0
+        if first:  # resuming mid-epoch: the epoch's running sums so far
+            sums = {k: v.to(device) for k, v in partial["sums"].items()}
+            counts, guard.skipped, lr = dict(partial["counts"]), int(partial["skipped"]), float(partial["lr"])
         t0 = time.perf_counter()
-        bar = tqdm(data.train_views.epoch(state.epoch), total=steps_per_epoch,
+        batches = data.train_views.epoch(state.epoch, start=first) if first else data.train_views.epoch(state.epoch)
+        bar = tqdm(batches, total=steps_per_epoch, initial=first,
                    desc=f"seed {seed} epoch {state.epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True,
                    disable=None if (progress and main) else True)  # on a terminal, rank 0 only
         refresh = max(1, steps_per_epoch // 10)
-        lr = 0.0
+        in_epoch = first
         for x_a, x_b in bar:
             factor = lr_factor(state.step, total_steps, warmup_steps)
             for opt in optimizers.values():
@@ -257,11 +347,16 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 seen = counts["loss"] * x_a.shape[0]
                 bar.set_postfix(loss=f"{terms['loss'].item():.4f}", lr=f"{lr:.3g}",
                                 img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+            in_epoch += 1
+            mid_epoch_stop(in_epoch, sums, counts, lr)
         bar.close()
         elapsed = time.perf_counter() - t0
         guard.check(steps_per_epoch, last_good())
         if not main:  # rank 0 logs, evaluates and checkpoints; the others wait for it
+            stop, _ = preemption.due() if state.epoch < cfg.epochs else (False, False)
             distributed.barrier()
+            if stop:
+                raise stop_here(None)
             continue
         row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "lr": lr}
         row.update({k: (sums[k] / counts[k]).item() for k in sums})
@@ -280,7 +375,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         final = state.epoch == cfg.epochs
         evaluating = state.epoch % cfg.model_evaluation_interval == 0 or final
         saving = state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch
-        if evaluating or saving:  # never evaluate or checkpoint non-finite weights
+        if evaluating or saving or preemption.signal_name:  # never evaluate or checkpoint non-finite weights
             check_weights(method, state.step, last_good())
         if evaluating:
             results = evaluate(method, data, cfg, device)
@@ -290,15 +385,12 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 for label, m in results.items():
                     for k, v in m.items():
                         tb.add_scalar(f"eval/{label}/{k}", v, state.epoch)
-        if saving:
-            atomic_torch_save({
-                "format": CHECKPOINT_FORMAT, "method": cfg.model_name, "architecture": cfg.architecture,
-                "dataset": cfg.dataset, "epoch": state.epoch, "step": state.step, "seed": seed,
-                "model": method.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-                "rng": rng_state(), "random_init": random_init, "grad_scaler": precision.state_dict(),
-                "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
-            }, checkpoint_path(run_dir, state.epoch))
-            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+        stop, due = preemption.due() if state.epoch < cfg.epochs else (False, False)
+        if saving or due:
+            path = save()
+        if stop:  # a signal during the epoch's end (evaluation, monitors): stop at this epoch's checkpoint
+            distributed.barrier()
+            raise stop_here(path)
         distributed.barrier()
     if tb is not None:
         tb.close()
