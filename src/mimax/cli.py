@@ -80,11 +80,14 @@ def plot_mi_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--representation", default="embedding",
                         help="which mi.csv representation to draw (embedding, backbone, ...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     from pathlib import Path
 
+    from mimax.engine.checkpoint import check_output_file
     from mimax.plots import load_mi_curves, plot_mi, save_figure
 
+    check_output_file(Path(args.out), args.overwrite)
     suffix = Path(args.out).suffix.lower().lstrip(".")
     fmt = args.format or (suffix if suffix in ("png", "pdf", "svg") else "png")
     runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
@@ -106,10 +109,17 @@ def plot_trajectories_command(argv: list[str]) -> int:
     parser.add_argument("--labels", default=None, help="comma-separated panel titles (default: the methods)")
     parser.add_argument("--points", action="store_true",
                         help="draw the mean embedding of each cluster's points instead of the encoded true mean")
+    parser.add_argument("--format", choices=("png", "pdf", "svg"), default=None,
+                        help="file format (default: from --out's suffix, else png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     from pathlib import Path
 
+    from mimax.engine.checkpoint import check_output_file
     from mimax.experiments.figures import plot_trajectories
+    from mimax.plots import save_figure
+
+    check_output_file(Path(args.out), args.overwrite)
 
     dirs = []
     for d in map(Path, args.run_dirs):
@@ -119,7 +129,8 @@ def plot_trajectories_command(argv: list[str]) -> int:
     if labels is not None and len(labels) != len(dirs):
         raise UserError(f"--labels: expected {len(dirs)} comma-separated titles, got {len(labels)}")
     fig = plot_trajectories(dirs, labels, kind="point_mean_embedding" if args.points else "center_embedding")
-    fig.savefig(args.out)
+    suffix = Path(args.out).suffix.lower().lstrip(".")
+    save_figure(fig, args.out, args.format or (suffix if suffix in ("png", "pdf", "svg") else "png"))
     print(f"wrote {args.out}")
     return 0
 

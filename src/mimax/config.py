@@ -473,6 +473,17 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def process_limit() -> int | None:
+    """The soft limit on this user's processes (``ulimit -u``), or None when unlimited or unknown."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
 def memory_bytes() -> int:
     """Physical memory of this machine (a generous bound for what a run may allocate)."""
     import os
@@ -540,10 +551,12 @@ def _validate_environment(cfg: Config) -> None:
         _check(torch.backends.mps.is_available(), "device", "mps requested but Apple's MPS is not available on "
                                                            "this machine")
     cpus = usable_cpus()
-    _check(cfg.num_threads is None or cfg.num_threads <= 4 * cpus, "num_threads",
-           f"must be <= {4 * cpus} (4 x the {cpus} CPUs available here; got {cfg.num_threads})")
-    _check(cfg.num_workers <= 4 * cpus, "num_workers",
-           f"must be <= {4 * cpus} (4 x the {cpus} CPUs available here; got {cfg.num_workers})")
+    most = max(64, 4 * cpus)  # beyond this torch's thread pool only adds stacks (and can fail to start)
+    _check(cfg.num_threads is None or cfg.num_threads <= most, "num_threads",
+           f"must be <= {most} (this machine has {cpus} CPUs; got {cfg.num_threads})")
+    procs = process_limit()
+    _check(procs is None or cfg.num_workers < procs, "num_workers",
+           f"must be < {procs}, this account's process limit (ulimit -u; got {cfg.num_workers})")
     if cfg.dataset == "Gaussian":
         need, have = _gaussian_memory(cfg), memory_bytes()
         flag = max(need, key=need.get)

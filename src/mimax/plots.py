@@ -208,6 +208,8 @@ def plot_mi(runs: Sequence[str | Path | MICurves], labels: Sequence[str] | None 
 def save_figure(fig: Figure, out: str | Path, fmt: str) -> Path:
     """Render ``fig`` as ``fmt`` (png, pdf or svg) and write it atomically to ``out``."""
     out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise UserError(f"--out: {out} exists and is not a regular file; refusing to replace it")
     if not out.parent.is_dir():
         raise UserError(f"--out: directory {out.parent} does not exist")
     buf = io.BytesIO()

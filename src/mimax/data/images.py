@@ -47,8 +47,9 @@ def decode_image(path: Path, channels: int) -> Tensor:
 
     try:
         with Image.open(path) as img:
+            _check_pixels(path, img.size)
             return TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot decode image ({str(exc).splitlines()[0][:120]}); "
                         "delete or replace the file") from None
 
@@ -60,10 +61,22 @@ def check_image_files(files: Sequence[Path]) -> None:
     for path in files:
         try:
             with Image.open(path) as img:
-                img.size  # noqa: B018 (reading the header is the check)
-        except (UnidentifiedImageError, OSError) as exc:
+                size = img.size  # reading the header is the check
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise DataError(f"{path}: corrupt or unreadable image file ({type(exc).__name__}); "
                             "delete or replace it") from None
+        _check_pixels(path, size)
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    """Refuse an image whose header declares more pixels than PIL's decompression-bomb limit (decoding
+    it would take gigabytes); PIL itself only warns below twice that limit."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    if limit and size[0] * size[1] > limit:
+        raise DataError(f"{path}: declares {size[0]}x{size[1]} pixels, more than the {limit} an image may "
+                        "have (a decompression bomb?); delete or shrink it")
 
 
 @dataclass

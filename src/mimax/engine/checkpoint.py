@@ -75,6 +75,19 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+def check_output_file(out: Path, overwrite: bool, flag: str = "--out") -> Path:
+    """An output file of plot/table/export: refuse an existing one without ``--overwrite``, and never
+    replace anything but a regular file (a device node, FIFO, directory or symlink stays as it is)."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise UserError(f"{flag}: {out} exists and is not a regular file; refusing to replace it")
+    if out.exists() and not overwrite:
+        raise UserError(f"{flag}: {out} already exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise UserError(f"{flag}: directory {out.parent} does not exist")
+    return out
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda fh: fh.write(data))
 

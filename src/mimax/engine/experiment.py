@@ -34,7 +34,7 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
         with Preemption(cfg.save_every_minutes) as preemption:
             return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress, claims, preemption)
     except OutputWriteError as err:  # a full disk or lost permissions while training: nothing is lost
-        if not (cfg.output_dir and (Path(cfg.output_dir) / "config.json").is_file()):
+        if "nothing was kept" in str(err) or not (cfg.output_dir and (Path(cfg.output_dir) / "config.json").is_file()):
             raise  # nothing to resume (a fresh run removes what it had created)
         raise OutputWriteError(f"{err}; free space or fix permissions, then continue with --resume") from None
     finally:
@@ -105,10 +105,13 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
             if main:
                 write_json(run_dir / "status.json", {"status": "diverged", "seed": seed, "message": str(err)})
             raise
-        except Exception:  # e.g. a corrupt data file found while loading, no memory: nothing was trained
+        except Exception as err:  # e.g. a corrupt data file found while loading, no memory: nothing was trained
             if claim is not None and not cfg.resume and k == 0 and latest_checkpoint(run_dir) is None:
                 claims.remove(claim)
-                claim.discard()  # nothing trained: rerunning the same command must not be refused
+                claim.discard()  # nothing kept: rerunning the same command must not be refused
+                if isinstance(err, OutputWriteError):
+                    raise OutputWriteError(f"{err}; nothing was kept: free space or fix permissions, then run "
+                                           "the same command again") from None
             raise
         if faults.ARMED:
             faults.hit("seed_done")

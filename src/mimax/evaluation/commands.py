@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from mimax.config import _OneLineParser
-from mimax.engine.checkpoint import atomic_write_text
+from mimax.engine.checkpoint import atomic_write_text, check_output_file
 from mimax.engine.trainer import resolve_device
 from mimax.errors import UserError
 from mimax.evaluation.export import export_backbone
@@ -58,11 +58,7 @@ def cmd_table(argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
     if args.out is not None:
-        out = Path(args.out)
-        if out.exists() and not args.overwrite:
-            raise UserError(f"--out: {out} already exists; pass --overwrite to replace it")
-        if not out.parent.is_dir():
-            raise UserError(f"--out: directory {out.parent} does not exist")
+        check_output_file(Path(args.out), args.overwrite)
     text = table_markdown([read_results(d) for d in args.run_dirs])
     print(text.rstrip())
     if args.out is not None:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mimax.engine.checkpoint import atomic_torch_save, load_checkpoint
+from mimax.engine.checkpoint import atomic_torch_save, check_output_file, load_checkpoint
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 
@@ -71,11 +71,7 @@ def choose_encoder(encoders: dict[str, Any], row_labels: dict[str, str], wanted:
 def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: str | None = None,
                     overwrite: bool = False) -> dict[str, Any]:
     """Write the chosen encoder's backbone state_dict to ``out``; return what was exported and how it loads."""
-    out_path = Path(out)
-    if out_path.exists() and not overwrite:
-        raise UserError(f"--out: {out_path} already exists; pass --overwrite to replace it")
-    if not out_path.parent.is_dir():
-        raise UserError(f"--out: directory {out_path.parent} does not exist")
+    out_path = check_output_file(Path(out), overwrite)
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
     ckpt = load_checkpoint(path)
     cfg = run.cfg

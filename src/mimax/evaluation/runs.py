@@ -45,7 +45,17 @@ def read_config(exp_dir: Path) -> Config:
     if unknown:
         raise UserError(f"{path}: fields this mimax does not know ({', '.join(unknown)}); "
                         "was the run trained by a newer version?")
-    return Config(**saved)
+    from mimax.config import ConfigError, _coerce
+    from mimax.methods import METHODS
+
+    try:
+        typed = {k: _coerce(k, v) for k, v in saved.items()}
+    except ConfigError as err:
+        raise UserError(f"{path}: damaged config ({err})") from None
+    cfg = Config(**typed)
+    if cfg.model_name not in METHODS:
+        raise UserError(f"{path}: damaged config (unknown method {cfg.model_name!r})")
+    return cfg
 
 
 def open_run(path: str) -> Run:

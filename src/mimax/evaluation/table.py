@@ -45,10 +45,12 @@ def read_results(path: str) -> dict[str, Any]:
         from mimax.config import RUNTIME_FIELDS
 
         try:
-            config = {k: v for k, v in json.loads((exp / "config.json").read_text()).items()
-                      if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
-        except ValueError:
-            config = None
+            saved = json.loads((exp / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{exp / 'config.json'}: unreadable ({' '.join(str(exc).split())[:120]})") from None
+        if not isinstance(saved, dict):
+            raise UserError(f"{exp / 'config.json'}: not a mimax config (expected a JSON object)")
+        config = {k: v for k, v in saved.items() if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
     return {"dir": str(exp), "dataset": dataset, "method": method, "summary": summary, "config": config,
             "epochs": results.get("epochs"), "num_runs": results.get("num_runs"), "seeds": results.get("seeds")}
 

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mimax.errors import UserError
 from mimax.experiments.trajectories import load_trajectories  # noqa: E402
 
 
@@ -62,14 +63,23 @@ def plot_trajectories(run_dirs: list[Path], labels: list[str] | None = None, kin
     """
     data = [load_trajectories(Path(d)) for d in run_dirs]
     labels = labels or [d["method"] for d in data]
+    panels = []
+    for d, traj in zip(run_dirs, data):
+        try:
+            centers = np.array([r[kind] for r in traj["records"]], dtype=float)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{Path(d) / 'trajectories.json'}: malformed {kind} records ({exc})") from None
+        if centers.ndim != 3 or centers.shape[2] < 2:
+            raise UserError(f"{Path(d) / 'trajectories.json'}: {kind} records must be (epochs, clusters, dim >= 2) "
+                            f"numbers (got shape {centers.shape})")
+        panels.append(centers)
     n = len(data)
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    dim = len(data[0]["records"][0][kind][0])
+    dim = panels[0].shape[2]
     fig = plt.figure(figsize=(3.2 * cols, 3.2 * rows))
-    for i, (traj, label) in enumerate(zip(data, labels)):
+    for i, (centers, label) in enumerate(zip(panels, labels)):
         ax = fig.add_subplot(rows, cols, i + 1, **({"projection": "3d"} if dim > 2 else {}))
-        centers = np.array([r[kind] for r in traj["records"]], dtype=float)
         _draw_panel(ax, centers, label)
     fig.suptitle("Cluster-center embeddings during training (opacity rises with time)", fontsize=11)
     fig.tight_layout()
