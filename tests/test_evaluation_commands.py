@@ -19,7 +19,8 @@ from torch import nn
 from conftest import TINY_GAUSSIAN, run_main, run_mimax
 from mimax.cli import main
 from mimax.config import Config
-from mimax.engine.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, rng_state
+from mimax.engine.checkpoint import rng_state, save_checkpoint
+from mimax.engine.rundir import run_identity
 from mimax.evaluation.results import aggregate
 from mimax.methods import METHODS
 from mimax.nets.backbones import mlp_backbone
@@ -229,10 +230,10 @@ def resnet_run(root: Path, input_shape: tuple[int, int, int]) -> tuple[Path, nn.
     run_dir = root / "resnet_run"
     (run_dir / "seed_0" / "checkpoints").mkdir(parents=True)
     (run_dir / "config.json").write_text(cfg.to_json())
-    atomic_torch_save({"format": CHECKPOINT_FORMAT, "method": "JMI", "architecture": "ResNet18",
-                       "dataset": "CIFAR10", "epoch": 1, "step": 2, "seed": 0, "model": method.state_dict(),
-                       "optimizers": {}, "rng": rng_state(), "random_init": {}, "input_shape": list(input_shape)},
-                      run_dir / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt")
+    save_checkpoint({"method": "JMI", "architecture": "ResNet18", "run_id": run_identity(cfg, 0),
+                     "dataset": "CIFAR10", "epoch": 1, "step": 2, "seed": 0, "model": method.state_dict(),
+                     "optimizers": {}, "rng": rng_state(), "random_init": {}, "input_shape": list(input_shape)},
+                    run_dir / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt")
     return run_dir, method.eval()
 
 
