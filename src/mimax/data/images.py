@@ -62,7 +62,10 @@ def check_image_files(files: Sequence[Path]) -> None:
         try:
             with Image.open(path) as img:
                 size = img.size  # reading the header is the check
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError:
+            raise DataError(f"{path}: declares more pixels than the {Image.MAX_IMAGE_PIXELS} an image may have "
+                            "(a decompression bomb?); delete or shrink it") from None
+        except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"{path}: corrupt or unreadable image file ({type(exc).__name__}); "
                             "delete or replace it") from None
         _check_pixels(path, size)

@@ -20,6 +20,13 @@ from mimax.evaluation.results import aggregate, results_markdown
 from mimax.monitors import default_callbacks
 
 
+def _write_failure(err: OSError | OutputWriteError) -> str:
+    """``cannot write PATH (reason)`` for a failed write or directory creation."""
+    if isinstance(err, OutputWriteError):
+        return str(err)
+    return f"cannot write {err.filename or 'an output file'} ({err.strerror or err})"
+
+
 def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
                    callbacks_factory=None, progress: bool = True) -> dict[str, Any] | None:
     """Train every seed (resuming unfinished ones when ``cfg.resume`` is set); write the experiment's
@@ -33,10 +40,11 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
     try:
         with Preemption(cfg.save_every_minutes) as preemption:
             return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress, claims, preemption)
-    except OutputWriteError as err:  # a full disk or lost permissions while training: nothing is lost
-        if "nothing was kept" in str(err) or not (cfg.output_dir and (Path(cfg.output_dir) / "config.json").is_file()):
-            raise  # nothing to resume (a fresh run removes what it had created)
-        raise OutputWriteError(f"{err}; free space or fix permissions, then continue with --resume") from None
+    except (OutputWriteError, OSError) as err:  # a full disk or lost permissions: nothing is lost
+        text = _write_failure(err)
+        if "nothing was kept" in text or not (cfg.output_dir and (Path(cfg.output_dir) / "config.json").is_file()):
+            raise OutputWriteError(text) from None  # nothing to resume (a fresh run removes what it created)
+        raise OutputWriteError(f"{text}; free space or fix permissions, then continue with --resume") from None
     finally:
         for claim in claims:
             claim.release()
@@ -109,9 +117,9 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
             if claim is not None and not cfg.resume and k == 0 and latest_checkpoint(run_dir) is None:
                 claims.remove(claim)
                 claim.discard()  # nothing kept: rerunning the same command must not be refused
-                if isinstance(err, OutputWriteError):
-                    raise OutputWriteError(f"{err}; nothing was kept: free space or fix permissions, then run "
-                                           "the same command again") from None
+                if isinstance(err, (OutputWriteError, OSError)):
+                    raise OutputWriteError(f"{_write_failure(err)}; nothing was kept: free space or fix "
+                                           "permissions, then run the same command again") from None
             raise
         if faults.ARMED:
             faults.hit("seed_done")

@@ -97,8 +97,11 @@ def read_marker(directory: Path) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) and marker.get("format") == MARKER_FORMAT else None
 
 
-def write_marker(directory: Path, cfg: Config) -> None:
-    write_json(Path(directory) / MARKER, {"format": MARKER_FORMAT, "run_id": run_identity(cfg)})
+def write_marker(directory: Path, cfg: Any) -> None:
+    """The marker: the format and the run id (for a folder of runs, e.g. the demo's, a hash of its options)."""
+    run_id = (run_identity(cfg) if isinstance(cfg, Config) else
+              hashlib.sha256(json.dumps(vars(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16])
+    write_json(Path(directory) / MARKER, {"format": MARKER_FORMAT, "run_id": run_id})
 
 
 def _check_clearable(out: Path) -> None:
@@ -253,6 +256,11 @@ def prepare_experiment_dir(cfg: Config) -> Claim:
     and nothing but mimax's files. A refused run removes the directory it created."""
     out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
     check_output_path(out, cfg.overwrite)
+    if out.is_dir() and read_marker(out) is None and _torn_start(out) is None:  # not ours: leave it untouched
+        if not cfg.overwrite:
+            raise ConfigError("--output_dir", f"{out} already holds files; pass --overwrite to replace that "
+                                              "run or --resume to continue it")
+        raise ConfigError("--overwrite", f"{out} is not a mimax run (no {MARKER} marker); refusing to clear it")
     created = _missing_ancestor(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -301,17 +309,21 @@ def _missing_ancestor(path: Path) -> Path | None:
     return missing
 
 
-def _remove_torn_start(out: Path) -> None:
-    """A run killed while creating its directory leaves only its marker, lock, ``.write_test`` or the
-    temp file of its first ``config.json``/``env.json`` write; clear exactly those (never the lock this
-    process holds) so the same command can start again."""
+def _torn_start(out: Path) -> list[Path] | None:
+    """The entries of a directory that holds nothing but what a run killed while creating it leaves (its
+    marker, lock, ``.write_test``, the temp file of its first ``config.json``/``env.json`` write; an empty
+    directory qualifies with ``[]``), else None."""
     entries = [p for p in out.iterdir() if p.name != LOCK]
     torn = [p for p in entries if p.is_file() and (p.name in (".write_test", MARKER) or (
         TEMP_RE.match(p.name) and p.name.startswith((".config.json.", ".env.json.", ".status.json.",
-                                                     f"{MARKER}.", f".{MARKER}."))))]
-    if entries and len(torn) == len(entries):
-        for p in torn:
-            p.unlink(missing_ok=True)
+                                                     f".{MARKER}."))))]
+    return torn if len(torn) == len(entries) else None
+
+
+def _remove_torn_start(out: Path) -> None:
+    """Clear a torn start (never the lock this process holds) so the same command can start again."""
+    for p in _torn_start(out) or []:
+        p.unlink(missing_ok=True)
 
 
 def find_experiment_dir(path: str) -> tuple[Path, Path | None]:

@@ -154,7 +154,10 @@ def _restored_rows(run_dir: Path, name: str, epochs: set[int], upto: int, ckpt_f
     path = run_dir / name
     try:
         rows = [r for r in read_csv(path) if int(r["epoch"]) <= upto]
-    except (OSError, UnicodeDecodeError, KeyError, ValueError, TypeError, csv_error()) as exc:
+    except KeyError:
+        raise CheckpointError(f"{path}: unreadable (no epoch column); resuming from {ckpt_file.name} needs its rows "
+                              f"of epochs up to {upto}: restore the file, or start again with --overwrite") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv_error()) as exc:
         raise CheckpointError(f"{path}: unreadable ({first_sentence(exc)}); resuming from {ckpt_file.name} "
                               f"needs its rows of epochs up to {upto}: restore the file, or start again with "
                               "--overwrite") from None

@@ -162,8 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     all_flags = [run_flags(args, r, Path(out_cfg.output_dir)) for r in runs]
     for flags in all_flags:  # validate every configuration before anything is written
         config_from_args(flags)
-    out = prepare_experiment_dir(out_cfg)
+    claim = prepare_experiment_dir(out_cfg)  # held until the demo is written: one demo per folder
+    try:
+        return _run_demo(claim.path, runs, all_flags, args)
+    finally:
+        claim.release()
 
+
+def _run_demo(out: Path, runs: list, all_flags: list[list[str]], args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(runs), desc="demo", unit="config", dynamic_ncols=True, file=sys.stdout)
