@@ -22,8 +22,8 @@ from image_fixtures import idx_bytes, py2_pickle, write_cifar, write_class_tree,
 
 from conftest import ROOT, TINY_GAUSSIAN, run_main
 from mimax.cli import main
-from mimax.engine.checkpoint import seal
-from mimax.engine.rundir import RunLock
+from mimax.store.checkpoint import seal
+from mimax.store.rundir import RunLock
 
 DOC = ROOT / "docs" / "reliability.md"
 RUN = ["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "1"]

@@ -19,11 +19,11 @@ from torch import nn
 from conftest import TINY_GAUSSIAN, run_main, run_mimax
 from mimax.cli import main
 from mimax.config import Config
-from mimax.engine.checkpoint import rng_state, save_checkpoint
-from mimax.engine.rundir import run_identity
 from mimax.evaluation.results import aggregate
-from mimax.methods import METHODS
+from mimax.methods import METHODS, build_method
 from mimax.nets.backbones import mlp_backbone
+from mimax.store.checkpoint import rng_state, save_checkpoint
+from mimax.store.rundir import run_identity
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ def resnet_run(root: Path, input_shape: tuple[int, int, int]) -> tuple[Path, nn.
                  projection_dim=16, projection_layer=2, model_save_interval=1, model_evaluation_interval=1,
                  optimizer="sgd")
     torch.manual_seed(0)
-    method = METHODS["JMI"](cfg, input_shape)
+    method = build_method(cfg, input_shape)
     opt = torch.optim.SGD(method.parameters(), lr=0.1)
     for _ in range(2):  # move weights and BN running stats away from their initial values
         x = torch.randn(8, *input_shape)
@@ -230,7 +230,7 @@ def resnet_run(root: Path, input_shape: tuple[int, int, int]) -> tuple[Path, nn.
     run_dir = root / "resnet_run"
     (run_dir / "seed_0" / "checkpoints").mkdir(parents=True)
     (run_dir / "config.json").write_text(cfg.to_json())
-    save_checkpoint({"method": "JMI", "architecture": "ResNet18", "run_id": run_identity(cfg, 0),
+    save_checkpoint({"method": "JMI", "run_id": run_identity(cfg, 0), "architecture": "ResNet18",
                      "dataset": "CIFAR10", "epoch": 1, "step": 2, "seed": 0, "model": method.state_dict(),
                      "optimizers": {}, "rng": rng_state(), "random_init": {}, "input_shape": list(input_shape)},
                     run_dir / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt")

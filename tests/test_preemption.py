@@ -3,7 +3,7 @@ finishes bitwise-identically to an uninterrupted run. Also: loaders start an epo
 exactly the batches of the full epoch from there; ``--save_every_minutes``; ``--resume auto``.
 
 The signal is a real one: ``MIMAX_SIGNAL_AT=SIGTERM:step:n`` makes the process send it to itself after
-the n-th optimizer step (in-process trials arm it with :func:`mimax.engine.faults.arm_signal`), and one
+the n-th optimizer step (in-process trials arm it with :func:`mimax.store.faults.arm_signal`), and one
 subprocess trial is signalled from outside at a random moment."""
 
 from __future__ import annotations
@@ -27,10 +27,14 @@ from mimax.data.gaussian import GaussianViewLoader
 from mimax.data.images import BatchedViewLoader, ImageSplit, WorkerViewLoader
 from mimax.data.loading import DataLoaderViews
 from mimax.data.views import BatchedViews, TorchvisionViews, make_recipe
-from mimax.engine import faults
-from mimax.engine.checkpoint import list_checkpoints
+from mimax.store import faults
 from mimax.engine.preemption import EXIT_PREEMPTED
-from mimax.engine.rundir import read_csv
+from mimax.store.atomic import read_csv
+from mimax.store.rundir import SeedDir
+
+def _checkpoints(seed_dir: Path) -> list[Path]:
+    return SeedDir.at(seed_dir).checkpoints()
+
 
 STEPS = 24  # kh.ARGS: 2 seeds x 3 epochs x 4 steps
 CPU = torch.device("cpu")
@@ -136,7 +140,7 @@ def signal_and_resume(out: Path, sig: str, step: int, capsys) -> str:
     assert code == EXIT_PREEMPTED, err
     assert len(err) == 1 and err[0].startswith(f"mimax: stopped by {sig} at "), err
     seed_dir = out / f"seed_{(step - 1) // 12}"
-    ckpts = list_checkpoints(seed_dir)
+    ckpts = _checkpoints(seed_dir)
     assert ckpts, "no checkpoint written on the signal"
     assert str(ckpts[-1]) in err[0]
     kh.assert_intact(out, finished=False)
@@ -205,7 +209,7 @@ def test_save_every_minutes_checkpoints_mid_epoch_and_a_kill_loses_at_most_one_s
     out = tmp_path / "exp"
     proc = kh.run([*kh.ARGS, "--save_every_minutes", "1e-9", "--output_dir", str(out)], kill_at="step:7")
     kh.assert_killed(proc, "step:7")
-    ckpts = [p.name for p in list_checkpoints(out / "seed_0")]
+    ckpts = [p.name for p in _checkpoints(out / "seed_0")]
     assert ckpts == ["ckpt_epoch_0001.pt", "ckpt_epoch_0001_step_000002.pt"], ckpts
     assert kh.run_in_process(["--resume", str(out)]) == 0
     _assert_same(_snapshot(out), reference)

@@ -18,9 +18,14 @@ import torch
 
 from conftest import ROOT, TINY_GAUSSIAN
 from mimax.cli import main
-from mimax.engine.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
-from mimax.engine.rundir import LOCK, MARKER, RunLock
+from mimax.store.atomic import atomic_write_text
+from mimax.store.checkpoint import load_checkpoint, save_checkpoint
+from mimax.store.rundir import LOCK, MARKER, RunLock, SeedDir
 from mimax.errors import UserError
+
+def latest_checkpoint(seed_dir: Path) -> Path | None:
+    return SeedDir.at(seed_dir).latest_checkpoint()
+
 
 RUN = ["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "2", "--model_save_interval", "1"]
 LONG = [*TINY_GAUSSIAN[:-2], "--model_name", "JMI", "--epochs", "400", "--gm_train_size", "4096",

@@ -5,10 +5,12 @@ User mistakes print one line ``mimax: error: ...`` and exit with code 2; no trac
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from pathlib import Path
 
 from mimax import __version__
-from mimax.errors import TrainingDiverged, UserError
+from mimax.errors import OneLineParser, TrainingDiverged, UserError
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -22,30 +24,31 @@ COMMANDS = {
 
 
 def cmd_train(argv: list[str]) -> int:
-    from mimax.config import explicit_values
+    import os
+
+    from mimax.config import explicit_values, notes, resolve
     from mimax.engine.experiment import run_experiment
-    from mimax.engine.rundir import find_experiment_dir, resume_config
+    from mimax.store.rundir import ExperimentDir
 
     given = explicit_values(argv)
     ckpt = None
     if given.get("resume") == "auto":  # a requeued job: continue the run if it exists, else start it
-        from pathlib import Path
-
-        from mimax.config import ConfigError
+        from mimax.errors import ConfigError
 
         if not given.get("output_dir"):
             raise ConfigError("--resume", "auto needs --output_dir (the run to continue, or to start there)")
-        if (Path(given["output_dir"]) / "config.json").is_file():
+        if ExperimentDir(given["output_dir"]).is_experiment():
             given["resume"] = given.pop("output_dir")
         else:
             del given["resume"]
     if given.get("resume"):
-        exp_dir, ckpt = find_experiment_dir(given["resume"])
-        cfg = resume_config(exp_dir, {k: v for k, v in given.items() if k != "resume"})
+        exp, ckpt = ExperimentDir.for_resume(given["resume"])
+        cfg = exp.resume_config({k: v for k, v in given.items() if k != "resume"})
     else:
-        from mimax.config import resolve
-
         cfg = resolve(given)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 prints
+            for line in notes(cfg):  # warnings on stderr, notes on stdout
+                print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
     if results is not None:
         from mimax.evaluation.results import results_markdown
@@ -64,14 +67,21 @@ def cmd_methods(argv: list[str]) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    print("\noptions: flag, default [source]; presets per dataset (other image datasets: as CIFAR10)")
+    for m in METHODS.values():
+        print(f"  {m.name}")
+        for f in dataclasses.fields(m.Options):
+            print(f"    --{f.name} {getattr(m.Options, f.name)}  {f.metadata['help']} [{f.metadata['source']}]")
+        for dataset in ("Gaussian", "CIFAR10"):
+            preset = m.Options.presets(dataset)
+            if preset:
+                print(f"    {dataset}: " + ", ".join(f"{k}={v}" for k, v in preset.items()))
     return 0
 
 
 def plot_mi_command(argv: list[str]) -> int:
     """``mimax plot mi RUN_DIR [RUN_DIR ...] --out FIG.png [--format pdf|svg]``: the paper's Figure 2."""
-    from mimax.config import _OneLineParser
-
-    parser = _OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv), one "
+    parser = OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv), one "
                             "panel per estimator, one line per run directory (the paper's Figure 2).")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="experiment directories (seeds averaged) or seed_<k> directories")
@@ -82,12 +92,12 @@ def plot_mi_command(argv: list[str]) -> int:
                         help="which mi.csv representation to draw (embedding, backbone, ...)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
-    from pathlib import Path
-
-    from mimax.engine.checkpoint import check_output_file
-    from mimax.plots import load_mi_curves, plot_mi, save_figure
+    from mimax.store.atomic import check_output_file
 
     check_output_file(Path(args.out), args.overwrite)
+
+    from mimax.plots import load_mi_curves, plot_mi, save_figure
+
     suffix = Path(args.out).suffix.lower().lstrip(".")
     fmt = args.format or (suffix if suffix in ("png", "pdf", "svg") else "png")
     runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
@@ -98,9 +108,7 @@ def plot_mi_command(argv: list[str]) -> int:
 
 def plot_trajectories_command(argv: list[str]) -> int:
     """``mimax plot trajectories RUN_DIR [RUN_DIR ...] --out FIG.png``: the paper's Figure 3."""
-    from mimax.config import _OneLineParser
-
-    parser = _OneLineParser(prog="mimax plot trajectories", description="Cluster-center embeddings over "
+    parser = OneLineParser(prog="mimax plot trajectories", description="Cluster-center embeddings over "
                             "training (trajectories.json of Gaussian-mixture runs), one panel per run directory "
                             "(the paper's Figure 3).")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
@@ -113,18 +121,17 @@ def plot_trajectories_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
-    from pathlib import Path
-
-    from mimax.engine.checkpoint import check_output_file
     from mimax.experiments.figures import plot_trajectories
     from mimax.plots import save_figure
+    from mimax.store.atomic import check_output_file
+    from mimax.store.rundir import ExperimentDir
 
     check_output_file(Path(args.out), args.overwrite)
 
     dirs = []
-    for d in map(Path, args.run_dirs):
-        seeds = sorted(d.glob("seed_*/trajectories.json"))
-        dirs.append(seeds[0].parent if seeds else d)
+    for d in map(Path, args.run_dirs):  # an experiment: its first seed (numeric order) with trajectories
+        seeds = [s.path for s in ExperimentDir(d).seeds() if s.trajectories_json.is_file()]
+        dirs.append(seeds[0] if seeds else d)
     labels = args.labels.split(",") if args.labels else None
     if labels is not None and len(labels) != len(dirs):
         raise UserError(f"--labels: expected {len(dirs)} comma-separated titles, got {len(labels)}")

@@ -8,16 +8,16 @@ from typing import Any
 import torch
 
 from mimax.config import Config
-from mimax.data.loading import per_rank_batch
-from mimax.engine import distributed, faults
-from mimax.engine.checkpoint import OutputWriteError, atomic_write_text, latest_checkpoint, remove_stale_temp_files
 from mimax.engine.divergence import TrainingDiverged
 from mimax.engine.preemption import Preempted, Preemption
-from mimax.engine.rundir import Claim, claim_for_resume, environment, prepare_experiment_dir, write_json
 from mimax.engine.trainer import Callback, train_run
 from mimax.errors import UserError
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.monitors import default_callbacks
+from mimax.runtime import distributed
+from mimax.store import faults
+from mimax.store.atomic import OutputWriteError, atomic_write_text, write_json
+from mimax.store.rundir import ExperimentDir, run_identity
 
 
 def _write_failure(err: OSError | OutputWriteError) -> str:
@@ -36,56 +36,48 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
     Under ``torchrun`` every process calls this; rank 0 creates the directories and writes the files,
     and returns the results (the other ranks return None)."""
     device = distributed.init_from_env(cfg.device)
-    claims: list[Claim] = []
+    held: list[ExperimentDir] = []  # the experiment whose lock this process holds
     try:
         with Preemption(cfg.save_every_minutes) as preemption:
-            return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress, claims, preemption)
+            return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress, held, preemption)
     except (OutputWriteError, OSError) as err:  # a full disk or lost permissions: nothing is lost
         text = _write_failure(err)
-        if "nothing was kept" in text or not (cfg.output_dir and (Path(cfg.output_dir) / "config.json").is_file()):
+        if "nothing was kept" in text or not (cfg.output_dir and ExperimentDir(cfg.output_dir).is_experiment()):
             raise OutputWriteError(text) from None  # nothing to resume (a fresh run removes what it created)
         raise OutputWriteError(f"{text}; free space or fix permissions, then continue with --resume") from None
     finally:
-        for claim in claims:
-            claim.release()
+        for exp in held:
+            exp.release()
         distributed.shutdown()
 
 
 def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None, callbacks_factory,
-               progress: bool, claims: list[Claim], preemption: Preemption) -> dict[str, Any] | None:
+               progress: bool, held: list[ExperimentDir], preemption: Preemption) -> dict[str, Any] | None:
     main = distributed.is_main()
-    per_rank_batch(cfg.batch_size, distributed.world_size())  # the global batch must split over the ranks
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    if cfg.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            from mimax.config import ConfigError
-
-            raise ConfigError("--tensorboard",
-                              "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
-    claim: Claim | None = None
+    mine: ExperimentDir | None = None  # the directory this process locked (rank 0)
     if cfg.resume:
-        exp_dir = Path(cfg.output_dir)
+        exp = ExperimentDir(cfg.output_dir)
         if main:
-            claim = claim_for_resume(exp_dir)  # one writer: refused while another process holds the run
-            claims.append(claim)
-            remove_stale_temp_files(exp_dir)  # torn atomic writes of a killed session
+            mine = exp.claim("--resume")  # one writer: refused while another process holds the run
+            held.append(mine)
+            exp.remove_torn_writes()  # torn atomic writes of a killed session
     else:
         created: str | UserError = ""
         if main:  # one process creates the directory (its default name has a timestamp)
             try:
-                claim = prepare_experiment_dir(cfg)
-                claims.append(claim)
-                exp_dir = claim.path
+                mine = ExperimentDir.create(cfg.output_dir, cfg.overwrite, ExperimentDir.default_path(cfg),
+                                            run_id=run_identity(cfg))
+                held.append(mine)
                 try:
-                    write_json(exp_dir / "config.json", {**cfg.to_dict(), "output_dir": str(exp_dir)})
-                    write_json(exp_dir / "env.json", {**environment(device), "world_size": distributed.world_size()})
+                    mine.write_config(cfg)
+                    mine.write_env(device, world_size=distributed.world_size())
                 except UserError:
-                    claim.discard()
+                    held.remove(mine)
+                    mine.discard()
                     raise
-                created = str(exp_dir)
+                created = str(mine.path)
             except UserError as err:
                 created = err
         shared = distributed.broadcast_object(str(created) if isinstance(created, UserError) else ("", created))
@@ -93,30 +85,29 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
             raise created
         if isinstance(shared, str):  # rank 0 refused the directory: every rank stops with its message
             raise UserError(shared)
-        exp_dir = Path(shared[1])
-        cfg.output_dir = str(exp_dir)
+        exp = ExperimentDir(shared[1])
+        cfg.output_dir = str(exp.path)
     if main:
-        write_json(exp_dir / "status.json", {"status": "incomplete"})
+        exp.write_status("incomplete")
     runs = []
     for k in range(cfg.num_runs):
-        seed = cfg.seed + k
+        seed_dir = exp.seed(cfg.seed + k)
         if k and preemption.signal_name:
-            raise Preempted(f"stopped by {preemption.signal_name} before seed {seed} (seeds {cfg.seed}.."
-                            f"{seed - 1} are finished); continue with --resume")
-        run_dir = exp_dir / f"seed_{seed}"
-        use_ckpt = resume_checkpoint if (resume_checkpoint and resume_checkpoint.parent.parent == run_dir) else None
-        callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, run_dir)
+            raise Preempted(f"stopped by {preemption.signal_name} before seed {seed_dir.seed} (seeds {cfg.seed}.."
+                            f"{seed_dir.seed - 1} are finished); continue with --resume")
+        use_ckpt = resume_checkpoint if (resume_checkpoint and seed_dir.owns_checkpoint(resume_checkpoint)) else None
+        callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, seed_dir.path)
         try:
-            result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress,
+            result = train_run(cfg, seed_dir.path, seed_dir.seed, callbacks, resume_from=use_ckpt, progress=progress,
                                preemption=preemption)
         except TrainingDiverged as err:
             if main:
-                write_json(run_dir / "status.json", {"status": "diverged", "seed": seed, "message": str(err)})
+                seed_dir.write_status("diverged", message=str(err))
             raise
         except Exception as err:  # e.g. a corrupt data file found while loading, no memory: nothing was trained
-            if claim is not None and not cfg.resume and k == 0 and latest_checkpoint(run_dir) is None:
-                claims.remove(claim)
-                claim.discard()  # nothing kept: rerunning the same command must not be refused
+            if mine is not None and not cfg.resume and k == 0 and seed_dir.latest_checkpoint() is None:
+                held.remove(mine)
+                mine.discard()  # nothing kept: rerunning the same command must not be refused
                 if isinstance(err, (OutputWriteError, OSError)):
                     raise OutputWriteError(f"{_write_failure(err)}; nothing was kept: free space or fix "
                                            "permissions, then run the same command again") from None
@@ -127,7 +118,7 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
             if not main:
                 return None
             print(f"stopped after epoch {cfg.stop_after} of this session; continue with: "
-                  f"mimax train --resume {exp_dir}")
+                  f"mimax train --resume {exp.path}")
             return None
         runs.append(result)
     if not main:
@@ -136,9 +127,9 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
     results = {"method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "num_runs": cfg.num_runs, "seeds": [r["seed"] for r in runs],
                "summary": summary, "runs": runs}
-    write_json(exp_dir / "results.json", results)
+    write_json(exp.results_json, results)
     if faults.ARMED:
         faults.hit("results")
-    atomic_write_text(exp_dir / "results.md", results_markdown(summary, cfg.dataset, cfg.num_runs))
-    write_json(exp_dir / "status.json", {"status": "complete"})
+    atomic_write_text(exp.results_md, results_markdown(summary, cfg.dataset, cfg.num_runs))
+    exp.write_status("complete")
     return results

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 
-from mimax.engine import distributed
+from mimax.runtime import distributed
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run the same command again
 SIGNALS = ("SIGTERM", "SIGUSR1")

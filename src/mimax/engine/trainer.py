@@ -8,40 +8,37 @@ generator seeded by ``(seed, epoch)``, so a resumed run is bitwise identical to 
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from mimax.config import Config
 from mimax.data import DataBundle, build_data
 from mimax.data.loading import shard_views
-from mimax.engine import distributed, faults
-from mimax.engine.checkpoint import (
+from mimax.engine.divergence import NonFiniteGuard, check_weights
+from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
+from mimax.engine.precision import StepPrecision, prepare_model, to_layout
+from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
+from mimax.methods import build_method
+from mimax.paradigms import Method
+from mimax.runtime import distributed
+from mimax.runtime.device import seed_everything
+from mimax.store import faults
+from mimax.engine.preemption import Preempted, Preemption
+from mimax.store.atomic import read_csv, write_csv, write_json
+from mimax.store.checkpoint import (
     CheckpointError,
-    checkpoint_path,
     first_sentence,
-    latest_checkpoint,
     load_checkpoint,
-    remove_stale_temp_files,
-    remove_superseded_mid_epoch,
     restore_rng_state,
     rng_state,
     save_checkpoint,
 )
-from mimax.engine.divergence import NonFiniteGuard, check_weights
-from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
-from mimax.engine.precision import StepPrecision, prepare_model, to_layout
-from mimax.engine.preemption import Preempted, Preemption
-from mimax.engine.rundir import environment, read_csv, run_identity, write_csv, write_json
-from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
-from mimax.methods import METHODS
-from mimax.paradigms import Method
+from mimax.store.rundir import SeedDir, environment, run_identity
 
 
 @dataclass
@@ -72,23 +69,6 @@ class Callback:
 
     def on_train_end(self, state: RunState) -> None:
         """After the last epoch of a completed run."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from mimax.config import ConfigError
-
-        raise ConfigError("--device", f"{name} requested but CUDA is not available on this machine")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @torch.no_grad()
@@ -148,31 +128,25 @@ def _load_into(method: Method, optimizers: dict[str, torch.optim.Optimizer], ckp
                               f"({first_sentence(exc)})") from None
 
 
-def _restored_rows(run_dir: Path, name: str, epochs: set[int], upto: int, ckpt_file: Path) -> list[dict[str, Any]]:
-    """The rows of ``name`` (metrics.csv, eval.csv) up to epoch ``upto``, which must hold ``epochs``;
-    a damaged or emptied file is refused (its earlier rows would otherwise be lost silently)."""
-    path = run_dir / name
+def _restored_rows(path: Path, epochs: set[int], upto: int, ckpt_file: Path) -> list[dict[str, Any]]:
+    """The rows of ``path`` (metrics.csv, eval.csv) up to epoch ``upto``, which must hold ``epochs``; a
+    damaged or emptied file is refused (its earlier rows would otherwise be lost silently)."""
+    import csv
+
+    advice = (f"resuming from {ckpt_file.name} needs its rows of epochs up to {upto}: restore the file, or start "
+              "again with --overwrite")
     try:
         rows = [r for r in read_csv(path) if int(r["epoch"]) <= upto]
     except KeyError:
-        raise CheckpointError(f"{path}: unreadable (no epoch column); resuming from {ckpt_file.name} needs its rows "
-                              f"of epochs up to {upto}: restore the file, or start again with --overwrite") from None
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv_error()) as exc:
-        raise CheckpointError(f"{path}: unreadable ({first_sentence(exc)}); resuming from {ckpt_file.name} "
-                              f"needs its rows of epochs up to {upto}: restore the file, or start again with "
-                              "--overwrite") from None
+        raise CheckpointError(f"{path}: unreadable (no epoch column); {advice}") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
+        raise CheckpointError(f"{path}: unreadable ({first_sentence(exc)}); {advice}") from None
     missing = sorted(epochs - {int(r["epoch"]) for r in rows})
     if missing:
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
         raise CheckpointError(f"{path}: lacks the rows of epoch(s) {shown} (emptied or damaged); resuming from "
                               f"{ckpt_file.name} would lose them: restore the file, or start again with --overwrite")
     return rows
-
-
-def csv_error() -> type[Exception]:
-    import csv
-
-    return csv.Error
 
 
 def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
@@ -183,23 +157,21 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     it checkpoints where it stands (mid-epoch if need be) and raises :class:`Preempted`."""
     preemption = preemption or Preemption()
     run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    sd = SeedDir(run_dir, seed)
+    sd.create()
     if distributed.is_main():  # torn atomic writes of a killed session (only rank 0 writes files)
-        for directory in (run_dir, run_dir / "checkpoints"):
-            remove_stale_temp_files(directory)
-    if (run_dir / "results.json").is_file() and resume_from is None:
-        import json
-
-        done = json.loads((run_dir / "results.json").read_text())  # this seed already finished
+        sd.remove_torn_writes()
+    done = sd.read_results() if resume_from is None else None
+    if done is not None:  # this seed already finished
         if distributed.is_main():  # a kill between results.json and status.json left "incomplete": repair it
-            write_json(run_dir / "status.json", {"status": "complete", "epoch": done["epochs"], "seed": seed})
+            sd.write_status("complete", done["epochs"])
         return done
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     seed_everything(seed)
     data = build_data(cfg, device, seed)
     data.train_views = shard_views(data.train_views, rank, world, cfg.batch_size)  # this rank's share
-    method = METHODS[cfg.model_name](cfg, data.input_shape).to(device)
+    method = build_method(cfg, data.input_shape).to(device)
     if cfg.sync_bn:
         method = distributed.convert_sync_batchnorm(method, device)
     prepare_model(method, cfg.channels_last, cfg.compile)
@@ -214,7 +186,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
     state = RunState(cfg, method, data, device, run_dir, seed, total_steps=total_steps)
 
-    ckpt_file = resume_from or latest_checkpoint(run_dir)
+    ckpt_file = resume_from or sd.latest_checkpoint()
     metrics_rows: list[dict[str, Any]] = []
     eval_rows: list[dict[str, Any]] = []
     random_init: dict[str, dict[str, float]] = {}
@@ -227,16 +199,14 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         state.epoch, state.step = ckpt["epoch"], ckpt["step"]
         random_init = ckpt["random_init"]
         partial = ckpt.get("partial") or {}
-        metrics_rows = _restored_rows(run_dir, "metrics.csv", set(range(1, state.epoch + 1)), state.epoch, ckpt_file)
+        metrics_rows = _restored_rows(sd.metrics_csv, set(range(1, state.epoch + 1)), state.epoch, ckpt_file)
         evaluated = {e for e in range(1, state.epoch + 1) if e % cfg.model_evaluation_interval == 0 or e == cfg.epochs}
-        eval_rows = _restored_rows(run_dir, "eval.csv", ({0} | evaluated) if random_init else set(), state.epoch,
-                                   ckpt_file)
+        eval_rows = _restored_rows(sd.eval_csv, ({0} | evaluated) if random_init else set(), state.epoch, ckpt_file)
     elif main:
-        write_json(run_dir / "config.json", cfg.to_dict())
-        write_json(run_dir / "env.json", {**environment(device), "world_size": world,
-                                          "per_rank_batch": cfg.batch_size // world})
+        write_json(sd.config_json, cfg.to_dict())
+        write_json(sd.env_json, {**environment(device), "world_size": world, "per_rank_batch": cfg.batch_size // world})
     if main:
-        write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+        sd.write_status("incomplete", state.epoch)
 
     if state.step == 0 and main:  # a fresh start (a mid-epoch-1 checkpoint has steps behind it)
         initial = evaluate(method, data, cfg, device)
@@ -244,7 +214,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if first is not None:
             random_init = {f"Random init ({cfg.architecture})": first}
             eval_rows += [{"epoch": 0, "encoder": label, **m} for label, m in initial.items()]
-            write_csv(run_dir / "eval.csv", eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
+            write_csv(sd.eval_csv, eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
         for cb in callbacks:
             cb.on_train_start(state)
     distributed.barrier()
@@ -254,18 +224,18 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     if cfg.tensorboard and main:
         from torch.utils.tensorboard import SummaryWriter
 
-        tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        tb = SummaryWriter(log_dir=str(sd.tensorboard_dir))
     guard = NonFiniteGuard(cfg.on_nan)  # --on_nan: see mimax.engine.divergence
     opt_params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in optimizers.items()}
 
     def last_good() -> str:
-        return str(latest_checkpoint(run_dir) or "none (no checkpoint yet)")
+        return str(sd.latest_checkpoint() or "none (no checkpoint yet)")
 
     def save(in_epoch: int = 0, sums: dict[str, torch.Tensor] | None = None, counts: dict[str, int] | None = None,
              lr: float = 0.0) -> Path:
         """Checkpoint after ``state.epoch`` epochs (``in_epoch`` > 0: that many steps into the next one,
         with the epoch's running loss sums so its metrics row comes out the same)."""
-        path = checkpoint_path(run_dir, state.epoch, in_epoch)
+        path = sd.checkpoint(state.epoch, in_epoch)
         save_checkpoint({
             "method": cfg.model_name, "architecture": cfg.architecture, "dataset": cfg.dataset,
             "epoch": state.epoch, "step": state.step, "seed": seed, "run_id": run_id,
@@ -275,9 +245,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
             "partial": {"in_epoch": in_epoch, "sums": {k: v.detach().cpu() for k, v in (sums or {}).items()},
                         "counts": dict(counts or {}), "skipped": guard.skipped, "lr": lr} if in_epoch else {},
         }, path)
-        remove_superseded_mid_epoch(run_dir, path)
-        write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "step": state.step,
-                                             "seed": seed})
+        sd.remove_superseded_mid_epoch(path)
+        sd.write_status("incomplete", state.epoch, step=state.step)
         preemption.saved()
         return path
 
@@ -370,7 +339,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         row.update({"epoch_time_s": round(elapsed, 4),
                     "images_per_s": round(steps_per_epoch * cfg.batch_size / max(elapsed, 1e-9), 1)})
         metrics_rows.append(row)
-        write_csv(run_dir / "metrics.csv", metrics_rows)
+        write_csv(sd.metrics_csv, metrics_rows)
         if tb is not None:
             for k, v in row.items():
                 if k != "epoch":
@@ -383,14 +352,13 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if evaluating:
             results = evaluate(method, data, cfg, device)
             eval_rows += [{"epoch": state.epoch, "encoder": label, **m} for label, m in results.items()]
-            write_csv(run_dir / "eval.csv", eval_rows)
+            write_csv(sd.eval_csv, eval_rows)
             if tb is not None:
                 for label, m in results.items():
                     for k, v in m.items():
                         tb.add_scalar(f"eval/{label}/{k}", v, state.epoch)
         stop, due = preemption.due() if state.epoch < cfg.epochs else (False, False)
-        if saving or due:
-            path = save()
+        path = save() if saving or due else None
         if stop:  # a signal during the epoch's end (evaluation, monitors): stop at this epoch's checkpoint
             distributed.barrier()
             raise stop_here(path)
@@ -399,7 +367,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         tb.close()
     if state.epoch < cfg.epochs:
         if main:
-            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+            sd.write_status("incomplete", state.epoch)
         return None
     if not main:
         return {"seed": seed}  # results are rank 0's to write
@@ -409,6 +377,6 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                   for r in eval_rows if int(r["epoch"]) == cfg.epochs}
     results = {"seed": seed, "method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "final": final_eval, "random_init": random_init}
-    write_json(run_dir / "results.json", results)
-    write_json(run_dir / "status.json", {"status": "complete", "epoch": state.epoch, "seed": seed})
+    write_json(sd.results_json, results)
+    sd.write_status("complete", state.epoch)
     return results

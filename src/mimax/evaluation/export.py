@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from mimax.engine.checkpoint import atomic_torch_save, check_output_file, load_checkpoint
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
+from mimax.store.atomic import atomic_torch_save, check_output_file
+from mimax.store.checkpoint import load_checkpoint
 
 ENCODER_ALIASES = {"f_theta": "f_θ", "g_xi": "g_ξ"}
 

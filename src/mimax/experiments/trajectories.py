@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mimax.engine.rundir import write_json
 from mimax.engine.trainer import Callback, RunState
+from mimax.errors import UserError
 from mimax.monitors.collapse import normalized_embedding_std
+from mimax.store.atomic import write_json
+from mimax.store.rundir import SeedDir
 
 
 def separation(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
@@ -51,7 +53,7 @@ class TrajectoryRecorder(Callback):
     """Records cluster-center embeddings of the method's first encoder (SDMI: f_θ) every epoch."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / "trajectories.json"
+        self.path = SeedDir.at(run_dir).trajectories_json
         self.records: list[dict[str, Any]] = []
 
     @torch.no_grad()
@@ -92,9 +94,7 @@ class TrajectoryRecorder(Callback):
 def load_trajectories(run_dir: Path) -> dict[str, Any]:
     """``trajectories.json`` of a seed directory: ``{"method": str, "records": [{"epoch": int, ...}, ...]}``
     (a one-line UserError if it is missing, unreadable or not that shape)."""
-    from mimax.errors import UserError
-
-    path = Path(run_dir) / "trajectories.json"
+    path = SeedDir.at(run_dir).trajectories_json
     if not path.is_file():
         raise UserError(f"{path}: no trajectories recorded (run the Gaussian experiment, e.g. `mimax demo`)")
     try:
