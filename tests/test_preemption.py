@@ -27,10 +27,11 @@ from mimax.data.gaussian import GaussianViewLoader
 from mimax.data.images import BatchedViewLoader, ImageSplit, WorkerViewLoader
 from mimax.data.loading import DataLoaderViews
 from mimax.data.views import BatchedViews, TorchvisionViews, make_recipe
-from mimax.store import faults
 from mimax.engine.preemption import EXIT_PREEMPTED
+from mimax.store import faults
 from mimax.store.atomic import read_csv
 from mimax.store.rundir import SeedDir
+
 
 def _checkpoints(seed_dir: Path) -> list[Path]:
     return SeedDir.at(seed_dir).checkpoints()

@@ -18,10 +18,11 @@ import torch
 
 from conftest import ROOT, TINY_GAUSSIAN
 from mimax.cli import main
+from mimax.errors import UserError
 from mimax.store.atomic import atomic_write_text
 from mimax.store.checkpoint import load_checkpoint, save_checkpoint
 from mimax.store.rundir import LOCK, MARKER, RunLock, SeedDir
-from mimax.errors import UserError
+
 
 def latest_checkpoint(seed_dir: Path) -> Path | None:
     return SeedDir.at(seed_dir).latest_checkpoint()

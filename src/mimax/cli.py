@@ -5,6 +5,7 @@ User mistakes print one line ``mimax: error: ...`` and exit with code 2; no trac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -189,10 +190,8 @@ def _safe_streams() -> None:
     """A terminal that cannot show a character (latin-1, ASCII) gets an escape, never a crash."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 stream.reconfigure(errors="backslashreplace")
-            except (ValueError, OSError):
-                pass
 
 
 def main(argv: list[str] | None = None) -> int:

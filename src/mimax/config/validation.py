@@ -8,6 +8,7 @@ batch that does not split over the processes is refused here, before any directo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import fields
@@ -202,10 +203,8 @@ def _check_path(flag: str, value: str | None) -> None:
         return
     _check("\0" not in value, flag, "must not contain a NUL character")
     name_max = 255
-    try:
+    with contextlib.suppress(OSError, ValueError):
         name_max = os.pathconf("/", "PC_NAME_MAX")
-    except (OSError, ValueError):
-        pass
     for part in Path(value).parts:
         size = len(os.fsencode(part))
         _check(size <= name_max, flag, f"path component of {size} bytes is longer than this file system allows "
@@ -215,7 +214,7 @@ def _check_path(flag: str, value: str | None) -> None:
 def _validate_machine(cfg: Config) -> None:
     """Values this machine cannot run: seeds outside numpy's range, float32 overflow, more threads or
     processes than it can start, sizes beyond its memory, paths its file system refuses."""
-    _check(0 <= cfg.seed and cfg.seed + cfg.num_runs - 1 < SEED_LIMIT, "seed",
+    _check(cfg.seed >= 0 and cfg.seed + cfg.num_runs - 1 < SEED_LIMIT, "seed",
            f"must be in [0, {SEED_LIMIT - cfg.num_runs}] so that every seed of --num_runs={cfg.num_runs} is a "
            f"32-bit seed (got {cfg.seed})")
     _check(0 <= cfg.gm_data_seed < 2**63, "gm_data_seed", f"must be in [0, 2^63) (got {cfg.gm_data_seed})")

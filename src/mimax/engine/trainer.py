@@ -22,13 +22,13 @@ from mimax.data.loading import shard_views
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
+from mimax.engine.preemption import Preempted, Preemption
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.methods import build_method
 from mimax.paradigms import Method
 from mimax.runtime import distributed
 from mimax.runtime.device import seed_everything
 from mimax.store import faults
-from mimax.engine.preemption import Preempted, Preemption
 from mimax.store.atomic import read_csv, write_csv, write_json
 from mimax.store.checkpoint import (
     CheckpointError,

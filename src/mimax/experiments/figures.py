@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mimax.errors import UserError
-from mimax.experiments.trajectories import load_trajectories  # noqa: E402
+from mimax.experiments.trajectories import load_trajectories
+from mimax.store.rundir import SeedDir  # noqa: E402
 
 
 def _draw_panel(ax: Any, centers: np.ndarray, title: str) -> None:
@@ -65,13 +66,14 @@ def plot_trajectories(run_dirs: list[Path], labels: list[str] | None = None, kin
     labels = labels or [d["method"] for d in data]
     panels = []
     for d, traj in zip(run_dirs, data):
+        source = SeedDir.at(d).trajectories_json
         try:
             centers = np.array([r[kind] for r in traj["records"]], dtype=float)
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{Path(d) / 'trajectories.json'}: malformed {kind} records ({exc})") from None
+            raise UserError(f"{source}: malformed {kind} records ({exc})") from None
         if centers.ndim != 3 or centers.shape[2] < 2:
-            raise UserError(f"{Path(d) / 'trajectories.json'}: {kind} records must be (epochs, clusters, dim >= 2) "
-                            f"numbers (got shape {centers.shape})")
+            raise UserError(f"{source}: {kind} records must be (epochs, clusters, dim >= 2) numbers (got shape "
+                            f"{centers.shape})")
         panels.append(centers)
     n = len(data)
     cols = min(4, n)

@@ -10,7 +10,6 @@ import torch
 
 from mimax.errors import ConfigError
 
-
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
 
 
