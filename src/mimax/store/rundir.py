@@ -233,9 +233,11 @@ class SeedDir:
         path = Path(path).resolve()
         return path.parent == self.checkpoint_dir.resolve() and CKPT_RE.match(path.name) is not None
 
-    def eval_record(self, epoch: int) -> Path:
-        """Where ``mimax eval`` writes its re-evaluation of the checkpoint of ``epoch``."""
-        return self.path / f"eval_ckpt_epoch_{epoch:04d}.json"
+    def eval_record(self, epoch: int, step_in_epoch: int = 0) -> Path:
+        """Where ``mimax eval`` writes its re-evaluation of the checkpoint of ``epoch`` (and, for a mid-epoch
+        checkpoint, ``step_in_epoch`` steps into the next epoch)."""
+        mid = f"_step_{step_in_epoch:06d}" if step_in_epoch else ""
+        return self.path / f"eval_ckpt_epoch_{epoch:04d}{mid}.json"
 
     def write_status(self, status: str, epoch: int | None = None, **extra: Any) -> None:
         record = {"status": status, **({} if epoch is None else {"epoch": epoch}), "seed": self.seed, **extra}
