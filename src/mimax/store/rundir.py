@@ -30,12 +30,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, fields
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
+from mimax import __version__
 from mimax.config import RUNTIME_FIELDS, Config, validate
+from mimax.config.parsing import coerce, field_type
 from mimax.errors import ConfigError, UserError
 from mimax.methods import METHODS
 from mimax.store.atomic import (
@@ -128,12 +132,6 @@ def git_commit() -> str:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions, machine, device, git commit and command line, for ``env.json``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import numpy
-
-    from mimax import __version__
-
     try:
         torchvision_version = version("torchvision")  # no import: torchvision takes seconds to import
     except PackageNotFoundError:
@@ -158,8 +156,6 @@ def config_from_saved(saved: Any, path: Path) -> Config:
     if unknown:
         raise UserError(f"{path}: fields this mimax does not know ({', '.join(unknown)}); "
                         "was the run trained by a newer version?")
-    from mimax.config.parsing import coerce, field_type
-
     try:  # a damaged file (a hand edit, a bad copy) is one line, not a crash later
         typed = {k: coerce(k, v) if field_type(k)[0] in (int, float, bool, str) else v for k, v in saved.items()}
     except ConfigError as err:
