@@ -5,24 +5,21 @@ stop-gradient) and joint MI (JMI: one shared encoder), the bounds they optimize 
 pure functions of a score matrix, and eight methods declared on top of them.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 
+_LAZY = {"estimate_mi": "mimax.monitors.estimators", "monitor_values": "mimax.monitors.api", "bounds": "mimax.bounds"}
+
+
 def __getattr__(name: str):
-    """Lazy public API (keeps ``import mimax`` and the CLI's start-up light)."""
-    if name == "estimate_mi":
-        from mimax.monitors.estimators import estimate_mi
-
-        return estimate_mi
-    if name == "monitor_values":
-        from mimax.monitors.api import monitor_values
-
-        return monitor_values
-    if name == "bounds":
-        import mimax.bounds as bounds
-
-        return bounds
-    raise AttributeError(f"module 'mimax' has no attribute {name!r}")
+    """The public API, resolved on first use (PEP 562): ``import mimax`` stays light (the CLI starts fast)
+    and the package root depends on no layer of the package."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mimax' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    return module if name == "bounds" else getattr(module, name)
 
 
-__all__ = ["__version__", "estimate_mi", "monitor_values"]
+__all__ = ["__version__", "bounds", "estimate_mi", "monitor_values"]

@@ -5,11 +5,24 @@ User mistakes print one line ``mimax: error: ...`` and exit with code 2; no trac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import sys
+from pathlib import Path
 
 from mimax import __version__
-from mimax.errors import CollapseStopped, OneLineParser, TrainingDiverged, UserError
+from mimax.config import explicit_values, notes, resolve
+from mimax.engine.experiment import run_experiment
+from mimax.engine.preemption import EXIT_PREEMPTED, Preempted
+from mimax.errors import CollapseStopped, ConfigError, OneLineParser, TrainingDiverged, UserError, environment_error
+from mimax.evaluation import commands as evaluation_commands
+from mimax.evaluation.results import results_markdown
+from mimax.experiments import gaussian
+from mimax.methods import METHODS
+from mimax.monitors import analyze as analyze_command
+from mimax.store.atomic import check_output_file
+from mimax.store.rundir import ExperimentDir
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -24,14 +37,15 @@ COMMANDS = {
 
 
 def cmd_train(argv: list[str]) -> int:
-    import os
-
-    from mimax.config import explicit_values, notes, resolve
-    from mimax.engine.experiment import run_experiment
-    from mimax.store.rundir import ExperimentDir
-
     given = explicit_values(argv)
     ckpt = None
+    if given.get("resume") == "auto":  # a requeued job: continue the run if it exists, else start it
+        if not given.get("output_dir"):
+            raise ConfigError("--resume", "auto needs --output_dir (the run to continue, or to start there)")
+        if ExperimentDir(given["output_dir"]).is_experiment():
+            given["resume"] = given.pop("output_dir")
+        else:
+            del given["resume"]
     if given.get("resume"):
         exp, ckpt = ExperimentDir.for_resume(given["resume"])
         cfg = exp.resume_config({k: v for k, v in given.items() if k != "resume"})
@@ -42,32 +56,35 @@ def cmd_train(argv: list[str]) -> int:
                 print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
     if results is not None:
-        from mimax.evaluation.results import results_markdown
-
         print(results_markdown(results["summary"], cfg.dataset, cfg.num_runs))
         print(f"run directory: {cfg.output_dir}")
     return 0
 
 
 def cmd_methods(argv: list[str]) -> int:
-    from mimax.methods import METHODS
-
     rows = [("method", "paradigm", "target update", "predictor", "objective")]
     for m in METHODS.values():
-        rows.append((m.name, m.paradigm, m.target_update, m.predictor_desc, m.objective_desc))
+        rows.append((m.name, m.paradigm, m.target_update_desc, m.predictor_desc, m.objective_desc))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
-    print("\noptions: flag, default [source]; presets per dataset (other image datasets: as CIFAR10)")
+    print("\noptions: flag, default [source]; presets per dataset: the recipe (CIFAR100 and TinyImageNet as "
+          "CIFAR10; other image datasets: CIFAR10's projector only; sources in scripts/README.md)")
     for m in METHODS.values():
         print(f"  {m.name}")
         for f in dataclasses.fields(m.Options):
             print(f"    --{f.name} {getattr(m.Options, f.name)}  {f.metadata['help']} [{f.metadata['source']}]")
-        for dataset in ("Gaussian", "CIFAR10"):
+        for dataset in ("Gaussian", "CIFAR10", "ImageNet100", "FashionMNIST"):
             preset = m.Options.presets(dataset)
             if preset:
                 print(f"    {dataset}: " + ", ".join(f"{k}={v}" for k, v in preset.items()))
     return 0
+
+
+def figure_format(out: str) -> str:
+    """png, pdf or svg from the output file's suffix (png when it is none of them)."""
+    suffix = Path(out).suffix.lower().lstrip(".")
+    return suffix if suffix in ("png", "pdf", "svg") else "png"
 
 
 def plot_mi_command(argv: list[str]) -> int:
@@ -81,13 +98,12 @@ def plot_mi_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--representation", default="embedding",
                         help="which mi.csv representation to draw (embedding, backbone, ...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
-    from pathlib import Path
+    check_output_file(Path(args.out), args.overwrite)
+    from mimax.plots import load_mi_curves, plot_mi, save_figure  # matplotlib: imported where it draws
 
-    from mimax.plots import load_mi_curves, plot_mi, save_figure
-
-    suffix = Path(args.out).suffix.lower().lstrip(".")
-    fmt = args.format or (suffix if suffix in ("png", "pdf", "svg") else "png")
+    fmt = args.format or figure_format(args.out)
     runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
     out = save_figure(plot_mi(runs, representation=args.representation), args.out, fmt)
     print(f"wrote {out}")
@@ -105,11 +121,12 @@ def plot_trajectories_command(argv: list[str]) -> int:
     parser.add_argument("--labels", default=None, help="comma-separated panel titles (default: the methods)")
     parser.add_argument("--points", action="store_true",
                         help="draw the mean embedding of each cluster's points instead of the encoded true mean")
+    parser.add_argument("--format", choices=("png", "pdf", "svg"), default=None,
+                        help="file format (default: from --out's suffix, else png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
-    from pathlib import Path
-
-    from mimax.experiments.figures import plot_trajectories
-    from mimax.store.rundir import ExperimentDir
+    check_output_file(Path(args.out), args.overwrite)
+    from mimax.plots import plot_trajectories, save_figure  # matplotlib: imported where it draws
 
     dirs = []
     for d in map(Path, args.run_dirs):  # an experiment: its first seed (numeric order) with trajectories
@@ -119,8 +136,8 @@ def plot_trajectories_command(argv: list[str]) -> int:
     if labels is not None and len(labels) != len(dirs):
         raise UserError(f"--labels: expected {len(dirs)} comma-separated titles, got {len(labels)}")
     fig = plot_trajectories(dirs, labels, kind="point_mean_embedding" if args.points else "center_embedding")
-    fig.savefig(args.out)
-    print(f"wrote {args.out}")
+    out = save_figure(fig, args.out, args.format or figure_format(args.out), dpi=100)
+    print(f"wrote {out}")
     return 0
 
 
@@ -138,42 +155,24 @@ def cmd_plot(argv: list[str]) -> int:
 
 
 def cmd_demo(argv: list[str]) -> int:
-    from mimax.experiments.gaussian import main as demo_main
-
-    return demo_main(argv)
+    return gaussian.main(argv)
 
 
-
-def cmd_eval(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_eval as run
-
-    return run(argv)
+HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot,
+            "eval": evaluation_commands.cmd_eval, "table": evaluation_commands.cmd_table,
+            "export": evaluation_commands.cmd_export, "analyze": analyze_command.cmd_analyze}
 
 
-def cmd_table(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_table as run
-
-    return run(argv)
-
-
-def cmd_export(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_export as run
-
-    return run(argv)
-
-
-
-def cmd_analyze(argv: list[str]) -> int:
-    from mimax.evaluation.analyze import cmd_analyze as run
-
-    return run(argv)
-
-
-HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot, "eval": cmd_eval,
-            "table": cmd_table, "export": cmd_export, "analyze": cmd_analyze}
+def _safe_streams() -> None:
+    """A terminal that cannot show a character (latin-1, ASCII) gets an escape, never a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
 
 
 def main(argv: list[str] | None = None) -> int:
+    _safe_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V"):
         print(f"mimax {__version__}")
@@ -191,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         return HANDLERS[argv[0]](argv[1:])
     except UserError as err:
         print(f"mimax: error: {err}", file=sys.stderr)
+        return 2
+    except Preempted as err:  # SIGTERM / SIGUSR1: checkpointed, run the same command with --resume
+        print(f"mimax: {err}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except (OSError, MemoryError, RuntimeError) as exc:  # the machine, not the code: full disk, no memory
+        message = environment_error(exc)
+        if message is None:
+            raise
+        print(f"mimax: error: {message}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:  # not a user mistake: its own exit code (docs/reliability.md)
         print(f"mimax: error: {err}", file=sys.stderr)

@@ -33,7 +33,10 @@ class Config:
     temperature: float | None = _opt(None, "critic temperature tau of contrastive/DV objectives (SDMI, JMI, "
                                            "SimCLR, MoCoV3)", method_option=True)
     num_runs: int = _opt(1, "independent runs with seeds seed..seed+num_runs-1; results are mean ± std")
-    augmentation: bool = _opt(False, "strong augmentation recipe (Gaussian: add random scaling to view noise)")
+    augmentation: bool | None = _opt(None, "strong augmentation recipe (Gaussian: add random scaling to view noise); "
+                                           "auto: on for the datasets with a documented recipe (CIFAR10/100, "
+                                           "TinyImageNet, ImageNet100, FashionMNIST), --no_augmentation turns it off",
+                                     negatable=True)
     feature_dim: int | None = _opt(None, "hidden width of the projector MLP")
     projection_dim: int | None = _opt(None, "output width of the projector (the embedding dimension D)")
     projection_layer: int | None = _opt(None, "number of linear layers in the projector (1..3)")
@@ -45,9 +48,12 @@ class Config:
     # --- run management ------------------------------------------------------------------------
     output_dir: str | None = _opt(None, "experiment directory (default: runs/<method>_<dataset>_<time>)")
     seed: int = _opt(0, "base random seed")
-    resume: str | None = _opt(None, "resume from an experiment dir, a seed_<k> dir or a checkpoint file")
+    resume: str | None = _opt(None, "resume from an experiment dir, a seed_<k> dir or a checkpoint file; 'auto': "
+                                    "resume --output_dir if it holds a run, else start it there (requeued jobs)")
     overwrite: bool = _opt(False, "allow writing into an existing non-empty output_dir")
     stop_after: int | None = _opt(None, "stop (resumably) after this many epochs in this invocation")
+    save_every_minutes: float | None = _opt(None, "also checkpoint every M minutes of training, mid-epoch if need "
+                                                  "be (for long epochs and schedulers that kill without warning)")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     num_threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)")
     tensorboard: bool = _opt(False, "also write TensorBoard event files (needs the tensorboard extra)")
@@ -102,7 +108,8 @@ class Config:
     gpu_augment: bool = _opt(False, "batched augmentation on the training device (CPU too), independent "
                                     "random parameters per image, instead of per-image torchvision "
                                     "transforms in DataLoader workers")
-    resnet_width: int = _opt(64, "base width of the ResNet (channels of its first stage; 16 for the CPU protocol)")
+    resnet_width: int | None = _opt(None, "base width of the ResNet (channels of its first stage; auto: 64, 16 "
+                                          "on FashionMNIST, the CPU protocol)")
     image_size: int | None = _opt(None, "side of the square crops trained and evaluated on (auto: the "
                                         "dataset's native size; 224 for ImageNet100/ImageFolder/Folder)", optional=True)
     view_recipe: str | None = _opt(None, "augmentation family used with --augmentation: simclr (symmetric), "
@@ -169,8 +176,9 @@ REFERENCE_FLAGS = ("model_name", "dataset", "architecture", "num_classes", "epoc
 # monitor and --on_nan never change what is trained (unless a step is non-finite).
 RUNTIME_FIELDS = frozenset({"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
                             "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn",
-                            "download", "mi_interval", "on_nan", "unused", "mi_critic_interval",
-                            "stop_on_collapse"})
+                            "download", "mi_interval", "on_nan", "unused", "save_every_minutes",
+                            "mi_critic_interval", "stop_on_collapse"})
 # Fields that may stay None after resolution.
-OPTIONAL_FIELDS = frozenset({"num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir"}) | {
+OPTIONAL_FIELDS = frozenset({"num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir",
+                             "save_every_minutes"}) | {
     f.name for f in fields(Config) if f.metadata.get("optional") or f.metadata.get("method_option")}

@@ -5,7 +5,8 @@ base width 64 loads with ``strict=True`` into ``torchvision.models.resnet18/50(w
 the documented stem change (docs/evaluation.md), which is what :func:`torchvision_resnet` applies:
 
 - ``fc`` -> ``nn.Identity()`` (always: the backbone outputs 512 / 2048 features);
-- images of 64 px or less (the CIFAR stem): ``conv1`` -> ``nn.Conv2d(C, 64, 3, 1, 1, bias=False)``,
+- images of 64 px or less (the CIFAR stem, :func:`mimax.nets.backbones.uses_cifar_stem`):
+  ``conv1`` -> ``nn.Conv2d(C, 64, 3, 1, 1, bias=False)``,
   ``maxpool`` -> ``nn.Identity()``;
 - larger images with C != 3 channels: ``conv1`` -> ``nn.Conv2d(C, 64, 7, 2, 3, bias=False)``.
 
@@ -23,9 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from mimax.data import build_data
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
-from mimax.store.atomic import atomic_torch_save
+from mimax.nets.backbones import mlp_backbone, uses_cifar_stem
+from mimax.store.atomic import atomic_torch_save, check_output_file
 from mimax.store.checkpoint import load_checkpoint
 
 ENCODER_ALIASES = {"f_theta": "f_θ", "g_xi": "g_ξ"}
@@ -38,7 +41,7 @@ def torchvision_resnet(architecture: str, input_shape: tuple[int, ...]) -> nn.Mo
     net = {"ResNet18": torchvision.models.resnet18, "ResNet50": torchvision.models.resnet50}[architecture](weights=None)
     channels, size = input_shape[0], max(input_shape[1:])
     net.fc = nn.Identity()
-    if size <= 64:
+    if uses_cifar_stem(size):
         net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     elif channels != 3:
@@ -50,7 +53,7 @@ def stem_recipe(architecture: str, input_shape: tuple[int, ...]) -> str:
     """The loading recipe for a torchvision ResNet, as Python the user can paste."""
     channels, size = input_shape[0], max(input_shape[1:])
     lines = [f"net = torchvision.models.{architecture.lower()}(weights=None)", "net.fc = nn.Identity()"]
-    if size <= 64:
+    if uses_cifar_stem(size):
         lines += [f"net.conv1 = nn.Conv2d({channels}, 64, kernel_size=3, stride=1, padding=1, bias=False)",
                   "net.maxpool = nn.Identity()"]
     elif channels != 3:
@@ -72,19 +75,13 @@ def choose_encoder(encoders: dict[str, Any], row_labels: dict[str, str], wanted:
 def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: str | None = None,
                     overwrite: bool = False) -> dict[str, Any]:
     """Write the chosen encoder's backbone state_dict to ``out``; return what was exported and how it loads."""
-    out_path = Path(out)
-    if out_path.exists() and not overwrite:
-        raise UserError(f"--out: {out_path} already exists; pass --overwrite to replace it")
-    if not out_path.parent.is_dir():
-        raise UserError(f"--out: directory {out_path.parent} does not exist")
+    out_path = check_output_file(Path(out), overwrite)
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
     ckpt = load_checkpoint(path)
     cfg = run.cfg
     if "input_shape" in ckpt:
         input_shape = tuple(int(s) for s in ckpt["input_shape"])
     else:  # checkpoints written before the input shape was recorded: ask the dataset
-        from mimax.data import build_data
-
         input_shape = tuple(build_data(cfg, torch.device("cpu"), int(ckpt["seed"])).input_shape)
     method = rebuild_method(cfg, ckpt, path, input_shape)
     key = choose_encoder(method.encoders(), method.row_labels(), encoder)
@@ -94,8 +91,6 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     info = {"checkpoint": str(path), "encoder": key, "architecture": cfg.architecture,
             "input_shape": list(input_shape), "out": str(out_path)}
     if cfg.architecture == "MLP":
-        from mimax.nets.backbones import mlp_backbone
-
         mlp_backbone(input_shape[0], cfg.mlp_hidden_dim).load_state_dict(state, strict=True)
         info["loads_into"] = (f"the MLP backbone (not a torchvision model): "
                               f"mimax.nets.backbones.mlp_backbone({input_shape[0]}, {cfg.mlp_hidden_dim})")

@@ -8,8 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mimax.evaluation.results import mean_std
+from mimax.evaluation.results import format_mean_std, mean_std
 from mimax.monitors.collapse import COLLAPSE_ERANK, COLLAPSE_STD  # stated in claims.md, docs/experiments.md
+from mimax.monitors.mi import CRITIC_ESTIMATOR
+from mimax.plots import plot_mi, plot_trajectories, save_figure
 from mimax.store.atomic import atomic_write_text, write_json
 from mimax.store.rundir import ExperimentDir, SeedDir
 
@@ -29,8 +31,6 @@ def _mi_rows(seed_dir: SeedDir, representation: str = "embedding") -> dict[int, 
 
 def _critic_rows(seed_dir: SeedDir, representation: str = "embedding") -> dict[int, dict[str, float]]:
     """``{epoch: {"value", "low", "high"}}``: the trained-critic MI estimates of a run's ``mi.csv``."""
-    from mimax.monitors.mi import CRITIC_ESTIMATOR
-
     return {int(r["epoch"]): {"value": float(r["value"]), "low": float(r["ci_low"]), "high": float(r["ci_high"])}
             for r in seed_dir.read_rows("mi")
             if r["representation"] == representation and r["estimator"] == CRITIC_ESTIMATOR}
@@ -90,9 +90,7 @@ def collect_run(exp: ExperimentDir, run) -> dict[str, Any]:
 
 
 def _fmt(stat: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
-    if stat["n"] < 2 or math.isnan(stat["std"]):
-        return f"{stat['mean'] * scale:.{digits}f}"
-    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+    return format_mean_std(stat, scale, digits)
 
 
 def results_markdown(rows: list[dict[str, Any]], elapsed: float) -> str:
@@ -228,9 +226,6 @@ def _collapse_text(r: dict[str, Any]) -> str:
 
 
 def write_report(out: Path, runs, args, elapsed: float) -> None:
-    from mimax.experiments.figures import plot_trajectories
-    from mimax.plots import plot_mi
-
     exps = [ExperimentDir(out / "runs" / r.slug) for r in runs]
     rows = [collect_run(e, r) for e, r in zip(exps, runs)]
     demo = ExperimentDir(out)
@@ -238,7 +233,5 @@ def write_report(out: Path, runs, args, elapsed: float) -> None:
     atomic_write_text(demo.results_md, results_markdown(rows, elapsed))
     atomic_write_text(out / "claims.md", claims_markdown(rows))
     first_seeds = [e.finished_seeds()[0].path for e in exps]
-    fig = plot_trajectories(first_seeds, [r.label for r in runs])
-    fig.savefig(out / "trajectories.png", dpi=110)
-    fig = plot_mi(first_seeds, labels=[r.label for r in runs])
-    fig.savefig(out / "mi.png", dpi=110)
+    save_figure(plot_trajectories(first_seeds, [r.label for r in runs]), out / "trajectories.png", "png", dpi=110)
+    save_figure(plot_mi(first_seeds, labels=[r.label for r in runs]), out / "mi.png", "png", dpi=110)

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mimax.bounds import BOUNDS  # noqa: E402
-from mimax.engine.trainer import Callback, RunState  # noqa: E402
+from mimax.callbacks import Callback, RunState  # noqa: E402
 from mimax.monitors.mi import CRITIC_ESTIMATOR  # noqa: E402
 from mimax.store.atomic import atomic_write_bytes, read_csv  # noqa: E402
 from mimax.store.rundir import SeedDir  # noqa: E402

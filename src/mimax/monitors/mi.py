@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from mimax.bounds import BOUNDS, cosine_scores
-from mimax.engine.trainer import Callback, RunState
+from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.monitors.estimators import estimate_mi

@@ -29,7 +29,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mimax.errors import UserError
+from mimax.config import config_from_args
+from mimax.data import build_data
+from mimax.errors import OneLineParser, UserError
+from mimax.evaluation.export import choose_encoder, torchvision_resnet
+from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
+from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
+from mimax.monitors.api import monitor_values
+from mimax.nets.backbones import mlp_backbone
+from mimax.runtime.device import resolve_device
 from mimax.store.atomic import atomic_write_bytes, atomic_write_text
 from mimax.store.checkpoint import load_checkpoint
 
@@ -37,8 +45,6 @@ REPORT_FILES = ("analysis.json", "analysis.md", "analysis.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mimax.errors import OneLineParser
-
     p = OneLineParser(prog="mimax analyze", description="Monitors (trained-critic MI, contrast scores, RankMe, "
                        "LiDAR, alpha-ReQ, alignment/uniformity), linear probe and kNN of one encoder: "
                        "analysis.json, analysis.md and analysis.png in --output_dir.")
@@ -60,8 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_config(base, dataset: str | None, data_dir: str | None, monitor_size: int | None):
     """The data settings: the run's config (when there is one) with the flags given here on top."""
     import dataclasses
-
-    from mimax.config import config_from_args
 
     given = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir), ("monitor_size", monitor_size))
              if v is not None}
@@ -102,9 +106,6 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 
 def _mimax_run(path: Path, encoder: str | None) -> tuple[Any, _Encoder, str]:
-    from mimax.evaluation.export import choose_encoder
-    from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
-
     if path.is_file():  # a checkpoint of a run: .../seed_<k>/checkpoints/ckpt_epoch_<n>.pt
         run = open_run(str(path.resolve().parent.parent))
         seed_dir, ckpt_path = checkpoints_to_use(run, str(path))[0]
@@ -121,9 +122,6 @@ def _mimax_run(path: Path, encoder: str | None) -> tuple[Any, _Encoder, str]:
 
 
 def _exported_backbone(state: dict[str, Any], path: Path, cfg, input_shape: tuple[int, ...]) -> tuple[_Encoder, str]:
-    from mimax.evaluation.export import torchvision_resnet
-    from mimax.nets.backbones import mlp_backbone
-
     candidates = []
     if len(input_shape) == 1:
         candidates.append(("MLP", lambda: mlp_backbone(input_shape[0], cfg.mlp_hidden_dim)))
@@ -177,11 +175,6 @@ def _embed_pairs(encoder: _Encoder, x_a: Tensor, x_b: Tensor, device: torch.devi
 
 def analyze(args: argparse.Namespace) -> dict[str, Any]:
     """Load, measure and return the report (nothing written)."""
-    from mimax.data import build_data
-    from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
-    from mimax.monitors.api import monitor_values
-    from mimax.runtime.device import resolve_device
-
     device = resolve_device(args.device)
     path = Path(args.model)
     run_cfg = None

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import mimax
+from conftest import ROOT
 from mimax.monitors.rank import alignment, lidar, rankme
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "monitoring.md"
+DOCS = ROOT / "docs" / "monitoring.md"
 
 
 def _pairs(n=600, d=8, seed=0):
