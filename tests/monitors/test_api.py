@@ -4,7 +4,6 @@ docs example on a torchvision model, and the Lightning callback in a 1-epoch CPU
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
