@@ -203,7 +203,8 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
             if not Path(args.weights).is_file():
                 raise UserError(f"--weights: {args.weights} is not a file")
             encoder, source, ignored = _torchvision_model(args.model, Path(args.weights), tuple(data.input_shape))
-    encoder = encoder.to(device).eval()
+    encoder = encoder.to(device)
+    encoder.eval()
     x_a, x_b = data.monitor_views
     reps = _embed_pairs(encoder, x_a, x_b, device)
     report: dict[str, Any] = {"model": source, "dataset": cfg.dataset, "monitor_pairs": int(x_a.shape[0]),
