@@ -127,8 +127,10 @@ class Config:
     mi_temperature: float = _opt(0.1, "fixed temperature tau_est of the cosine critic of the MI monitor")
     mi_batch_size: int = _opt(512, "pairs per score matrix of the MI monitor (estimates averaged over batches)")
     # --- speed and scale (docs/performance.md) ---------------------------------------------------
-    precision: str = _opt("fp32", "fp32, bf16 or fp16: autocast precision of the networks (objectives stay "
-                                  "fp32; fp16 uses a GradScaler and needs CUDA)")
+    precision: str = _opt("auto", "auto, fp32, bf16 or fp16: autocast precision of the networks (objectives stay "
+                                  "fp32; fp16 uses a GradScaler and needs CUDA). auto: bf16 where the device "
+                                  "computes it natively (AVX512-BF16/AMX CPUs, bf16 GPUs), else fp32; the choice is "
+                                  "printed and recorded in config.json")
     channels_last: bool = _opt(False, "NHWC memory layout for image models and batches (faster convolutions)")
     compile: bool = _opt(False, "torch.compile the backbones (first steps are slow while it compiles)")
     sync_bn: bool = _opt(False, "multi-process runs: BatchNorm statistics over the global batch (SyncBatchNorm, "
@@ -365,8 +367,8 @@ def validate(cfg: Config) -> None:
     _check(cfg.mi_temperature > 0, "mi_temperature", f"must be > 0 (got {cfg.mi_temperature})")
     _check(cfg.mi_batch_size >= 2, "mi_batch_size",
            f"must be >= 2: the estimators need pairs (got {cfg.mi_batch_size})")
-    _check(cfg.precision in ("fp32", "bf16", "fp16"), "precision",
-           f"expected fp32, bf16 or fp16 (got {cfg.precision!r})")
+    _check(cfg.precision in ("auto", "fp32", "bf16", "fp16"), "precision",
+           f"expected auto, fp32, bf16 or fp16 (got {cfg.precision!r})")
     if cfg.precision == "fp16":
         import torch
 

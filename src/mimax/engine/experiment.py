@@ -13,6 +13,7 @@ from mimax.data.loading import per_rank_batch
 from mimax.engine import distributed, faults
 from mimax.engine.checkpoint import atomic_write_text, latest_checkpoint, remove_stale_temp_files
 from mimax.engine.divergence import TrainingDiverged
+from mimax.engine.precision import resolve_precision
 from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
 from mimax.engine.trainer import Callback, train_run
 from mimax.errors import UserError
@@ -38,6 +39,10 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
 def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None,
                callbacks_factory, progress: bool) -> dict[str, Any] | None:
     main = distributed.is_main()
+    # auto is resolved once, before config.json is written: the run records its choice, and says it
+    cfg.precision, line = resolve_precision(cfg.precision, device, cfg.architecture)
+    if main and progress:
+        print(line, flush=True)
     per_rank_batch(cfg.batch_size, distributed.world_size())  # the global batch must split over the ranks
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

@@ -37,6 +37,7 @@ from mimax.engine.checkpoint import (
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
+from mimax.engine.progress import ConsoleLog, TensorBoardLog, eta_seconds, format_duration, format_eval, format_mi
 from mimax.engine.rundir import environment, read_csv, write_csv, write_json
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.methods import METHODS
@@ -158,6 +159,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         return done
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
+    log = ConsoleLog(enabled=progress and main)
+    started = time.perf_counter()
     seed_everything(seed)
     data = build_data(cfg, device, seed)
     data.train_views = shard_views(data.train_views, rank, world, cfg.batch_size)  # this rank's share
@@ -195,23 +198,30 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     if main:
         write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
 
+    if ckpt_file is not None:
+        log.phase(seed, f"resumed from {ckpt_file} (epoch {state.epoch}/{cfg.epochs})")
     if state.epoch == 0 and main:
+        log.phase(seed, f"{cfg.model_name} on {cfg.dataset}: {cfg.epochs} epochs of {steps_per_epoch} steps; "
+                        f"evaluating the random init and estimating MI before the first step")
+        t_phase = time.perf_counter()
         initial = evaluate(method, data, cfg, device)
         first = next(iter(initial.values()), None)
         if first is not None:
             random_init = {f"Random init ({cfg.architecture})": first}
             eval_rows += [{"epoch": 0, "encoder": label, **m} for label, m in initial.items()]
             write_csv(run_dir / "eval.csv", eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
+            log.phase(seed, f"{format_eval(random_init)} ({format_duration(time.perf_counter() - t_phase)})")
+        t_phase = time.perf_counter()
         for cb in callbacks:
             cb.on_train_start(state)
+        if state.extra.get("mi"):
+            log.phase(seed, f"before training: {format_mi(state.extra['mi'])} "
+                            f"({format_duration(time.perf_counter() - t_phase)})")
     distributed.barrier()
     stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
 
-    tb = None
-    if cfg.tensorboard and main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    tb = TensorBoardLog(str(run_dir / "tensorboard")) if cfg.tensorboard and main else None
+    epoch_times: list[float] = []
     guard = NonFiniteGuard(cfg.on_nan)  # --on_nan: see mimax.engine.divergence
     opt_params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in optimizers.items()}
 
@@ -221,6 +231,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     method.train()
     while state.epoch < stop_epoch:
         state.epoch += 1
+        state.extra.pop("mi", None)
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         t0 = time.perf_counter()
@@ -273,23 +284,18 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                     "images_per_s": round(steps_per_epoch * cfg.batch_size / max(elapsed, 1e-9), 1)})
         metrics_rows.append(row)
         write_csv(run_dir / "metrics.csv", metrics_rows)
-        if tb is not None:
-            for k, v in row.items():
-                if k != "epoch":
-                    tb.add_scalar(f"train/{k}", float(v), state.epoch)
         final = state.epoch == cfg.epochs
         evaluating = state.epoch % cfg.model_evaluation_interval == 0 or final
         saving = state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch
         if evaluating or saving:  # never evaluate or checkpoint non-finite weights
             check_weights(method, state.step, last_good())
+        results = None
         if evaluating:
             results = evaluate(method, data, cfg, device)
             eval_rows += [{"epoch": state.epoch, "encoder": label, **m} for label, m in results.items()]
             write_csv(run_dir / "eval.csv", eval_rows)
-            if tb is not None:
-                for label, m in results.items():
-                    for k, v in m.items():
-                        tb.add_scalar(f"eval/{label}/{k}", v, state.epoch)
+        if tb is not None:
+            tb.epoch(state.epoch, row, state.extra.get("mi"), results)
         if saving:
             atomic_torch_save({
                 "format": CHECKPOINT_FORMAT, "method": cfg.model_name, "architecture": cfg.architecture,
@@ -299,6 +305,11 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
             }, checkpoint_path(run_dir, state.epoch))
             write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+        epoch_times.append(time.perf_counter() - t0)
+        log.epoch(seed, state.epoch, cfg.epochs, row, eta_seconds(epoch_times, stop_epoch - state.epoch),
+                  state.extra.get("mi"), results)
+        if saving:
+            log.phase(seed, f"checkpoint {checkpoint_path(run_dir, state.epoch)}")
         distributed.barrier()
     if tb is not None:
         tb.close()
@@ -316,4 +327,5 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                "epochs": cfg.epochs, "final": final_eval, "random_init": random_init}
     write_json(run_dir / "results.json", results)
     write_json(run_dir / "status.json", {"status": "complete", "epoch": state.epoch, "seed": seed})
+    log.summary(seed, final_eval, random_init, time.perf_counter() - started)
     return results

@@ -102,8 +102,10 @@ class MIMonitor(Callback):
         if state.data.monitor_views is None:
             return
         x_a, x_b = state.data.monitor_views
-        for row in estimate_mi(state.method, x_a, x_b, self.batch_size, self.temperature, state.device):
-            self.rows.append({"epoch": state.epoch, "step": state.step, **row})
+        latest = [{"epoch": state.epoch, "step": state.step, **row}
+                  for row in estimate_mi(state.method, x_a, x_b, self.batch_size, self.temperature, state.device)]
+        self.rows += latest
+        state.extra["mi"] = latest  # this epoch's estimates, for the epoch's printed line and TensorBoard
         write_csv(self.path, [{k: r[k] for k in MI_CSV_COLUMNS} for r in self.rows])
 
     def on_train_start(self, state: RunState) -> None:
