@@ -164,6 +164,9 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     seed_everything(seed)
     data = build_data(cfg, device, seed)
     data.train_views = shard_views(data.train_views, rank, world, cfg.batch_size)  # this rank's share
+    # Re-seeded after the data, whose set-up draws a method-dependent amount of randomness (view recipes):
+    # the same seed builds the same first backbone whatever the method, so random-init baselines agree.
+    torch.manual_seed(seed)
     method = METHODS[cfg.model_name](cfg, data.input_shape).to(device)
     if cfg.sync_bn:
         method = distributed.convert_sync_batchnorm(method, device)
