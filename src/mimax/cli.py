@@ -32,9 +32,11 @@ def cmd_train(argv: list[str]) -> int:
         exp_dir, ckpt = find_experiment_dir(given["resume"])
         cfg = resume_config(exp_dir, {k: v for k, v in given.items() if k != "resume"})
     else:
-        from mimax.config import resolve
+        from mimax.config import resolve_with_notes
 
-        cfg = resolve(given)
+        cfg, notes = resolve_with_notes(given)
+        for note in notes:
+            print(f"note: {note}", flush=True)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
     if results is not None:
         from mimax.evaluation.results import results_markdown

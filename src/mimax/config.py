@@ -180,8 +180,9 @@ DATASET_PRESETS.update({
     "CIFAR100": dict(_IMAGE, epochs=1000, image_size=32),
     "TinyImageNet": dict(_IMAGE, epochs=400, image_size=64),
     "ImageNet100": dict(_IMAGE, epochs=400, image_size=224, monitor_size=512),
-    "ImageFolder": dict(_IMAGE, epochs=200, image_size=224, monitor_size=512),
-    "Folder": dict(_IMAGE, epochs=200, image_size=224, monitor_size=512),
+    # ImageFolder/Folder: image_size from the data (mimax.fit), 224 if it cannot be read
+    "ImageFolder": dict(_IMAGE, epochs=200, monitor_size=512),
+    "Folder": dict(_IMAGE, epochs=200, monitor_size=512),
     "FashionMNIST": dict(_IMAGE, epochs=100, image_size=28),
     "MNIST": dict(_IMAGE, epochs=100, image_size=28),
     "Digits": dict(_IMAGE, epochs=50, warmup_epochs=5, batch_size=128, image_size=8, monitor_size=450),
@@ -282,6 +283,11 @@ def explicit_values(argv: list[str] | None) -> dict[str, Any]:
 
 def resolve(given: dict[str, Any]) -> Config:
     """Fill auto fields from the dataset and method presets, then validate."""
+    return resolve_with_notes(given)[0]
+
+
+def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
+    """:func:`resolve`, and one note per default that was fitted to the run (:mod:`mimax.fit`)."""
     values = dict(given)
     dataset = values.get("dataset", Config.dataset)
     method = values.get("model_name", Config.model_name)
@@ -296,9 +302,12 @@ def resolve(given: dict[str, Any]) -> Config:
     for key, val in preset.items():
         if values.get(key) is None:
             values[key] = val
+    from mimax.fit import fit_to_run
+
+    notes = fit_to_run(values, given)
     cfg = Config(**values)
     validate(cfg)
-    return cfg
+    return cfg, notes
 
 
 def config_from_args(argv: list[str] | None) -> Config:
@@ -325,9 +334,9 @@ def validate_images(cfg: Config) -> None:
     _check(cfg.architecture != "MLP", "architecture", f"{cfg.dataset} holds images: use ResNet18 or ResNet50")
     _check(cfg.dataset != "Folder" or cfg.no_labels, "no_labels",
            "--dataset Folder holds unlabelled images: add --no_labels (or use ImageFolder for a class-per-folder tree)")
+    check_data(cfg)
     _check(cfg.image_size is not None and cfg.image_size >= 8, "image_size",
            f"must be >= 8 for image datasets (got {cfg.image_size})")
-    check_data(cfg)
 
 
 def validate(cfg: Config) -> None:

@@ -3,7 +3,7 @@
 
 ``ImageFolder`` layouts: ``DATA_DIR/train/<class>/*.jpg`` with ``DATA_DIR/val/<class>/`` (or ``test/``)
 holding the same classes; or a single ``DATA_DIR/<class>/*.jpg`` tree, of which a fixed 10% of each
-class (at least one image) is held out as the test split. ``Folder``: every image file under
+class (at least one image; 20% below 1,000 images) is held out as the test split. ``Folder``: every image file under
 ``DATA_DIR`` (recursively), no labels: pretraining only. Image files are those with torchvision's
 ``IMG_EXTENSIONS``; every file's header is checked before training (corrupt files are an error).
 """
@@ -28,6 +28,8 @@ from mimax.errors import DataError
 CLASS_TREE = "one sub-folder of images per class (DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/, " \
              "or DATA_DIR/<class>/*.jpg)"
 HELD_OUT = 0.1
+SMALL_DATASET = 1000  # below this many images, hold out SMALL_HELD_OUT: a 10% test split would be too coarse
+SMALL_HELD_OUT = 0.2
 
 
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
@@ -63,15 +65,20 @@ def file_split(files: list[Path], labels: list[int] | None, eval_crop: float) ->
 
 
 def held_out_split(files: list[Path], labels: list[int]) -> tuple[ImageSplit, ImageSplit]:
-    """A fixed ``HELD_OUT`` fraction of each class (at least one image, and at least one kept)."""
+    """A fixed ``HELD_OUT`` fraction of each class (at least one image, and at least one kept);
+    ``SMALL_HELD_OUT`` for datasets of fewer than ``SMALL_DATASET`` images (said in a note)."""
     gen = torch.Generator().manual_seed(SUBSET_SEED)
+    fraction = HELD_OUT if len(files) >= SMALL_DATASET else SMALL_HELD_OUT
+    if fraction != HELD_OUT:
+        print(f"note: {len(files)} images, no test split: {fraction:.0%} of each class is held out for the "
+              f"linear probe and kNN ({HELD_OUT:.0%} from {SMALL_DATASET} images on)", flush=True)
     y = torch.tensor(labels)
     test_mask = torch.zeros(len(files), dtype=torch.bool)
     for c in y.unique():
         idx = (y == c).nonzero().squeeze(1)
         if len(idx) < 2:
             raise DataError(f"{files[idx[0]].parent}: a class needs at least 2 images to hold one out for testing")
-        take = max(1, int(HELD_OUT * len(idx)))
+        take = min(len(idx) - 1, max(1, int(fraction * len(idx))))
         test_mask[idx[torch.randperm(len(idx), generator=gen)[:take]]] = True
     split = [file_split([f for f, t in zip(files, test_mask) if t == want],
                         [lab for lab, t in zip(labels, test_mask) if t == want], IMAGENET_EVAL_CROP)

@@ -251,6 +251,19 @@ def monitor_pairs(split: ImageSplit, recipe: ViewRecipe, count: int,
     return x_a, x_b, chosen.labels
 
 
+def _monitor(train: ImageSplit, test: ImageSplit | None, recipe: ViewRecipe, wanted: int,
+             batched: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The MI-monitor pairs: from the test split when it holds ``wanted`` images (or at least as many as
+    the training split), else from the training split; fewer than ``wanted`` pairs only when the data has
+    fewer images, said in a note."""
+    source, where = (test, "test") if test is not None and len(test) >= min(wanted, len(train)) else (train, "training")
+    count = min(wanted, len(source))
+    if count < wanted:
+        print(f"note: MI monitor set of {count} pairs from the {where} images (--monitor_size {wanted} reduced: "
+              f"the dataset has {len(source)} {where} images)", flush=True)
+    return monitor_pairs(source, recipe, count, batched)
+
+
 def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, num_classes: int | None,
                        cfg, device: torch.device, seed: int) -> DataBundle:
     """Assemble the DataBundle: subsets, recipe, view loader, evaluation sets and monitor pairs."""
@@ -273,8 +286,7 @@ def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, nu
     recipe = recipe_for(cfg, name, train.channels)
     loader_cls = BatchedViewLoader if cfg.gpu_augment else WorkerViewLoader
     views = loader_cls(train, recipe, cfg.batch_size, cfg.num_workers, seed, device)
-    monitor_source = test if test is not None else train
-    m_a, m_b, m_labels = monitor_pairs(monitor_source, recipe, cfg.monitor_size or 2048, cfg.gpu_augment)
+    m_a, m_b, m_labels = _monitor(train, test, recipe, cfg.monitor_size or 2048, cfg.gpu_augment)
     on_disk = train.files is not None
     return DataBundle(
         name=name, input_shape=(train.channels, recipe.size, recipe.size), num_classes=num_classes,

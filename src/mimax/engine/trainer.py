@@ -40,6 +40,7 @@ from mimax.engine.precision import StepPrecision, prepare_model, to_layout
 from mimax.engine.progress import ConsoleLog, TensorBoardLog, eta_seconds, format_duration, format_eval, format_mi
 from mimax.engine.rundir import environment, read_csv, write_csv, write_json
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
+from mimax.fit import knn_k_for
 from mimax.methods import METHODS
 from mimax.paradigms import Method
 
@@ -121,7 +122,8 @@ def evaluate_encoder(encoder: torch.nn.Module, data: DataBundle, cfg: Config, de
     te, yte = extract_features(both, data.probe_test, device, num_workers=data.extras.get("eval_workers", 0))
     width = tr.shape[1] - cfg.projection_dim
     out["linear"] = linear_probe(tr[:, :width], ytr, te[:, :width], yte, data.num_classes)
-    out["knn"] = knn_accuracy(tr[:, :width], ytr, te[:, :width], yte, data.num_classes, cfg.knn_k, cfg.knn_temperature)
+    k = knn_k_for(cfg.knn_k, tr.shape[0])
+    out["knn"] = knn_accuracy(tr[:, :width], ytr, te[:, :width], yte, data.num_classes, k, cfg.knn_temperature)
     out["linear_embedding"] = linear_probe(tr[:, width:], ytr, te[:, width:], yte, data.num_classes)
     return out
 
@@ -201,6 +203,9 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     if main:
         write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
 
+    if data.probe_train is not None and knn_k_for(cfg.knn_k, len(data.probe_train)) != cfg.knn_k:
+        log.line(f"note: kNN k = {knn_k_for(cfg.knn_k, len(data.probe_train))} (--knn_k {cfg.knn_k} reduced to "
+                 f"a fifth of the {len(data.probe_train)} training images)")
     if ckpt_file is not None:
         log.phase(seed, f"resumed from {ckpt_file} (epoch {state.epoch}/{cfg.epochs})")
     if state.epoch == 0 and main:
