@@ -88,9 +88,15 @@ def _folder_files(values: dict[str, Any]) -> list[Path]:
     cfg = SimpleNamespace(**{"class_list": None, **values})
     try:
         if values["dataset"] == "Folder":
-            return folders.image_files(folders.locate_folder(cfg), recursive=True)
+            root = folders.locate_folder(cfg)
+            files = folders.image_files(root, recursive=True)
+            if not files:
+                raise DataError(f"{root}: no image files found; expected {folders.FLAT}")
+            return files
         train_root, _ = folders.locate_image_folder(cfg)
         classes = folders.class_names(train_root, folders.CLASS_TREE)
         return folders.scan_classes(train_root, classes, folders.CLASS_TREE)[0]
-    except DataError:
-        return []
+    except DataError as err:
+        if "no image files found" in str(err):
+            raise
+        return []  # a wrong layout: config validation reports it

@@ -36,7 +36,7 @@ from mimax.engine.checkpoint import (
 )
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
-from mimax.engine.precision import StepPrecision, prepare_model, to_layout
+from mimax.engine.precision import StepPrecision, prepare_model, resolve_precision, to_layout
 from mimax.engine.progress import ConsoleLog, TensorBoardLog, eta_seconds, format_duration, format_eval, format_mi
 from mimax.engine.rundir import environment, read_csv, write_csv, write_json
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
@@ -162,6 +162,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     log = ConsoleLog(enabled=progress and main)
+    if cfg.precision == "auto":  # run_experiment resolves it first; a direct call resolves it here
+        cfg.precision = resolve_precision(cfg.precision, device, cfg.architecture)[0]
     started = time.perf_counter()
     seed_everything(seed)
     data = build_data(cfg, device, seed)
