@@ -1,4 +1,4 @@
-"""Command line: ``mimax train|demo|plot|eval|table|export|methods`` (``python main.py`` is ``mimax train``).
+"""Command line: ``mimax train|demo|plot|eval|table|export|embed|methods`` (``python main.py`` is ``mimax train``).
 
 User mistakes print one line ``mimax: error: ...`` and exit with code 2; no traceback.
 """
@@ -18,6 +18,7 @@ COMMANDS = {
     "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
     "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
     "export": "write one encoder's backbone as a plain state_dict (loads into torchvision's ResNet)",
+    "embed": "one embedding per image file (file name -> vector, .npz or .parquet) from a run or exported backbone",
 }
 
 
@@ -154,8 +155,14 @@ def cmd_export(argv: list[str]) -> int:
 
 
 
+def cmd_embed(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_embed as run
+
+    return run(argv)
+
+
 HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot, "eval": cmd_eval,
-            "table": cmd_table, "export": cmd_export}
+            "table": cmd_table, "export": cmd_export, "embed": cmd_embed}
 
 
 def main(argv: list[str] | None = None) -> int:
