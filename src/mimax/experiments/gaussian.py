@@ -1,4 +1,4 @@
-"""The controlled Gaussian-mixture experiments (METHODS.md §7) and ``mimax demo``.
+"""The controlled Gaussian-mixture experiments (docs/methods.md §7) and ``mimax demo``.
 
 Trains every method plus the ablations on the Gaussian mixture with the MLP encoder and a low-dimensional
 embedding, ``--num_runs`` seeds each, one CPU thread per run and ``--num_workers`` runs in parallel, then
@@ -53,7 +53,7 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
     DemoRun("SDMI, no marginal + predictor (ema)", "sdmi_nomarg_pred_ema", "ablation",
             ("--model_name", "SDMI", "--no_marginal", "--predictor", "--target_update", "ema")),
     # The analogues at the setting under which the paper's separation claim was found to hold
-    # (METHODS.md §7: m_0 = 0.99, predictor width 16), beside the tuned defaults above.
+    # (docs/methods.md §7: m_0 = 0.99, predictor width 16), beside the tuned defaults above.
     DemoRun("BYOL (m0=0.99, pred 16)", "byol_paper", "paper-setting",
             ("--model_name", "BYOL", "--ema_momentum", "0.99", "--predictor_dim", "16")),
     DemoRun("SimSiam (pred 16)", "simsiam_paper", "paper-setting",

@@ -19,7 +19,7 @@ class BYOL(SelfDistillationMethod):
 
     @classmethod
     def preset(cls, dataset: str) -> dict:
-        if dataset == "Gaussian":  # METHODS.md §7: m_0 = 0.9 (0.99 is too slow for ~1,000 steps), h = 64
+        if dataset == "Gaussian":  # docs/methods.md §7: m_0 = 0.9 (0.99 is too slow for ~1,000 steps), h = 64
             return {"ema_momentum": 0.9, "predictor_dim": 64}
         # solo-learn's CIFAR and ImageNet-100 BYOL configs: m_0 = 0.99, projector 4096 -> 256, predictor 4096
         return {"ema_momentum": 0.99, "predictor_dim": 4096, "feature_dim": 4096, "projection_dim": 256,

@@ -21,7 +21,7 @@ class MoCoV3(SelfDistillationMethod):
 
     @classmethod
     def preset(cls, dataset: str) -> dict:
-        if dataset == "Gaussian":  # METHODS.md §7: m_0 = 0.9, h = 64; tau from the dataset preset (0.2)
+        if dataset == "Gaussian":  # docs/methods.md §7: m_0 = 0.9, h = 64; tau from the dataset preset (0.2)
             return {"ema_momentum": 0.9, "predictor_dim": 64}
         # solo-learn's CIFAR MoCo-v3 config: m_0 = 0.99, tau = 0.2, predictor 4096; projector 4096 -> 256
         # with 3 layers as in the paper's ResNet setting

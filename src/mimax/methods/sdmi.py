@@ -26,7 +26,7 @@ class SDMI(SelfDistillationMethod):
 
     @classmethod
     def preset(cls, dataset: str) -> dict:
-        # m_0 and h are used only with --target_update ema / --predictor; Gaussian values per METHODS.md §7,
+        # m_0 and h are used only with --target_update ema / --predictor; Gaussian values per docs/methods.md §7,
         # image values ours (the prototype's predictor is an ablation option; no published setting).
         if dataset == "Gaussian":
             return {"target_update": "alternate", "ema_momentum": 0.9, "predictor_dim": 64}

@@ -20,7 +20,7 @@ class SimSiam(SelfDistillationMethod):
 
     @classmethod
     def preset(cls, dataset: str) -> dict:
-        if dataset == "Gaussian":  # METHODS.md §7: predictor D -> 64 -> D
+        if dataset == "Gaussian":  # docs/methods.md §7: predictor D -> 64 -> D
             return {"predictor_dim": 64}
         # solo-learn's CIFAR SimSiam config: projector 2048 -> 2048 (3 layers, last BN), predictor 512
         return {"predictor_dim": 512, "feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}

@@ -1,4 +1,4 @@
-"""Collapse monitors (METHODS.md §6-7): how spread out the embeddings of the monitor set are.
+"""Collapse monitors (docs/methods.md §6-7): how spread out the embeddings of the monitor set are.
 
 Two numbers per encoder, every epoch, as extra ``metrics.csv`` columns:
 

@@ -1,4 +1,4 @@
-"""MI monitor (METHODS.md §6): the bounds of :mod:`mimax.bounds` estimated on a fixed monitor set during
+"""MI monitor (docs/methods.md §6): the bounds of :mod:`mimax.bounds` estimated on a fixed monitor set during
 training, each with its shuffled-pair baseline and the MI gap. Schema and caveats: docs/monitoring.md.
 
 For every representation the method pairs (``method.monitor_pairs``: ``"embedding"``, ``"backbone"``, ...)
