@@ -63,8 +63,9 @@ def plot_mi_command(argv: list[str]) -> int:
     """``mimax plot mi RUN_DIR [RUN_DIR ...] --out FIG.png [--format pdf|svg]``: the paper's Figure 2."""
     from mimax.config import _OneLineParser
 
-    parser = _OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv), one "
-                            "panel per estimator, one line per run directory (the paper's Figure 2).")
+    parser = _OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv) in the "
+                            "paper's Figure 2 layout: SDMI family top row, JMI family bottom row, one column per "
+                            "estimator, one curve per run directory.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="experiment directories (seeds averaged) or seed_<k> directories")
     parser.add_argument("--out", required=True, metavar="FIG", help="output file")
@@ -72,6 +73,9 @@ def plot_mi_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--representation", default="embedding",
                         help="which mi.csv representation to draw (embedding, backbone, ...)")
+    parser.add_argument("--quantity", choices=("value", "gap"), default="value",
+                        help="value: the paired estimate with its shuffled-pair baseline (the paper's Figure 2); "
+                             "gap: paired - shuffled, a contrast score (default: value)")
     args = parser.parse_args(argv)
     from pathlib import Path
 
@@ -80,7 +84,7 @@ def plot_mi_command(argv: list[str]) -> int:
     suffix = Path(args.out).suffix.lower().lstrip(".")
     fmt = args.format or (suffix if suffix in ("png", "pdf", "svg") else "png")
     runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
-    out = save_figure(plot_mi(runs, representation=args.representation), args.out, fmt)
+    out = save_figure(plot_mi(runs, representation=args.representation, quantity=args.quantity), args.out, fmt)
     print(f"wrote {out}")
     return 0
 
