@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 import pytest
+from image_fixtures import write_class_tree, write_image
 
 from conftest import run_main
-from image_fixtures import write_class_tree, write_image
 from mimax.config import resolve, resolve_with_notes
 from mimax.fit import infer_image_size, knn_k_for, median_short_side, warmup_for
 

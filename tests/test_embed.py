@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from image_fixtures import write_class_tree
 
 from conftest import run_main, run_mimax
-from image_fixtures import write_class_tree
 
 RUN = ["--dataset", "ImageFolder", "--model_name", "SimCLR", "--resnet_width", "4", "--epochs", "1",
        "--batch_size", "16", "--num_threads", "1", "--num_workers", "0", "--mi_interval", "0",
@@ -29,13 +29,13 @@ def reference_features(run_dir, files) -> np.ndarray:
     the checkpoint's backbone, built through the training code, not through mimax embed."""
     from mimax.data import build_data
     from mimax.data.images import EvalImages, ImageSplit
-    from mimax.engine.checkpoint import latest_checkpoint, load_checkpoint
     from mimax.evaluation.runs import open_run, rebuild_method
+    from mimax.store.checkpoint import load_checkpoint
 
     run = open_run(str(run_dir))
     data = build_data(run.cfg, torch.device("cpu"), 0)
-    ckpt = load_checkpoint(latest_checkpoint(run.seed_dirs[0]))
-    method = rebuild_method(run.cfg, ckpt, run.seed_dirs[0], data.input_shape)
+    path = run.seeds[0].latest_checkpoint()
+    method = rebuild_method(run.cfg, load_checkpoint(path), path, data.input_shape)
     split = ImageSplit(3, files=list(files), labels=torch.zeros(len(files), dtype=torch.int64),
                        eval_crop=data.probe_test.split.eval_crop)
     x = torch.stack([EvalImages(split, data.extras["recipe"])[i][0] for i in range(len(files))])
@@ -58,7 +58,8 @@ def test_embed_from_a_run_and_from_its_export_agree_with_the_probe_features(trai
     assert proc.returncode == 0, proc.stderr
     pytest.importorskip("pyarrow")
     single = [str(files[3]), str(files[0])]  # files given one by one: stored under the paths given, in order
-    proc = run_mimax(["embed", *single, "--backbone", str(tmp_path / "bb" / "f.pt"), "--out", str(tmp_path / "e.parquet")])
+    proc = run_mimax(["embed", *single, "--backbone", str(tmp_path / "bb" / "f.pt"),
+                      "--out", str(tmp_path / "e.parquet")])
     assert proc.returncode == 0, proc.stderr
     import pyarrow.parquet as pq
 
@@ -82,7 +83,8 @@ def test_projector_embeddings(trained, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--out", "x.csv"], "--out: x.csv must end in .npz (NumPy) or .parquet (Parquet)"),
     (["--backbone", "nope.pt", "--out", "x.npz"], "--backbone: nope.pt is not a file"),
-    (["--projector", "--backbone", "b.pt", "--out", "x.npz"], "--encoder, --checkpoint and --projector need --run (an exported backbone has no projector)"),
+    (["--projector", "--backbone", "b.pt", "--out", "x.npz"],
+     "--encoder, --checkpoint and --projector need --run (an exported backbone has no projector)"),
 ])
 def test_embed_bad_input_is_one_line(trained, tmp_path, args, message):
     if "--run" not in args and "--backbone" not in args:

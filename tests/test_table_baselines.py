@@ -21,7 +21,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("table")
     made = {}
     for name, method, width in (("simclr_w4", "SimCLR", 4), ("byol_w8", "BYOL", 8), ("byol_w4", "BYOL", 4)):
-        proc = run_main(["--model_name", method, "--resnet_width", str(width), *DIGITS, "--output_dir", str(root / name)])
+        proc = run_main(["--model_name", method, "--resnet_width", str(width), *DIGITS,
+                         "--output_dir", str(root / name)])
         assert proc.returncode == 0, proc.stderr[-2000:]
         made[name] = root / name
     return made

@@ -81,9 +81,8 @@ def _folder_files(values: dict[str, Any]) -> list[Path]:
     reports it)."""
     from types import SimpleNamespace
 
-    from mimax.errors import DataError
-
     from mimax.data import folders
+    from mimax.errors import DataError
 
     cfg = SimpleNamespace(**{"class_list": None, **values})
     try:

@@ -64,14 +64,15 @@ def file_split(files: list[Path], labels: list[int] | None, eval_crop: float) ->
                       eval_crop=eval_crop)
 
 
+def held_out_fraction(n_images: int) -> float:
+    return HELD_OUT if n_images >= SMALL_DATASET else SMALL_HELD_OUT
+
+
 def held_out_split(files: list[Path], labels: list[int]) -> tuple[ImageSplit, ImageSplit]:
     """A fixed ``HELD_OUT`` fraction of each class (at least one image, and at least one kept);
     ``SMALL_HELD_OUT`` for datasets of fewer than ``SMALL_DATASET`` images (said in a note)."""
     gen = torch.Generator().manual_seed(SUBSET_SEED)
-    fraction = HELD_OUT if len(files) >= SMALL_DATASET else SMALL_HELD_OUT
-    if fraction != HELD_OUT:
-        print(f"note: {len(files)} images, no test split: {fraction:.0%} of each class is held out for the "
-              f"linear probe and kNN ({HELD_OUT:.0%} from {SMALL_DATASET} images on)", flush=True)
+    fraction = held_out_fraction(len(files))
     y = torch.tensor(labels)
     test_mask = torch.zeros(len(files), dtype=torch.bool)
     for c in y.unique():
@@ -106,8 +107,12 @@ def build_image_folder(cfg, device: torch.device, seed: int):
     train_root, test_root = locate_image_folder(cfg)
     classes = class_names(train_root, CLASS_TREE)
     files, labels = scan_classes(train_root, classes, CLASS_TREE)
+    notes: list[str] = []
     if test_root is None:
         train, test = held_out_split(files, labels)
+        if held_out_fraction(len(files)) != HELD_OUT:
+            notes.append(f"{len(files)} images, no test split: {held_out_fraction(len(files)):.0%} of each class "
+                         f"is held out for the linear probe and kNN ({HELD_OUT:.0%} from {SMALL_DATASET} images on)")
     else:
         test_classes = class_names(test_root, CLASS_TREE)
         if test_classes != classes:
@@ -118,7 +123,7 @@ def build_image_folder(cfg, device: torch.device, seed: int):
         train, test = file_split(files, labels, IMAGENET_EVAL_CROP), file_split(test_files, test_labels,
                                                                                   IMAGENET_EVAL_CROP)
     check_image_files(train.files + test.files)
-    return build_image_bundle("ImageFolder", train, test, len(classes), cfg, device, seed)
+    return build_image_bundle("ImageFolder", train, test, len(classes), cfg, device, seed, notes)
 
 
 FLAT = "a folder of image files (searched recursively)"

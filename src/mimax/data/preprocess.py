@@ -36,9 +36,10 @@ class EvalPreprocessing:
         return round(self.size / self.crop)
 
     def describe(self) -> str:
-        mode = "RGB" if self.channels == 3 else "grayscale (luma)" if self.channels == 1 else f"{self.channels} channels"
+        mode = {3: "RGB", 1: "grayscale (luma)"}.get(self.channels, f"{self.channels} channels")
         return (f"{mode}; resize the shorter side to {self.resize} px (bilinear, antialiased); center-crop "
-                f"{self.size}x{self.size}; scale to [0, 1]; normalize with mean {fmt(self.mean)} and std {fmt(self.std)}")
+                f"{self.size}x{self.size}; scale to [0, 1]; normalize with mean {fmt(self.mean)} and std "
+                f"{fmt(self.std)}")
 
     def torchvision_code(self) -> str:
         """The same preprocessing as torchvision transforms, for a PIL image."""

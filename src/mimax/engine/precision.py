@@ -35,8 +35,8 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
     if device.type != "cpu":
         return False, f"no bf16 autocast policy for {device.type}"
     if torch.backends.cpu.get_cpu_capability().startswith("AVX"):  # x86: oneDNN's bf16 instructions
-        found = [name for name, probe in (("AVX512-BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
-                 if getattr(torch.cpu, probe, lambda: False)()]
+        probes = (("AVX512-BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
+        found = [name for name, probe in probes if getattr(torch.cpu, probe, lambda: False)()]
         return bool(found), ("CPU has " + " and ".join(found)) if found else "CPU has neither AVX512-BF16 nor AMX"
     ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # ARM: the BF16 extension
     return ok, f"CPU {'has' if ok else 'lacks'} native bf16 ({torch.backends.cpu.get_cpu_capability()})"

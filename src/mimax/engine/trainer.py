@@ -8,41 +8,38 @@ generator seeded by ``(seed, epoch)``, so a resumed run is bitwise identical to 
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from mimax.config import Config
 from mimax.data import DataBundle, build_data
 from mimax.data.loading import shard_views
-from mimax.engine import distributed, faults
-from mimax.engine.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    atomic_torch_save,
-    checkpoint_path,
-    first_sentence,
-    latest_checkpoint,
-    load_checkpoint,
-    remove_stale_temp_files,
-    restore_rng_state,
-    rng_state,
-)
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, resolve_precision, to_layout
 from mimax.engine.progress import ConsoleLog, TensorBoardLog, eta_seconds, format_duration, format_eval, format_mi
-from mimax.engine.rundir import environment, read_csv, write_csv, write_json
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.fit import knn_k_for
-from mimax.methods import METHODS
+from mimax.methods import build_method
 from mimax.paradigms import Method
+from mimax.runtime import distributed
+from mimax.runtime.device import seed_everything
+from mimax.store import faults
+from mimax.store.atomic import atomic_torch_save, write_csv, write_json
+from mimax.store.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    first_sentence,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
+from mimax.store.rundir import SeedDir, environment
 
 
 @dataclass
@@ -73,23 +70,6 @@ class Callback:
 
     def on_train_end(self, state: RunState) -> None:
         """After the last epoch of a completed run."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from mimax.config import ConfigError
-
-        raise ConfigError("--device", f"{name} requested but CUDA is not available on this machine")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @torch.no_grad()
@@ -148,16 +128,14 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     """Train (or resume) one seed in ``run_dir``. Returns its results, or None if stopped by
     ``--stop_after`` before the last epoch (the run stays resumable)."""
     run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    sd = SeedDir(run_dir, seed)
+    sd.create()
     if distributed.is_main():  # torn atomic writes of a killed session (only rank 0 writes files)
-        for directory in (run_dir, run_dir / "checkpoints"):
-            remove_stale_temp_files(directory)
-    if (run_dir / "results.json").is_file() and resume_from is None:
-        import json
-
-        done = json.loads((run_dir / "results.json").read_text())  # this seed already finished
+        sd.remove_torn_writes()
+    done = sd.read_results() if resume_from is None else None
+    if done is not None:  # this seed already finished
         if distributed.is_main():  # a kill between results.json and status.json left "incomplete": repair it
-            write_json(run_dir / "status.json", {"status": "complete", "epoch": done["epochs"], "seed": seed})
+            sd.write_status("complete", done["epochs"])
         return done
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
@@ -171,7 +149,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     # Re-seeded after the data, whose set-up draws a method-dependent amount of randomness (view recipes):
     # the same seed builds the same first backbone whatever the method, so random-init baselines agree.
     torch.manual_seed(seed)
-    method = METHODS[cfg.model_name](cfg, data.input_shape).to(device)
+    method = build_method(cfg, data.input_shape).to(device)
     if cfg.sync_bn:
         method = distributed.convert_sync_batchnorm(method, device)
     prepare_model(method, cfg.channels_last, cfg.compile)
@@ -186,7 +164,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
     state = RunState(cfg, method, data, device, run_dir, seed, total_steps=total_steps)
 
-    ckpt_file = resume_from or latest_checkpoint(run_dir)
+    ckpt_file = resume_from or sd.latest_checkpoint()
     metrics_rows: list[dict[str, Any]] = []
     eval_rows: list[dict[str, Any]] = []
     random_init: dict[str, dict[str, float]] = {}
@@ -196,15 +174,16 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         precision.load_state_dict(ckpt.get("grad_scaler", {}))
         state.epoch, state.step = ckpt["epoch"], ckpt["step"]
         random_init = ckpt["random_init"]
-        metrics_rows = [r for r in read_csv(run_dir / "metrics.csv") if int(r["epoch"]) <= state.epoch]
-        eval_rows = [r for r in read_csv(run_dir / "eval.csv") if int(r["epoch"]) <= state.epoch]
+        metrics_rows = sd.read_rows("metrics", state.epoch)
+        eval_rows = sd.read_rows("eval", state.epoch)
     elif main:
-        write_json(run_dir / "config.json", cfg.to_dict())
-        write_json(run_dir / "env.json", {**environment(device), "world_size": world,
-                                          "per_rank_batch": cfg.batch_size // world})
+        write_json(sd.config_json, cfg.to_dict())
+        write_json(sd.env_json, {**environment(device), "world_size": world, "per_rank_batch": cfg.batch_size // world})
     if main:
-        write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+        sd.write_status("incomplete", state.epoch)
 
+    for note in data.extras.get("notes", []):  # values the data builder fitted to a small dataset
+        log.line(f"note: {note}")
     if data.probe_train is not None and knn_k_for(cfg.knn_k, len(data.probe_train)) != cfg.knn_k:
         log.line(f"note: kNN k = {knn_k_for(cfg.knn_k, len(data.probe_train))} (--knn_k {cfg.knn_k} reduced to "
                  f"a fifth of the {len(data.probe_train)} training images)")
@@ -219,7 +198,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if first is not None:
             random_init = {f"Random init ({cfg.architecture})": first}
             eval_rows += [{"epoch": 0, "encoder": label, **m} for label, m in initial.items()]
-            write_csv(run_dir / "eval.csv", eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
+            write_csv(sd.eval_csv, eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
             log.phase(seed, f"{format_eval(random_init)} ({format_duration(time.perf_counter() - t_phase)})")
         t_phase = time.perf_counter()
         for cb in callbacks:
@@ -230,13 +209,13 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     distributed.barrier()
     stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
 
-    tb = TensorBoardLog(str(run_dir / "tensorboard")) if cfg.tensorboard and main else None
+    tb = TensorBoardLog(str(sd.tensorboard_dir)) if cfg.tensorboard and main else None
     epoch_times: list[float] = []
     guard = NonFiniteGuard(cfg.on_nan)  # --on_nan: see mimax.engine.divergence
     opt_params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in optimizers.items()}
 
     def last_good() -> str:
-        return str(latest_checkpoint(run_dir) or "none (no checkpoint yet)")
+        return str(sd.latest_checkpoint() or "none (no checkpoint yet)")
 
     method.train()
     while state.epoch < stop_epoch:
@@ -293,7 +272,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         row.update({"epoch_time_s": round(elapsed, 4),
                     "images_per_s": round(steps_per_epoch * cfg.batch_size / max(elapsed, 1e-9), 1)})
         metrics_rows.append(row)
-        write_csv(run_dir / "metrics.csv", metrics_rows)
+        write_csv(sd.metrics_csv, metrics_rows)
         final = state.epoch == cfg.epochs
         evaluating = state.epoch % cfg.model_evaluation_interval == 0 or final
         saving = state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch
@@ -303,7 +282,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if evaluating:
             results = evaluate(method, data, cfg, device)
             eval_rows += [{"epoch": state.epoch, "encoder": label, **m} for label, m in results.items()]
-            write_csv(run_dir / "eval.csv", eval_rows)
+            write_csv(sd.eval_csv, eval_rows)
         if tb is not None:
             tb.epoch(state.epoch, row, state.extra.get("mi"), results)
         if saving:
@@ -313,19 +292,19 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 "model": method.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
                 "rng": rng_state(), "random_init": random_init, "grad_scaler": precision.state_dict(),
                 "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
-            }, checkpoint_path(run_dir, state.epoch))
-            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+            }, sd.checkpoint(state.epoch))
+            sd.write_status("incomplete", state.epoch)
         epoch_times.append(time.perf_counter() - t0)
         log.epoch(seed, state.epoch, cfg.epochs, row, eta_seconds(epoch_times, stop_epoch - state.epoch),
                   state.extra.get("mi"), results)
         if saving:
-            log.phase(seed, f"checkpoint {checkpoint_path(run_dir, state.epoch)}")
+            log.phase(seed, f"checkpoint {sd.checkpoint(state.epoch)}")
         distributed.barrier()
     if tb is not None:
         tb.close()
     if state.epoch < cfg.epochs:
         if main:
-            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+            sd.write_status("incomplete", state.epoch)
         return None
     if not main:
         return {"seed": seed}  # results are rank 0's to write
@@ -335,7 +314,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                   for r in eval_rows if int(r["epoch"]) == cfg.epochs}
     results = {"seed": seed, "method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "final": final_eval, "random_init": random_init}
-    write_json(run_dir / "results.json", results)
-    write_json(run_dir / "status.json", {"status": "complete", "epoch": state.epoch, "seed": seed})
+    write_json(sd.results_json, results)
+    sd.write_status("complete", state.epoch)
     log.summary(seed, final_eval, random_init, time.perf_counter() - started)
     return results

@@ -11,20 +11,19 @@ from pathlib import Path
 
 import torch
 
-from mimax.config import _OneLineParser
-from mimax.engine.checkpoint import atomic_write_text
-from mimax.engine.trainer import resolve_device
-from mimax.errors import UserError
+from mimax.errors import OneLineParser, UserError
 from mimax.evaluation.export import export_backbone, sidecar_path
 from mimax.evaluation.reevaluate import reevaluate
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.evaluation.runs import open_run
 from mimax.evaluation.table import read_results, table_markdown
+from mimax.runtime.device import resolve_device
+from mimax.store.atomic import atomic_write_text
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     """argparse reporting mistakes as one line and exit code 2 (like ``mimax train``)."""
-    return _OneLineParser(prog=prog, description=description)
+    return OneLineParser(prog=prog, description=description)
 
 
 def cmd_eval(argv: list[str]) -> int:
@@ -78,7 +77,8 @@ def cmd_export(argv: list[str]) -> int:
     p = _parser("mimax export", "Write one encoder's backbone as a plain state_dict (see docs/evaluation.md)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory or one of its seed_<k> directories")
     p.add_argument("--out", metavar="FILE.pt", required=True,
-                   help="output file (its folder is created); FILE.pt.json beside it records how to rebuild and feed it")
+                   help="output file (its folder is created); FILE.pt.json beside it records how to rebuild "
+                        "and feed it")
     p.add_argument("--encoder", help="which encoder: f_θ or g_ξ for SDMI (ASCII: f_theta, g_xi); default the first")
     p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: the first seed's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -106,9 +106,11 @@ def cmd_embed(argv: list[str]) -> int:
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files and/or folders (searched recursively)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", metavar="RUN_DIR", help="experiment directory or one of its seed_<k> directories")
-    src.add_argument("--backbone", metavar="FILE.pt", help="a backbone written by mimax export (FILE.pt.json beside it)")
+    src.add_argument("--backbone", metavar="FILE.pt",
+                     help="a backbone written by mimax export (FILE.pt.json beside it)")
     p.add_argument("--out", metavar="FILE", required=True, help="FILE.npz (NumPy: filenames, embeddings) or "
-                                                               "FILE.parquet (columns filename, embedding; needs pyarrow)")
+                                                               "FILE.parquet (columns filename, embedding; "
+                                                               "needs pyarrow)")
     p.add_argument("--encoder", help="with --run: which encoder (f_θ/f_theta or g_ξ/g_xi for SDMI); default the first")
     p.add_argument("--checkpoint", metavar="FILE", help="with --run: one checkpoint (default: the first seed's latest)")
     p.add_argument("--projector", action="store_true", help="with --run: embed with backbone + projector (the "

@@ -64,10 +64,10 @@ def input_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
 
 def from_run(run_dir: str, encoder: str | None, checkpoint: str | None, projector: bool) -> Embedder:
     from mimax.data.preprocess import eval_preprocessing
-    from mimax.engine.checkpoint import load_checkpoint
     from mimax.engine.precision import prepare_model
     from mimax.evaluation.export import choose_encoder
     from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
+    from mimax.store.checkpoint import load_checkpoint
 
     run = open_run(run_dir)
     if run.cfg.architecture == "MLP":
@@ -143,7 +143,8 @@ def check_output(out: str, overwrite: bool) -> Path:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise UserError("--out: writing Parquet needs pyarrow: pip install 'mimax[parquet]' (or write .npz)") from None
+            raise UserError("--out: writing Parquet needs pyarrow: pip install 'mimax[parquet]' "
+                            "(or write .npz)") from None
     return path
 
 

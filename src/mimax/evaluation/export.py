@@ -24,9 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from mimax.engine.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
+from mimax.store.atomic import atomic_torch_save, atomic_write_text
+from mimax.store.checkpoint import load_checkpoint
+
 
 def encoder_aliases(keys) -> dict[str, str]:
     """``{ASCII name: encoder key}`` for the keys that are not ASCII (``f_theta`` -> ``f_θ``)."""

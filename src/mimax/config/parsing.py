@@ -1,0 +1,137 @@
+"""From a command line (and an optional YAML file) to the values the user gave.
+
+Every :class:`~mimax.config.schema.Config` field is a flag; its type comes from the dataclass's type
+hints (``int | None`` parses as ``int``, ``bool`` is a switch). Defaults are suppressed, so what the user
+gave is known exactly (presets fill the rest; :func:`mimax.config.presets.resolve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config
+from mimax.errors import ConfigError, OneLineParser
+
+_HINTS = typing.get_type_hints(Config)
+
+
+def field_type(name: str) -> tuple[type, bool]:
+    """``(base type, may be None)`` of a field, from the dataclass's type hints."""
+    hint = _HINTS[name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+# ``--help`` groups, in order: each Config field names its group in its metadata (``group=...``).
+HELP_GROUPS: dict[str, str] = {
+    "data": "what to train on (--dataset, --data_dir; your own images: see the layouts under --dataset)",
+    "model": "backbone and projector",
+    "method": "the method (`mimax methods` lists each method's options) and its options",
+    "optimization": "schedule and optimizer",
+    "evaluation": "linear probe and kNN (docs/evaluation.md)",
+    "monitoring": "MI estimates and collapse statistics during training (docs/monitoring.md)",
+    "speed": "device, precision, threads and input pipeline (docs/performance.md)",
+    "output": "run directory, seeds, checkpoints, resuming",
+    "synthetic data": "the embedded Gaussian mixture (--dataset Gaussian only)",
+}
+
+
+def dataset_help() -> str:
+    """``--dataset``'s help: every choice, and the on-disk layouts of the folder datasets."""
+    from mimax.data import DATASETS
+    from mimax.data.folders import CLASS_TREE, FLAT
+
+    return (f"one of {', '.join(sorted(DATASETS))}. Gaussian: the embedded synthetic mixture (no files). "
+            "CIFAR10/CIFAR100/MNIST/FashionMNIST/TinyImageNet/ImageNet100: the files as distributed, in "
+            "--data_dir (docs/data.md). Your own images: ImageFolder = " + CLASS_TREE + "; Folder = " + FLAT
+            + ", without labels (implies --no_labels: pretraining only)")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per :class:`Config` field, in its help group (defaults suppressed so that 'given' is
+    detectable)."""
+    groups = {name: parser.add_argument_group(name, desc) for name, desc in HELP_GROUPS.items()}
+    groups["output"].add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
+                                  help="YAML file of field: value pairs; flags given on the command line win")
+    for f in FLAG_FIELDS:
+        group = groups[f.metadata["group"]]
+        help_text = dataset_help() if f.name == "dataset" else f.metadata["help"]
+        help_text += "" if f.default is None else f" (default: {f.default})"
+        base, _ = field_type(f.name)
+        if base is bool:
+            group.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=help_text)
+            continue
+        group.add_argument(f"--{f.name}", type=base, default=argparse.SUPPRESS, help=help_text,
+                           metavar=f.name.upper())
+
+
+def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        usage=f"{prog} [--config FILE.yaml] [--FLAG VALUE ...] (flags by group below)",
+        description="Pretrain a self-supervised encoder by mutual-information maximization.",
+        allow_abbrev=False,  # --epoch must not silently mean --epochs (docs/reliability.md)
+    )
+    add_config_arguments(parser)
+    return parser
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("--config", f"file not found: {path}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError("--config", f"cannot read {path} ({reason})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config", f"{path} must hold a mapping of field: value")
+    flags = {f.name for f in FLAG_FIELDS}
+    unknown = sorted(set(data) - flags)
+    if unknown:
+        raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(map(str, unknown))}")
+    return data
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Type-check a value from YAML against the field's type (flags are typed by argparse)."""
+    base, nullable = field_type(name)
+    if value is None:
+        if nullable:
+            return None
+        raise ConfigError(f"--{name}", "may not be null")
+    if base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        raise ConfigError(f"--{name}", f"expected {base.__name__}, got {value!r}")
+    return float(value) if base is float else value
+
+
+def explicit_values(argv: list[str] | None) -> dict[str, Any]:
+    """Values the user gave: YAML file (if any) overridden by flags. Raises ConfigError on bad input."""
+    ns = vars(build_parser().parse_args(argv))
+    given: dict[str, Any] = {}
+    if "config" in ns:
+        given.update({k: coerce(k, v) for k, v in load_yaml(ns.pop("config")).items()})
+    given.update(ns)
+    return given
+
+
+__all__ = ["FIELD_NAMES", "add_config_arguments", "build_parser", "coerce", "explicit_values", "load_yaml"]
