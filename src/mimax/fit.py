@@ -59,7 +59,9 @@ def fit_to_run(values: dict[str, Any], given: dict[str, Any]) -> list[str]:
     if values.get("dataset") == "Folder" and not values.get("no_labels"):
         values["no_labels"] = True
     epochs, warmup = values.get("epochs"), values.get("warmup_epochs")
-    if "warmup_epochs" not in given and isinstance(epochs, int) and isinstance(warmup, int) and epochs >= 1:
+    # a preset's warmup fits the preset's epochs; it is fitted when the user chose the epochs but not the warmup
+    if "warmup_epochs" not in given and "epochs" in given and isinstance(epochs, int) and isinstance(warmup, int) \
+            and epochs >= 1:
         fitted = warmup_for(warmup, epochs)
         if fitted != warmup:
             values["warmup_epochs"] = fitted

@@ -66,6 +66,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         base, _ = field_type(f.name)
         if base is bool:
             group.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=help_text)
+            if f.metadata.get("negatable"):
+                group.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS,
+                                   help=f"turn --{f.name} off where a preset turns it on")
             continue
         group.add_argument(f"--{f.name}", type=base, default=argparse.SUPPRESS, help=help_text,
                            metavar=f.name.upper())

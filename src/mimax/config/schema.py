@@ -37,8 +37,10 @@ class Config:
     temperature: float | None = _opt(None, "critic temperature tau of contrastive/DV objectives (SDMI, JMI, "
                                            "SimCLR, MoCoV3)", method_option=True, group="method")
     num_runs: int = _opt(1, "independent runs with seeds seed..seed+num_runs-1; results are mean ± std", group="output")
-    augmentation: bool = _opt(False, "strong augmentation recipe (Gaussian: add random scaling to view noise)",
-                              group="data")
+    augmentation: bool | None = _opt(None, "strong augmentation recipe (Gaussian: add random scaling to view noise); "
+                                           "auto: on for the datasets with a documented recipe (CIFAR10/100, "
+                                           "TinyImageNet, ImageNet100, FashionMNIST), --no_augmentation turns it off",
+                                     negatable=True, group="data")
     feature_dim: int | None = _opt(None, "hidden width of the projector MLP", group="model")
     projection_dim: int | None = _opt(None, "output width of the projector (the embedding dimension D)", group="model")
     projection_layer: int | None = _opt(None, "number of linear layers in the projector (1..3)", group="model")
@@ -116,8 +118,8 @@ class Config:
     gpu_augment: bool = _opt(False, "batched augmentation on the training device (CPU too), independent "
                                     "random parameters per image, instead of per-image torchvision "
                                     "transforms in DataLoader workers", group="speed")
-    resnet_width: int = _opt(64, "base width of the ResNet (channels of its first stage; 16 for the CPU protocol)",
-                             group="model")
+    resnet_width: int | None = _opt(None, "base width of the ResNet (channels of its first stage; auto: 64, 16 "
+                                          "on FashionMNIST, the CPU protocol)", group="model")
     image_size: int | None = _opt(None, "side of the square crops trained and evaluated on (auto: the "
                                         "dataset's native size; 224 for ImageNet100/ImageFolder/Folder)", optional=True,
                                   group="data")

@@ -109,31 +109,3 @@ class ConsoleLog:
             self.phase(seed, f"final {label}: linear {100 * m['linear']:.2f}%, kNN {100 * m['knn']:.2f}%{vs}")
         self.phase(seed, f"done in {format_duration(elapsed_s)}")
 
-
-class TensorBoardLog:
-    """``--tensorboard``: each epoch's metrics.csv row (loss terms, lr, speed, collapse monitors) under
-    ``train/``, the MI estimates under ``mi/<representation>/<estimator>`` (value, shuffled, gap) and the
-    accuracies under ``eval/<encoder>/<metric>``. Tags are ASCII (:func:`mimax.naming.ascii_tag`)."""
-
-    def __init__(self, log_dir: str):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=log_dir)
-
-    def epoch(self, epoch: int, row: dict[str, Any], mi_rows: list[dict[str, Any]] | None,
-              evaluation: dict[str, dict[str, float]] | None) -> None:
-        from mimax.naming import ascii_tag
-
-        for k, v in row.items():
-            if k != "epoch":
-                self.writer.add_scalar(f"train/{ascii_tag(k)}", float(v), epoch)
-        for r in mi_rows or []:
-            for k in ("value", "shuffled", "gap"):
-                self.writer.add_scalar(f"mi/{ascii_tag(r['representation'])}/{ascii_tag(r['estimator'])}/{k}",
-                                       float(r[k]), epoch)
-        for label, m in (evaluation or {}).items():
-            for k, v in m.items():
-                self.writer.add_scalar(f"eval/{ascii_tag(label)}/{k}", float(v), epoch)
-
-    def close(self) -> None:
-        self.writer.close()

@@ -5,7 +5,8 @@ base width 64 loads with ``strict=True`` into ``torchvision.models.resnet18/50(w
 the documented stem change (docs/evaluation.md), which is what :func:`torchvision_resnet` applies:
 
 - ``fc`` -> ``nn.Identity()`` (always: the backbone outputs 512 / 2048 features);
-- images of 64 px or less (the CIFAR stem): ``conv1`` -> ``nn.Conv2d(C, 64, 3, 1, 1, bias=False)``,
+- images of 64 px or less (the CIFAR stem, :func:`mimax.nets.backbones.uses_cifar_stem`):
+  ``conv1`` -> ``nn.Conv2d(C, 64, 3, 1, 1, bias=False)``,
   ``maxpool`` -> ``nn.Identity()``;
 - larger images with C != 3 channels: ``conv1`` -> ``nn.Conv2d(C, 64, 7, 2, 3, bias=False)``.
 
@@ -24,8 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from mimax.data import build_data
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
+from mimax.nets.backbones import mlp_backbone, uses_cifar_stem
 from mimax.store.atomic import atomic_torch_save, atomic_write_text
 from mimax.store.checkpoint import load_checkpoint
 
@@ -49,7 +52,7 @@ def torchvision_resnet(architecture: str, input_shape: tuple[int, ...]) -> nn.Mo
     net = {"ResNet18": torchvision.models.resnet18, "ResNet50": torchvision.models.resnet50}[architecture](weights=None)
     channels, size = input_shape[0], max(input_shape[1:])
     net.fc = nn.Identity()
-    if size <= 64:
+    if uses_cifar_stem(size):
         net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     elif channels != 3:
@@ -61,7 +64,7 @@ def stem_recipe(architecture: str, input_shape: tuple[int, ...]) -> str:
     """The loading recipe for a torchvision ResNet, as Python the user can paste."""
     channels, size = input_shape[0], max(input_shape[1:])
     lines = [f"net = torchvision.models.{architecture.lower()}(weights=None)", "net.fc = nn.Identity()"]
-    if size <= 64:
+    if uses_cifar_stem(size):
         lines += [f"net.conv1 = nn.Conv2d({channels}, 64, kernel_size=3, stride=1, padding=1, bias=False)",
                   "net.maxpool = nn.Identity()"]
     elif channels != 3:
@@ -100,8 +103,6 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     if "input_shape" in ckpt:
         input_shape = tuple(int(s) for s in ckpt["input_shape"])
     else:  # checkpoints written before the input shape was recorded: ask the dataset
-        from mimax.data import build_data
-
         input_shape = tuple(build_data(cfg, torch.device("cpu"), int(ckpt["seed"])).input_shape)
     method = rebuild_method(cfg, ckpt, path, input_shape)
     key = choose_encoder(method.encoders(), method.row_labels(), encoder)
@@ -120,8 +121,6 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     # the file itself is a plain state_dict (it loads with strict=True); what rebuilds and feeds it is beside it
     atomic_write_text(sidecar_path(out_path), json.dumps({k: v for k, v in info.items() if k != "out"}, indent=2))
     if cfg.architecture == "MLP":
-        from mimax.nets.backbones import mlp_backbone
-
         mlp_backbone(input_shape[0], cfg.mlp_hidden_dim).load_state_dict(state, strict=True)
         info["loads_into"] = (f"the MLP backbone (not a torchvision model): "
                               f"mimax.nets.backbones.mlp_backbone({input_shape[0]}, {cfg.mlp_hidden_dim})")

@@ -43,6 +43,15 @@ def _width_resnet_class() -> type:
     return WidthResNet
 
 
+CIFAR_STEM_MAX_SIZE = 64  # images of at most this many pixels per side get the CIFAR stem
+
+
+def uses_cifar_stem(image_size: int) -> bool:
+    """The CIFAR stem rule shared by the backbone and ``mimax export``: 3x3 stride-1 ``conv1`` and no
+    max-pool for images of at most 64 px (SimCLR's CIFAR experiments, solo-learn)."""
+    return image_size <= CIFAR_STEM_MAX_SIZE
+
+
 def resnet_backbone(architecture: str, image_size: int, in_channels: int = 3, width: int = 64) -> tuple[nn.Module, int]:
     """torchvision's ResNet18/50 with ``fc`` removed, base width ``width`` and ``in_channels`` inputs;
     the CIFAR stem for images of 64 px or less.
@@ -59,7 +68,7 @@ def resnet_backbone(architecture: str, image_size: int, in_channels: int = 3, wi
     net = _width_resnet_class()(block, layers, width)
     feature_dim = 8 * width * block.expansion  # torchvision's fc input is 512 x expansion at width 64
     net.fc = nn.Identity()
-    if image_size <= 64:
+    if uses_cifar_stem(image_size):
         net.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     else:

@@ -52,7 +52,7 @@ class Method(nn.Module):
 
     name: ClassVar[str]
     paradigm: ClassVar[str]  # "joint" or "self-distillation"
-    target_update: ClassVar[str] = "none"
+    target_update_desc: ClassVar[str] = "none"  # for `mimax methods`; the rule itself is the paradigm's
     predictor_desc: ClassVar[str] = "none"
     objective_desc: ClassVar[str]
     reference: ClassVar[str] = ""
@@ -64,8 +64,6 @@ class Method(nn.Module):
         if not isinstance(options, self.Options):
             raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(options).__name__}")
         self.options = options
-        self.encoder_spec = encoder
-        self.input_shape = input_shape
 
     def optimizer_groups(self) -> dict[str, list[ParamGroup]]:
         return {"main": param_groups(self)}
