@@ -44,7 +44,8 @@ def test_train_help_is_grouped():
         assert flag in sections[group], (flag, group)
     gm = [f.name for f in fields(Config) if f.name.startswith("gm_")]
     assert sorted(sections["synthetic data"]) == sorted(gm)
-    assert sum(len(v) for v in sections.values()) == len(FLAG_FIELDS) + 1  # + --config
+    negatable = sum(1 for f in FLAG_FIELDS if f.metadata.get("negatable"))  # --no_<flag>
+    assert sum(len(v) for v in sections.values()) == len(FLAG_FIELDS) + negatable + 1  # + --config
 
 
 def test_dataset_help_lists_choices_and_folder_layouts():

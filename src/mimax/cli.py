@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mimax import __version__
-from mimax.config import explicit_values, notes
+from mimax.config import explicit_values, notes, resolve_with_notes
 from mimax.engine.experiment import run_experiment
 from mimax.errors import OneLineParser, TrainingDiverged, UserError
 from mimax.evaluation import commands as evaluation_commands

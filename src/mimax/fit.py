@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+from PIL import Image
+
+from mimax.data import folders
+from mimax.errors import DataError
 
 WARMUP_FRACTION = 0.1
 MAX_INFERRED_SIZE = 224
@@ -42,8 +48,6 @@ def median_short_side(sizes: list[tuple[int, int]]) -> int:
 def infer_image_size(files: list[Path]) -> tuple[int, int]:
     """``(image size, images sampled)``: the median shorter side of up to ``SIZE_SAMPLE`` evenly spaced files,
     clipped to [``MIN_INFERRED_SIZE``, ``MAX_INFERRED_SIZE``]."""
-    from PIL import Image
-
     step = max(1, len(files) // SIZE_SAMPLE)
     sample = files[::step][:SIZE_SAMPLE]
     sizes = []
@@ -81,10 +85,7 @@ def fit_to_run(values: dict[str, Any], given: dict[str, Any]) -> list[str]:
 def _folder_files(values: dict[str, Any]) -> list[Path]:
     """The training images of an ImageFolder/Folder dataset, or [] if the layout is wrong (validation then
     reports it)."""
-    from types import SimpleNamespace
 
-    from mimax.data import folders
-    from mimax.errors import DataError
 
     cfg = SimpleNamespace(**{"class_list": None, **values})
     try:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config
+from mimax.data import DATASETS
+from mimax.data.folders import CLASS_TREE, FLAT
 from mimax.errors import ConfigError, OneLineParser
 
 _HINTS = typing.get_type_hints(Config)
@@ -44,9 +46,6 @@ HELP_GROUPS: dict[str, str] = {
 
 def dataset_help() -> str:
     """``--dataset``'s help: every choice, and the on-disk layouts of the folder datasets."""
-    from mimax.data import DATASETS
-    from mimax.data.folders import CLASS_TREE, FLAT
-
     return (f"one of {', '.join(sorted(DATASETS))}. Gaussian: the embedded synthetic mixture (no files). "
             "CIFAR10/CIFAR100/MNIST/FashionMNIST/TinyImageNet/ImageNet100: the files as distributed, in "
             "--data_dir (docs/data.md). Your own images: ImageFolder = " + CLASS_TREE + "; Folder = " + FLAT

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
+from mimax.data.preprocess import EvalPreprocessing
 from mimax.errors import OneLineParser, UserError
+from mimax.evaluation.embed import check_output, embed_files, from_backbone, from_run, input_files, write_embeddings
 from mimax.evaluation.export import export_backbone, sidecar_path
 from mimax.evaluation.reevaluate import reevaluate
 from mimax.evaluation.results import aggregate, results_markdown
@@ -88,8 +90,6 @@ def cmd_export(argv: list[str]) -> int:
           f"{tuple(info['input_shape'])}) from {info['checkpoint']}")
     print(f"loads into {info['loads_into']}")
     if "preprocessing" in info:
-        from mimax.data.preprocess import EvalPreprocessing
-
         pre = EvalPreprocessing.from_dict(info["preprocessing"])
         print(f"expects the evaluation preprocessing of {info['dataset']}: {pre.describe()}")
         print(f"as torchvision transforms (import torchvision.transforms as T): {pre.torchvision_code()}")
@@ -99,8 +99,6 @@ def cmd_export(argv: list[str]) -> int:
 
 
 def cmd_embed(argv: list[str]) -> int:
-    from mimax.evaluation.embed import check_output, embed_files, from_backbone, from_run, input_files, write_embeddings
-
     p = _parser("mimax embed", "One embedding per input image file (file name -> vector), from a run or an "
                                "exported backbone, with the run's evaluation preprocessing")
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files and/or folders (searched recursively)")

@@ -21,7 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from mimax.data.folders import image_files
+from mimax.data.images import is_image_file
+from mimax.data.preprocess import EvalPreprocessing, eval_preprocessing
 from mimax.errors import UserError
+from mimax.evaluation.export import choose_encoder, sidecar_path
+from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
+from mimax.nets.backbones import build_backbone
+from mimax.store.checkpoint import load_checkpoint
 
 FORMATS = (".npz", ".parquet")
 
@@ -38,8 +45,6 @@ class Embedder:
 
 def input_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
     """Image files (folders searched recursively, sorted) and the name each is stored under."""
-    from mimax.data.folders import image_files
-    from mimax.data.images import is_image_file
 
     files, names = [], []
     folders = [Path(p) for p in inputs if Path(p).is_dir()]
@@ -63,11 +68,6 @@ def input_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def from_run(run_dir: str, encoder: str | None, checkpoint: str | None, projector: bool) -> Embedder:
-    from mimax.data.preprocess import eval_preprocessing
-    from mimax.engine.precision import prepare_model
-    from mimax.evaluation.export import choose_encoder
-    from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
-    from mimax.store.checkpoint import load_checkpoint
 
     run = open_run(run_dir)
     if run.cfg.architecture == "MLP":
@@ -79,7 +79,8 @@ def from_run(run_dir: str, encoder: str | None, checkpoint: str | None, projecto
                         "with mimax export and embed with --backbone")
     shape = tuple(int(s) for s in ckpt["input_shape"])
     method = rebuild_method(run.cfg, ckpt, path, shape)
-    prepare_model(method, run.cfg.channels_last, compile_backbones=False)  # as training evaluated it
+    if run.cfg.channels_last:  # the layout training evaluated in (NHWC convolutions round differently)
+        method.to(memory_format=torch.channels_last)
     key = choose_encoder(method.encoders(), method.row_labels(), encoder)
     enc = method.encoders()[key]
     network = nn.Sequential(enc.backbone, enc.projector) if projector else enc.backbone
@@ -90,9 +91,6 @@ def from_run(run_dir: str, encoder: str | None, checkpoint: str | None, projecto
 
 def from_backbone(path: str) -> Embedder:
     """An exported backbone (``mimax export``) and its ``.json`` sidecar (architecture, preprocessing)."""
-    from mimax.data.preprocess import EvalPreprocessing
-    from mimax.evaluation.export import sidecar_path
-    from mimax.nets.backbones import build_backbone
 
     file = Path(path)
     if not file.is_file():
@@ -121,13 +119,15 @@ def from_backbone(path: str) -> Embedder:
 @torch.no_grad()
 def embed_files(embedder: Embedder, files: list[Path], device: torch.device, batch_size: int = 256) -> np.ndarray:
     """float32 (N, D): one row per file, in order."""
-    from mimax.engine.precision import to_layout
 
     net = embedder.network.to(device)
     out = []
     for start in range(0, len(files), batch_size):
         x = torch.stack([embedder.preprocessing.load(f) for f in files[start:start + batch_size]])
-        out.append(net(to_layout(x.to(device), embedder.channels_last)).float().cpu())
+        x = x.to(device)
+        if embedder.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(net(x).float().cpu())
     return torch.cat(out).numpy().astype(np.float32)
 
 

@@ -26,8 +26,10 @@ import torch
 from torch import nn
 
 from mimax.data import build_data
+from mimax.data.preprocess import eval_preprocessing
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
+from mimax.naming import ascii_name
 from mimax.nets.backbones import mlp_backbone, uses_cifar_stem
 from mimax.store.atomic import atomic_torch_save, atomic_write_text
 from mimax.store.checkpoint import load_checkpoint
@@ -35,8 +37,6 @@ from mimax.store.checkpoint import load_checkpoint
 
 def encoder_aliases(keys) -> dict[str, str]:
     """``{ASCII name: encoder key}`` for the keys that are not ASCII (``f_theta`` -> ``f_θ``)."""
-    from mimax.naming import ascii_name
-
     return {ascii_name(k): k for k in keys if ascii_name(k) != k}
 
 
@@ -115,8 +115,6 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
             "resnet_width": cfg.resnet_width, "mlp_hidden_dim": cfg.mlp_hidden_dim,
             "channels_last": cfg.channels_last}
     if cfg.architecture != "MLP":
-        from mimax.data.preprocess import eval_preprocessing
-
         info["preprocessing"] = eval_preprocessing(cfg.dataset, input_shape).to_dict()
     # the file itself is a plain state_dict (it loads with strict=True); what rebuilds and feeds it is beside it
     atomic_write_text(sidecar_path(out_path), json.dumps({k: v for k, v in info.items() if k != "out"}, indent=2))

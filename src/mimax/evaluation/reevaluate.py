@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from mimax.data import build_data
-from mimax.engine.precision import prepare_model
 from mimax.errors import UserError
 from mimax.evaluation.evaluate import evaluate
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
@@ -47,7 +46,8 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
         data = build_data(cfg, device, seed)
         method = rebuild_method(cfg, ckpt, path, data.input_shape).to(device)
         # the memory layout training evaluated in: NHWC convolutions round differently from NCHW ones
-        prepare_model(method, cfg.channels_last, compile_backbones=False)
+        if cfg.channels_last:
+            method.to(memory_format=torch.channels_last)
         if data.probe_train is None or not data.num_classes:
             print(f"{seed_dir.path}: the dataset has no labels; linear probe and kNN are skipped")
         record = {
