@@ -31,7 +31,7 @@ from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.naming import ascii_name
 from mimax.nets.backbones import mlp_backbone, uses_cifar_stem
-from mimax.store.atomic import atomic_torch_save, atomic_write_text
+from mimax.store.atomic import atomic_torch_save, atomic_write_text, check_output_file
 from mimax.store.checkpoint import load_checkpoint
 
 
@@ -88,15 +88,16 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
                     overwrite: bool = False) -> dict[str, Any]:
     """Write the chosen encoder's backbone state_dict to ``out``; return what was exported and how it loads."""
     out_path = Path(out)
-    if out_path.exists() and not overwrite:
-        raise UserError(f"--out: {out_path} already exists; pass --overwrite to replace it")
+    if not out_path.parent.is_dir():  # the folder is made once everything is validated
+        existing = next((p for p in out_path.parent.parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise UserError(f"--out: {existing} is a file, so the folder {out_path.parent} cannot be made")
+        if out_path.is_symlink():
+            raise UserError(f"--out: {out_path} exists and is not a regular file; refusing to replace it")
+    else:
+        out_path = check_output_file(out_path, overwrite)
     if sidecar_path(out_path).exists() and not overwrite:
         raise UserError(f"--out: {sidecar_path(out_path)} already exists; pass --overwrite to replace it")
-    if out_path.is_dir() or (out_path.exists() and not out_path.is_file()):
-        raise UserError(f"--out: {out_path} is a directory; expected a file name such as backbone.pt")
-    existing = next((p for p in (out_path.parent, *out_path.parent.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise UserError(f"--out: {existing} is a file, so the folder {out_path.parent} cannot be made")
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
     ckpt = load_checkpoint(path)
     cfg = run.cfg
