@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ class RunState:
     step: int = 0
     total_steps: int = 0
     stop_reason: str | None = None  # set by a callback (``--stop_on_collapse``) to end the run after this epoch
+    # what monitors measured this epoch, for the printed line and TensorBoard ("mi": the MI monitor's rows)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Callback:

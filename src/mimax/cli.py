@@ -1,4 +1,4 @@
-"""Command line: ``mimax train|demo|plot|eval|table|export|methods`` (``python main.py`` is ``mimax train``).
+"""Command line: ``mimax train|demo|plot|eval|table|export|embed|methods`` (``python main.py`` is ``mimax train``).
 
 User mistakes print one line ``mimax: error: ...`` and exit with code 2; no traceback.
 """
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from mimax import __version__
-from mimax.config import explicit_values, notes, resolve
+from mimax.config import explicit_values, notes, resolve_with_notes
 from mimax.engine.experiment import run_experiment
 from mimax.engine.preemption import EXIT_PREEMPTED, Preempted
 from mimax.errors import CollapseStopped, ConfigError, OneLineParser, TrainingDiverged, UserError, environment_error
@@ -33,6 +33,7 @@ COMMANDS = {
     "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
     "export": "write one encoder's backbone as a plain state_dict (loads into torchvision's ResNet)",
     "analyze": "one report page (MI, RankMe, LiDAR, alpha-ReQ, alignment/uniformity, probe, kNN) of any encoder",
+    "embed": "one embedding per image file (file name -> vector, .npz or .parquet) from a run or exported backbone",
 }
 
 
@@ -50,10 +51,10 @@ def cmd_train(argv: list[str]) -> int:
         exp, ckpt = ExperimentDir.for_resume(given["resume"])
         cfg = exp.resume_config({k: v for k, v in given.items() if k != "resume"})
     else:
-        cfg = resolve(given)
+        cfg, fitted = resolve_with_notes(given)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 prints
-            for line in notes(cfg):  # warnings on stderr, notes on stdout
-                print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout)
+            for line in [*(f"note: {n}" for n in fitted), *notes(cfg)]:  # warnings on stderr, notes on stdout
+                print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout, flush=True)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
     if results is not None:
         print(results_markdown(results["summary"], cfg.dataset, cfg.num_runs))
@@ -89,8 +90,9 @@ def figure_format(out: str) -> str:
 
 def plot_mi_command(argv: list[str]) -> int:
     """``mimax plot mi RUN_DIR [RUN_DIR ...] --out FIG.png [--format pdf|svg]``: the paper's Figure 2."""
-    parser = OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv), one "
-                            "panel per estimator, one line per run directory (the paper's Figure 2).")
+    parser = OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv) in the "
+                           "paper's Figure 2 layout: SDMI family top row, JMI family bottom row, one column per "
+                           "estimator, one curve per run directory.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="experiment directories (seeds averaged) or seed_<k> directories")
     parser.add_argument("--out", required=True, metavar="FIG", help="output file")
@@ -98,6 +100,9 @@ def plot_mi_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--representation", default="embedding",
                         help="which mi.csv representation to draw (embedding, backbone, ...)")
+    parser.add_argument("--quantity", choices=("value", "gap"), default="value",
+                        help="value: the paired estimate with its shuffled-pair baseline (the paper's Figure 2); "
+                             "gap: paired - shuffled, a contrast score (default: value)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     check_output_file(Path(args.out), args.overwrite)
@@ -105,7 +110,7 @@ def plot_mi_command(argv: list[str]) -> int:
 
     fmt = args.format or figure_format(args.out)
     runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
-    out = save_figure(plot_mi(runs, representation=args.representation), args.out, fmt)
+    out = save_figure(plot_mi(runs, representation=args.representation, quantity=args.quantity), args.out, fmt)
     print(f"wrote {out}")
     return 0
 
@@ -160,7 +165,8 @@ def cmd_demo(argv: list[str]) -> int:
 
 HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot,
             "eval": evaluation_commands.cmd_eval, "table": evaluation_commands.cmd_table,
-            "export": evaluation_commands.cmd_export, "analyze": analyze_command.cmd_analyze}
+            "export": evaluation_commands.cmd_export, "analyze": analyze_command.cmd_analyze,
+            "embed": evaluation_commands.cmd_embed}
 
 
 def _safe_streams() -> None:

@@ -19,6 +19,7 @@ import torch
 
 from mimax.callbacks import RunState
 from mimax.engine.precision import StepPrecision
+from mimax.naming import ascii_tag
 from mimax.paradigms import Method
 from mimax.store.atomic import read_csv, write_csv, write_json
 from mimax.store.checkpoint import (
@@ -67,16 +68,27 @@ class MetricsLog:
     def log(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         write_csv(self.path, self.rows)
-        if self.tb is not None:
+        if self.tb is not None:  # TensorBoard tags are ASCII (mimax.naming)
             for k, v in row.items():
                 if k != "epoch":
-                    self.tb.add_scalar(f"train/{k}", float(v), row["epoch"])
+                    self.tb.add_scalar(f"train/{ascii_tag(k)}", float(v), row["epoch"])
+
+    def log_mi(self, epoch: int, mi_rows: list[dict[str, Any]] | None) -> None:
+        """The MI monitor's rows of this epoch: ``mi/<representation>/<estimator>/value|shuffled|gap`` for the
+        fixed-critic contrast scores, ``mi/<representation>/critic-InfoNCE/value|ci_low|ci_high`` for the
+        trained-critic MI estimate (a row's empty fields are not logged)."""
+        if self.tb is not None:
+            for r in mi_rows or []:
+                for k in ("value", "shuffled", "gap", "ci_low", "ci_high"):
+                    if r.get(k, "") != "":
+                        self.tb.add_scalar(f"mi/{ascii_tag(r['representation'])}/{ascii_tag(r['estimator'])}/{k}",
+                                           float(r[k]), epoch)
 
     def log_eval(self, epoch: int, results: dict[str, dict[str, float]]) -> None:
         if self.tb is not None:
             for label, metrics in results.items():
                 for k, v in metrics.items():
-                    self.tb.add_scalar(f"eval/{label}/{k}", v, epoch)
+                    self.tb.add_scalar(f"eval/{ascii_tag(label)}/{k}", v, epoch)
 
     def close(self) -> None:
         if self.tb is not None:

@@ -18,6 +18,7 @@ which of these holds by loading the file into the target with ``strict=True`` an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,23 @@ import torch
 from torch import nn
 
 from mimax.data import build_data
+from mimax.data.preprocess import eval_preprocessing
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
+from mimax.naming import ascii_name
 from mimax.nets.backbones import mlp_backbone, uses_cifar_stem
-from mimax.store.atomic import atomic_torch_save, check_output_file
+from mimax.store.atomic import atomic_torch_save, atomic_write_text, check_output_file
 from mimax.store.checkpoint import load_checkpoint
 
-ENCODER_ALIASES = {"f_theta": "f_θ", "g_xi": "g_ξ"}
+
+def encoder_aliases(keys) -> dict[str, str]:
+    """``{ASCII name: encoder key}`` for the keys that are not ASCII (``f_theta`` -> ``f_θ``)."""
+    return {ascii_name(k): k for k in keys if ascii_name(k) != k}
+
+
+def sidecar_path(backbone: Path) -> Path:
+    """``x.pt`` -> ``x.pt.json``: how the exported backbone was built and what input it expects."""
+    return backbone.with_name(backbone.name + ".json")
 
 
 def torchvision_resnet(architecture: str, input_shape: tuple[int, ...]) -> nn.Module:
@@ -65,17 +76,28 @@ def choose_encoder(encoders: dict[str, Any], row_labels: dict[str, str], wanted:
     """The encoder key for ``--encoder`` (its key, an ASCII alias f_theta/g_xi, or its table label)."""
     if wanted is None:
         return next(iter(encoders))
+    aliases = encoder_aliases(encoders)
     for key in encoders:
-        if wanted in (key, row_labels.get(key)) or ENCODER_ALIASES.get(wanted) == key:
+        if wanted in (key, row_labels.get(key)) or aliases.get(wanted) == key:
             return key
-    names = ", ".join(list(encoders) + [a for a, k in ENCODER_ALIASES.items() if k in encoders])
+    names = ", ".join(list(encoders) + list(aliases))
     raise UserError(f"--encoder: no encoder {wanted!r} in this run; expected one of {names}")
 
 
 def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: str | None = None,
                     overwrite: bool = False) -> dict[str, Any]:
     """Write the chosen encoder's backbone state_dict to ``out``; return what was exported and how it loads."""
-    out_path = check_output_file(Path(out), overwrite)
+    out_path = Path(out)
+    if not out_path.parent.is_dir():  # the folder is made once everything is validated
+        existing = next((p for p in (out_path.parent, *out_path.parent.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise UserError(f"--out: {existing} is a file, so the folder {out_path.parent} cannot be made")
+        if out_path.is_symlink():
+            raise UserError(f"--out: {out_path} exists and is not a regular file; refusing to replace it")
+    else:
+        out_path = check_output_file(out_path, overwrite)
+    if sidecar_path(out_path).exists() and not overwrite:
+        raise UserError(f"--out: {sidecar_path(out_path)} already exists; pass --overwrite to replace it")
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
     ckpt = load_checkpoint(path)
     cfg = run.cfg
@@ -87,9 +109,16 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     key = choose_encoder(method.encoders(), method.row_labels(), encoder)
     backbone = method.encoders()[key].backbone
     state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: make the folder now
     atomic_torch_save(state, out_path)
     info = {"checkpoint": str(path), "encoder": key, "architecture": cfg.architecture,
-            "input_shape": list(input_shape), "out": str(out_path)}
+            "input_shape": list(input_shape), "out": str(out_path), "dataset": cfg.dataset,
+            "resnet_width": cfg.resnet_width, "mlp_hidden_dim": cfg.mlp_hidden_dim,
+            "channels_last": cfg.channels_last}
+    if cfg.architecture != "MLP":
+        info["preprocessing"] = eval_preprocessing(cfg.dataset, input_shape).to_dict()
+    # the file itself is a plain state_dict (it loads with strict=True); what rebuilds and feeds it is beside it
+    atomic_write_text(sidecar_path(out_path), json.dumps({k: v for k, v in info.items() if k != "out"}, indent=2))
     if cfg.architecture == "MLP":
         mlp_backbone(input_shape[0], cfg.mlp_hidden_dim).load_state_dict(state, strict=True)
         info["loads_into"] = (f"the MLP backbone (not a torchvision model): "

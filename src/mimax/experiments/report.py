@@ -101,7 +101,7 @@ def results_markdown(rows: list[dict[str, Any]], elapsed: float) -> str:
         f"Wall time: {elapsed:.0f} s. Probes in %, angles in degrees. MI (trained critic): held-out InfoNCE "
         "estimate in nats on the embedding pair, initial → final, first seed (95% intervals in results.json). "
         "cos-DV / InfoNCE / JSD: fixed cosine critic with the fixed tau_est at the final epoch — contrast "
-        "scores, not MI; gap = paired - shuffled (docs/monitoring.md). "
+        "scores, not MI; gap = paired - shuffled (docs/monitoring.md, docs/methods.md §2). "
         f"Collapsed = normalized-embedding std < {COLLAPSE_STD} or effective rank < {COLLAPSE_ERANK} "
         "(any encoder).", "",
         "| configuration | paradigm | linear (embedding) | linear (backbone) | kNN (backbone) | min center angle "
@@ -168,7 +168,9 @@ def claims_markdown(rows: list[dict[str, Any]]) -> str:
                            f"{_fmt(r['aggregate']['mi_final']['cos-DV']['gap'])}" for r in fam) + ".")
         out += ["", "The trained-critic estimate is the MI claim's evidence (grew = the final 95% interval lies "
                 "above the initial one; first seed of each configuration). The fixed-critic gap (paired − "
-                "shuffled) is a contrast score: it can exceed the MI and is no bound on it (docs/monitoring.md).",
+                "shuffled) is a contrast score: it can exceed the MI and is no bound on it; the gap rather than "
+                "the raw score is used because a collapsing model's raw score also rises toward 0 "
+                "(docs/monitoring.md, docs/methods.md §2).",
                 ""]
 
     ablations = [by[s] for s in ("sdmi_nomarg", "jmi_nomarg") if s in by]
@@ -187,7 +189,7 @@ def claims_markdown(rows: list[dict[str, Any]]) -> str:
             flags = [not s["collapsed"] for s in r["seeds"]]
             out.append(f"- {r['label']}: **{_verdict(all(flags), not any(flags))}** — not collapsed in "
                        f"{sum(flags)}/{len(flags)} seeds; " + _collapse_text(r) + ".")
-        out += ["", "METHODS.md §3 expects the predictor to stand in for the marginal term only when the target "
+        out += ["", "docs/methods.md §3 expects the predictor to stand in for the marginal term only when the target "
                 "is tied to the online network (`ema`/`copy`), and g_ξ to collapse with `alternate`.", ""]
 
     if "sdmi" in by:

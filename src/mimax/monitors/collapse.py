@@ -1,4 +1,4 @@
-"""Collapse monitors (METHODS.md §6-7): how spread out the embeddings of the monitor set are.
+"""Collapse monitors (docs/methods.md §6-7): how spread out the embeddings of the monitor set are.
 
 Two numbers per encoder, every epoch, as extra ``metrics.csv`` columns:
 
@@ -26,6 +26,7 @@ from torch import Tensor
 from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode
 from mimax.monitors.rank import spectrum
+from mimax.naming import ascii_name
 
 # Complete collapse when the std of the L2-normalized embeddings falls below 0.1 (uniform on the sphere
 # gives 1/sqrt(D): 0.577 at D = 3); dimensional collapse when the effective rank falls below 1.2.
@@ -73,8 +74,9 @@ def encoder_embeddings(encoder: torch.nn.Module, x: Tensor, batch_size: int, dev
 class CollapseMonitor(Callback):
     """Adds ``emb_std_<encoder>``, ``emb_erank_<encoder>``, ``rankme_<encoder>`` and ``alpha_req_<encoder>`` to
     every epoch's ``metrics.csv`` row, computed on view A of the fixed monitor set, for every encoder the
-    method exposes (SDMI: f_θ and g_ξ). With ``stop_on_collapse = N > 0`` it asks the loop to end the run
-    once the collapse criterion has held for N consecutive epochs (counted from the session's start)."""
+    method exposes (SDMI: f_θ and g_ξ, named in ASCII by :func:`mimax.naming.ascii_name`: ``emb_std_f_theta``,
+    ``emb_std_g_xi``). With ``stop_on_collapse = N > 0`` it asks the loop to end the run once the collapse
+    criterion has held for N consecutive epochs (counted from the session's start)."""
 
     def __init__(self, batch_size: int, stop_on_collapse: int = 0):
         if stop_on_collapse < 0:
@@ -91,6 +93,7 @@ class CollapseMonitor(Callback):
         with evaluation_mode(state.method):
             for key, encoder in state.method.encoders().items():
                 z = encoder_embeddings(encoder, x, self.batch_size, state.device)
+                key = ascii_name(key)
                 out[f"emb_std_{key}"] = normalized_embedding_std(z).item()
                 out[f"emb_erank_{key}"] = effective_rank(z).item()
                 out.update({f"{name}_{key}": value for name, value in spectrum(z).items()})

@@ -1,4 +1,4 @@
-"""MI monitor (METHODS.md §6): fixed-critic contrast scores of :mod:`mimax.bounds` on a fixed monitor set
+"""MI monitor (docs/methods.md §6): fixed-critic contrast scores of :mod:`mimax.bounds` on a fixed monitor set
 during training, each with its shuffled-pair baseline; the trained-critic MI estimate
 (:func:`mimax.monitors.estimators.estimate_mi`) with its interval; and the two-view geometry monitors
 (LiDAR, alignment, uniformity). Schema and caveats: docs/monitoring.md.
@@ -33,6 +33,7 @@ from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_bat
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.monitors.estimators import estimate_mi
 from mimax.monitors.rank import geometry
+from mimax.naming import ascii_name
 from mimax.store.atomic import read_csv, write_csv
 from mimax.store.rundir import SeedDir
 
@@ -137,7 +138,7 @@ def geometry_values(pairs: dict[str, tuple[Tensor, Tensor]]) -> dict[str, float]
     out = {}
     for rep, (u, v) in pairs.items():
         if u.shape == v.shape:
-            out.update({f"{name}_{rep}": value for name, value in geometry(u, v).items()})
+            out.update({f"{name}_{ascii_name(rep)}": value for name, value in geometry(u, v).items()})
     return out
 
 
@@ -176,12 +177,14 @@ class MIMonitor(Callback):
             pairs = {k: v for k, v in pairs.items() if k in self.representations}
         new = fixed_critic_rows(pairs, self.batch_size, self.temperature) if fixed else []
         new += trained_critic_rows(pairs, self.critic_representations, **self.critic_options) if critic else []
-        self.rows += [{"epoch": state.epoch, "step": state.step, **row} for row in new]
+        latest = [{"epoch": state.epoch, "step": state.step, **row} for row in new]
+        self.rows += latest
+        state.extra["mi"] = latest  # this epoch's rows, for the epoch's printed line and TensorBoard
         write_csv(self.path, [{k: r.get(k, "") for k in MI_CSV_COLUMNS} for r in self.rows])
         out = geometry_values(pairs)
         for row in new:
             if row["estimator"] == CRITIC_ESTIMATOR:
-                rep = row["representation"]
+                rep = ascii_name(row["representation"])
                 out.update({f"mi_critic_{rep}": row["value"], f"mi_critic_{rep}_low": row["ci_low"],
                             f"mi_critic_{rep}_high": row["ci_high"]})
         return out

@@ -1,4 +1,4 @@
-"""Backbones: an MLP for vector data and torchvision's ResNet18/ResNet50 (METHODS.md §5)."""
+"""Backbones: an MLP for vector data and torchvision's ResNet18/ResNet50 (docs/methods.md §5)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 
 
 def mlp_backbone(in_dim: int, hidden_dim: int = 64) -> nn.Sequential:
-    """``in_dim -> h -> h``, each layer Linear-BN-ReLU (METHODS.md §7's Gaussian-mixture encoder)."""
+    """``in_dim -> h -> h``, each layer Linear-BN-ReLU (docs/methods.md §7's Gaussian-mixture encoder)."""
     return nn.Sequential(
         nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
         nn.Linear(hidden_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
