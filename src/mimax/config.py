@@ -35,7 +35,9 @@ class Config:
     # --- the reference repository's flags -------------------------------------------------------
     model_name: str = _opt("SDMI", "method to train (see `mimax methods`)")
     dataset: str = _opt("Gaussian", "dataset (Gaussian = the embedded synthetic mixture)")
-    architecture: str | None = _opt(None, "backbone: MLP (vector data), ResNet18, ResNet50; auto by dataset")
+    architecture: str | None = _opt(None, "backbone: MLP (vector data), ResNet18, ResNet50, any torchvision "
+                                          "classification model (resnet34, convnext_tiny, vit_b_16, ...) or "
+                                          "timm:<model> (timm extra); auto by dataset")
     num_classes: int | None = _opt(None, "number of classes; checked against the dataset when given")
     epochs: int | None = _opt(None, "pretraining epochs")
     warmup_epochs: int | None = _opt(None, "epochs of linear LR warmup (per step) before cosine decay")
@@ -320,12 +322,34 @@ def validate_images(cfg: Config) -> None:
         _check(value is None or value >= 1, name, f"must be >= 1 (got {value})")
     if cfg.dataset not in IMAGE_DATASETS:
         return
-    _check(cfg.architecture != "MLP", "architecture", f"{cfg.dataset} holds images: use ResNet18 or ResNet50")
+    _check(cfg.architecture != "MLP", "architecture",
+           f"{cfg.dataset} holds images: use an image backbone (ResNet18, ResNet50, resnet34, timm:<model>, ...)")
     _check(cfg.dataset != "Folder" or cfg.no_labels, "no_labels",
            "--dataset Folder holds unlabelled images: add --no_labels (or use ImageFolder for a class-per-folder tree)")
     _check(cfg.image_size is not None and cfg.image_size >= 8, "image_size",
            f"must be >= 8 for image datasets (got {cfg.image_size})")
     check_data(cfg)
+    from mimax.data import DATASET_CHANNELS
+    from mimax.nets.backbones import ArchitectureError, check_backbone, parse_architecture
+
+    if parse_architecture(cfg.architecture)[0] != "mimax":  # mimax's ResNets take every image size
+        shape = (DATASET_CHANNELS.get(cfg.dataset, 3), cfg.image_size, cfg.image_size)
+        try:
+            check_backbone(cfg.architecture, shape)
+        except ArchitectureError as err:
+            raise ConfigError("--architecture", str(err)) from None
+
+
+def _validate_architecture(cfg: Config) -> None:
+    """``--architecture`` names a backbone mimax can build; ``--resnet_width`` only scales mimax's ResNets."""
+    from mimax.nets.backbones import ArchitectureError, parse_architecture
+
+    try:
+        parse_architecture(cfg.architecture)
+    except ArchitectureError as err:
+        raise ConfigError("--architecture", str(err)) from None
+    _check(cfg.resnet_width == 64 or cfg.architecture in ("ResNet18", "ResNet50"), "resnet_width",
+           f"scales mimax's ResNet18/ResNet50 only, not {cfg.architecture} (its width is the model's own)")
 
 
 def validate(cfg: Config) -> None:
@@ -353,8 +377,7 @@ def validate(cfg: Config) -> None:
            f"expected sgd, lars, adam or adamw (got {cfg.optimizer!r})")
     _check(cfg.lars_eta > 0, "lars_eta", f"must be > 0 (got {cfg.lars_eta})")
     _check(0 <= cfg.momentum < 1, "momentum", f"must be in [0, 1) (got {cfg.momentum})")
-    _check(cfg.architecture in ("MLP", "ResNet18", "ResNet50"), "architecture",
-           f"expected MLP, ResNet18 or ResNet50 (got {cfg.architecture!r})")
+    _validate_architecture(cfg)
     _check(cfg.stop_after is None or cfg.stop_after >= 1, "stop_after", f"must be >= 1 (got {cfg.stop_after})")
     _check(cfg.num_threads is None or cfg.num_threads >= 1, "num_threads", f"must be >= 1 (got {cfg.num_threads})")
     _check(cfg.device == "auto" or cfg.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",

@@ -15,7 +15,7 @@ from mimax.config import _OneLineParser
 from mimax.engine.checkpoint import atomic_write_text
 from mimax.engine.trainer import resolve_device
 from mimax.errors import UserError
-from mimax.evaluation.export import export_backbone
+from mimax.evaluation.export import FORMATS, export_backbone, sidecar_path
 from mimax.evaluation.reevaluate import reevaluate
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.evaluation.runs import open_run
@@ -72,15 +72,22 @@ def cmd_table(argv: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    p = _parser("mimax export", "Write one encoder's backbone as a plain state_dict (see docs/evaluation.md)")
+    p = _parser("mimax export", "Write one encoder's backbone as a file that torchvision or timm loads with "
+                                "strict=True, and a JSON sidecar FILE.json with the recipe (docs/evaluation.md)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory or one of its seed_<k> directories")
-    p.add_argument("--out", metavar="FILE.pt", required=True, help="output file")
+    p.add_argument("--out", metavar="FILE", required=True, help="output file (the sidecar is FILE.json)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="torchvision or timm (a state_dict with that library's parameter names) or safetensors; "
+                        "default: the backbone's own library")
     p.add_argument("--encoder", help="which encoder: f_θ or g_ξ for SDMI (ASCII: f_theta, g_xi); default the first")
     p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: the first seed's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
-    info = export_backbone(open_run(args.run_dir), args.out, args.encoder, args.checkpoint, args.overwrite)
-    print(f"wrote {info['out']}: backbone of encoder {info['encoder']} ({info['architecture']}, input "
-          f"{tuple(info['input_shape'])}) from {info['checkpoint']}")
+    info = export_backbone(open_run(args.run_dir), args.out, args.encoder, args.checkpoint, args.overwrite,
+                           args.format)
+    print(f"wrote {args.out} ({info['format']}) and {sidecar_path(Path(args.out))}: backbone of encoder "
+          f"{info['encoder']} ({info['architecture']}, input {tuple(info['input_size'])}) from {info['checkpoint']}")
     print(f"loads into {info['loads_into']}")
+    if info["load"]:
+        print(info["load"])
     return 0

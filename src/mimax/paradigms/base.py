@@ -38,14 +38,29 @@ def build_encoder(cfg, input_shape: tuple[int, ...], projector_last_bn: bool = F
 def param_groups(module: nn.Module, **options: Any) -> list[ParamGroup]:
     """Split a module's parameters into weights and biases/norm parameters (``ndim <= 1``).
 
+    Parameters a timm submodule lists in its ``no_weight_decay()`` (a ViT's position embedding and class
+    token) join the second group, as in timm's own optimizer factory.
     The second group is marked ``exclude_from_lars`` so that LARS applies neither weight decay nor the
     trust ratio to it (You et al., 2017; as in SimCLR and BYOL). Extra ``options`` go on both groups.
     """
-    weights = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]
-    others = [p for p in module.parameters() if p.requires_grad and p.ndim <= 1]
+    no_decay = _timm_no_weight_decay(module)
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    weights = [p for n, p in named if p.ndim > 1 and n not in no_decay]
+    others = [p for n, p in named if p.ndim <= 1 or n in no_decay]
     groups = [{"params": weights, "exclude_from_lars": False, **options},
               {"params": others, "exclude_from_lars": True, **options}]
     return [g for g in groups if g["params"]]
+
+
+def _timm_no_weight_decay(module: nn.Module) -> set[str]:
+    """Full names of the parameters that submodules exclude from weight decay via timm's
+    ``no_weight_decay()`` convention."""
+    names: set[str] = set()
+    for prefix, sub in module.named_modules():
+        hook = getattr(sub, "no_weight_decay", None)
+        if callable(hook):
+            names |= {f"{prefix}.{n}" if prefix else n for n in hook()}
+    return names
 
 
 class Method(nn.Module):
