@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from image_fixtures import write_class_tree
 from PIL import Image
 from torch.utils.data import DataLoader
 
 import mimax
-from image_fixtures import write_class_tree
 from mimax.data.views import NORMALIZATION
 
 

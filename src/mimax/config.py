@@ -64,6 +64,12 @@ class Config:
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     num_threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)")
     tensorboard: bool = _opt(False, "also write TensorBoard event files (needs the tensorboard extra)")
+    wandb: bool = _opt(False, "also log to Weights & Biases, one W&B run per seed, continued by --resume (needs "
+                              "the wandb extra)")
+    wandb_project: str = _opt("mimax", "W&B project")
+    wandb_entity: str | None = _opt(None, "W&B entity (user or team; default: W&B's own setting)", optional=True)
+    wandb_mode: str | None = _opt(None, "W&B mode: online, offline (no network; `wandb sync` uploads later) or "
+                                        "disabled (default: W&B's own setting, e.g. WANDB_MODE)", optional=True)
     data_dir: str | None = _opt(None, "dataset location on disk (image datasets)")
     # --- optimization ----------------------------------------------------------------------------
     optimizer: str | None = _opt(None, "sgd, lars, adam or adamw")
@@ -153,6 +159,7 @@ RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", 
                   "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn"}
 RUNTIME_FIELDS |= {"download"}
 RUNTIME_FIELDS |= {"mi_interval"}  # the MI monitor never changes what is trained
+RUNTIME_FIELDS |= {"wandb", "wandb_project", "wandb_entity", "wandb_mode"}  # logging only
 RUNTIME_FIELDS |= {"on_nan"}  # identical training unless a step is non-finite; resume with skip after a stop
 
 BASE_PRESET: dict[str, Any] = dict(
@@ -439,3 +446,10 @@ def _validate_reliability(cfg: Config) -> None:
         value = getattr(cfg, f.name)
         _check(not isinstance(value, float) or math.isfinite(value), f.name, f"must be a finite number (got {value})")
     _check(cfg.on_nan in ("stop", "skip"), "on_nan", f"expected stop or skip (got {cfg.on_nan!r})")
+    _check(cfg.wandb_mode in (None, "online", "offline", "disabled"), "wandb_mode",
+           f"expected online, offline or disabled (got {cfg.wandb_mode!r})")
+    if cfg.wandb:
+        import importlib.util
+
+        _check(importlib.util.find_spec("wandb") is not None, "wandb",
+               "needs the wandb package: pip install 'mimax[wandb]'")

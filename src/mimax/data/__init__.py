@@ -53,4 +53,5 @@ def build_data(cfg, device: torch.device, seed: int) -> DataBundle:
     return DATASETS[cfg.dataset](cfg, device, seed)
 
 
-__all__ = ["DATASETS", "DATA_CHECKS", "DATASET_CHANNELS", "IMAGE_DATASETS", "DataBundle", "ViewLoader", "build_data", "check_data"]
+__all__ = ["DATASETS", "DATA_CHECKS", "DATASET_CHANNELS", "IMAGE_DATASETS", "DataBundle", "ViewLoader", "build_data",
+           "check_data"]

@@ -35,6 +35,7 @@ from mimax.engine.checkpoint import (
     rng_state,
 )
 from mimax.engine.divergence import NonFiniteGuard, check_weights
+from mimax.engine.loggers import build_loggers, epoch_scalars, eval_scalars
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
 from mimax.engine.rundir import environment, read_csv, write_csv, write_json
@@ -207,11 +208,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     distributed.barrier()
     stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
 
-    tb = None
-    if cfg.tensorboard and main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    loggers = build_loggers(cfg, run_dir, seed) if main else []  # TensorBoard, W&B (the CSVs always)
     guard = NonFiniteGuard(cfg.on_nan)  # --on_nan: see mimax.engine.divergence
     opt_params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in optimizers.items()}
 
@@ -273,10 +270,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                     "images_per_s": round(steps_per_epoch * cfg.batch_size / max(elapsed, 1e-9), 1)})
         metrics_rows.append(row)
         write_csv(run_dir / "metrics.csv", metrics_rows)
-        if tb is not None:
-            for k, v in row.items():
-                if k != "epoch":
-                    tb.add_scalar(f"train/{k}", float(v), state.epoch)
+        for logger in loggers:
+            logger.log(epoch_scalars(row), state.epoch)
         final = state.epoch == cfg.epochs
         evaluating = state.epoch % cfg.model_evaluation_interval == 0 or final
         saving = state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch
@@ -286,10 +281,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
             results = evaluate(method, data, cfg, device)
             eval_rows += [{"epoch": state.epoch, "encoder": label, **m} for label, m in results.items()]
             write_csv(run_dir / "eval.csv", eval_rows)
-            if tb is not None:
-                for label, m in results.items():
-                    for k, v in m.items():
-                        tb.add_scalar(f"eval/{label}/{k}", v, state.epoch)
+            for logger in loggers:
+                logger.log(eval_scalars(results), state.epoch)
         if saving:
             atomic_torch_save({
                 "format": CHECKPOINT_FORMAT, "method": cfg.model_name, "architecture": cfg.architecture,
@@ -300,8 +293,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
             }, checkpoint_path(run_dir, state.epoch))
             write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
         distributed.barrier()
-    if tb is not None:
-        tb.close()
+    for logger in loggers:
+        logger.close()
     if state.epoch < cfg.epochs:
         if main:
             write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mimax.engine.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint
+from mimax.engine.checkpoint import atomic_write_text, load_checkpoint
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
@@ -92,7 +92,8 @@ def _write(state: dict[str, torch.Tensor], file: Path, file_format: str, metadat
         try:
             from safetensors.torch import save_file
         except ImportError:
-            raise UserError("--format safetensors: needs the safetensors package: pip install 'mimax[export]'") from None
+            raise UserError("--format safetensors: needs the safetensors package: "
+                            "pip install 'mimax[export]'") from None
         save_file(state, str(file), metadata=metadata)
     else:
         torch.save(state, file)
