@@ -17,7 +17,7 @@ COMMANDS = {
     "plot": "draw figures from run directories: `mimax plot mi|trajectories RUN_DIR ... --out FIG.png` (Figures 2, 3)",
     "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
     "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
-    "export": "write one encoder's backbone as a plain state_dict (loads into torchvision's ResNet)",
+    "export": "write one encoder's backbone for torchvision, timm or safetensors, with a JSON sidecar (how to load it)",
 }
 
 
