@@ -45,11 +45,21 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_methods(argv: list[str]) -> int:
+    from mimax.config import _OneLineParser
     from mimax.methods import METHODS
 
+    parser = _OneLineParser(prog="mimax methods", description="List the built-in methods, those installed "
+                            "packages register (entry-point group mimax.methods) and the import paths given.")
+    parser.add_argument("paths", nargs="*", metavar="MODULE:CLASS",
+                        help="user methods to show too: my_pkg.my_module:MyMethod or path/to/file.py:MyMethod")
+    args = parser.parse_args(argv)
+    listed = METHODS.listed()
+    for path in args.paths:
+        listed[path] = METHODS.resolve(path, flag=path)
     rows = [("method", "paradigm", "target update", "predictor", "objective")]
-    for m in METHODS.values():
-        rows.append((m.name, m.paradigm, m.target_update, m.predictor_desc, m.objective_desc))
+    for key, m in listed.items():
+        label = m.name if key == m.name else f"{m.name} ({key})"
+        rows.append((label, m.paradigm, m.target_update, m.predictor_desc, m.objective_desc))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])

@@ -201,12 +201,6 @@ def _dataset_names() -> list[str]:
     return sorted(DATASETS)
 
 
-def _method_names() -> list[str]:
-    from mimax.methods import METHODS
-
-    return sorted(METHODS)
-
-
 class _OneLineParser(argparse.ArgumentParser):
     """argparse that reports a user mistake as one line and exit code 2 (no usage dump)."""
 
@@ -294,12 +288,12 @@ def resolve(given: dict[str, Any]) -> Config:
     method = values.get("model_name", Config.model_name)
     if dataset not in _dataset_names():
         raise ConfigError("--dataset", f"unknown dataset {dataset!r}; expected one of {', '.join(_dataset_names())}")
-    if method not in _method_names():
-        raise ConfigError("--model_name", f"unknown method {method!r}; expected one of {', '.join(_method_names())}")
     from mimax.methods import METHODS
+    from mimax.methods.registry import canonical_name
 
-    preset = {**BASE_PRESET, **DATASET_PRESETS.get(dataset, {}),
-              **METHODS[method].preset(dataset)}
+    cls = METHODS.resolve(method)  # built in, entry point or import path; one-line error otherwise
+    values["model_name"] = canonical_name(method)
+    preset = {**BASE_PRESET, **DATASET_PRESETS.get(dataset, {}), **cls.preset(dataset)}
     for key, val in preset.items():
         if values.get(key) is None:
             values[key] = val
@@ -435,7 +429,7 @@ def validate(cfg: Config) -> None:
     _validate_reliability(cfg)
     from mimax.methods import METHODS
 
-    METHODS[cfg.model_name].validate(cfg)
+    METHODS.resolve(cfg.model_name).validate(cfg)
 
 
 def _validate_reliability(cfg: Config) -> None:

@@ -88,7 +88,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def default_output_dir(cfg: Config) -> Path:
-    return Path("runs") / f"{cfg.model_name}_{cfg.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
+    from mimax.methods.registry import display_name
+
+    return Path("runs") / f"{display_name(cfg.model_name)}_{cfg.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def prepare_experiment_dir(cfg: Config) -> Path:
@@ -165,5 +167,12 @@ def resume_config(exp_dir: Path, given: dict[str, Any]) -> Config:
                                           f"resuming with {value!r} is refused")
     cfg.output_dir = str(exp_dir)
     cfg.resume = str(exp_dir)
+    from mimax.methods import METHODS, MethodNotFound
+
+    try:
+        METHODS[cfg.model_name]
+    except MethodNotFound as err:
+        raise ConfigError("--resume", f"the run in {exp_dir} was trained with method {cfg.model_name!r}, which "
+                                      f"cannot be loaded now: {err}") from None
     validate(cfg)
     return cfg

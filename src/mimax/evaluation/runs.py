@@ -83,14 +83,16 @@ def checkpoints_to_use(run: Run, checkpoint: str | None) -> list[tuple[Path, Pat
 
 def rebuild_method(cfg: Config, ckpt: dict[str, Any], path: Path, input_shape: tuple[int, ...]) -> torch.nn.Module:
     """The method of ``cfg`` (from the registry) with the checkpoint's weights, in eval mode on the CPU."""
-    from mimax.methods import METHODS
+    from mimax.methods import METHODS, MethodNotFound
 
     for key, want in (("method", cfg.model_name), ("architecture", cfg.architecture), ("dataset", cfg.dataset)):
         if ckpt.get(key) != want:
             raise CheckpointError(f"{path}: checkpoint is for {key} {ckpt.get(key)!r}, the run's config says {want!r}")
-    if cfg.model_name not in METHODS:
-        raise UserError(f"{path}: method {cfg.model_name!r} is not in this mimax (known: {', '.join(METHODS)})")
-    method = METHODS[cfg.model_name](cfg, tuple(input_shape))
+    try:
+        cls = METHODS[cfg.model_name]
+    except MethodNotFound as err:
+        raise UserError(f"{path}: the run's method {cfg.model_name!r} cannot be loaded now: {err}") from None
+    method = cls(cfg, tuple(input_shape))
     try:
         method.load_state_dict(ckpt["model"])
     except (KeyError, RuntimeError) as exc:

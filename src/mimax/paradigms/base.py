@@ -67,14 +67,22 @@ class Method(nn.Module):
     """Base class of all methods. Subclass a paradigm (:class:`JointMethod` or the self-distillation
     paradigm), not this class directly."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # --model_name of a built-in method; a user method's class name unless it sets one
     paradigm: ClassVar[str]  # "joint" or "self-distillation"
     target_update: ClassVar[str] = "none"
     predictor_desc: ClassVar[str] = "none"
-    objective_desc: ClassVar[str]
+    objective_desc: ClassVar[str] = ""  # one line for `mimax methods` (default: the objective's docstring)
     reference: ClassVar[str] = ""
     view_recipe: ClassVar[str] = "simclr"  # augmentation family with --augmentation (docs/data.md)
     supports_no_marginal: ClassVar[bool] = False  # the DV prototypes' --no_marginal ablation
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
+        if not cls.objective_desc:
+            doc = (getattr(cls, "objective", None).__doc__ or "").strip()
+            cls.objective_desc = doc.splitlines()[0] if doc else ""
 
     @classmethod
     def preset(cls, dataset: str) -> dict[str, Any]:
