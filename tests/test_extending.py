@@ -180,8 +180,8 @@ def test_entry_point_of_an_installed_package(tmp_path, user_dir):
 ])
 def test_bad_model_names_are_one_line_errors(tmp_path, capsys, spec, fragment):
     (tmp_path / "bad.py").write_text("def broken(:\n")
-    (tmp_path / "ok.py").write_text("import torch\n\n\ndef helper():\n    pass\n\n\nclass NotAMethod(torch.nn.Module):\n"
-                                    "    pass\n")
+    (tmp_path / "ok.py").write_text("import torch\n\n\ndef helper():\n    pass\n\n\n"
+                                    "class NotAMethod(torch.nn.Module):\n    pass\n")
     out = tmp_path / "run"
     assert main(["train", *TINY_GAUSSIAN, "--model_name", spec.format(d=tmp_path), "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
