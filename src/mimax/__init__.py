@@ -17,15 +17,22 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "Config": "mimax.config",
+    "train": "mimax.api",
     "TwoViewTransform": "mimax.data.views",
     "JointMethod": "mimax.paradigms",
     "SelfDistillationMethod": "mimax.paradigms",
     "Method": "mimax.paradigms",
 }
-__all__ = ["__version__", *_PUBLIC]
+__all__ = ["__version__", *_PUBLIC]  # and the modules bounds, objectives, monitors, paradigms, methods, nets
+
+
+_MODULES = ("bounds", "objectives", "monitors", "paradigms", "methods", "nets")
 
 
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
         return getattr(importlib.import_module(_PUBLIC[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(f"mimax.{name}")
     raise AttributeError(f"module 'mimax' has no attribute {name!r}")

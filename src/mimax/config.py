@@ -146,6 +146,15 @@ class Config:
                                "checkpoint, exit 3) or skip that optimizer step (counted in metrics.csv)")
 
     # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_flags(cls, flags: str | list[str]) -> Config:
+        """The config of a ``mimax train`` command line (the reference repository's flags; a string is
+        split as a shell would). Unset fields stay unset: presets fill them when training starts."""
+        import shlex
+
+        argv = shlex.split(flags) if isinstance(flags, str) else list(flags)
+        return cls(**explicit_values(argv))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
