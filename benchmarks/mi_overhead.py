@@ -32,12 +32,12 @@ import torch  # noqa: E402
 
 from mimax.config import config_from_args  # noqa: E402
 from mimax.engine.optim import build_optimizer  # noqa: E402
-from mimax.engine.rundir import read_csv  # noqa: E402
 from mimax.engine.trainer import Callback, RunState, train_run  # noqa: E402
-from mimax.methods import METHODS  # noqa: E402
+from mimax.methods import METHODS, build_method  # noqa: E402
 from mimax.monitors import default_callbacks  # noqa: E402
 from mimax.monitors.collapse import CollapseMonitor  # noqa: E402
 from mimax.monitors.mi import estimate_mi  # noqa: E402
+from mimax.store.atomic import read_csv  # noqa: E402
 
 
 class Timed(Callback):
@@ -84,7 +84,7 @@ def resnet_costs(method: str, steps: int, monitor_size: int, width: int) -> dict
                             "--num_threads", "1", "--device", "cpu"])
     device = torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
-    method_ = METHODS[method](cfg, (1, 28, 28)).to(device)
+    method_ = build_method(cfg, (1, 28, 28)).to(device)
     params = sum(p.numel() for p in method_.parameters())
     opts = {n: build_optimizer(cfg.optimizer, g, cfg.initial_lr, cfg.weight_decay, cfg.momentum, cfg.lars_eta)
             for n, g in method_.optimizer_groups().items()}

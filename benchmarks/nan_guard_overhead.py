@@ -17,7 +17,7 @@ import torch
 
 from mimax.config import resolve
 from mimax.engine.divergence import NonFiniteGuard
-from mimax.methods import METHODS
+from mimax.methods import build_method
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     shape: tuple[int, ...] = (cfg.gm_dim,)
     if args.resnet:
         cfg.architecture, shape = "ResNet18", (3, 32, 32)
-    method = METHODS["JMI"](cfg, shape).to(device)
+    method = build_method(cfg, shape).to(device)
     opt = torch.optim.Adam(method.parameters(), lr=1e-4)
     params = list(method.parameters())
     x_a = torch.randn(args.batch_size, *shape, device=device)

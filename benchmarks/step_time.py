@@ -37,16 +37,16 @@ LAYERS = {"SimCLR": 2, "BYOL": 2, "SimSiam": 3, "BarlowTwins": 3, "VICReg": 3, "
 
 
 def our_method(name: str, width: int):
-    from mimax.config import BASE_PRESET, Config
     from mimax.methods import METHODS
+    from mimax.nets import EncoderSpec
 
     cls = METHODS[name]
-    values = {**BASE_PRESET, **cls.preset("CIFAR10"), "model_name": name, "dataset": "CIFAR10",
-              "architecture": "ResNet18", "feature_dim": HIDDEN, "projection_dim": OUT,
-              "projection_layer": LAYERS.get(name, 2)}
-    fields = Config.__dataclass_fields__
-    values.update({k: v for k, v in (("resnet_width", width), ("predictor_dim", PRED_HIDDEN)) if k in fields})
-    return cls(Config(**{k: v for k, v in values.items() if k in fields}), (3, 32, 32))
+    names = cls.Options.names()
+    options = {k: v for k, v in cls.Options.presets("CIFAR10").items() if k in names}
+    if "predictor_dim" in names:
+        options["predictor_dim"] = PRED_HIDDEN
+    spec = EncoderSpec("ResNet18", HIDDEN, OUT, LAYERS.get(name, 2), resnet_width=width)
+    return cls(cls.Options(**options), spec, (3, 32, 32))
 
 
 def our_step(method, precision: str, channels_last: bool):

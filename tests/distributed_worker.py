@@ -17,8 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mimax.config import resolve  # noqa: E402
-from mimax.engine import distributed  # noqa: E402
-from mimax.methods import METHODS  # noqa: E402
+from mimax.methods import METHODS, build_method  # noqa: E402
+from mimax.runtime import distributed  # noqa: E402
 
 GLOBAL_BATCH, DIM, STEPS = 16, 8, (0, 1)  # steps 0 and 1: both sides of an alternating method
 
@@ -39,7 +39,7 @@ def losses_and_grads(name: str) -> dict[int, dict[str, torch.Tensor]]:
     train-mode BN would normalize each rank's half, a different function from the 1-process run."""
     cfg = method_config(name)
     torch.manual_seed(0)
-    method = METHODS[name](cfg, (DIM,)).eval()
+    method = build_method(cfg, (DIM,)).eval()
     groups = [[p for g in groups for p in g["params"]] for groups in method.optimizer_groups().values()]
     model = distributed.wrap_ddp(method, torch.device("cpu"), groups)
     rank, world = distributed.rank(), distributed.world_size()

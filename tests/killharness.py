@@ -2,7 +2,7 @@
 uninterrupted run.
 
 The kill is deterministic: ``MIMAX_KILL_AT=<point>:<n>`` makes the process SIGKILL itself the n-th time it
-reaches ``<point>`` (:mod:`mimax.engine.faults`). After every kill the harness checks that nothing in the
+reaches ``<point>`` (:mod:`mimax.store.faults`). After every kill the harness checks that nothing in the
 experiment directory is torn (every JSON and CSV parses, every checkpoint loads with ``weights_only=True``,
 the experiment is not marked complete); after the final resume it checks that the run finished, left no
 temp files, and that its final weights (bitwise), metrics, evaluations and results equal the reference.
@@ -67,7 +67,8 @@ def assert_killed(proc: subprocess.CompletedProcess, where: str) -> None:
 
 def assert_intact(exp: Path, finished: bool) -> None:
     """No torn file: JSON and CSV parse, checkpoints load with weights_only; status never lies."""
-    from mimax.engine.checkpoint import TEMP_RE, load_checkpoint
+    from mimax.store.atomic import TEMP_RE
+    from mimax.store.checkpoint import load_checkpoint
 
     for path in sorted(exp.rglob("*")):
         if not path.is_file():
@@ -97,12 +98,13 @@ def assert_intact(exp: Path, finished: bool) -> None:
 
 def snapshot(exp: Path) -> dict:
     """What must not depend on interruptions: final weights, metrics (minus timings), evaluations, results."""
-    from mimax.engine.checkpoint import latest_checkpoint, load_checkpoint
-    from mimax.engine.rundir import read_csv
+    from mimax.store.atomic import read_csv
+    from mimax.store.checkpoint import load_checkpoint
+    from mimax.store.rundir import SeedDir
 
     out: dict = {"results": json.loads((exp / "results.json").read_text()), "seeds": {}}
     for seed_dir in sorted(exp.glob("seed_*")):
-        ckpt = load_checkpoint(latest_checkpoint(seed_dir))
+        ckpt = load_checkpoint(SeedDir.at(seed_dir).latest_checkpoint())
         out["seeds"][seed_dir.name] = {
             "epoch": ckpt["epoch"], "model": ckpt["model"], "optimizers": ckpt["optimizers"],
             "metrics": [{k: v for k, v in r.items() if k not in TIMING_COLUMNS}

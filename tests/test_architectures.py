@@ -16,7 +16,7 @@ from conftest import run_main
 from mimax.cli import main
 from mimax.config import ConfigError, resolve
 from mimax.engine.optim import build_optimizer
-from mimax.methods import METHODS
+from mimax.methods import METHODS, build_method
 from mimax.nets.backbones import ArchitectureError, build_backbone, parse_architecture, small_image_patch
 
 timm = pytest.importorskip("timm")
@@ -51,7 +51,7 @@ def image_config(arch: str, shape: tuple[int, int, int], method: str):
 def test_one_training_step_per_family(arch, shape, width, method):
     torch.manual_seed(0)
     cfg = image_config(arch, shape, method)
-    model = METHODS[method](cfg, shape)
+    model = build_method(cfg, shape)
     encoder = next(iter(model.encoders().values()))
     assert encoder.projector[0].in_features == width  # the projector reads the width from the model
     x = torch.rand(4, *shape)

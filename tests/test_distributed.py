@@ -55,7 +55,7 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
 
 
 def test_gather_is_identity_in_one_process():
-    from mimax.engine.distributed import gather_batch
+    from mimax.runtime.distributed import gather_batch
 
     x = torch.randn(4, 3, requires_grad=True)
     assert gather_batch(x) is x
@@ -103,14 +103,16 @@ def test_torchrun_resume_reproduces_the_uninterrupted_run(tmp_path):
            [[r[c] for c in cols] for r in _metrics(tmp_path / "full")]
 
 
-def test_global_batch_must_split_over_ranks():
-    from mimax.config import ConfigError
+def test_global_batch_must_split_over_ranks(monkeypatch):
+    """Config validation reads the number of processes torchrun starts (WORLD_SIZE) before any work."""
+    from mimax.config import ConfigError, config_from_args
     from mimax.data.loading import per_rank_batch
 
     assert per_rank_batch(64, 4) == 16
+    monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="--batch_size: the global batch 63 must be divisible by the number of "
                                           r"processes \(2\)"):
-        per_rank_batch(63, 2)
+        config_from_args([*TINY_GAUSSIAN, "--batch_size", "63"])
 
 
 @pytest.mark.slow

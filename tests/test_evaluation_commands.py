@@ -19,10 +19,11 @@ from torch import nn
 from conftest import TINY_GAUSSIAN, run_main, run_mimax
 from mimax.cli import main
 from mimax.config import Config
-from mimax.engine.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, rng_state
 from mimax.evaluation.results import aggregate
-from mimax.methods import METHODS
+from mimax.methods import METHODS, build_method
 from mimax.nets.backbones import mlp_backbone
+from mimax.store.atomic import atomic_torch_save
+from mimax.store.checkpoint import CHECKPOINT_FORMAT, rng_state
 
 
 @pytest.fixture
@@ -218,7 +219,7 @@ def resnet_run(root: Path, input_shape: tuple[int, int, int]) -> tuple[Path, nn.
                  projection_dim=16, projection_layer=2, model_save_interval=1, model_evaluation_interval=1,
                  optimizer="sgd")
     torch.manual_seed(0)
-    method = METHODS["JMI"](cfg, input_shape)
+    method = build_method(cfg, input_shape)
     opt = torch.optim.SGD(method.parameters(), lr=0.1)
     for _ in range(2):  # move weights and BN running stats away from their initial values
         x = torch.randn(8, *input_shape)

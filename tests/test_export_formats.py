@@ -15,8 +15,9 @@ import torch
 
 from mimax.cli import main
 from mimax.config import Config
-from mimax.engine.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, rng_state
-from mimax.methods import METHODS
+from mimax.methods import build_method
+from mimax.store.atomic import atomic_torch_save
+from mimax.store.checkpoint import CHECKPOINT_FORMAT, rng_state
 
 pytest.importorskip("timm")
 pytest.importorskip("safetensors")
@@ -33,7 +34,7 @@ def fake_run(root: Path, name: str, arch: str, dataset: str, method: str = "SimC
                  projection_layer=2, model_save_interval=1, model_evaluation_interval=1, optimizer="sgd",
                  resnet_width=width, image_size=shape[1])
     torch.manual_seed(0)
-    model = METHODS[method](cfg, shape)
+    model = build_method(cfg, shape)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for _ in range(2):
         x = torch.rand(4, *shape)

@@ -20,7 +20,7 @@ import torch
 from conftest import ROOT, TINY_GAUSSIAN
 from mimax.cli import main
 from mimax.config import resolve
-from mimax.methods import METHODS
+from mimax.methods import build_method
 
 EXAMPLE_RE = re.compile(r"```python\n# my_methods/(\w+)\.py\n(.*?)```", re.S)
 
@@ -56,9 +56,9 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 def test_worked_examples_are_short_and_present():
     found = examples()
-    assert set(found) == {"jsd_jmi", "ema_infonce"}
+    assert set(found) == {"jsd_jmi", "sd_bound"}
     for name, code in found.items():
-        assert len(code.strip().splitlines()) <= 20, name
+        assert len([line for line in code.splitlines() if line.strip()]) <= 20, name
 
 
 def jsd_reference(u: np.ndarray, v: np.ndarray, tau: float) -> float:
@@ -88,10 +88,13 @@ def test_example_objectives_match_independent_references(user_dir):
     rng = np.random.default_rng(0)
     u, v = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
     tu, tv = torch.tensor(u, dtype=torch.float32), torch.tensor(v, dtype=torch.float32)
-    for spec, reference, symmetric in ((f"{user_dir}/my_methods/jsd_jmi.py:JSDJMI", jsd_reference, True),
-                                       (f"{user_dir}/my_methods/ema_infonce.py:EMAInfoNCE", infonce_reference, False)):
-        cfg = resolve({"model_name": spec, "temperature": 0.3, "dataset": "Gaussian"})
-        method = METHODS[cfg.model_name](cfg, (16,))
+    sd = f"{user_dir}/my_methods/sd_bound.py:SDBound"
+    for given, reference, symmetric in (
+            ({"model_name": f"{user_dir}/my_methods/jsd_jmi.py:JSDJMI"}, jsd_reference, True),
+            ({"model_name": sd}, infonce_reference, False),
+            ({"model_name": sd, "method_options": {"bound": "JSD"}}, jsd_reference, False)):
+        cfg = resolve({**given, "temperature": 0.3, "dataset": "Gaussian"})
+        method = build_method(cfg, (16,))
         terms = method.objective(tu, tv)
         want = (reference(u, v, 0.3) + reference(v, u, 0.3)) / 2 if symmetric else reference(u, v, 0.3)
         assert terms["loss"].item() == pytest.approx(-want, rel=1e-5, abs=1e-6)
@@ -119,13 +122,26 @@ def test_user_methods_train_resume_and_work_with_every_command(user_dir, tmp_pat
         code = main(argv)
         captured = capsys.readouterr()
         assert code == 0, (argv, captured.err)
-    assert "JSDJMI" in captured.out and "joint" in captured.out
+    assert "JSDJMI" in captured.out and "joint" in captured.out and "--temperature 0.1" in captured.out
+    assert main(["methods", f"{user_dir}/my_methods/sd_bound.py:SDBound"]) == 0
+    listing = capsys.readouterr().out
+    assert "SDBound" in listing and "--bound InfoNCE  MI bound maximized" in listing
     assert (tmp_path / "b.pt.json").is_file() and (tmp_path / "mi.png").is_file()
-    # the self-distillation example, as a module on the path
-    sd = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", "my_methods.ema_infonce:EMAInfoNCE", "--epochs", "1",
-                     "--output_dir", str(tmp_path / "runs" / "sd")], cwd=tmp_path, extra_path=user_dir)
+    # the self-distillation example, as a module on the path, with its own option as a flag
+    sd = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", "my_methods.sd_bound:SDBound", "--bound", "JSD",
+                     "--epochs", "1", "--output_dir", str(tmp_path / "runs" / "sd")], cwd=tmp_path, extra_path=user_dir)
     assert sd.returncode == 0, sd.stderr
-    assert rows(tmp_path / "runs" / "sd" / "seed_0" / "metrics.csv")[0]["infonce"]
+    saved_sd = json.loads((tmp_path / "runs" / "sd" / "config.json").read_text())
+    assert saved_sd["method_options"] == {"bound": "JSD"} and saved_sd["ema_momentum"] == 0.99
+    assert rows(tmp_path / "runs" / "sd" / "seed_0" / "metrics.csv")[0]["mi"]
+    bad = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", "my_methods.sd_bound:SDBound", "--bound", "MINE",
+                      "--output_dir", str(tmp_path / "runs" / "bad")], cwd=tmp_path, extra_path=user_dir)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "mimax: error: --bound: expected one of cos-DV, InfoNCE, JSD (got 'MINE')")
+    assert not (tmp_path / "runs" / "bad").exists()
+    unread = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", jsd, "--ema_momentum", "0.9",
+                         "--output_dir", str(tmp_path / "runs" / "unread")], cwd=user_dir)
+    assert unread.returncode == 2 and "--ema_momentum: JSDJMI does not read it" in unread.stderr
     # the method's file is gone: resume and eval (in a new process) say so in one line
     (user_dir / "my_methods" / "jsd_jmi.py").rename(user_dir / "my_methods" / "moved.py")
     for argv, fragment in ((["train", "--resume", str(out)], "--resume: the run in"),
@@ -137,9 +153,10 @@ def test_user_methods_train_resume_and_work_with_every_command(user_dir, tmp_pat
 
 def test_a_user_copy_of_simclr_trains_exactly_like_the_builtin(tmp_path):
     (tmp_path / "copy.py").write_text(
-        "from mimax import JointMethod\nfrom mimax.objectives import nt_xent_loss\n\n\n"
-        "class MySimCLR(JointMethod):\n    def objective(self, z_a, z_b):\n"
-        "        return nt_xent_loss(z_a, z_b, self.cfg.temperature)\n")
+        "from mimax import JointMethod\nfrom mimax.objectives import nt_xent_loss\n"
+        "from mimax.paradigms import TemperatureOptions\n\n\n"
+        "class MySimCLR(JointMethod):\n    Options = TemperatureOptions\n\n    def objective(self, z_a, z_b):\n"
+        "        return nt_xent_loss(z_a, z_b, self.options.temperature)\n")
     losses = {}
     for name in ("SimCLR", f"{tmp_path}/copy.py:MySimCLR"):
         out = tmp_path / name.rpartition(":")[2]
@@ -194,9 +211,9 @@ def test_user_method_under_torchrun(user_dir, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "main.py",
-           *TINY_GAUSSIAN, "--model_name", f"{user_dir}/my_methods/ema_infonce.py:EMAInfoNCE", "--epochs", "1",
+           *TINY_GAUSSIAN, "--model_name", f"{user_dir}/my_methods/sd_bound.py:SDBound", "--epochs", "1",
            "--output_dir", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "seed_0" / "env.json").read_text())["world_size"] == 2
-    assert "EMAInfoNCE" in json.loads((out / "results.json").read_text())["summary"]
+    assert "SDBound" in json.loads((out / "results.json").read_text())["summary"]

@@ -4,7 +4,9 @@ random-init encoder, bitwise resume, and the `mimax methods` listing."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -107,7 +109,8 @@ def test_sdmi_no_marginal_and_jmi_no_marginal_train(tmp_path):
 def test_mimax_methods_lists_the_eight():
     proc = run_mimax(["methods"])
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    table, options = proc.stdout.split("\n\n", 1)
+    lines = table.splitlines()
     assert lines[0].split()[:2] == ["method", "paradigm"]
     by_name = {line.split()[0]: line for line in lines[1:]}
     assert set(by_name) == set(ALL) == set(METHODS)
@@ -116,6 +119,13 @@ def test_mimax_methods_lists_the_eight():
             assert cell in by_name[name]
     assert "self-distillation" in by_name["BYOL"] and "ema" in by_name["BYOL"]
     assert "copy" in by_name["SimSiam"] and "alternate" in by_name["SDMI"] and "joint" in by_name["VICReg"]
+    # each method's options, with their defaults and the sources of the defaults
+    blocks = {b.split()[0]: b for b in re.split(r"\n  (?=\S)", options)[1:]}
+    for name, cls in METHODS.items():
+        for f in dataclasses.fields(cls.Options):
+            assert f"--{f.name} {getattr(cls.Options, f.name)} " in blocks[name]
+            assert f.metadata["source"] in blocks[name]
+    assert "--temperature" not in blocks["BYOL"] and "--barlow_lambda 0.0051" in blocks["BarlowTwins"]
 
 
 def test_default_method_is_sdmi_and_bad_option_is_one_line(tmp_path):

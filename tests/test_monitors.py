@@ -16,7 +16,7 @@ from mimax.cli import main
 from mimax.config import config_from_args
 from mimax.data import build_data
 from mimax.engine.trainer import train_run
-from mimax.methods import METHODS
+from mimax.methods import build_method
 from mimax.monitors import default_callbacks
 from mimax.monitors.base import evaluation_mode
 from mimax.monitors.collapse import effective_rank, normalized_embedding_std
@@ -116,7 +116,7 @@ def _tiny_method_and_data(model_name: str = "JMI"):
     cfg = config_from_args([*TINY_GAUSSIAN, "--model_name", model_name])
     data = build_data(cfg, torch.device("cpu"), 0)
     torch.manual_seed(0)
-    return cfg, METHODS[model_name](cfg, data.input_shape), data
+    return cfg, build_method(cfg, data.input_shape), data
 
 
 def test_evaluation_mode_restores_each_module_and_changes_nothing():

@@ -12,7 +12,7 @@ from conftest import TINY_GAUSSIAN, run_main
 from mimax.config import resolve
 from mimax.engine.experiment import run_experiment
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
-from mimax.methods import METHODS
+from mimax.methods import METHODS, build_method
 
 BASE = {"dataset": "Gaussian", "gm_train_size": 512, "gm_test_size": 256, "gm_monitor_size": 256, "batch_size": 64,
         "num_threads": 1, "device": "cpu"}
@@ -44,7 +44,7 @@ def test_objective_is_computed_in_fp32_under_autocast(name):
     autocast, on the same (bf16-computed) embeddings: no matmul of the objective ran in bf16."""
     cfg = resolve({**BASE, "model_name": name})
     torch.manual_seed(0)
-    method = METHODS[name](cfg, (cfg.gm_dim,))
+    method = build_method(cfg, (cfg.gm_dim,))
     x_a, x_b = torch.randn(32, cfg.gm_dim), torch.randn(32, cfg.gm_dim)
     calls = []
     original = method.objective
@@ -91,7 +91,7 @@ def test_channels_last_layout_and_step_matches_contiguous():
 
 def test_prepare_model_compiles_each_backbone_once(monkeypatch):
     cfg = resolve({**BASE, "model_name": "SimCLR"})
-    method = METHODS["SimCLR"](cfg, (cfg.gm_dim,))
+    method = build_method(cfg, (cfg.gm_dim,))
     calls = []
     for encoder in method.encoders().values():
         monkeypatch.setattr(encoder.backbone, "compile", lambda *a, _b=encoder.backbone, **k: calls.append(_b))

@@ -11,9 +11,10 @@ import torch
 
 from conftest import ROOT
 from mimax.config import resolve
-from mimax.engine.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, remove_stale_temp_files
-from mimax.engine.rundir import prepare_experiment_dir
 from mimax.errors import UserError
+from mimax.store.atomic import atomic_write_text, remove_stale_temp_files
+from mimax.store.checkpoint import CheckpointError, load_checkpoint
+from mimax.store.rundir import ExperimentDir
 
 SRC = ROOT / "src" / "mimax"
 
@@ -25,6 +26,10 @@ class _Touch:
     def __reduce__(self):
         return (os.mkdir, (self.path,))
 
+
+
+def prepare_experiment_dir(cfg):
+    return ExperimentDir.create(cfg.output_dir, cfg.overwrite).path
 
 def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
     target = tmp_path / "pwned"

@@ -9,7 +9,7 @@ import torch
 
 from mimax.config import ConfigError, config_from_args
 from mimax.engine.optim import build_optimizer
-from mimax.methods import METHODS
+from mimax.methods import build_method
 from mimax.objectives import simsiam_loss
 from mimax.paradigms.self_distillation import ema_momentum
 
@@ -20,7 +20,7 @@ TINY = ["--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "64
 def make(name, *flags):
     cfg = config_from_args(["--model_name", name, *TINY, *flags])
     torch.manual_seed(0)
-    return METHODS[name](cfg, (cfg.gm_dim,)), cfg
+    return build_method(cfg, (cfg.gm_dim,)), cfg
 
 
 def views(n=32, d=16, seed=1):

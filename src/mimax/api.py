@@ -8,10 +8,13 @@ defaults take the dataset's and the method's presets, exactly as flags left out 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import MISSING, fields
 from typing import Any
 
-from mimax.config import Config
+from mimax.config import Config, notes, resolve
+from mimax.engine.experiment import run_experiment
+from mimax.store.rundir import ExperimentDir
 
 
 def given_values(config: Config) -> dict[str, Any]:
@@ -29,12 +32,9 @@ def given_values(config: Config) -> dict[str, Any]:
 def resolved_config(given: dict[str, Any]):
     """``(config, checkpoint)``: the resolved and validated config of the given values, or of the run they
     resume (``resume``), and the checkpoint to resume from (or None)."""
-    from mimax.config import resolve
-    from mimax.engine.rundir import find_experiment_dir, resume_config
-
     if given.get("resume"):
-        exp_dir, ckpt = find_experiment_dir(given["resume"])
-        return resume_config(exp_dir, {k: v for k, v in given.items() if k != "resume"}), ckpt
+        exp, ckpt = ExperimentDir.for_resume(given["resume"])
+        return exp.resume_config({k: v for k, v in given.items() if k != "resume"}), ckpt
     return resolve(given), None
 
 
@@ -47,12 +47,13 @@ def train(config: Config | None = None, /, *, progress: bool = False, **kwargs: 
     per seed) plus ``output_dir``; a run stopped by ``stop_after`` returns ``{"status": "incomplete",
     "output_dir": ...}``. Mistakes raise :class:`mimax.errors.UserError` (the CLI's one-line messages).
     """
-    from mimax.engine.experiment import run_experiment
-
     if config is not None and kwargs:
         raise TypeError("give a Config or keyword arguments, not both")
     config = config if config is not None else Config(**kwargs)
     cfg, ckpt = resolved_config(given_values(config))
+    for line in notes(cfg) if not config.resume else []:
+        if line.startswith("mimax: warning: "):
+            warnings.warn(line.removeprefix("mimax: warning: "), stacklevel=2)
     results = run_experiment(cfg, resume_checkpoint=ckpt, progress=progress)
     if results is None:
         return {"status": "incomplete", "output_dir": cfg.output_dir}

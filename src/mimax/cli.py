@@ -5,10 +5,11 @@ User mistakes print one line ``mimax: error: ...`` and exit with code 2; no trac
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from mimax import __version__
-from mimax.errors import TrainingDiverged, UserError
+from mimax.errors import OneLineParser, TrainingDiverged, UserError
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -22,19 +23,17 @@ COMMANDS = {
 
 
 def cmd_train(argv: list[str]) -> int:
-    from mimax.config import explicit_values
+    import os
+
+    from mimax.api import resolved_config
+    from mimax.config import explicit_values, notes
     from mimax.engine.experiment import run_experiment
-    from mimax.engine.rundir import find_experiment_dir, resume_config
 
     given = explicit_values(argv)
-    ckpt = None
-    if given.get("resume"):
-        exp_dir, ckpt = find_experiment_dir(given["resume"])
-        cfg = resume_config(exp_dir, {k: v for k, v in given.items() if k != "resume"})
-    else:
-        from mimax.config import resolve
-
-        cfg = resolve(given)
+    cfg, ckpt = resolved_config(given)
+    if not given.get("resume") and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 prints
+        for line in notes(cfg):  # warnings on stderr, notes on stdout
+            print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
     if results is not None:
         from mimax.evaluation.results import results_markdown
@@ -45,10 +44,9 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_methods(argv: list[str]) -> int:
-    from mimax.config import _OneLineParser
     from mimax.methods import METHODS
 
-    parser = _OneLineParser(prog="mimax methods", description="List the built-in methods, those installed "
+    parser = OneLineParser(prog="mimax methods", description="List the built-in methods, those installed "
                             "packages register (entry-point group mimax.methods) and the import paths given.")
     parser.add_argument("paths", nargs="*", metavar="MODULE:CLASS",
                         help="user methods to show too: my_pkg.my_module:MyMethod or path/to/file.py:MyMethod")
@@ -63,14 +61,22 @@ def cmd_methods(argv: list[str]) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    print("\noptions: flag, default [source]; presets per dataset (other image datasets: as CIFAR10)")
+    for m in listed.values():
+        print(f"  {m.name}")
+        for f in dataclasses.fields(m.Options):
+            default = f.default if f.default is not dataclasses.MISSING else "(required)"
+            print(f"    --{f.name} {default}  {f.metadata.get('help', '')} [{f.metadata.get('source', '')}]")
+        for dataset in ("Gaussian", "CIFAR10"):
+            preset = m.Options.presets(dataset)
+            if preset:
+                print(f"    {dataset}: " + ", ".join(f"{k}={v}" for k, v in preset.items()))
     return 0
 
 
 def plot_mi_command(argv: list[str]) -> int:
     """``mimax plot mi RUN_DIR [RUN_DIR ...] --out FIG.png [--format pdf|svg]``: the paper's Figure 2."""
-    from mimax.config import _OneLineParser
-
-    parser = _OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv), one "
+    parser = OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv), one "
                             "panel per estimator, one line per run directory (the paper's Figure 2).")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="experiment directories (seeds averaged) or seed_<k> directories")
@@ -94,9 +100,7 @@ def plot_mi_command(argv: list[str]) -> int:
 
 def plot_trajectories_command(argv: list[str]) -> int:
     """``mimax plot trajectories RUN_DIR [RUN_DIR ...] --out FIG.png``: the paper's Figure 3."""
-    from mimax.config import _OneLineParser
-
-    parser = _OneLineParser(prog="mimax plot trajectories", description="Cluster-center embeddings over "
+    parser = OneLineParser(prog="mimax plot trajectories", description="Cluster-center embeddings over "
                             "training (trajectories.json of Gaussian-mixture runs), one panel per run directory "
                             "(the paper's Figure 3).")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
@@ -109,11 +113,12 @@ def plot_trajectories_command(argv: list[str]) -> int:
     from pathlib import Path
 
     from mimax.experiments.figures import plot_trajectories
+    from mimax.store.rundir import ExperimentDir
 
     dirs = []
-    for d in map(Path, args.run_dirs):
-        seeds = sorted(d.glob("seed_*/trajectories.json"))
-        dirs.append(seeds[0].parent if seeds else d)
+    for d in map(Path, args.run_dirs):  # an experiment: its first seed (numeric order) with trajectories
+        seeds = [s.path for s in ExperimentDir(d).seeds() if s.trajectories_json.is_file()]
+        dirs.append(seeds[0] if seeds else d)
     labels = args.labels.split(",") if args.labels else None
     if labels is not None and len(labels) != len(dirs):
         raise UserError(f"--labels: expected {len(dirs)} comma-separated titles, got {len(labels)}")

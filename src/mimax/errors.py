@@ -1,8 +1,26 @@
-"""User-facing errors. The CLI prints ``mimax: error: <message>`` (one line) and exits with code 2."""
+"""User-facing errors and the one-line argument parser.
+
+The CLI prints ``mimax: error: <message>`` (one line) for a :class:`UserError` and exits with code 2; a
+:class:`TrainingDiverged` exits with code 3. Every layer may raise these: this module imports nothing
+from mimax.
+"""
+
+from __future__ import annotations
+
+import argparse
 
 
 class UserError(Exception):
     """A mistake in what the user asked for (flags, paths, data, checkpoints): no traceback is shown."""
+
+
+class ConfigError(UserError):
+    """A user mistake in the configuration. ``str(err)`` is the one-line message shown to the user;
+    ``flag`` names the flag (``--epochs``), empty when argparse itself refused the command line."""
+
+    def __init__(self, flag: str, message: str):
+        self.flag = flag
+        super().__init__(f"{flag}: {message}" if flag else message)
 
 
 class DataError(UserError):
@@ -11,3 +29,11 @@ class DataError(UserError):
 
 class TrainingDiverged(Exception):
     """Training produced a non-finite loss, gradient or weight (``--on_nan``); the CLI exits with code 3."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a user mistake as one line and exit code 2 (no usage dump): its errors are
+    raised as :class:`ConfigError`, which the CLI prints as ``mimax: error: ...``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError("", message)

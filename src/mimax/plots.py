@@ -22,9 +22,10 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mimax.bounds import BOUNDS
-from mimax.engine.checkpoint import atomic_write_bytes
-from mimax.engine.rundir import read_csv
 from mimax.errors import UserError
+from mimax.methods import METHODS
+from mimax.store.atomic import atomic_write_bytes, read_csv
+from mimax.store.rundir import ExperimentDir, SeedDir, run_label
 
 MI_COLUMNS = ("epoch", "representation", "estimator", "value", "shuffled", "gap", "log_n", "std_u")
 UNITS = {"cos-DV": "nats", "InfoNCE": "nats", "JSD": "JSD score (not nats)"}
@@ -53,8 +54,6 @@ class MICurves:
 
 
 def _paradigm(method: str) -> str:
-    from mimax.methods import METHODS
-
     cls = METHODS.get(method)
     return cls.paradigm if cls is not None else "unknown"
 
@@ -78,10 +77,16 @@ def load_mi_curves(run_dir: str | Path, representation: str = "embedding") -> MI
     d = Path(run_dir)
     if not d.is_dir():
         raise UserError(f"{d}: not a directory (expected a mimax run directory)")
-    csv_files = [d / "mi.csv"] if (d / "mi.csv").is_file() else sorted(d.glob("seed_*/mi.csv"))
+    here = SeedDir.at(d)
+    if here.mi_csv.is_file():  # one seed directory
+        csv_files = [here.mi_csv]
+        config = here.config_json if here.config_json.is_file() else ExperimentDir(d.parent).config_json
+    else:  # an experiment: its seeds in numeric order
+        exp = ExperimentDir(d)
+        csv_files = [s.mi_csv for s in exp.seeds() if s.mi_csv.is_file()]
+        config = exp.config_json
     if not csv_files:
         raise UserError(f"{d}: no mi.csv found (not a mimax run directory, or trained with --mi_interval 0)")
-    config = d / "config.json" if (d / "config.json").is_file() else d.parent / "config.json"
     try:
         cfg = json.loads(config.read_text())
         method = str(cfg["model_name"])
@@ -99,7 +104,7 @@ def load_mi_curves(run_dir: str | Path, representation: str = "embedding") -> MI
     epochs = sorted(set.intersection(*({e for e, _ in seed} for seed in per_seed)))
     if not epochs:
         raise UserError(f"{d}: its seeds' mi.csv files share no epoch")
-    source = f"{d.parent.name}/{d.name}" if d.name.startswith("seed_") else d.name
+    source = run_label(d)
     try:
         curves = MICurves(label=method, source=source, method=method, paradigm=_paradigm(method),
                           tau_est=float(next(iter(per_seed[0].values()))["tau_est"]), epochs=np.array(epochs))

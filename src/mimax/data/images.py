@@ -254,22 +254,17 @@ def monitor_pairs(split: ImageSplit, recipe: ViewRecipe, count: int,
 def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, num_classes: int | None,
                        cfg, device: torch.device, seed: int) -> DataBundle:
     """Assemble the DataBundle: subsets, recipe, view loader, evaluation sets and monitor pairs."""
-    from mimax.config import ConfigError
-
     train = train.subset(fixed_subset(len(train), cfg.train_subset))
     if test is not None:
         test = test.subset(fixed_subset(len(test), cfg.test_subset))
     if cfg.no_labels:
         num_classes, test = None, None
         train = ImageSplit(train.channels, train.images, train.files, None, train.eval_crop)
-        print(f"note: --no_labels: {name} is used without labels; pretraining only, the linear probe and "
-              "kNN evaluation are skipped")
     if cfg.num_classes is not None and num_classes is not None and cfg.num_classes != num_classes:
-        raise ConfigError("--num_classes",
-                          f"{name} at {cfg.data_dir} has {num_classes} classes (got {cfg.num_classes})")
+        raise DataError(f"--num_classes: {name} at {cfg.data_dir} has {num_classes} classes (got {cfg.num_classes})")
     if len(train) < cfg.batch_size:
-        raise ConfigError("--batch_size", f"{name} has {len(train)} training images, fewer than one batch "
-                          f"of {cfg.batch_size}")
+        raise DataError(f"--batch_size: {name} has {len(train)} training images, fewer than one batch "
+                        f"of {cfg.batch_size}")
     recipe = recipe_for(cfg, name, train.channels)
     loader_cls = BatchedViewLoader if cfg.gpu_augment else WorkerViewLoader
     views = loader_cls(train, recipe, cfg.batch_size, cfg.num_workers, seed, device)

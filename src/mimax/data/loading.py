@@ -23,12 +23,10 @@ SEED_STRIDE = 1_000_003  # odd multiplier that keeps (seed, epoch, index) seeds 
 
 
 def per_rank_batch(batch_size: int, world: int) -> int:
-    """``batch_size / world``; the global batch must split evenly over the ranks."""
+    """``batch_size / world``; the global batch must split evenly over the ranks (config validation
+    refuses other launches before any work)."""
     if batch_size % world:
-        from mimax.config import ConfigError
-
-        raise ConfigError("--batch_size", f"the global batch {batch_size} must be divisible by the number of "
-                                          f"processes ({world})")
+        raise ValueError(f"the global batch {batch_size} must be divisible by the number of processes ({world})")
     return batch_size // world
 
 

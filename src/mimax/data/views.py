@@ -119,15 +119,9 @@ def make_recipe(kind: str, dataset: str, size: int, channels: int) -> ViewRecipe
 
 
 def recipe_for(cfg, dataset: str, channels: int) -> ViewRecipe:
-    """The recipe a run uses: ``weak`` without ``--augmentation``, else ``--view_recipe``."""
-    if not cfg.augmentation:
-        kind = "weak"
-    elif cfg.view_recipe == "auto":
-        from mimax.methods import METHODS
-
-        kind = getattr(METHODS[cfg.model_name], "view_recipe", "simclr")
-    else:
-        kind = cfg.view_recipe
+    """The recipe a run uses: ``weak`` without ``--augmentation``, else ``--view_recipe`` (which config
+    resolution sets to the method's family when left to auto)."""
+    kind = cfg.view_recipe if cfg.augmentation else "weak"
     return make_recipe(kind, dataset, cfg.image_size, channels)
 
 

@@ -9,15 +9,15 @@ from typing import Any
 import torch
 
 from mimax.config import Config
-from mimax.data.loading import per_rank_batch
-from mimax.engine import distributed, faults
-from mimax.engine.checkpoint import atomic_write_text, latest_checkpoint, remove_stale_temp_files
 from mimax.engine.divergence import TrainingDiverged
-from mimax.engine.rundir import environment, prepare_experiment_dir, write_json
 from mimax.engine.trainer import Callback, train_run
 from mimax.errors import UserError
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.monitors import default_callbacks
+from mimax.runtime import distributed
+from mimax.store import faults
+from mimax.store.atomic import atomic_write_text, write_json
+from mimax.store.rundir import ExperimentDir
 
 
 def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
@@ -38,29 +38,20 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
 def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None,
                callbacks_factory, progress: bool) -> dict[str, Any] | None:
     main = distributed.is_main()
-    per_rank_batch(cfg.batch_size, distributed.world_size())  # the global batch must split over the ranks
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    if cfg.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            from mimax.config import ConfigError
-
-            raise ConfigError("--tensorboard",
-                              "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
     if cfg.resume:
-        exp_dir = Path(cfg.output_dir)
+        exp = ExperimentDir(cfg.output_dir)
         if main:
-            remove_stale_temp_files(exp_dir)  # torn atomic writes of a killed session
+            exp.remove_torn_writes()  # torn atomic writes of a killed session
     else:
         created: str | UserError = ""
         if main:  # one process creates the directory (its default name has a timestamp)
             try:
-                exp_dir = prepare_experiment_dir(cfg)
-                write_json(exp_dir / "config.json", {**cfg.to_dict(), "output_dir": str(exp_dir)})
-                write_json(exp_dir / "env.json", {**environment(device), "world_size": distributed.world_size()})
-                created = str(exp_dir)
+                exp = ExperimentDir.create(cfg.output_dir, cfg.overwrite, ExperimentDir.default_path(cfg))
+                exp.write_config(cfg)
+                exp.write_env(device, world_size=distributed.world_size())
+                created = str(exp.path)
             except UserError as err:
                 created = err
         shared = distributed.broadcast_object(str(created) if isinstance(created, UserError) else ("", created))
@@ -68,25 +59,24 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
             raise created
         if isinstance(shared, str):  # rank 0 refused the directory: every rank stops with its message
             raise UserError(shared)
-        exp_dir = Path(shared[1])
-        cfg.output_dir = str(exp_dir)
+        exp = ExperimentDir(shared[1])
+        cfg.output_dir = str(exp.path)
     if main:
-        write_json(exp_dir / "status.json", {"status": "incomplete"})
+        exp.write_status("incomplete")
     runs = []
     for k in range(cfg.num_runs):
-        seed = cfg.seed + k
-        run_dir = exp_dir / f"seed_{seed}"
-        use_ckpt = resume_checkpoint if (resume_checkpoint and resume_checkpoint.parent.parent == run_dir) else None
-        callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, run_dir)
+        seed_dir = exp.seed(cfg.seed + k)
+        use_ckpt = resume_checkpoint if (resume_checkpoint and seed_dir.owns_checkpoint(resume_checkpoint)) else None
+        callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, seed_dir.path)
         try:
-            result = train_run(cfg, run_dir, seed, callbacks, resume_from=use_ckpt, progress=progress)
+            result = train_run(cfg, seed_dir.path, seed_dir.seed, callbacks, resume_from=use_ckpt, progress=progress)
         except TrainingDiverged as err:
             if main:
-                write_json(run_dir / "status.json", {"status": "diverged", "seed": seed, "message": str(err)})
+                seed_dir.write_status("diverged", message=str(err))
             raise
         except UserError:  # e.g. a corrupt data file found while loading: nothing was trained
-            if main and not cfg.resume and k == 0 and latest_checkpoint(run_dir) is None:
-                shutil.rmtree(exp_dir, ignore_errors=True)  # this invocation made it; rerunning must not be refused
+            if main and not cfg.resume and k == 0 and seed_dir.latest_checkpoint() is None:
+                shutil.rmtree(exp.path, ignore_errors=True)  # this invocation made it; rerunning must not be refused
             raise
         if faults.ARMED:
             faults.hit("seed_done")
@@ -94,7 +84,7 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
             if not main:
                 return None
             print(f"stopped after epoch {cfg.stop_after} of this session; continue with: "
-                  f"mimax train --resume {exp_dir}")
+                  f"mimax train --resume {exp.path}")
             return None
         runs.append(result)
     if not main:
@@ -103,9 +93,9 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
     results = {"method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "num_runs": cfg.num_runs, "seeds": [r["seed"] for r in runs],
                "summary": summary, "runs": runs}
-    write_json(exp_dir / "results.json", results)
+    write_json(exp.results_json, results)
     if faults.ARMED:
         faults.hit("results")
-    atomic_write_text(exp_dir / "results.md", results_markdown(summary, cfg.dataset, cfg.num_runs))
-    write_json(exp_dir / "status.json", {"status": "complete"})
+    atomic_write_text(exp.results_md, results_markdown(summary, cfg.dataset, cfg.num_runs))
+    exp.write_status("complete")
     return results

@@ -17,9 +17,8 @@ import string
 from pathlib import Path
 from typing import Any, Protocol
 
-from mimax.engine.checkpoint import atomic_write_text
-
-WANDB_ID_FILE = "wandb.json"
+from mimax.store.atomic import atomic_write_text
+from mimax.store.rundir import SeedDir
 
 
 class ScalarLogger(Protocol):
@@ -31,10 +30,10 @@ class ScalarLogger(Protocol):
 class TensorBoardLogger:
     """Event files in ``seed_<k>/tensorboard``."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, log_dir: Path):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def log(self, scalars: dict[str, float], epoch: int) -> None:
         for k, v in scalars.items():
@@ -44,9 +43,8 @@ class TensorBoardLogger:
         self.writer.close()
 
 
-def wandb_run_id(run_dir: Path) -> str:
-    """The seed's W&B run id: read from ``wandb.json``, or created and written there first."""
-    path = run_dir / WANDB_ID_FILE
+def wandb_run_id(path: Path) -> str:
+    """The seed's W&B run id: read from ``path`` (``seed_<k>/wandb.json``), or created and written there first."""
     if path.is_file():
         return str(json.loads(path.read_text())["id"])
     alphabet = string.ascii_lowercase + string.digits  # W&B's id alphabet; never the seeded global RNGs
@@ -58,13 +56,13 @@ def wandb_run_id(run_dir: Path) -> str:
 class WandbLogger:
     """A W&B run per seed (``--wandb_project``, ``--wandb_entity``, ``--wandb_mode``)."""
 
-    def __init__(self, cfg, run_dir: Path, seed: int):
+    def __init__(self, cfg, sd: SeedDir):
         import wandb
 
-        exp = Path(cfg.output_dir).name if cfg.output_dir else run_dir.parent.name
+        exp = sd.path.parent.name
         self.run = wandb.init(
-            project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode, id=wandb_run_id(run_dir),
-            resume="allow", dir=str(run_dir), name=f"{exp}/seed_{seed}", group=exp, config=cfg.to_dict(),
+            project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode, id=wandb_run_id(sd.wandb_json),
+            resume="allow", dir=str(sd.path), name=f"{exp}/seed_{sd.seed}", group=exp, config=cfg.to_dict(),
             reinit="finish_previous")
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
@@ -76,12 +74,12 @@ class WandbLogger:
         self.run.finish()
 
 
-def build_loggers(cfg, run_dir: Path, seed: int) -> list[ScalarLogger]:
+def build_loggers(cfg, sd: SeedDir) -> list[ScalarLogger]:
     loggers: list[ScalarLogger] = []
     if cfg.tensorboard:
-        loggers.append(TensorBoardLogger(run_dir))
+        loggers.append(TensorBoardLogger(sd.tensorboard_dir))
     if cfg.wandb:
-        loggers.append(WandbLogger(cfg, run_dir, seed))
+        loggers.append(WandbLogger(cfg, sd))
     return loggers
 
 

@@ -8,40 +8,37 @@ generator seeded by ``(seed, epoch)``, so a resumed run is bitwise identical to 
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from mimax.config import Config
 from mimax.data import DataBundle, build_data
 from mimax.data.loading import shard_views
-from mimax.engine import distributed, faults
-from mimax.engine.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    atomic_torch_save,
-    checkpoint_path,
-    first_sentence,
-    latest_checkpoint,
-    load_checkpoint,
-    remove_stale_temp_files,
-    restore_rng_state,
-    rng_state,
-)
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.loggers import build_loggers, epoch_scalars, eval_scalars
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
-from mimax.engine.rundir import environment, read_csv, write_csv, write_json
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
-from mimax.methods import METHODS
+from mimax.methods import build_method
 from mimax.paradigms import Method
+from mimax.runtime import distributed
+from mimax.runtime.device import seed_everything
+from mimax.store import faults
+from mimax.store.atomic import atomic_torch_save, write_csv, write_json
+from mimax.store.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    first_sentence,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
+from mimax.store.rundir import SeedDir, environment
 
 
 @dataclass
@@ -72,23 +69,6 @@ class Callback:
 
     def on_train_end(self, state: RunState) -> None:
         """After the last epoch of a completed run."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from mimax.config import ConfigError
-
-        raise ConfigError("--device", f"{name} requested but CUDA is not available on this machine")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @torch.no_grad()
@@ -146,23 +126,21 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     """Train (or resume) one seed in ``run_dir``. Returns its results, or None if stopped by
     ``--stop_after`` before the last epoch (the run stays resumable)."""
     run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    sd = SeedDir(run_dir, seed)
+    sd.create()
     if distributed.is_main():  # torn atomic writes of a killed session (only rank 0 writes files)
-        for directory in (run_dir, run_dir / "checkpoints"):
-            remove_stale_temp_files(directory)
-    if (run_dir / "results.json").is_file() and resume_from is None:
-        import json
-
-        done = json.loads((run_dir / "results.json").read_text())  # this seed already finished
+        sd.remove_torn_writes()
+    done = sd.read_results() if resume_from is None else None
+    if done is not None:  # this seed already finished
         if distributed.is_main():  # a kill between results.json and status.json left "incomplete": repair it
-            write_json(run_dir / "status.json", {"status": "complete", "epoch": done["epochs"], "seed": seed})
+            sd.write_status("complete", done["epochs"])
         return done
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     seed_everything(seed)
     data = build_data(cfg, device, seed)
     data.train_views = shard_views(data.train_views, rank, world, cfg.batch_size)  # this rank's share
-    method = METHODS[cfg.model_name](cfg, data.input_shape).to(device)
+    method = build_method(cfg, data.input_shape).to(device)
     if cfg.sync_bn:
         method = distributed.convert_sync_batchnorm(method, device)
     prepare_model(method, cfg.channels_last, cfg.compile)
@@ -177,7 +155,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
     state = RunState(cfg, method, data, device, run_dir, seed, total_steps=total_steps)
 
-    ckpt_file = resume_from or latest_checkpoint(run_dir)
+    ckpt_file = resume_from or sd.latest_checkpoint()
     metrics_rows: list[dict[str, Any]] = []
     eval_rows: list[dict[str, Any]] = []
     random_init: dict[str, dict[str, float]] = {}
@@ -187,14 +165,13 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         precision.load_state_dict(ckpt.get("grad_scaler", {}))
         state.epoch, state.step = ckpt["epoch"], ckpt["step"]
         random_init = ckpt["random_init"]
-        metrics_rows = [r for r in read_csv(run_dir / "metrics.csv") if int(r["epoch"]) <= state.epoch]
-        eval_rows = [r for r in read_csv(run_dir / "eval.csv") if int(r["epoch"]) <= state.epoch]
+        metrics_rows = sd.read_rows("metrics", state.epoch)
+        eval_rows = sd.read_rows("eval", state.epoch)
     elif main:
-        write_json(run_dir / "config.json", cfg.to_dict())
-        write_json(run_dir / "env.json", {**environment(device), "world_size": world,
-                                          "per_rank_batch": cfg.batch_size // world})
+        write_json(sd.config_json, cfg.to_dict())
+        write_json(sd.env_json, {**environment(device), "world_size": world, "per_rank_batch": cfg.batch_size // world})
     if main:
-        write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+        sd.write_status("incomplete", state.epoch)
 
     if state.epoch == 0 and main:
         initial = evaluate(method, data, cfg, device)
@@ -202,18 +179,18 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if first is not None:
             random_init = {f"Random init ({cfg.architecture})": first}
             eval_rows += [{"epoch": 0, "encoder": label, **m} for label, m in initial.items()]
-            write_csv(run_dir / "eval.csv", eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
+            write_csv(sd.eval_csv, eval_rows)  # now: a resumed run reads the epoch-0 rows from disk
         for cb in callbacks:
             cb.on_train_start(state)
     distributed.barrier()
     stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
 
-    loggers = build_loggers(cfg, run_dir, seed) if main else []  # TensorBoard, W&B (the CSVs always)
+    loggers = build_loggers(cfg, sd) if main else []  # TensorBoard, W&B (the CSVs always)
     guard = NonFiniteGuard(cfg.on_nan)  # --on_nan: see mimax.engine.divergence
     opt_params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in optimizers.items()}
 
     def last_good() -> str:
-        return str(latest_checkpoint(run_dir) or "none (no checkpoint yet)")
+        return str(sd.latest_checkpoint() or "none (no checkpoint yet)")
 
     method.train()
     while state.epoch < stop_epoch:
@@ -269,7 +246,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         row.update({"epoch_time_s": round(elapsed, 4),
                     "images_per_s": round(steps_per_epoch * cfg.batch_size / max(elapsed, 1e-9), 1)})
         metrics_rows.append(row)
-        write_csv(run_dir / "metrics.csv", metrics_rows)
+        write_csv(sd.metrics_csv, metrics_rows)
         for logger in loggers:
             logger.log(epoch_scalars(row), state.epoch)
         final = state.epoch == cfg.epochs
@@ -280,7 +257,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if evaluating:
             results = evaluate(method, data, cfg, device)
             eval_rows += [{"epoch": state.epoch, "encoder": label, **m} for label, m in results.items()]
-            write_csv(run_dir / "eval.csv", eval_rows)
+            write_csv(sd.eval_csv, eval_rows)
             for logger in loggers:
                 logger.log(eval_scalars(results), state.epoch)
         if saving:
@@ -290,14 +267,14 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                 "model": method.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
                 "rng": rng_state(), "random_init": random_init, "grad_scaler": precision.state_dict(),
                 "input_shape": list(data.input_shape),  # lets `mimax export` rebuild the model without data
-            }, checkpoint_path(run_dir, state.epoch))
-            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+            }, sd.checkpoint(state.epoch))
+            sd.write_status("incomplete", state.epoch)
         distributed.barrier()
     for logger in loggers:
         logger.close()
     if state.epoch < cfg.epochs:
         if main:
-            write_json(run_dir / "status.json", {"status": "incomplete", "epoch": state.epoch, "seed": seed})
+            sd.write_status("incomplete", state.epoch)
         return None
     if not main:
         return {"seed": seed}  # results are rank 0's to write
@@ -307,6 +284,6 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                   for r in eval_rows if int(r["epoch"]) == cfg.epochs}
     results = {"seed": seed, "method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "final": final_eval, "random_init": random_init}
-    write_json(run_dir / "results.json", results)
-    write_json(run_dir / "status.json", {"status": "complete", "epoch": state.epoch, "seed": seed})
+    write_json(sd.results_json, results)
+    sd.write_status("complete", state.epoch)
     return results

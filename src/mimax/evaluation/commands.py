@@ -11,20 +11,19 @@ from pathlib import Path
 
 import torch
 
-from mimax.config import _OneLineParser
-from mimax.engine.checkpoint import atomic_write_text
-from mimax.engine.trainer import resolve_device
-from mimax.errors import UserError
+from mimax.errors import OneLineParser, UserError
 from mimax.evaluation.export import FORMATS, export_backbone, sidecar_path
 from mimax.evaluation.reevaluate import reevaluate
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.evaluation.runs import open_run
 from mimax.evaluation.table import read_results, table_markdown
+from mimax.runtime.device import resolve_device
+from mimax.store.atomic import atomic_write_text
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     """argparse reporting mistakes as one line and exit code 2 (like ``mimax train``)."""
-    return _OneLineParser(prog=prog, description=description)
+    return OneLineParser(prog=prog, description=description)
 
 
 def cmd_eval(argv: list[str]) -> int:

@@ -28,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from mimax.engine.checkpoint import atomic_write_text, load_checkpoint
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
+from mimax.store.atomic import atomic_write_text
+from mimax.store.checkpoint import load_checkpoint
 
 ENCODER_ALIASES = {"f_theta": "f_θ", "g_xi": "g_ξ"}
 FORMATS = ("torchvision", "timm", "safetensors")

@@ -10,19 +10,15 @@ goes to ``seed_<k>/eval_ckpt_epoch_<n>.json`` (written atomically; the training 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from mimax.engine.checkpoint import load_checkpoint
-from mimax.engine.rundir import git_commit, write_json
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
-
-
-def eval_output_path(seed_dir: Path, epoch: int) -> Path:
-    return seed_dir / f"eval_ckpt_epoch_{epoch:04d}.json"
+from mimax.store.atomic import write_json
+from mimax.store.checkpoint import load_checkpoint
+from mimax.store.rundir import git_commit
 
 
 def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite: bool = False,
@@ -39,7 +35,7 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
     jobs = []
     for seed_dir, path in checkpoints_to_use(run, checkpoint):
         ckpt = load_checkpoint(path)
-        out = eval_output_path(seed_dir, int(ckpt["epoch"]))
+        out = seed_dir.eval_record(int(ckpt["epoch"]))
         if out.exists() and not overwrite:
             raise UserError(f"{out} already exists (an earlier `mimax eval`); pass --overwrite to replace it")
         jobs.append((seed_dir, path, ckpt, out))
@@ -49,7 +45,7 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
         data = build_data(cfg, device, seed)
         method = rebuild_method(cfg, ckpt, path, data.input_shape).to(device)
         if data.probe_train is None or not data.num_classes:
-            print(f"{seed_dir}: the dataset has no labels; linear probe and kNN are skipped")
+            print(f"{seed_dir.path}: the dataset has no labels; linear probe and kNN are skipped")
         record = {
             "checkpoint": str(path), "epoch": int(ckpt["epoch"]), "seed": seed, "method": cfg.model_name,
             "dataset": cfg.dataset, "architecture": cfg.architecture, "device": str(device),

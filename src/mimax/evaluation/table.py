@@ -13,13 +13,14 @@ separately; anything else is an error, never silently merged or dropped.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
+from mimax.config import RUNTIME_FIELDS
 from mimax.errors import UserError
 from mimax.evaluation.results import mean_std
+from mimax.methods import METHODS
+from mimax.store.rundir import ExperimentDir
 
 PAPER_DATASETS = ["CIFAR10", "CIFAR100", "TinyImageNet", "ImageNet100"]
 TABLE_METRICS = {"linear": "Linear probe top-1 (%)", "knn": "kNN top-1 (%)"}
@@ -27,29 +28,18 @@ RANDOM_INIT = "Random init"
 
 
 def read_results(path: str) -> dict[str, Any]:
-    exp = Path(path)
-    if not exp.is_dir():
-        raise UserError(f"{exp}: no such experiment directory")
-    file = exp / "results.json"
-    if not file.is_file():
-        raise UserError(f"{exp}: no results.json (expected a finished mimax experiment directory)")
+    exp = ExperimentDir(path)
+    results = exp.read_results()
     try:
-        results = json.loads(file.read_text())
         summary, dataset, method = results["summary"], results["dataset"], results["method"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{file}: not a mimax results file ({exc})") from None
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{exp.results_json}: not a mimax results file ({exc})") from None
     if not isinstance(summary, dict):
-        raise UserError(f"{file}: not a mimax results file (summary is not a mapping)")
-    config = None
-    if (exp / "config.json").is_file():
-        from mimax.config import RUNTIME_FIELDS
-
-        try:
-            config = {k: v for k, v in json.loads((exp / "config.json").read_text()).items()
-                      if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
-        except ValueError:
-            config = None
-    return {"dir": str(exp), "dataset": dataset, "method": method, "summary": summary, "config": config,
+        raise UserError(f"{exp.results_json}: not a mimax results file (summary is not a mapping)")
+    saved = exp.read_config_dict()
+    config = None if saved is None else {k: v for k, v in saved.items()
+                                         if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
+    return {"dir": str(exp.path), "dataset": dataset, "method": method, "summary": summary, "config": config,
             "epochs": results.get("epochs"), "num_runs": results.get("num_runs"), "seeds": results.get("seeds")}
 
 
@@ -103,8 +93,6 @@ def format_cell(values: list[float], n_common: int | None) -> str:
 
 def table_markdown(experiments: list[dict[str, Any]]) -> str:
     """Markdown: one table per metric (rows = encoders, columns = datasets) and the list of sources."""
-    from mimax.methods import METHODS
-
     cells = collect(experiments)
     seen = [e["dataset"] for e in experiments]
     datasets = [d for d in PAPER_DATASETS if d in seen] + [d for d in dict.fromkeys(seen) if d not in PAPER_DATASETS]

@@ -64,9 +64,9 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mimax.config import _OneLineParser
+    from mimax.errors import OneLineParser
 
-    p = _OneLineParser(prog="mimax demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = OneLineParser(prog="mimax demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Controlled Gaussian-mixture experiments: Figures 2 and 3 and the paper's "
                                    "claims, on this machine, with no data and no network.")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo_<time>); never reused")
@@ -144,7 +144,7 @@ def _train_one(flags: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from mimax.config import ConfigError, config_from_args
-    from mimax.engine.rundir import prepare_experiment_dir
+    from mimax.store.rundir import ExperimentDir
 
     args = build_parser().parse_args(argv)
     runs = list(DEMO_RUNS)
@@ -157,12 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = [r for r in runs if r.slug in wanted]
     if args.workers < 1:
         raise ConfigError("--workers", f"must be >= 1 (got {args.workers})")
-    out_cfg = argparse.Namespace(output_dir=args.out or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}",
-                                 overwrite=False)
-    all_flags = [run_flags(args, r, Path(out_cfg.output_dir)) for r in runs]
+    out_dir = args.out or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
+    all_flags = [run_flags(args, r, Path(out_dir)) for r in runs]
     for flags in all_flags:  # validate every configuration before anything is written
         config_from_args(flags)
-    out = prepare_experiment_dir(out_cfg)
+    out = ExperimentDir.create(out_dir, overwrite=False).path
 
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")

@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mimax.engine.checkpoint import atomic_write_text
-from mimax.engine.rundir import read_csv, write_json
 from mimax.evaluation.results import mean_std
+from mimax.store.atomic import atomic_write_text, write_json
+from mimax.store.rundir import ExperimentDir, SeedDir
 
 # Collapse thresholds (stated in claims.md and docs/experiments.md): complete collapse when the std of
 # the L2-normalized embeddings falls below 0.1 (uniform on the sphere gives 1/sqrt(D): 0.577 at D = 3);
@@ -20,14 +20,10 @@ COLLAPSE_ERANK = 1.2
 ESTIMATORS = ("cos-DV", "InfoNCE", "JSD")
 
 
-def _seed_dirs(exp_dir: Path) -> list[Path]:
-    return sorted(p for p in exp_dir.glob("seed_*") if (p / "results.json").is_file())
-
-
-def _mi_rows(seed_dir: Path, representation: str = "embedding") -> dict[int, dict[str, dict[str, float]]]:
+def _mi_rows(seed_dir: SeedDir, representation: str = "embedding") -> dict[int, dict[str, dict[str, float]]]:
     """``{epoch: {estimator: {"value", "shuffled", "gap"}}}`` from a run's ``mi.csv``."""
     out: dict[int, dict[str, dict[str, float]]] = {}
-    for row in read_csv(seed_dir / "mi.csv"):
+    for row in seed_dir.read_rows("mi"):
         if row["representation"] != representation:
             continue
         out.setdefault(int(row["epoch"]), {})[row["estimator"]] = {
@@ -48,11 +44,11 @@ def collapse_flags(metrics_row: dict[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def collect_seed(seed_dir: Path, first_label: str) -> dict[str, Any]:
+def collect_seed(seed_dir: SeedDir, first_label: str) -> dict[str, Any]:
     """The numbers of one seed of one configuration."""
-    results = json.loads((seed_dir / "results.json").read_text())
-    traj = json.loads((seed_dir / "trajectories.json").read_text())["records"][-1]
-    collapse = collapse_flags(read_csv(seed_dir / "metrics.csv")[-1])
+    results = seed_dir.read_results()
+    traj = json.loads(seed_dir.trajectories_json.read_text())["records"][-1]
+    collapse = collapse_flags(seed_dir.read_rows("metrics")[-1])
     mi = _mi_rows(seed_dir)
     first_epoch, last_epoch = min(mi), max(mi)
     return {
@@ -65,11 +61,11 @@ def collect_seed(seed_dir: Path, first_label: str) -> dict[str, Any]:
     }
 
 
-def collect_run(exp_dir: Path, run) -> dict[str, Any]:
+def collect_run(exp: ExperimentDir, run) -> dict[str, Any]:
     """One configuration: its seeds and their mean ± std."""
-    summary = json.loads((exp_dir / "results.json").read_text())["summary"]
+    summary = exp.read_results()["summary"]
     labels = [k for k in summary if not k.startswith("Random init")]
-    seeds = [collect_seed(d, labels[0]) for d in _seed_dirs(exp_dir)]
+    seeds = [collect_seed(d, labels[0]) for d in exp.finished_seeds()]
     agg = {
         "probe": {m: mean_std([s["probe"][m] for s in seeds]) for m in seeds[0]["probe"]},
         "separation": {m: mean_std([s["separation"][m] for s in seeds]) for m in seeds[0]["separation"]},
@@ -199,11 +195,13 @@ def write_report(out: Path, runs, args, elapsed: float) -> None:
     from mimax.experiments.figures import plot_trajectories
     from mimax.plots import plot_mi
 
-    rows = [collect_run(out / "runs" / r.slug, r) for r in runs]
-    write_json(out / "results.json", {"settings": vars(args), "elapsed_s": elapsed, "configurations": rows})
-    atomic_write_text(out / "results.md", results_markdown(rows, elapsed))
+    exps = [ExperimentDir(out / "runs" / r.slug) for r in runs]
+    rows = [collect_run(e, r) for e, r in zip(exps, runs)]
+    demo = ExperimentDir(out)
+    write_json(demo.results_json, {"settings": vars(args), "elapsed_s": elapsed, "configurations": rows})
+    atomic_write_text(demo.results_md, results_markdown(rows, elapsed))
     atomic_write_text(out / "claims.md", claims_markdown(rows))
-    first_seeds = [_seed_dirs(out / "runs" / r.slug)[0] for r in runs]
+    first_seeds = [e.finished_seeds()[0].path for e in exps]
     fig = plot_trajectories(first_seeds, [r.label for r in runs])
     fig.savefig(out / "trajectories.png", dpi=110)
     fig = plot_mi(first_seeds, labels=[r.label for r in runs])

@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mimax.engine.rundir import write_json
 from mimax.engine.trainer import Callback, RunState
+from mimax.errors import UserError
 from mimax.monitors.collapse import normalized_embedding_std
+from mimax.store.atomic import write_json
+from mimax.store.rundir import SeedDir
 
 
 def separation(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
@@ -51,7 +53,7 @@ class TrajectoryRecorder(Callback):
     """Records cluster-center embeddings of the method's first encoder (SDMI: f_θ) every epoch."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / "trajectories.json"
+        self.path = SeedDir.at(run_dir).trajectories_json
         self.records: list[dict[str, Any]] = []
 
     @torch.no_grad()
@@ -90,9 +92,7 @@ class TrajectoryRecorder(Callback):
 
 
 def load_trajectories(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "trajectories.json"
+    path = SeedDir.at(run_dir).trajectories_json
     if not path.is_file():
-        from mimax.errors import UserError
-
         raise UserError(f"{path}: no trajectories recorded (run the Gaussian experiment, e.g. `mimax demo`)")
     return json.loads(path.read_text())

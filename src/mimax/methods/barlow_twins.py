@@ -3,8 +3,29 @@ arXiv:2103.03230): a joint method whose marginal term is the cross-correlation r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from mimax.objectives import barlow_twins_loss
-from mimax.paradigms import JointMethod
+from mimax.paradigms import JointMethod, MethodOptions, option
+from mimax.paradigms.options import require
+
+
+@dataclass(frozen=True)
+class BarlowTwinsOptions(MethodOptions):
+    barlow_lambda: float = option(5.1e-3, "weight of the off-diagonal (redundancy) term", "Barlow Twins paper §2")
+    barlow_scale: float = option(1.0, "overall loss scale", "Barlow Twins paper (no scale)")
+
+    @classmethod
+    def presets(cls, dataset: str) -> dict[str, Any]:
+        if dataset == "Gaussian":  # the paper's lambda, no scale
+            return {}
+        # solo-learn's CIFAR Barlow Twins config: projector 2048 -> 2048 (3 layers), scale_loss 0.1
+        return {"barlow_scale": 0.1, "feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}
+
+    def check(self) -> None:
+        require(self.barlow_lambda >= 0, "barlow_lambda", f"must be >= 0 (got {self.barlow_lambda})")
+        require(self.barlow_scale > 0, "barlow_scale", f"must be > 0 (got {self.barlow_scale})")
 
 
 class BarlowTwins(JointMethod):
@@ -12,14 +33,7 @@ class BarlowTwins(JointMethod):
     objective_desc = "sum_i (1 - C_ii)^2 + lambda sum_{i!=j} C_ij^2 (times scale), C the cross-correlation"
     reference = "Zbontar et al., 2021, arXiv:2103.03230"
     view_recipe = "byol"  # its paper uses BYOL's augmentation
-
-    @classmethod
-    def preset(cls, dataset: str) -> dict:
-        if dataset == "Gaussian":  # the paper's lambda, no scale
-            return {"barlow_lambda": 5.1e-3, "barlow_scale": 1.0}
-        # solo-learn's CIFAR Barlow Twins config: projector 2048 -> 2048 (3 layers), scale_loss 0.1
-        return {"barlow_lambda": 5.1e-3, "barlow_scale": 0.1, "feature_dim": 2048, "projection_dim": 2048,
-                "projection_layer": 3}
+    Options = BarlowTwinsOptions
 
     def objective(self, z_a, z_b):
-        return barlow_twins_loss(z_a, z_b, self.cfg.barlow_lambda, self.cfg.barlow_scale)
+        return barlow_twins_loss(z_a, z_b, self.options.barlow_lambda, self.options.barlow_scale)

@@ -3,12 +3,38 @@ EMA target and an MLP predictor; the loss keeps only the joint (positive-pair) t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from mimax.objectives import byol_loss
-from mimax.paradigms import SelfDistillationMethod
+from mimax.paradigms import MethodOptions, SelfDistillationMethod, option
+from mimax.paradigms.options import check_ema, check_predictor, check_target_init
+
+
+@dataclass(frozen=True)
+class BYOLOptions(MethodOptions):
+    ema_momentum: float = option(0.99, "base EMA momentum m_0, raised to 1 on a cosine over the run",
+                                 "solo-learn's CIFAR/ImageNet-100 BYOL configs (the paper: 0.996)")
+    predictor_dim: int = option(4096, "predictor hidden width h (MLP D-h-D)", "BYOL paper §3.3; solo-learn")
+    target_init: str | None = option(None, "g_ξ initialized as a copy of f_θ (auto) or independently",
+                                     "BYOL paper")
+
+    @classmethod
+    def presets(cls, dataset: str) -> dict[str, Any]:
+        if dataset == "Gaussian":  # the controlled experiment: m_0 = 0.9 (0.99 is too slow for ~1,000 steps)
+            return {"ema_momentum": 0.9, "predictor_dim": 64}
+        # solo-learn's CIFAR and ImageNet-100 BYOL configs: projector 4096 -> 256, 2 layers
+        return {"feature_dim": 4096, "projection_dim": 256, "projection_layer": 2}
+
+    def check(self) -> None:
+        check_ema(self)
+        check_predictor(self)
+        check_target_init(self)
 
 
 class BYOL(SelfDistillationMethod):
     name = "BYOL"
+    rule = "ema"
     target_update = "ema"
     has_predictor = True
     predictor_desc = "MLP D-h-D"
@@ -16,14 +42,7 @@ class BYOL(SelfDistillationMethod):
     reference = "Grill et al., 2020, arXiv:2006.07733"
     view_recipe = "byol"  # BYOL's own asymmetric recipe (Table 6)
     reduction = "sum"  # the paper's L + L~
-
-    @classmethod
-    def preset(cls, dataset: str) -> dict:
-        if dataset == "Gaussian":  # METHODS.md §7: m_0 = 0.9 (0.99 is too slow for ~1,000 steps), h = 64
-            return {"ema_momentum": 0.9, "predictor_dim": 64}
-        # solo-learn's CIFAR and ImageNet-100 BYOL configs: m_0 = 0.99, projector 4096 -> 256, predictor 4096
-        return {"ema_momentum": 0.99, "predictor_dim": 4096, "feature_dim": 4096, "projection_dim": 256,
-                "projection_layer": 2}
+    Options = BYOLOptions
 
     def objective(self, p, z):
         return byol_loss(p, z)

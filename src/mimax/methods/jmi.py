@@ -3,16 +3,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mimax.objectives import jmi_objective
-from mimax.paradigms import JointMethod
+from mimax.paradigms import JointMethod, TemperatureOptions, option
+
+
+@dataclass(frozen=True)
+class JMIOptions(TemperatureOptions):
+    no_marginal: bool = option(False, "drop the marginal (negative) term of the DV bound (ablation)",
+                               "the paper's ablation (Sabby et al., 2025)")
 
 
 class JMI(JointMethod):
     name = "JMI"
     objective_desc = "-(I_DV(S) + I_DV(S^T))/2, cosine critic (--no_marginal: joint term only)"
     reference = "Sabby et al., 2025, arXiv:2510.01345"
-
-    supports_no_marginal = True
+    Options = JMIOptions
 
     def objective(self, z_a, z_b):
-        return jmi_objective(z_a, z_b, self.cfg.temperature, marginal=not self.cfg.no_marginal)
+        return jmi_objective(z_a, z_b, self.options.temperature, marginal=not self.options.no_marginal)

@@ -4,12 +4,40 @@ arXiv:2104.02057): self-distillation with an EMA key encoder, an MLP predictor o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from mimax.objectives import moco_v3_loss
-from mimax.paradigms import SelfDistillationMethod
+from mimax.paradigms import SelfDistillationMethod, TemperatureOptions, option
+from mimax.paradigms.options import check_ema, check_predictor, check_target_init
+
+
+@dataclass(frozen=True)
+class MoCoV3Options(TemperatureOptions):
+    temperature: float = option(0.2, "InfoNCE temperature tau", "solo-learn's CIFAR MoCo-v3 config")
+    ema_momentum: float = option(0.99, "base EMA momentum m_0, raised to 1 on a cosine over the run",
+                                 "solo-learn's CIFAR MoCo-v3 config")
+    predictor_dim: int = option(4096, "predictor hidden width h (MLP D-h-D)", "MoCo-v3 paper; solo-learn")
+    target_init: str | None = option(None, "g_ξ initialized as a copy of f_θ (auto) or independently",
+                                     "MoCo-v3 paper")
+
+    @classmethod
+    def presets(cls, dataset: str) -> dict[str, Any]:
+        if dataset == "Gaussian":  # the controlled experiment: m_0 = 0.9, h = 64, tau = 0.2
+            return {"temperature": 0.2, "ema_momentum": 0.9, "predictor_dim": 64}
+        # solo-learn's CIFAR MoCo-v3 config: projector 4096 -> 256 with 3 layers as in the paper's ResNet setting
+        return {"feature_dim": 4096, "projection_dim": 256, "projection_layer": 3}
+
+    def check(self) -> None:
+        super().check()
+        check_ema(self)
+        check_predictor(self)
+        check_target_init(self)
 
 
 class MoCoV3(SelfDistillationMethod):
     name = "MoCoV3"
+    rule = "ema"
     target_update = "ema"
     has_predictor = True
     predictor_desc = "MLP D-h-D"
@@ -18,15 +46,7 @@ class MoCoV3(SelfDistillationMethod):
     view_recipe = "byol"  # its paper uses BYOL's augmentation
     projector_last_bn = True
     reduction = "sum"  # ctr(q1, k2) + ctr(q2, k1)
-
-    @classmethod
-    def preset(cls, dataset: str) -> dict:
-        if dataset == "Gaussian":  # METHODS.md §7: m_0 = 0.9, h = 64; tau from the dataset preset (0.2)
-            return {"ema_momentum": 0.9, "predictor_dim": 64}
-        # solo-learn's CIFAR MoCo-v3 config: m_0 = 0.99, tau = 0.2, predictor 4096; projector 4096 -> 256
-        # with 3 layers as in the paper's ResNet setting
-        return {"ema_momentum": 0.99, "predictor_dim": 4096, "temperature": 0.2, "feature_dim": 4096,
-                "projection_dim": 256, "projection_layer": 3}
+    Options = MoCoV3Options
 
     def objective(self, p, z):
-        return moco_v3_loss(p, z, self.cfg.temperature)
+        return moco_v3_loss(p, z, self.options.temperature)

@@ -22,15 +22,20 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from mimax.errors import UserError
+from mimax.errors import ConfigError
 from mimax.paradigms import JointMethod, Method, SelfDistillationMethod
 
 ENTRY_POINT_GROUP = "mimax.methods"
 FILE_MODULE_PREFIX = "mimax_user_methods"
 
 
-class MethodNotFound(UserError):
-    """``--model_name`` names no loadable method; ``str(err)`` is the reason in one line."""
+class MethodNotFound(ConfigError):
+    """``--model_name`` names no loadable method; ``str(err)`` is the reason in one line (prefixed by the
+    flag when ``flag`` is given)."""
+
+    def __init__(self, message: str, flag: str = ""):
+        self.reason = message
+        super().__init__(flag, message)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -166,7 +171,7 @@ class MethodRegistry(dict):
         try:
             return self[name]
         except MethodNotFound as err:
-            raise MethodNotFound(f"{flag}: {err}") from None
+            raise MethodNotFound(err.reason, flag) from None
 
     def listed(self) -> dict[str, type[Method]]:
         """Built-in and entry-point methods (what ``mimax methods`` shows without arguments)."""

@@ -4,12 +4,33 @@ predictor trained with a fixed learning rate."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from mimax.objectives import simsiam_loss
-from mimax.paradigms import SelfDistillationMethod
+from mimax.paradigms import MethodOptions, SelfDistillationMethod, option
+from mimax.paradigms.options import check_predictor
+
+
+@dataclass(frozen=True)
+class SimSiamOptions(MethodOptions):
+    predictor_dim: int = option(512, "predictor hidden width h (bottleneck MLP D-h-D)",
+                                "SimSiam paper §3; solo-learn's CIFAR SimSiam config")
+
+    @classmethod
+    def presets(cls, dataset: str) -> dict[str, Any]:
+        if dataset == "Gaussian":  # the controlled experiment: predictor D -> 64 -> D
+            return {"predictor_dim": 64}
+        # solo-learn's CIFAR SimSiam config: projector 2048 -> 2048 (3 layers, last BN)
+        return {"feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}
+
+    def check(self) -> None:
+        check_predictor(self)
 
 
 class SimSiam(SelfDistillationMethod):
     name = "SimSiam"
+    rule = "copy"
     target_update = "copy"
     has_predictor = True
     predictor_desc = "MLP D-h-D bottleneck, fixed LR"
@@ -17,13 +38,7 @@ class SimSiam(SelfDistillationMethod):
     reference = "Chen & He, 2021, arXiv:2011.10566"
     projector_last_bn = True
     predictor_fixed_lr = True  # the paper's §4.1 "fix lr" for the predictor
-
-    @classmethod
-    def preset(cls, dataset: str) -> dict:
-        if dataset == "Gaussian":  # METHODS.md §7: predictor D -> 64 -> D
-            return {"predictor_dim": 64}
-        # solo-learn's CIFAR SimSiam config: projector 2048 -> 2048 (3 layers, last BN), predictor 512
-        return {"predictor_dim": 512, "feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}
+    Options = SimSiamOptions
 
     def objective(self, p, z):
         return simsiam_loss(p, z)

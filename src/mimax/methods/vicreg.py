@@ -4,8 +4,32 @@ variance and covariance regularizers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from mimax.objectives import vicreg_loss
-from mimax.paradigms import JointMethod
+from mimax.paradigms import JointMethod, MethodOptions, option
+from mimax.paradigms.options import require
+
+PAPER = "VICReg paper §4.2"
+
+
+@dataclass(frozen=True)
+class VICRegOptions(MethodOptions):
+    vicreg_sim_coeff: float = option(25.0, "weight of the invariance (MSE) term", PAPER)
+    vicreg_std_coeff: float = option(25.0, "weight of the variance (std hinge) term", PAPER)
+    vicreg_cov_coeff: float = option(1.0, "weight of the covariance term", PAPER)
+
+    @classmethod
+    def presets(cls, dataset: str) -> dict[str, Any]:
+        if dataset == "Gaussian":
+            return {}
+        # solo-learn's CIFAR VICReg config: projector 2048 -> 2048 (3 layers)
+        return {"feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}
+
+    def check(self) -> None:
+        for name in ("vicreg_sim_coeff", "vicreg_std_coeff", "vicreg_cov_coeff"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0 (got {getattr(self, name)})")
 
 
 class VICReg(JointMethod):
@@ -13,14 +37,8 @@ class VICReg(JointMethod):
     objective_desc = "25 MSE + 25 (v(z_a) + v(z_b))/2 + 1 (c(z_a) + c(z_b)), official per-view reduction"
     reference = "Bardes, Ponce & LeCun, 2022, arXiv:2105.04906"
     view_recipe = "byol"  # its paper uses BYOL's augmentation
-
-    @classmethod
-    def preset(cls, dataset: str) -> dict:
-        if dataset == "Gaussian":  # coefficients 25/25/1 are the flags' defaults (the paper's)
-            return {}
-        # solo-learn's CIFAR VICReg config: projector 2048 -> 2048 (3 layers)
-        return {"feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}
+    Options = VICRegOptions
 
     def objective(self, z_a, z_b):
-        c = self.cfg
-        return vicreg_loss(z_a, z_b, c.vicreg_sim_coeff, c.vicreg_std_coeff, c.vicreg_cov_coeff)
+        o = self.options
+        return vicreg_loss(z_a, z_b, o.vicreg_sim_coeff, o.vicreg_std_coeff, o.vicreg_cov_coeff)

@@ -25,10 +25,11 @@ import torch
 from torch import Tensor
 
 from mimax.bounds import BOUNDS, cosine_scores
-from mimax.engine.rundir import read_csv, write_csv
 from mimax.engine.trainer import Callback, RunState
 from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches
 from mimax.monitors.collapse import normalized_embedding_std
+from mimax.store.atomic import read_csv, write_csv
+from mimax.store.rundir import SeedDir
 
 SHUFFLE_SEED = 1_234_567  # fixed: the shuffled baseline uses the same permutation in every run and epoch
 MI_CSV_COLUMNS = ["epoch", "step", "representation", "estimator", "value", "shuffled", "gap", "log_n",
@@ -94,7 +95,7 @@ class MIMonitor(Callback):
     def __init__(self, run_dir: Path, interval: int, batch_size: int, temperature: float, epochs: int):
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
-        self.path = Path(run_dir) / "mi.csv"
+        self.path = SeedDir.at(run_dir).mi_csv
         self.interval, self.batch_size, self.temperature, self.epochs = interval, batch_size, temperature, epochs
         self.rows: list[dict[str, Any]] | None = None  # None until started or resumed
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from torch import Tensor, nn
 
 
@@ -39,3 +42,25 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.projector(self.backbone(x))
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What an encoder is built from: the backbone (``--architecture``, its width) and the projector
+    (``--projection_layer`` linear layers, hidden width ``--feature_dim``, output ``--projection_dim``).
+
+    ``projector_hidden_dim`` is the projector's hidden width (the reference flag ``--feature_dim``), not
+    the backbone's output width, which the backbone determines (``backbone_dim`` in :func:`build_encoder`).
+    """
+
+    architecture: str
+    projector_hidden_dim: int
+    projection_dim: int
+    projection_layer: int
+    mlp_hidden_dim: int = 64
+    resnet_width: int = 64
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> EncoderSpec:
+        return cls(cfg.architecture, cfg.feature_dim, cfg.projection_dim, cfg.projection_layer,
+                   cfg.mlp_hidden_dim, cfg.resnet_width)

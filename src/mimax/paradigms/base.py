@@ -6,11 +6,15 @@ The engine never branches on a method's name. It asks a method for
 - ``training_loss(x_a, x_b, step)``: named loss terms, ``"loss"`` being minimized;
 - ``after_step(step, total_steps)``: state updated after the optimizer step (EMA targets);
 - ``encoders()``: the encoders to evaluate, by label (SDMI returns f_theta and g_xi);
+- ``monitor_pairs(x_a, x_b)``: the embedding pairs whose MI the monitors estimate;
 - ``forward(x_a, x_b, step)`` is ``training_loss``: the engine calls the method (or its DDP wrapper) so
   that DistributedDataParallel sees the whole step;
 - a paradigm calls its objective through ``global_objective``, so that in a multi-process run the
   objective sees every rank's pairs (negatives, batch statistics) with gradients, and always in fp32;
 and saves ``state_dict()`` in checkpoints, so every module a method owns is checkpointed.
+
+A method is built from its own options (``Options``, a frozen :class:`MethodOptions` dataclass), the
+encoder's :class:`~mimax.nets.EncoderSpec` and the input shape, never from the whole configuration.
 """
 
 from __future__ import annotations
@@ -21,18 +25,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from mimax.nets import Encoder, build_backbone, mlp_head
+from mimax.nets import Encoder, EncoderSpec
 from mimax.objectives import LossTerms
+from mimax.paradigms.options import MethodOptions
+from mimax.runtime.distributed import gather_batch
 
 ParamGroup = dict[str, Any]
-
-
-def build_encoder(cfg, input_shape: tuple[int, ...], projector_last_bn: bool = False) -> Encoder:
-    """Backbone chosen by ``--architecture`` plus a projector of ``--projection_layer`` layers,
-    hidden width ``--feature_dim`` and output width ``--projection_dim``."""
-    backbone, feature_dim = build_backbone(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)
-    projector = mlp_head(feature_dim, cfg.feature_dim, cfg.projection_dim, cfg.projection_layer, projector_last_bn)
-    return Encoder(backbone, projector)
 
 
 def param_groups(module: nn.Module, **options: Any) -> list[ParamGroup]:
@@ -74,7 +72,7 @@ class Method(nn.Module):
     objective_desc: ClassVar[str] = ""  # one line for `mimax methods` (default: the objective's docstring)
     reference: ClassVar[str] = ""
     view_recipe: ClassVar[str] = "simclr"  # augmentation family with --augmentation (docs/data.md)
-    supports_no_marginal: ClassVar[bool] = False  # the DV prototypes' --no_marginal ablation
+    Options: ClassVar[type[MethodOptions]] = MethodOptions  # the hyperparameters the method reads
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -84,22 +82,12 @@ class Method(nn.Module):
             doc = (getattr(cls, "objective", None).__doc__ or "").strip()
             cls.objective_desc = doc.splitlines()[0] if doc else ""
 
-    @classmethod
-    def preset(cls, dataset: str) -> dict[str, Any]:
-        """Method defaults for fields left unset (``None``) by the user, per dataset."""
-        return {}
-
-    @classmethod
-    def validate(cls, cfg) -> None:
-        """Reject options that make no sense for this method (raise ``ConfigError``)."""
-        from mimax.config import ConfigError
-
-        if cfg.no_marginal and not cls.supports_no_marginal:
-            raise ConfigError("--no_marginal", f"only applies to the SDMI and JMI prototypes, not {cls.name}")
-
-    def __init__(self, cfg, input_shape: tuple[int, ...]):
+    def __init__(self, options: MethodOptions, encoder: EncoderSpec, input_shape: tuple[int, ...]):
         super().__init__()
-        self.cfg = cfg
+        if not isinstance(options, self.Options):
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(options).__name__}")
+        self.options = options
+        self.encoder_spec = encoder
         self.input_shape = input_shape
 
     def optimizer_groups(self) -> dict[str, list[ParamGroup]]:
@@ -121,13 +109,11 @@ class Method(nn.Module):
         through here.
 
         - Each ``(n, D)`` embedding is gathered over all ranks to ``(n * W, D)`` with an autograd-aware
-          all-gather (:func:`mimax.engine.distributed.gather_batch`), so negatives and batch statistics
+          all-gather (:func:`mimax.runtime.distributed.gather_batch`), so negatives and batch statistics
           span the global batch and gradients flow back to every rank; unchanged in a single process.
         - Autocast is switched off and the embeddings are cast to fp32: under autocast a matmul inside
           the objective would otherwise run in bf16/fp16 even on fp32 inputs.
         """
-        from mimax.engine.distributed import gather_batch
-
         with torch.autocast(embeddings[0].device.type, enabled=False):
             return objective(*(gather_batch(z).float() for z in embeddings))
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mimax.nets import Encoder
+from mimax.nets import Encoder, EncoderSpec, build_encoder
 from mimax.objectives import LossTerms
-from mimax.paradigms.base import Method, build_encoder
+from mimax.paradigms.base import Method
+from mimax.paradigms.options import MethodOptions
 
 
 class JointMethod(Method):
@@ -15,22 +16,9 @@ class JointMethod(Method):
     target_update = "none (shared encoder)"
     projector_last_bn = False
 
-    @classmethod
-    def validate(cls, cfg) -> None:
-        from mimax.config import ConfigError
-
-        super().validate(cfg)
-        for flag in ("target_update", "target_init", "ema_momentum", "predictor_dim"):
-            if getattr(cfg, flag) is not None:
-                raise ConfigError(f"--{flag}", f"{cls.name} is a joint method: one shared encoder, no target")
-        if cfg.predictor:
-            raise ConfigError("--predictor", f"{cls.name} is a joint method: no predictor")
-        if cfg.alternation_period != 1:
-            raise ConfigError("--alternation_period", f"{cls.name} is a joint method: nothing alternates")
-
-    def __init__(self, cfg, input_shape: tuple[int, ...]):
-        super().__init__(cfg, input_shape)
-        self.encoder = build_encoder(cfg, input_shape, self.projector_last_bn)
+    def __init__(self, options: MethodOptions, encoder: EncoderSpec, input_shape: tuple[int, ...]):
+        super().__init__(options, encoder, input_shape)
+        self.encoder = build_encoder(encoder, input_shape, self.projector_last_bn)
 
     def objective(self, z_a: Tensor, z_b: Tensor) -> LossTerms:
         """The loss on the two views' embeddings (both carry gradient)."""

@@ -25,9 +25,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from mimax.nets import Encoder, mlp_head
+from mimax.nets import Encoder, EncoderSpec, build_encoder, mlp_head
 from mimax.objectives import LossTerms
-from mimax.paradigms.base import Method, ParamGroup, build_encoder, param_groups
+from mimax.paradigms.base import Method, ParamGroup, param_groups
+from mimax.paradigms.options import MethodOptions
 
 
 def ema_momentum(step: int, total_steps: int, base: float) -> float:
@@ -45,55 +46,28 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
 
 class SelfDistillationMethod(Method):
     paradigm = "self-distillation"
+    rule: ClassVar[str] = "ema"  # the ξ-step: alternate, ema or copy (SDMI makes it an option)
     has_predictor: ClassVar[bool] = False
     projector_last_bn: ClassVar[bool] = False
     reduction: ClassVar[str] = "mean"  # how the two directions of the view swap combine: "mean" or "sum"
     predictor_fixed_lr: ClassVar[bool] = False  # SimSiam: the predictor keeps its base LR (no schedule)
-    configurable: ClassVar[bool] = False  # SDMI: --target_update and --predictor choose the rule and head
 
-    @classmethod
-    def update_rule(cls, cfg) -> str:
-        """The ξ-step: ``alternate``, ``ema`` or ``copy`` (the class's own unless a method makes it an option)."""
-        return cls.target_update
-
-    @classmethod
-    def uses_predictor(cls, cfg) -> bool:
-        return cls.has_predictor
-
-    @classmethod
-    def validate(cls, cfg) -> None:
-        from mimax.config import ConfigError
-
-        super().validate(cfg)
-        if not cls.configurable and cfg.predictor:
-            raise ConfigError("--predictor", f"is an SDMI option; {cls.name}'s predictor is fixed "
-                                             f"({cls.predictor_desc})")
-        if cfg.alternation_period != 1 and cls.update_rule(cfg) != "alternate":
-            raise ConfigError("--alternation_period", f"only applies to --target_update alternate "
-                                                      f"({cls.name} uses {cls.update_rule(cfg)})")
-        if cfg.target_update is not None and cfg.target_update != cls.update_rule(cfg):
-            raise ConfigError("--target_update", f"{cls.name} uses {cls.update_rule(cfg)}; only SDMI takes "
-                                                 f"--target_update (got {cfg.target_update!r})")
-        if cfg.target_init is not None and cls.update_rule(cfg) == "copy":
-            raise ConfigError("--target_init", f"{cls.name}'s target is the online encoder itself (copy rule)")
-        if cls.update_rule(cfg) == "ema" and cfg.ema_momentum is None:
-            raise ConfigError("--ema_momentum", f"{cls.name} has an EMA target: give the base momentum m_0")
-        if cls.uses_predictor(cfg) and cfg.predictor_dim is None:
-            raise ConfigError("--predictor_dim", f"{cls.name} has a predictor: give its hidden width")
-
-    def __init__(self, cfg, input_shape: tuple[int, ...]):
-        super().__init__(cfg, input_shape)
-        self.rule = self.update_rule(cfg)
-        self.period = cfg.alternation_period
-        self.online = build_encoder(cfg, input_shape, self.projector_last_bn)
-        self.predictor = (mlp_head(cfg.projection_dim, cfg.predictor_dim, cfg.projection_dim, 2)
-                          if self.uses_predictor(cfg) else None)
+    def __init__(self, options: MethodOptions, encoder: EncoderSpec, input_shape: tuple[int, ...]):
+        super().__init__(options, encoder, input_shape)
+        # options a method may declare: target_update and predictor (SDMI), alternation_period,
+        # target_init, ema_momentum (EMA targets), predictor_dim (methods with a predictor)
+        self.rule = getattr(options, "target_update", None) or self.rule
+        self.period = getattr(options, "alternation_period", 1)
+        self.online = build_encoder(encoder, input_shape, self.projector_last_bn)
+        uses_predictor = getattr(options, "predictor", self.has_predictor)
+        self.predictor = (mlp_head(encoder.projection_dim, options.predictor_dim, encoder.projection_dim, 2)
+                          if uses_predictor else None)
         self.target: Encoder | None = None
         if self.rule in ("alternate", "ema"):
             # default: the paper's two independent encoders for alternate; BYOL's/MoCo-v3's copy for ema
-            init = cfg.target_init or ("independent" if self.rule == "alternate" else "copy")
+            init = getattr(options, "target_init", None) or ("independent" if self.rule == "alternate" else "copy")
             self.target = (copy.deepcopy(self.online) if init == "copy"
-                           else build_encoder(cfg, input_shape, self.projector_last_bn))
+                           else build_encoder(encoder, input_shape, self.projector_last_bn))
         if self.rule == "ema":
             self.target.requires_grad_(False)  # moved by after_step, never by an optimizer
 
@@ -148,7 +122,7 @@ class SelfDistillationMethod(Method):
 
     def after_step(self, step: int, total_steps: int) -> None:
         if self.rule == "ema":
-            ema_update(self.target, self.online, ema_momentum(step, total_steps, self.cfg.ema_momentum))
+            ema_update(self.target, self.online, ema_momentum(step, total_steps, self.options.ema_momentum))
 
     def encoders(self) -> dict[str, Encoder]:
         if self.rule == "alternate":

@@ -1,85 +1,25 @@
-"""Checkpoints: atomic writes (temp file + fsync + rename) and ``weights_only=True`` loading."""
+"""Checkpoints: the format, the global RNG states they carry, and ``weights_only=True`` loading (they are
+written with :func:`mimax.store.atomic.atomic_torch_save`; their paths belong to :mod:`mimax.store.rundir`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
 import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
-from mimax.engine import faults
 from mimax.errors import UserError
 
 CHECKPOINT_FORMAT = "mimax-checkpoint-v1"
-CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)\.pt$")
 
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be used; ``str(err)`` names the path and the problem in one line."""
-
-
-class OutputWriteError(UserError):
-    """An output file could not be written (disk full, read-only, permissions); names the path."""
-
-
-TEMP_RE = re.compile(r"^\..+\.tmp$")  # mkstemp names of the atomic writers below: .<name>.<random>.tmp
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a temp file in the same directory, fsync, then rename over ``path``: a reader (or a
-    resumed run) sees the old file or the new one, never a torn one. A failed write removes the temp
-    file and raises :class:`OutputWriteError` naming the path."""
-    path = Path(path)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            if faults.ARMED:
-                faults.hit_mid_write("write:" + ("ckpt" if CKPT_RE.match(path.name) else path.name), fh)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise OutputWriteError(f"cannot write {path} ({exc.strerror or exc}); free space or fix permissions, "
-                               "then continue with --resume") from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda fh: torch.save(obj, fh))
-
-
-def remove_stale_temp_files(directory: Path) -> list[Path]:
-    """Delete the temp files an interrupted atomic write left in ``directory`` (not recursive)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    stale = [p for p in directory.iterdir() if p.is_file() and TEMP_RE.match(p.name)]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
 
 
 def rng_state() -> dict[str, Any]:
@@ -133,16 +73,3 @@ def first_sentence(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     cut = text.find(". ")
     return (text[:cut] if cut > 0 else text)[:limit]
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint with the highest epoch in ``run_dir/checkpoints``, or None."""
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    if not ckpt_dir.is_dir():
-        return None
-    found = sorted((int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := CKPT_RE.match(p.name)))
-    return found[-1][1] if found else None
-
-
-def checkpoint_path(run_dir: Path, epoch: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"ckpt_epoch_{epoch:04d}.pt"

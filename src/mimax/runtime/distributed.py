@@ -31,6 +31,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from mimax.errors import ConfigError
+from mimax.runtime.device import resolve_device
+
 # torch 2.x marks torch.distributed.nn.functional.all_gather deprecated in favour of a private
 # (underscore) module; the public function is still the documented autograd-aware gather.
 warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
@@ -78,9 +81,6 @@ def init_from_env(device_name: str) -> torch.device:
     ``MASTER_ADDR/PORT``) and return this process's device: ``cuda:LOCAL_RANK`` with NCCL when CUDA is
     used, the CPU with gloo otherwise. A no-op returning the resolved device when not launched by
     torchrun or already initialized."""
-    from mimax.config import ConfigError
-    from mimax.engine.trainer import resolve_device
-
     device = resolve_device(device_name)
     if launched_world_size() <= 1 or is_distributed():
         if is_distributed() and device.type == "cuda":
@@ -128,8 +128,6 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     Must run before optimizers are built; the converted layers keep the same Parameter objects.
     torch's SyncBatchNorm only runs on GPUs, so a CPU multi-process run is refused.
     """
-    from mimax.config import ConfigError
-
     if world_size() == 1:
         return module
     if device.type != "cuda":

@@ -1,0 +1,29 @@
+"""One typed configuration for a training job, by concern: the schema (:mod:`.schema`), the presets and
+the resolution of what the user gave (:mod:`.presets`), the parsing of flags and YAML (:mod:`.parsing`)
+and the validation before any work (:mod:`.validation`). ``ConfigError`` lives in :mod:`mimax.errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mimax.config.parsing import build_parser, coerce, explicit_values
+from mimax.config.presets import BASE_PRESET, DATASET_PRESETS, method_preset, resolve
+from mimax.config.schema import FIELD_NAMES, REFERENCE_FLAGS, RUNTIME_FIELDS, Config
+from mimax.config.validation import notes, validate, validate_launch
+from mimax.errors import ConfigError
+
+
+def config_from_args(argv: list[str] | None) -> Config:
+    """The validated config of a ``mimax train`` command line."""
+    return resolve(explicit_values(argv))
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """The validated config of ``field: value`` pairs (types as YAML would give them)."""
+    return resolve({k: coerce(k, v) for k, v in values.items()})
+
+
+__all__ = ["BASE_PRESET", "DATASET_PRESETS", "FIELD_NAMES", "REFERENCE_FLAGS", "RUNTIME_FIELDS", "Config",
+           "ConfigError", "build_parser", "config_from_args", "config_from_dict", "explicit_values",
+           "method_preset", "notes", "resolve", "validate", "validate_launch"]

@@ -1,0 +1,159 @@
+"""From a command line (and an optional YAML file) to the values the user gave.
+
+Every :class:`~mimax.config.schema.Config` field is a flag; its type comes from the dataclass's type
+hints (``int | None`` parses as ``int``, ``bool`` is a switch). Defaults are suppressed, so what the user
+gave is known exactly (presets fill the rest; :func:`mimax.config.presets.resolve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config
+from mimax.errors import ConfigError, OneLineParser
+from mimax.methods import METHODS
+
+_HINTS = typing.get_type_hints(Config)
+
+
+def hint_type(hint: Any) -> tuple[type, bool]:
+    """``(base type, may be None)`` of a type hint (``int | None`` -> ``(int, True)``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def field_type(name: str) -> tuple[type, bool]:
+    """``(base type, may be None)`` of a field, from the dataclass's type hints."""
+    return hint_type(_HINTS[name])
+
+
+def method_option_types(model_name: str | None) -> dict[str, tuple[type, bool]]:
+    """The options of ``model_name``'s method that are not :class:`Config` fields (a user method's own;
+    none for the built-in methods), with their types. Resolving the name may raise MethodNotFound."""
+    if not model_name:
+        return {}
+    options = METHODS.resolve(model_name).Options
+    hints = typing.get_type_hints(options)
+    return {f.name: hint_type(hints[f.name]) for f in fields(options) if f.name not in FIELD_NAMES}
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, options: dict[str, tuple[type, bool]]) -> None:
+    """Flags for a user method's own options (``--name value``; booleans ``--name`` / ``--no-name``)."""
+    for name, (base, _) in options.items():
+        if base is bool:
+            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help="option of the chosen method (see `mimax methods`)")
+        else:
+            parser.add_argument(f"--{name}", type=base, default=argparse.SUPPRESS, metavar=name.upper(),
+                                help="option of the chosen method (see `mimax methods`)")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per :class:`Config` field (defaults suppressed so that 'given' is detectable)."""
+    parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
+                        help="YAML file of field: value pairs; flags given on the command line win")
+    for f in FLAG_FIELDS:
+        help_text = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
+        base, _ = field_type(f.name)
+        if base is bool:
+            parser.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=help_text)
+            continue
+        parser.add_argument(f"--{f.name}", type=base, default=argparse.SUPPRESS, help=help_text,
+                            metavar=f.name.upper())
+
+
+def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Pretrain a self-supervised encoder by mutual-information maximization.",
+        allow_abbrev=False,  # --epoch must not silently mean --epochs (docs/reliability.md)
+    )
+    add_config_arguments(parser)
+    return parser
+
+
+def load_yaml(path: str, extra: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The ``field: value`` mapping of a YAML file; keys must be flags (or names in ``extra``: the
+    chosen user method's own options)."""
+    data = read_yaml(path)
+    flags = {f.name for f in FLAG_FIELDS}
+    unknown = sorted(set(map(str, data)) - flags - set(extra))
+    if unknown:
+        raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(unknown)}")
+    return data
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """The mapping a YAML file holds (any keys)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("--config", f"file not found: {path}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError("--config", f"cannot read {path} ({reason})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config", f"{path} must hold a mapping of field: value")
+    return data
+
+
+def coerce(name: str, value: Any, kind: tuple[type, bool] | None = None) -> Any:
+    """Type-check a value from YAML against the field's type, or ``kind`` = (base type, may be None)
+    (flags are typed by argparse)."""
+    base, nullable = kind or field_type(name)
+    if value is None:
+        if nullable:
+            return None
+        raise ConfigError(f"--{name}", "may not be null")
+    if base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        raise ConfigError(f"--{name}", f"expected {base.__name__}, got {value!r}")
+    return float(value) if base is float else value
+
+
+def explicit_values(argv: list[str] | None) -> dict[str, Any]:
+    """Values the user gave: YAML file (if any) overridden by flags. Raises ConfigError on bad input.
+
+    A user method's own options (not :class:`Config` fields) become flags once ``--model_name`` (or the
+    YAML file's ``model_name``) names it; their values go to ``given["method_options"]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    first = vars(parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])[0])
+    model_name = first.get("model_name")
+    if model_name is None and "config" in first:
+        model_name = read_yaml(first["config"]).get("model_name")
+    own = method_option_types(model_name if isinstance(model_name, str) else None)
+    add_option_arguments(parser, own)
+    ns = vars(parser.parse_args(argv))
+    given: dict[str, Any] = {}
+    if "config" in ns:
+        data = load_yaml(ns.pop("config"), extra=set(own))
+        given.update({k: coerce(k, v, own.get(k)) for k, v in data.items()})
+    given.update(ns)
+    options = {k: given.pop(k) for k in list(given) if k in own}
+    if options:
+        given["method_options"] = options
+    return given
+
+
+__all__ = ["FIELD_NAMES", "add_config_arguments", "build_parser", "coerce", "explicit_values", "load_yaml"]

@@ -1,0 +1,113 @@
+"""Presets: what a field left unset takes, and the resolution of a user's values into a :class:`Config`.
+
+Precedence (lowest to highest): field defaults < base preset < dataset preset < the method's presets for
+the dataset (its ``Options.presets``, projector widths included) < the method's option defaults (for
+the options it reads) < YAML file < flags. The method's options are the method's own (see
+:mod:`mimax.paradigms.options`): a method-specific flag the chosen method does not read is refused,
+except a flag of the reference repository's command line, which is kept (so the reference scripts run
+unchanged), recorded in ``Config.unused`` and warned about.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mimax.config.schema import FIELD_NAMES, METHOD_OPTION_FIELDS, REFERENCE_FLAGS, Config
+from mimax.config.validation import validate
+from mimax.data import DATASETS
+from mimax.errors import ConfigError
+from mimax.methods import METHODS
+from mimax.methods.registry import canonical_name
+from mimax.paradigms import Method
+
+BASE_PRESET: dict[str, Any] = dict(
+    epochs=100, warmup_epochs=10, batch_size=256, initial_lr=0.05, weight_decay=1e-4,
+    feature_dim=512, projection_dim=256, projection_layer=3, optimizer="sgd", architecture="ResNet18",
+    model_save_interval=50, model_evaluation_interval=1000,
+)
+
+# The paper's controlled Gaussian-mixture experiment (docs/experiments.md).
+DATASET_PRESETS: dict[str, dict[str, Any]] = {
+    "Gaussian": dict(
+        architecture="MLP", epochs=50, warmup_epochs=0, batch_size=256, optimizer="adam", initial_lr=1e-3,
+        weight_decay=0.0, feature_dim=64, projection_dim=3, projection_layer=2,
+        model_save_interval=50, model_evaluation_interval=1000,
+    ),
+}
+# Image datasets. Epochs and batch size: solo-learn's pretraining configs (CIFAR: 1000 epochs, batch 256;
+# ImageNet-100: 400 epochs, batch 256 = 2 x 128); TinyImageNet has no standard protocol, we use
+# ImageNet-100's. Image sizes are the datasets' native sizes (224 for ImageNet-style photos).
+# FashionMNIST/MNIST/Digits: CPU-scale defaults of ours (the CPU protocol's scripts set their own flags).
+_IMAGE = dict(architecture="ResNet18", warmup_epochs=10, batch_size=256, model_save_interval=50,
+              model_evaluation_interval=1000, monitor_size=2048)
+DATASET_PRESETS.update({
+    "CIFAR10": dict(_IMAGE, epochs=1000, image_size=32),
+    "CIFAR100": dict(_IMAGE, epochs=1000, image_size=32),
+    "TinyImageNet": dict(_IMAGE, epochs=400, image_size=64),
+    "ImageNet100": dict(_IMAGE, epochs=400, image_size=224, monitor_size=512),
+    "ImageFolder": dict(_IMAGE, epochs=200, image_size=224, monitor_size=512),
+    "Folder": dict(_IMAGE, epochs=200, image_size=224, monitor_size=512),
+    "FashionMNIST": dict(_IMAGE, epochs=100, image_size=28),
+    "MNIST": dict(_IMAGE, epochs=100, image_size=28),
+    "Digits": dict(_IMAGE, epochs=50, warmup_epochs=5, batch_size=128, image_size=8, monitor_size=450),
+})
+
+
+def method_class(values: dict[str, Any]) -> type[Method]:
+    """The method ``model_name`` names: built in, an entry point or an import path (one-line error)."""
+    return METHODS.resolve(values.get("model_name", Config.model_name))
+
+
+def method_preset(method: type[Method], dataset: str) -> dict[str, Any]:
+    """The method's values for ``dataset``: its option defaults overridden by its per-dataset presets
+    (which may also set the projector's widths), and its augmentation family."""
+    defaults = {f: getattr(method.Options, f) for f in method.Options.names()}
+    return {**defaults, "view_recipe": method.view_recipe, **method.Options.presets(dataset)}
+
+
+def unused_flags(method: type[Method], given: dict[str, Any]) -> list[str]:
+    """The method-specific flags in ``given`` that ``method`` does not read: refused with a
+    :class:`ConfigError`, except the reference repository's (returned, to be warned about)."""
+    unused = []
+    for name in given:
+        if name in METHOD_OPTION_FIELDS and name not in method.Options.names():
+            if name not in REFERENCE_FLAGS:
+                readers = [m.name for m in METHODS.values() if name in m.Options.names()]
+                raise ConfigError(f"--{name}", f"{method.name} does not read it (an option of "
+                                               f"{', '.join(readers)}; see `mimax methods`)")
+            unused.append(name)
+    return unused
+
+
+def refuse_unread(method: type[Method], given: dict[str, Any], options: Any) -> None:
+    """An option the method declares but does not read under the chosen values (e.g. SDMI's
+    ``--ema_momentum`` without ``--target_update ema``) is refused when given."""
+    unread = options.unread()
+    for name in sorted(set(unread) & (set(given) | set(given.get("method_options") or {}))):
+        raise ConfigError(f"--{name}", f"{method.name} does not read it {unread[name]}")
+
+
+def resolve(given: dict[str, Any]) -> Config:
+    """Fill auto fields from the presets, check the method's options, then validate (before any work)."""
+    values = dict(given)
+    dataset = values.get("dataset", Config.dataset)
+    if dataset not in DATASETS:
+        raise ConfigError("--dataset", f"unknown dataset {dataset!r}; expected one of {', '.join(sorted(DATASETS))}")
+    method = method_class(values)
+    values["model_name"] = canonical_name(values.get("model_name", Config.model_name))  # file paths: absolute
+    unused = unused_flags(method, given)
+    if values.get("view_recipe") == "auto":
+        values["view_recipe"] = None
+    preset = {**BASE_PRESET, **DATASET_PRESETS.get(dataset, {}), **method_preset(method, dataset)}
+    own = dict(values.get("method_options") or {})  # a user method's options that are not Config fields
+    for key, val in preset.items():
+        if key not in FIELD_NAMES:
+            own.setdefault(key, val)
+        elif values.get(key) is None:
+            values[key] = val
+    values["method_options"] = own
+    values["unused"] = unused
+    cfg = Config(**values)
+    validate(cfg)
+    refuse_unread(method, given, method.Options.from_config(cfg))
+    return cfg

@@ -1,0 +1,102 @@
+"""A method's own hyperparameters: a frozen dataclass per method, with its presets per dataset, the
+source of every default and its validation.
+
+The user-facing configuration (:class:`mimax.config.Config`) keeps every flag of the command line; a
+method reads only the fields its options class declares (:meth:`MethodOptions.from_config`), so a flag
+another method reads is refused for it (see :func:`mimax.config.presets.method_values`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from mimax.errors import ConfigError
+
+
+def option(default: Any, help: str, source: str) -> Any:
+    """A method option: its default (the method paper's, unless ``source`` says otherwise), a help line
+    and the source of the default."""
+    return dataclasses.field(default=default, metadata={"help": help, "source": source})
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Base class of every method's options. Subclasses add fields with :func:`option` and may override
+    :meth:`presets` (values per dataset, including the projector's widths), :meth:`check` (validation)
+    and :meth:`unread` (fields not read under the chosen values)."""
+
+    method: ClassVar[str] = ""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def presets(cls, dataset: str) -> dict[str, Any]:
+        """Values for ``dataset`` that differ from the defaults (option fields and the projector's
+        ``feature_dim``/``projection_dim``/``projection_layer``), with the sources in comments."""
+        return {}
+
+    @classmethod
+    def preset_sources(cls, dataset: str) -> str:
+        """Where :meth:`presets` of ``dataset`` come from (one phrase, for ``mimax methods``)."""
+        return ""
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> MethodOptions:
+        """The options read from a resolved config (any object with the fields as attributes; a user
+        method's options that are not config fields are in ``cfg.method_options``); unset (``None``)
+        fields take the defaults."""
+        extra = getattr(cfg, "method_options", None) or {}
+        values = {name: extra[name] if name in extra else getattr(cfg, name, None) for name in cls.names()}
+        return cls(**{name: value for name, value in values.items() if value is not None})
+
+    def unread(self) -> dict[str, str]:
+        """Options that these values make irrelevant, with the reason (e.g. SDMI's ``ema_momentum``:
+        "without --target_update ema"); given explicitly, they are refused."""
+        return {}
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` naming the flag for an impossible value."""
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{f.name}", f"must be a finite number (got {value})")
+        self.check()
+
+
+def require(cond: bool, flag: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"--{flag}", message)
+
+
+@dataclass(frozen=True)
+class TemperatureOptions(MethodOptions):
+    """Methods whose critic scores cos(u, v) / tau."""
+
+    temperature: float = option(0.1, "critic temperature tau", "the reference repository's example command")
+
+    @classmethod
+    def presets(cls, dataset: str) -> dict[str, Any]:
+        return {"temperature": 0.2} if dataset == "Gaussian" else {}  # the paper's controlled experiment
+
+    def check(self) -> None:
+        require(self.temperature > 0, "temperature", f"must be > 0 (got {self.temperature})")
+
+
+def check_ema(options: Any) -> None:
+    require(0 <= options.ema_momentum < 1, "ema_momentum", f"must be in [0, 1) (got {options.ema_momentum})")
+
+
+def check_predictor(options: Any) -> None:
+    require(options.predictor_dim >= 1, "predictor_dim", f"must be >= 1 (got {options.predictor_dim})")
+
+
+def check_target_init(options: Any, allowed: tuple[str, ...] = ("independent", "copy")) -> None:
+    require(options.target_init in (None, *allowed), "target_init",
+            f"expected {' or '.join(allowed)} (got {options.target_init!r})")

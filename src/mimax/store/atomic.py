@@ -1,0 +1,101 @@
+"""Atomic file writes (temp file + fsync + rename) and the JSON/CSV files of a run.
+
+A reader, or a resumed run, sees the old file or the new one, never a torn one. The test-only fault hook
+(:mod:`mimax.store.faults`) sits inside the write, between the half-written temp file and the rename.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from mimax.errors import UserError
+from mimax.store import faults
+
+CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)\.pt$")  # checkpoint file names (layout: mimax.store.rundir)
+TEMP_RE = re.compile(r"^\..+\.tmp$")  # mkstemp names of the atomic writers below: .<name>.<random>.tmp
+
+
+class OutputWriteError(UserError):
+    """An output file could not be written (disk full, read-only, permissions); names the path."""
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a temp file in the same directory, fsync, then rename over ``path``: a reader (or a
+    resumed run) sees the old file or the new one, never a torn one. A failed write removes the temp
+    file and raises :class:`OutputWriteError` naming the path."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            if faults.ARMED:
+                faults.hit_mid_write("write:" + ("ckpt" if CKPT_RE.match(path.name) else path.name), fh)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OutputWriteError(f"cannot write {path} ({exc.strerror or exc}); free space or fix permissions, "
+                               "then continue with --resume") from None
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    _atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete the temp files an interrupted atomic write left in ``directory`` (not recursive)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.is_file() and TEMP_RE.match(p.name)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite a CSV atomically; columns are the union of the rows' keys in first-seen order."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(path), buf.getvalue())
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -1,0 +1,342 @@
+"""The run directory: every path and file of an experiment and of a seed, in one place.
+
+Layout::
+
+    <output_dir>/            config.json  env.json  status.json  results.json  results.md
+        seed_<k>/            config.json  env.json  status.json  results.json
+                             metrics.csv  eval.csv  mi.csv  trajectories.json  eval_ckpt_epoch_<n>.json
+            checkpoints/     ckpt_epoch_<epoch>.pt
+
+:class:`ExperimentDir` and :class:`SeedDir` own these names: creating an experiment without clobbering,
+finding its seeds (numeric order: ``seed_10`` after ``seed_2``), reading ``config.json`` back, and a
+seed's checkpoints. Nothing else in mimax builds these paths or globs run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimax.config import RUNTIME_FIELDS, Config, validate
+from mimax.errors import ConfigError, UserError
+from mimax.methods import METHODS, MethodNotFound
+from mimax.methods.registry import display_name
+from mimax.store.atomic import CKPT_RE, TEMP_RE, read_csv, remove_stale_temp_files, write_json
+
+SEED_DIR_RE = re.compile(r"^seed_(\d+)$")
+RUN_DIR_LAYOUT = "a mimax experiment directory (with config.json) or one of its seed_<k> directories"
+
+
+def git_commit() -> str:
+    """The git commit of the mimax source tree (``+dirty`` when it has uncommitted changes)."""
+    for where in (Path(__file__).resolve().parents[3], Path.cwd()):
+        try:
+            head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
+                                  text=True, timeout=10)
+            if head.returncode != 0:
+                continue
+            dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            return head.stdout.strip() + ("+dirty" if dirty else "")
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return "unknown"
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions, machine, device, git commit and command line, for ``env.json``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numpy
+
+    from mimax import __version__
+
+    try:
+        torchvision_version = version("torchvision")  # no import: torchvision takes seconds to import
+    except PackageNotFoundError:
+        torchvision_version = "not installed"
+
+    return {
+        "mimax": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "torchvision": torchvision_version, "numpy": numpy.__version__, "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+        "git_commit": git_commit(), "argv": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def config_from_saved(saved: Any, path: Path) -> Config:
+    """A saved ``config.json`` as a :class:`Config` (not re-validated: it was at training). Runs written
+    before ``view_recipe`` was resolved at training time get the method's augmentation family."""
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: expected a JSON object of config fields")
+    unknown = sorted(set(saved) - {f.name for f in fields(Config)})
+    if unknown:
+        raise UserError(f"{path}: fields this mimax does not know ({', '.join(unknown)}); "
+                        "was the run trained by a newer version?")
+    cfg = Config(**saved)
+    if cfg.view_recipe in (None, "auto") and cfg.model_name in METHODS:
+        cfg.view_recipe = METHODS[cfg.model_name].view_recipe
+    return cfg
+
+
+@dataclass(frozen=True)
+class SeedDir:
+    """One seed's directory: its files, its checkpoints."""
+
+    path: Path
+    seed: int
+
+    config_json = property(lambda self: self.path / "config.json")
+    env_json = property(lambda self: self.path / "env.json")
+    status_json = property(lambda self: self.path / "status.json")
+    results_json = property(lambda self: self.path / "results.json")
+    metrics_csv = property(lambda self: self.path / "metrics.csv")
+    eval_csv = property(lambda self: self.path / "eval.csv")
+    mi_csv = property(lambda self: self.path / "mi.csv")
+    trajectories_json = property(lambda self: self.path / "trajectories.json")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    tensorboard_dir = property(lambda self: self.path / "tensorboard")
+    wandb_json = property(lambda self: self.path / "wandb.json")  # the seed's W&B run id (resume continues it)
+
+    @classmethod
+    def at(cls, path: Path | str) -> SeedDir:
+        """The seed directory at ``path`` (``seed_<k>``; another name gets seed -1)."""
+        path = Path(path)
+        m = SEED_DIR_RE.match(path.name)
+        return cls(path, int(m.group(1)) if m else -1)
+
+    def create(self) -> None:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    def remove_torn_writes(self) -> None:
+        """Temp files of atomic writes a killed session left (the seed dir and its checkpoints)."""
+        for directory in (self.path, self.checkpoint_dir):
+            remove_stale_temp_files(directory)
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoint_dir / f"ckpt_epoch_{epoch:04d}.pt"
+
+    def checkpoints(self) -> list[Path]:
+        """The seed's checkpoints in epoch order."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        found = sorted((int(m.group(1)), p) for p in self.checkpoint_dir.iterdir() if (m := CKPT_RE.match(p.name)))
+        return [p for _, p in found]
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def owns_checkpoint(self, path: Path) -> bool:
+        path = Path(path).resolve()
+        return path.parent == self.checkpoint_dir.resolve() and CKPT_RE.match(path.name) is not None
+
+    def eval_record(self, epoch: int) -> Path:
+        """Where ``mimax eval`` writes its re-evaluation of the checkpoint of ``epoch``."""
+        return self.path / f"eval_ckpt_epoch_{epoch:04d}.json"
+
+    def write_status(self, status: str, epoch: int | None = None, **extra: Any) -> None:
+        record = {"status": status, **({} if epoch is None else {"epoch": epoch}), "seed": self.seed, **extra}
+        write_json(self.status_json, record)
+
+    def read_results(self) -> dict[str, Any] | None:
+        return json.loads(self.results_json.read_text()) if self.results_json.is_file() else None
+
+    def read_rows(self, which: str, up_to_epoch: int | None = None) -> list[dict[str, str]]:
+        """Rows of ``metrics``, ``eval`` or ``mi`` (.csv), optionally those of epochs <= ``up_to_epoch``."""
+        rows = read_csv(self.path / f"{which}.csv")
+        return rows if up_to_epoch is None else [r for r in rows if int(r["epoch"]) <= up_to_epoch]
+
+
+class ExperimentDir:
+    """An experiment directory: its config, environment, status and results, and its seeds."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"ExperimentDir({str(self.path)!r})"
+
+    config_json = property(lambda self: self.path / "config.json")
+    env_json = property(lambda self: self.path / "env.json")
+    status_json = property(lambda self: self.path / "status.json")
+    results_json = property(lambda self: self.path / "results.json")
+    results_md = property(lambda self: self.path / "results.md")
+
+    def is_experiment(self) -> bool:
+        return self.config_json.is_file()
+
+    def seed(self, seed: int) -> SeedDir:
+        return SeedDir(self.path / f"seed_{seed}", seed)
+
+    def seeds(self) -> list[SeedDir]:
+        """The seed directories that exist, in numeric order."""
+        if not self.path.is_dir():
+            return []
+        found = [(int(m.group(1)), d) for d in self.path.iterdir() if d.is_dir() and (m := SEED_DIR_RE.match(d.name))]
+        return [SeedDir(d, k) for k, d in sorted(found)]
+
+    def finished_seeds(self) -> list[SeedDir]:
+        return [s for s in self.seeds() if s.results_json.is_file()]
+
+    # --- config ---------------------------------------------------------------------------------
+    def read_config(self) -> Config:
+        """The saved ``config.json`` as a :class:`Config`; a one-line :class:`UserError` if unusable."""
+        try:
+            saved = json.loads(self.config_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.config_json}: unreadable config ({exc})") from None
+        return config_from_saved(saved, self.config_json)
+
+    def read_config_dict(self) -> dict[str, Any] | None:
+        """The saved config as plain JSON values (None if missing or unreadable)."""
+        try:
+            saved = json.loads(self.config_json.read_text())
+        except (OSError, ValueError):
+            return None
+        return saved if isinstance(saved, dict) else None
+
+    def write_config(self, cfg: Config) -> None:
+        write_json(self.config_json, {**cfg.to_dict(), "output_dir": str(self.path)})
+
+    def write_env(self, device: torch.device, **extra: Any) -> None:
+        write_json(self.env_json, {**environment(device), **extra})
+
+    def write_status(self, status: str) -> None:
+        write_json(self.status_json, {"status": status})
+
+    def read_results(self) -> dict[str, Any]:
+        """``results.json`` of a finished experiment; one-line :class:`UserError` otherwise."""
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: no such experiment directory")
+        if not self.results_json.is_file():
+            raise UserError(f"{self.path}: no results.json (expected a finished mimax experiment directory)")
+        try:
+            return json.loads(self.results_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.results_json}: not a mimax results file ({exc})") from None
+
+    def remove_torn_writes(self) -> None:
+        remove_stale_temp_files(self.path)
+
+    # --- creation -------------------------------------------------------------------------------
+    @classmethod
+    def default_path(cls, cfg: Config) -> Path:
+        return Path("runs") / f"{display_name(cfg.model_name)}_{cfg.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+    @classmethod
+    def create(cls, output_dir: str | None, overwrite: bool, default: Path | None = None) -> ExperimentDir:
+        """Create the directory of a new experiment; never reuse a non-empty one without ``overwrite``.
+
+        ``overwrite`` only clears a directory that is itself a mimax experiment (has ``config.json``), so
+        a mistyped path cannot wipe unrelated files.
+        """
+        out = Path(output_dir) if output_dir else default
+        if out.exists() and not out.is_dir():
+            raise ConfigError("--output_dir", f"{out} exists and is not a directory")
+        if out.is_dir() and not (out / "config.json").exists():
+            _remove_torn_start(out)
+        if out.is_dir() and any(out.iterdir()):
+            if not overwrite:
+                raise ConfigError("--output_dir", f"{out} already holds files; pass --overwrite to replace that "
+                                                  "run or --resume to continue it")
+            if not (out / "config.json").is_file():
+                raise ConfigError("--overwrite", f"{out} is not a mimax experiment (no config.json); refusing to "
+                                                 "clear it")
+            shutil.rmtree(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write_test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError("--output_dir", f"cannot write to {out} ({exc.strerror})") from None
+        return cls(out)
+
+    # --- opening what the user points at --------------------------------------------------------
+    @classmethod
+    def for_resume(cls, path: str) -> tuple[ExperimentDir, Path | None]:
+        """``--resume PATH`` (experiment dir, ``seed_<k>`` dir or checkpoint file) as
+        ``(experiment, checkpoint file or None)``."""
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError("--resume", f"{p} does not exist")
+        ckpt = None
+        if p.is_file():
+            if not CKPT_RE.match(p.name) or p.parent.name != "checkpoints":
+                raise ConfigError("--resume", f"{p} is not a checkpoint (expected <run>/seed_<k>/checkpoints/"
+                                              "ckpt_epoch_<n>.pt)")
+            ckpt, p = p, p.parent.parent.parent
+        elif SEED_DIR_RE.match(p.name) and (p.parent / "config.json").is_file():
+            p = p.parent
+        if not (p / "config.json").is_file():
+            raise ConfigError("--resume", f"{p} is not a mimax experiment directory (no config.json)")
+        return cls(p), ckpt
+
+    @classmethod
+    def open(cls, path: str | Path) -> tuple[ExperimentDir, list[SeedDir]]:
+        """``path`` is an experiment directory (all its seeds) or one ``seed_<k>`` directory (that seed)."""
+        p = Path(path)
+        if not p.exists():
+            raise UserError(f"{p}: no such directory; expected {RUN_DIR_LAYOUT}")
+        if not p.is_dir():
+            raise UserError(f"{p}: not a directory; expected {RUN_DIR_LAYOUT}")
+        if SEED_DIR_RE.match(p.name) and (p.parent / "config.json").is_file():
+            return cls(p.parent), [SeedDir.at(p)]
+        exp = cls(p)
+        if not exp.is_experiment():
+            raise UserError(f"{p}: not a mimax experiment (no config.json); expected {RUN_DIR_LAYOUT}")
+        return exp, exp.seeds()
+
+    def resume_config(self, given: dict[str, Any]) -> Config:
+        """The saved config with the runtime flags of this invocation applied. Flags that would change
+        what is trained (method, architecture, data, hyperparameters) are refused."""
+        try:
+            saved = json.loads(self.config_json.read_text())
+            cfg = config_from_saved(saved, self.config_json)
+        except (OSError, ValueError, TypeError, UserError) as exc:
+            raise ConfigError("--resume", f"{self.config_json} is unreadable ({exc})") from None
+        for key, value in given.items():
+            if key in RUNTIME_FIELDS:
+                setattr(cfg, key, value)
+            elif getattr(cfg, key) != value:
+                raise ConfigError(f"--{key}", f"the run in {self.path} was trained with {key}={getattr(cfg, key)!r}; "
+                                              f"resuming with {value!r} is refused")
+        cfg.output_dir = str(self.path)
+        cfg.resume = str(self.path)
+        try:
+            METHODS[cfg.model_name]
+        except MethodNotFound as err:
+            raise ConfigError("--resume", f"the run in {self.path} was trained with method {cfg.model_name!r}, "
+                                          f"which cannot be loaded now: {err}") from None
+        validate(cfg)
+        return cfg
+
+
+def _remove_torn_start(out: Path) -> None:
+    """A run killed while creating its directory leaves only ``.write_test`` or the temp file of its first
+    ``config.json``/``env.json`` write; clear exactly those so the same command can start again."""
+    entries = list(out.iterdir())
+    torn = [p for p in entries if p.is_file() and (p.name == ".write_test" or (
+        TEMP_RE.match(p.name) and p.name.startswith((".config.json.", ".env.json.", ".status.json."))))]
+    if entries and len(torn) == len(entries):
+        for p in torn:
+            p.unlink(missing_ok=True)
+
+
+def run_label(path: Path) -> str:
+    """A short name of a run directory for figure legends: ``exp/seed_k`` or ``exp``."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}" if SEED_DIR_RE.match(path.name) else path.name
