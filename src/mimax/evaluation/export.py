@@ -5,8 +5,8 @@ The backbone's :class:`~mimax.nets.backbones.BackboneSpec` is the recipe: the li
 keyword arguments, then the module swaps (classifier -> ``nn.Identity``; the CIFAR stem; the input
 channels). The sidecar records it as data (architecture, stem, input size, normalization, swaps) and as
 Python (``load``) that builds the model with torchvision or timm only and calls
-``load_state_dict(..., strict=True)``. Before anything is written, export runs that very code on the
-exported tensors, so a file is only written if its recipe loads it.
+``load_state_dict(..., strict=True)``. Before the file is kept, export builds that model the same way
+(:meth:`~mimax.nets.backbones.BackboneSpec.build`) and loads the file into it with ``strict=True``.
 
 Formats:
 
@@ -108,10 +108,13 @@ def _read(file: Path, file_format: str) -> dict[str, torch.Tensor]:
     return torch.load(file, weights_only=True)
 
 
-def _verify(code: str) -> None:
-    """Run the recipe (torchvision/timm only) on the written file: it must load with strict=True."""
+def _verify(spec: BackboneSpec, library: str, file: Path, file_format: str) -> None:
+    """Build ``library``'s model as the sidecar's code does (:meth:`BackboneSpec.build`) and load the
+    written file into it with ``strict=True``."""
     try:
-        exec(compile(code, "<export recipe>", "exec"), {})  # noqa: S102 - our own generated recipe
+        spec.build(library).load_state_dict(_read(file, file_format), strict=True)
+    except ArchitectureError as err:
+        raise UserError(f"--format: {err}") from None
     except ImportError as exc:
         raise UserError(f"--format: checking the export needs {exc.name}: pip install {exc.name}") from None
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -157,7 +160,7 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
             fresh = build_backbone_spec(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)[0]
             fresh.load_state_dict(_read(tmp, file_format), strict=True)
         else:
-            _verify(load_code(spec, library, file_format, str(tmp)))
+            _verify(spec, library, tmp, file_format)
         code = None if library == "mimax" else load_code(spec, library, file_format, str(out_path))
         info = sidecar(cfg, spec, library, file_format, key, path, ckpt, input_shape, out_path, code)
         atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")

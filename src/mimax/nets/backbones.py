@@ -74,6 +74,23 @@ class BackboneSpec:
     feature_dim: int
     stem: str  # "cifar", "imagenet", "patch<p>" or "none": the input-side rule that was applied
 
+    def build(self, library: str | None = None) -> nn.Module:
+        """The bare backbone built in ``library`` (default: the spec's own), exactly as :meth:`builder_code`
+        writes it: the library's builder, then the swaps."""
+        library = library or self.library
+        if library == "torchvision":
+            import torchvision
+
+            net = torchvision.models.get_model(self.model, weights=None, **self.kwargs)
+        elif library == "timm":
+            kwargs = dict(self.kwargs) if self.library == "timm" else {"num_classes": 0}
+            net = _timm().create_model(self.model, pretrained=False, **kwargs)
+        else:
+            raise ArchitectureError(f"{self.architecture} has no {library} counterpart")
+        for swap in self.swaps:
+            swap.apply(net)
+        return net
+
     def builder_code(self, library: str | None = None) -> list[str]:
         """Python lines building the bare backbone in ``library`` (default: the spec's own)."""
         library = library or self.library
