@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mimax.callbacks import Callback, RunState  # noqa: E402
 from mimax.config import config_from_args  # noqa: E402
 from mimax.engine.optim import build_optimizer  # noqa: E402
-from mimax.engine.trainer import Callback, RunState, train_run  # noqa: E402
+from mimax.engine.trainer import train_run  # noqa: E402
 from mimax.methods import METHODS, build_method  # noqa: E402
 from mimax.monitors import default_callbacks  # noqa: E402
 from mimax.monitors.collapse import CollapseMonitor  # noqa: E402

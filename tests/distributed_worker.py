@@ -4,7 +4,7 @@
 ``torchrun --nproc_per_node 2 tests/distributed_worker.py OUT.pt`` gives each rank its half of the batch
 and runs the engine's DDP wrapper, so the objective must gather the global batch to match. Rank 0 (or the
 single process) saves ``{method: {step: {"loss": tensor, "<param name>": grad}}}``. Used by
-tests/test_distributed.py; not a test itself.
+tests/runtime/test_distributed.py; not a test itself.
 """
 
 from __future__ import annotations

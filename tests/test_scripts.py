@@ -1,9 +1,8 @@
 """Every paper script (scripts/<Dataset>/<Method>.sh) is a valid ``python main.py`` call: its flags parse
-and resolve into a validated Config. The data location checks that validation runs for image datasets
-(``mimax.data.DATA_CHECKS``) are switched off here: the scripts leave ``--data_dir`` to the user.
-
-These tests need every flag the scripts use, some of which other branches add (methods, images,
-precision, MI monitors); they pass once all are merged.
+and resolve into a validated Config, and the recipe it trains is the preset of its (method, dataset): the
+presets are the one source of the recipes, the scripts add only how and how often to run them. The
+data location checks that validation runs for image datasets (``mimax.data.DATA_CHECKS``) are switched
+off here: the scripts leave ``--data_dir`` to the user.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ import pytest
 import mimax.data
 from conftest import ROOT
 from mimax.config import explicit_values, resolve
+from mimax.config.presets import recipe_keys
+from mimax.methods import METHODS as REGISTRY
 
 DATASETS = ["CIFAR10", "CIFAR100", "TinyImageNet", "ImageNet100", "FashionMNIST"]
 METHODS = ["SDMI", "JMI", "SimCLR", "BYOL", "SimSiam", "MoCoV3", "BarlowTwins", "VICReg"]
@@ -67,3 +68,50 @@ def test_script_resolves_to_a_valid_config(script, monkeypatch):
 
 def test_imagenet100_sdmi_script_is_the_reference_command():
     assert main_py_args(ROOT / "scripts" / "ImageNet100" / "SDMI.sh") == REFERENCE.split()
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_script_trains_the_preset_recipe_of_its_method_and_dataset(script, monkeypatch):
+    """A script and the preset it reproduces never disagree; only the reference command restates it."""
+    monkeypatch.setattr(mimax.data, "DATA_CHECKS", {}, raising=False)
+    given = explicit_values(main_py_args(script))
+    method, dataset = given["model_name"], given["dataset"]
+    keys = recipe_keys(REGISTRY[method], dataset)
+    from_script, from_preset = resolve(given), resolve({"model_name": method, "dataset": dataset})
+    disagree = {k: (getattr(from_script, k), getattr(from_preset, k)) for k in keys
+                if getattr(from_script, k) != getattr(from_preset, k)}
+    assert not disagree, f"{script} vs the preset of ({method}, {dataset}): {disagree}"
+    restated = sorted(set(given) & keys - {"model_name", "dataset"})
+    if (dataset, method) != ("ImageNet100", "SDMI"):  # that script is the reference command verbatim
+        assert not restated, f"{script} restates preset values {restated}; derive them from the preset"
+
+
+def _readme_cifar_table() -> dict[str, dict[str, str]]:
+    """The per-method rows of scripts/README.md's CIFAR table (the documented solo-learn recipes)."""
+    text = (ROOT / "scripts" / "README.md").read_text()
+    table = text[text.index("| method | optimizer |"):].split("\n\n")[0].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    return {cells[0]: dict(zip(header, cells)) for row in table[2:]
+            if (cells := [c.strip() for c in row.strip("|").split("|")])}
+
+
+@pytest.mark.parametrize("method", ["SimCLR", "BYOL", "SimSiam", "MoCoV3", "BarlowTwins", "VICReg"])
+def test_no_flags_train_the_documented_cifar_recipe(method, monkeypatch):
+    """`mimax train --model_name M --dataset CIFAR10` = the row of scripts/README.md's table (solo-learn)."""
+    monkeypatch.setattr(mimax.data, "DATA_CHECKS", {}, raising=False)
+    row = _readme_cifar_table()[method]
+    cfg = resolve({"model_name": method, "dataset": "CIFAR10"})
+    assert cfg.optimizer == row["optimizer"].split()[0].lower()
+    assert cfg.initial_lr == float(row["LR"]) and cfg.weight_decay == float(row["weight decay"])
+    assert (row["τ"] == "–" and cfg.temperature is None) or cfg.temperature == float(row["τ"])
+    layers, widths = row["projector (layers, hidden → out)"].split(", ")
+    hidden, out = (int(w) for w in widths.split(" → "))
+    assert (cfg.projection_layer, cfg.feature_dim, cfg.projection_dim) == (int(layers), hidden, out)
+    assert (cfg.epochs, cfg.batch_size, cfg.warmup_epochs, cfg.augmentation) == (1000, 256, 10, True)
+
+
+def test_mocov3_projector_has_the_two_layers_of_its_resnet_setting(monkeypatch):
+    """solo-learn's MoCo-v3 and the official code build a 2-layer projector for ResNets (3 for ViTs)."""
+    monkeypatch.setattr(mimax.data, "DATA_CHECKS", {}, raising=False)
+    for dataset in ("CIFAR10", "ImageNet100", "FashionMNIST", "MNIST"):
+        assert resolve({"model_name": "MoCoV3", "dataset": dataset}).projection_layer == 2

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# BarlowTwins on CIFAR100: solo-learn cifar settings for BarlowTwins.
+# BarlowTwins on CIFAR100: the preset recipe for (BarlowTwins, CIFAR100) (solo-learn cifar settings), which `mimax train --model_name BarlowTwins --dataset CIFAR100` trains;
+# this script adds the experiment's size (3 seeds) and data loader workers.
 # Hyperparameters and their sources: scripts/README.md. Extra flags are passed through, e.g.
 #   bash scripts/CIFAR100/BarlowTwins.sh --data_dir /path/to/data --output_dir runs/CIFAR100_BarlowTwins
 set -euo pipefail
@@ -7,23 +8,6 @@ cd "$(dirname "$0")/../.."
 python main.py \
   --model_name BarlowTwins \
   --dataset CIFAR100 \
-  --architecture ResNet18 \
-  --num_classes 100 \
-  --epochs 1000 \
-  --warmup_epochs 10 \
-  --batch_size 256 \
-  --optimizer lars \
-  --initial_lr 0.3 \
-  --weight_decay 1e-4 \
-  --lars_eta 0.02 \
   --num_runs 3 \
-  --augmentation \
-  --feature_dim 2048 \
-  --projection_dim 2048 \
-  --projection_layer 3 \
-  --barlow_lambda 0.0051 \
-  --barlow_scale 0.1 \
-  --model_save_interval 50 \
-  --model_evaluation_interval 1000 \
   --num_workers 4 \
   "$@"

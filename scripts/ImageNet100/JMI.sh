@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# JMI on ImageNet100: the reference command's hyperparameters (the seed's ImageNet100/SDMI example).
+# JMI on ImageNet100: the preset recipe for (JMI, ImageNet100) (the paper's reference command settings), which `mimax train --model_name JMI --dataset ImageNet100` trains;
+# this script adds the experiment's size (3 seeds) and data loader workers.
 # Hyperparameters and their sources: scripts/README.md. Extra flags are passed through, e.g.
 #   bash scripts/ImageNet100/JMI.sh --data_dir /path/to/data --output_dir runs/ImageNet100_JMI
 set -euo pipefail
@@ -7,20 +8,6 @@ cd "$(dirname "$0")/../.."
 python main.py \
   --model_name JMI \
   --dataset ImageNet100 \
-  --architecture ResNet50 \
-  --num_classes 100 \
-  --epochs 800 \
-  --warmup_epochs 10 \
-  --batch_size 64 \
-  --initial_lr 0.05 \
-  --weight_decay 0.0001 \
-  --temperature 0.1 \
   --num_runs 3 \
-  --augmentation \
-  --feature_dim 512 \
-  --projection_dim 256 \
-  --projection_layer 3 \
-  --model_save_interval 50 \
-  --model_evaluation_interval 1000 \
   --num_workers 16 \
   "$@"

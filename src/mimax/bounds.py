@@ -33,8 +33,8 @@ def _off_diagonal(scores: Tensor) -> Tensor:
 def _softplus(x: Tensor) -> Tensor:
     """``softplus(x) = log(1 + e^x) = max(x, 0) + log(1 + e^{-|x|})`` (exact identity, no overflow).
 
-    Why not ``F.softplus``: on the CPU in fp32 it goes through a scalar ``log1p`` that measured ~10x slower
-    than ``exp`` + ``log`` here (2.5 ms vs 0.6 ms for a 512 x 512 matrix), which dominated the MI monitor.
+    Why not ``F.softplus``: on the CPU in fp32 it goes through a scalar ``log1p``, several times slower than
+    ``exp`` + ``log`` on the MI monitor's score matrices (``benchmarks/mi_overhead.py`` measures the monitor).
     ``log`` of a number in [1, 2] loses only the relative precision of terms below float32's epsilon, an
     absolute error < 1e-7 per entry.
     """

@@ -6,10 +6,19 @@ User mistakes print one line ``mimax: error: ...`` and exit with code 2; no trac
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+from pathlib import Path
 
 from mimax import __version__
+from mimax.api import resolved_config
+from mimax.config import explicit_values, notes
+from mimax.engine.experiment import run_experiment
 from mimax.errors import OneLineParser, TrainingDiverged, UserError
+from mimax.evaluation import commands as evaluation_commands
+from mimax.evaluation.results import results_markdown
+from mimax.experiments import gaussian
+from mimax.methods import METHODS
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -23,12 +32,6 @@ COMMANDS = {
 
 
 def cmd_train(argv: list[str]) -> int:
-    import os
-
-    from mimax.api import resolved_config
-    from mimax.config import explicit_values, notes
-    from mimax.engine.experiment import run_experiment
-
     given = explicit_values(argv)
     cfg, ckpt = resolved_config(given)
     if not given.get("resume") and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 prints
@@ -36,18 +39,14 @@ def cmd_train(argv: list[str]) -> int:
             print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
     if results is not None:
-        from mimax.evaluation.results import results_markdown
-
         print(results_markdown(results["summary"], cfg.dataset, cfg.num_runs))
         print(f"run directory: {cfg.output_dir}")
     return 0
 
 
 def cmd_methods(argv: list[str]) -> int:
-    from mimax.methods import METHODS
-
     parser = OneLineParser(prog="mimax methods", description="List the built-in methods, those installed "
-                            "packages register (entry-point group mimax.methods) and the import paths given.")
+                           "packages register (entry-point group mimax.methods) and the import paths given.")
     parser.add_argument("paths", nargs="*", metavar="MODULE:CLASS",
                         help="user methods to show too: my_pkg.my_module:MyMethod or path/to/file.py:MyMethod")
     args = parser.parse_args(argv)
@@ -57,21 +56,28 @@ def cmd_methods(argv: list[str]) -> int:
     rows = [("method", "paradigm", "target update", "predictor", "objective")]
     for key, m in listed.items():
         label = m.name if key == m.name else f"{m.name} ({key})"
-        rows.append((label, m.paradigm, m.target_update, m.predictor_desc, m.objective_desc))
+        rows.append((label, m.paradigm, m.target_update_desc, m.predictor_desc, m.objective_desc))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
-    print("\noptions: flag, default [source]; presets per dataset (other image datasets: as CIFAR10)")
+    print("\noptions: flag, default [source]; presets per dataset: the recipe (CIFAR100 and TinyImageNet as "
+          "CIFAR10; other image datasets: CIFAR10's projector only; sources in scripts/README.md)")
     for m in listed.values():
         print(f"  {m.name}")
         for f in dataclasses.fields(m.Options):
             default = f.default if f.default is not dataclasses.MISSING else "(required)"
             print(f"    --{f.name} {default}  {f.metadata.get('help', '')} [{f.metadata.get('source', '')}]")
-        for dataset in ("Gaussian", "CIFAR10"):
+        for dataset in ("Gaussian", "CIFAR10", "ImageNet100", "FashionMNIST"):
             preset = m.Options.presets(dataset)
             if preset:
                 print(f"    {dataset}: " + ", ".join(f"{k}={v}" for k, v in preset.items()))
     return 0
+
+
+def figure_format(out: str) -> str:
+    """png, pdf or svg from the output file's suffix (png when it is none of them)."""
+    suffix = Path(out).suffix.lower().lstrip(".")
+    return suffix if suffix in ("png", "pdf", "svg") else "png"
 
 
 def plot_mi_command(argv: list[str]) -> int:
@@ -86,12 +92,9 @@ def plot_mi_command(argv: list[str]) -> int:
     parser.add_argument("--representation", default="embedding",
                         help="which mi.csv representation to draw (embedding, backbone, ...)")
     args = parser.parse_args(argv)
-    from pathlib import Path
+    from mimax.plots import load_mi_curves, plot_mi, save_figure  # matplotlib: imported where it draws
 
-    from mimax.plots import load_mi_curves, plot_mi, save_figure
-
-    suffix = Path(args.out).suffix.lower().lstrip(".")
-    fmt = args.format or (suffix if suffix in ("png", "pdf", "svg") else "png")
+    fmt = args.format or figure_format(args.out)
     runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
     out = save_figure(plot_mi(runs, representation=args.representation), args.out, fmt)
     print(f"wrote {out}")
@@ -110,10 +113,7 @@ def plot_trajectories_command(argv: list[str]) -> int:
     parser.add_argument("--points", action="store_true",
                         help="draw the mean embedding of each cluster's points instead of the encoded true mean")
     args = parser.parse_args(argv)
-    from pathlib import Path
-
-    from mimax.experiments.figures import plot_trajectories
-    from mimax.store.rundir import ExperimentDir
+    from mimax.plots import plot_trajectories, save_figure  # matplotlib: imported where it draws
 
     dirs = []
     for d in map(Path, args.run_dirs):  # an experiment: its first seed (numeric order) with trajectories
@@ -123,8 +123,8 @@ def plot_trajectories_command(argv: list[str]) -> int:
     if labels is not None and len(labels) != len(dirs):
         raise UserError(f"--labels: expected {len(dirs)} comma-separated titles, got {len(labels)}")
     fig = plot_trajectories(dirs, labels, kind="point_mean_embedding" if args.points else "center_embedding")
-    fig.savefig(args.out)
-    print(f"wrote {args.out}")
+    out = save_figure(fig, args.out, figure_format(args.out), dpi=100)
+    print(f"wrote {out}")
     return 0
 
 
@@ -142,33 +142,12 @@ def cmd_plot(argv: list[str]) -> int:
 
 
 def cmd_demo(argv: list[str]) -> int:
-    from mimax.experiments.gaussian import main as demo_main
-
-    return demo_main(argv)
+    return gaussian.main(argv)
 
 
-
-def cmd_eval(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_eval as run
-
-    return run(argv)
-
-
-def cmd_table(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_table as run
-
-    return run(argv)
-
-
-def cmd_export(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_export as run
-
-    return run(argv)
-
-
-
-HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot, "eval": cmd_eval,
-            "table": cmd_table, "export": cmd_export}
+HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot,
+            "eval": evaluation_commands.cmd_eval, "table": evaluation_commands.cmd_table,
+            "export": evaluation_commands.cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ def test_flag_types_come_from_the_dataclass_type_hints():
         args = typing.get_args(hints[f.name]) or (hints[f.name],)
         assert base in args and nullable == (type(None) in args), f.name
     assert field_type("epochs") == (int, True) and field_type("initial_lr") == (float, True)
-    assert field_type("augmentation") == (bool, False) and field_type("predictor") == (bool, True)
+    assert field_type("augmentation") == (bool, True) and field_type("overwrite") == (bool, False)
 
 
 def test_errors_module_holds_the_config_error_and_the_one_line_parser():

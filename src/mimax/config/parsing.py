@@ -8,6 +8,7 @@ gave is known exactly (presets fill the rest; :func:`mimax.config.presets.resolv
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import types
 import typing
@@ -65,6 +66,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         base, _ = field_type(f.name)
         if base is bool:
             parser.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=help_text)
+            if f.metadata.get("negatable"):
+                parser.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS,
+                                    help=f"turn --{f.name} off where a preset turns it on")
             continue
         parser.add_argument(f"--{f.name}", type=base, default=argparse.SUPPRESS, help=help_text,
                             metavar=f.name.upper())
@@ -156,4 +160,13 @@ def explicit_values(argv: list[str] | None) -> dict[str, Any]:
     return given
 
 
-__all__ = ["FIELD_NAMES", "add_config_arguments", "build_parser", "coerce", "explicit_values", "load_yaml"]
+def config_from_flags(flags: str | list[str]) -> Config:
+    """The :class:`Config` of a ``mimax train`` command line (the reference repository's flags; a string
+    is split as a shell would). Unset fields stay unset: presets fill them when training starts. Also
+    ``Config.from_flags``."""
+    argv = shlex.split(flags) if isinstance(flags, str) else list(flags)
+    return Config(**explicit_values(argv))
+
+
+__all__ = ["FIELD_NAMES", "add_config_arguments", "build_parser", "coerce", "config_from_flags", "explicit_values",
+           "load_yaml"]

@@ -35,7 +35,10 @@ class Config:
     temperature: float | None = _opt(None, "critic temperature tau of contrastive/DV objectives (SDMI, JMI, "
                                            "SimCLR, MoCoV3)", method_option=True)
     num_runs: int = _opt(1, "independent runs with seeds seed..seed+num_runs-1; results are mean ± std")
-    augmentation: bool = _opt(False, "strong augmentation recipe (Gaussian: add random scaling to view noise)")
+    augmentation: bool | None = _opt(None, "strong augmentation recipe (Gaussian: add random scaling to view noise); "
+                                           "auto: on for the datasets with a documented recipe (CIFAR10/100, "
+                                           "TinyImageNet, ImageNet100, FashionMNIST), --no_augmentation turns it off",
+                                     negatable=True)
     feature_dim: int | None = _opt(None, "hidden width of the projector MLP")
     projection_dim: int | None = _opt(None, "output width of the projector (the embedding dimension D)")
     projection_layer: int | None = _opt(None, "number of linear layers in the projector (1..3)")
@@ -110,7 +113,8 @@ class Config:
     gpu_augment: bool = _opt(False, "batched augmentation on the training device (CPU too), independent "
                                     "random parameters per image, instead of per-image torchvision "
                                     "transforms in DataLoader workers")
-    resnet_width: int = _opt(64, "base width of the ResNet (channels of its first stage; 16 for the CPU protocol)")
+    resnet_width: int | None = _opt(None, "base width of the ResNet (channels of its first stage; auto: 64, 16 "
+                                          "on FashionMNIST, the CPU protocol)")
     image_size: int | None = _opt(None, "side of the square crops trained and evaluated on (auto: the "
                                         "dataset's native size; 224 for ImageNet100/ImageFolder/Folder)", optional=True)
     view_recipe: str | None = _opt(None, "augmentation family used with --augmentation: simclr (symmetric), "
@@ -144,17 +148,6 @@ class Config:
         "help": "reference-repository flags given that the method does not read", "flag": False})
 
     # ------------------------------------------------------------------------------------------
-    @classmethod
-    def from_flags(cls, flags: str | list[str]) -> Config:
-        """The config of a ``mimax train`` command line (the reference repository's flags; a string is
-        split as a shell would). Unset fields stay unset: presets fill them when training starts."""
-        import shlex
-
-        from mimax.config.parsing import explicit_values  # parsing builds on this schema: not at the top
-
-        argv = shlex.split(flags) if isinstance(flags, str) else list(flags)
-        return cls(**explicit_values(argv))
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

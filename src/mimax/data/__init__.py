@@ -23,7 +23,7 @@ def _lazy(module: str, name: str) -> Callable:
 
 
 DATASETS: dict[str, Callable[..., DataBundle]] = {"Gaussian": build_gaussian}
-# --- image datasets (issue 6; docs/data.md) ---
+# --- image datasets (docs/data.md) ---
 DATASETS.update({
     "CIFAR10": _lazy("cifar", "build_cifar"), "CIFAR100": _lazy("cifar", "build_cifar"),
     "TinyImageNet": _lazy("tiny_imagenet", "build_tiny_imagenet"),

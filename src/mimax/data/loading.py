@@ -111,7 +111,7 @@ class DataLoaderViews:
                  on_device: Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]] | None = None,
                  rank: int = 0, world: int = 1, prefetch_factor: int = 4, collate_fn: Callable | None = None):
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
-        self.num_workers, self.on_device, self.rank, self.world = num_workers, on_device, rank, world
+        self.num_workers, self.on_device, self.rank = num_workers, on_device, rank
         self.prefetch_factor, self.collate_fn = prefetch_factor, collate_fn
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
         self.sampler = _SeededIndices(sampler, seed)

@@ -48,7 +48,7 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "ImageNet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision's ImageNet constants
     "MNIST": ((0.1307,), (0.3081,)),
     "FashionMNIST": ((0.2860,), (0.3530,)),
-    "Digits": ((0.3053,), (0.3759,)),  # scikit-learn digits / 16; checked by tests/test_views.py
+    "Digits": ((0.3053,), (0.3759,)),  # scikit-learn digits / 16; checked by tests/data/test_views.py
 }
 # TinyImageNet, ImageNet100 and user folders use the ImageNet constants.
 NORMALIZATION_FOR = {"TinyImageNet": "ImageNet", "ImageNet100": "ImageNet", "ImageFolder": "ImageNet",

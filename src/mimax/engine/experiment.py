@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
+from mimax.callbacks import Callback
 from mimax.config import Config
 from mimax.engine.divergence import TrainingDiverged
-from mimax.engine.trainer import Callback, train_run
+from mimax.engine.trainer import train_run
 from mimax.errors import UserError
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.monitors import default_callbacks

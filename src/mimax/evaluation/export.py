@@ -28,6 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from mimax import __version__
+from mimax.data import build_data
+from mimax.data.views import normalization as dataset_normalization
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
@@ -140,8 +143,6 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     if "input_shape" in ckpt:
         input_shape = tuple(int(s) for s in ckpt["input_shape"])
     else:  # checkpoints written before the input shape was recorded: ask the dataset
-        from mimax.data import build_data
-
         input_shape = tuple(build_data(cfg, torch.device("cpu"), int(ckpt["seed"])).input_shape)
     method = rebuild_method(cfg, ckpt, path, input_shape)
     key = choose_encoder(method.encoders(), method.row_labels(), encoder)
@@ -173,12 +174,8 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
 def sidecar(cfg, spec: BackboneSpec, library: str, file_format: str, encoder: str, checkpoint: Path,
             ckpt: dict[str, Any], input_shape: tuple[int, ...], out: Path, code: str | None) -> dict[str, Any]:
     """The JSON sidecar: what the file holds and how to load it."""
-    from mimax import __version__
-
     normalization = None
     if len(input_shape) == 3:
-        from mimax.data.views import normalization as dataset_normalization
-
         mean, std = dataset_normalization(cfg.dataset)
         if len(mean) != input_shape[0]:  # as the view recipes do for another channel count
             mean, std = (sum(mean) / len(mean),) * input_shape[0], (sum(std) / len(std),) * input_shape[0]

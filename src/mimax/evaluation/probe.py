@@ -26,14 +26,19 @@ from torch.utils.data import DataLoader, Dataset
 
 
 @torch.no_grad()
-def extract_features(fn: Callable[[Tensor], Tensor], dataset: Dataset, device: torch.device,
-                     batch_size: int = 512, num_workers: int = 0) -> tuple[Tensor, Tensor]:
-    """Apply ``fn`` to every input of a ``(x, y)`` dataset in order; returns fp32 features and labels."""
+def extract_features(fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]], dataset: Dataset, device: torch.device,
+                     batch_size: int = 512, num_workers: int = 0) -> tuple[Tensor | tuple[Tensor, ...], Tensor]:
+    """Apply ``fn`` to every input of a ``(x, y)`` dataset in order; returns fp32 features and labels.
+    ``fn`` may return a tuple of feature tensors (e.g. backbone features and embeddings): the features
+    are then a tuple of the same length, each its own (n, d_i) matrix."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, labels = [], []
     for x, y in loader:
-        feats.append(fn(x.to(device, non_blocking=True)).float())
+        out = fn(x.to(device, non_blocking=True))
+        feats.append(tuple(o.float() for o in out) if isinstance(out, tuple) else out.float())
         labels.append(y.to(device))
+    if feats and isinstance(feats[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*feats)), torch.cat(labels)
     return torch.cat(feats), torch.cat(labels)
 
 

@@ -2,7 +2,7 @@
 
 For each seed (or the one ``--checkpoint``), the method is rebuilt from the run's ``config.json`` through
 the registry, the checkpoint is loaded with ``weights_only=True``, and every encoder the method exposes
-(SDMI: f_θ and g_ξ) gets the linear probe and kNN of :func:`mimax.engine.trainer.evaluate`. The result
+(SDMI: f_θ and g_ξ) gets the linear probe and kNN of :func:`mimax.evaluation.evaluate.evaluate`. The result
 goes to ``seed_<k>/eval_ckpt_epoch_<n>.json`` (written atomically; the training outputs ``eval.csv`` and
 ``results.json`` are never touched; an existing re-evaluation file is replaced only with ``--overwrite``).
 """
@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
+from mimax.data import build_data
 from mimax.errors import UserError
+from mimax.evaluation.evaluate import evaluate
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.store.atomic import write_json
 from mimax.store.checkpoint import load_checkpoint
@@ -25,9 +27,6 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
                data_dir: str | None = None) -> list[dict[str, Any]]:
     """Evaluate the chosen checkpoints; returns one record per checkpoint (also written to disk).
     All checkpoints are opened and the outputs checked before any evaluation starts."""
-    from mimax.data import build_data
-    from mimax.engine.trainer import evaluate
-
     cfg = run.cfg
     if data_dir is not None:
         cfg.data_dir = data_dir
@@ -50,7 +49,8 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
             "checkpoint": str(path), "epoch": int(ckpt["epoch"]), "seed": seed, "method": cfg.model_name,
             "dataset": cfg.dataset, "architecture": cfg.architecture, "device": str(device),
             "git_commit": git_commit(), "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "final": evaluate(method, data, cfg, device), "random_init": ckpt.get("random_init", {}),
+            "final": evaluate(method, data, device, cfg.knn_k, cfg.knn_temperature),
+            "random_init": ckpt.get("random_init", {}),
         }
         write_json(out, record)
         records.append(record)

@@ -27,10 +27,12 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     return {label: {m: mean_std(v) for m, v in metrics.items()} for label, metrics in table.items()}
 
 
-def format_mean_std(stat: dict[str, Any], scale: float = 100.0) -> str:
-    if stat["n"] == 1 or math.isnan(stat["std"]):
-        return f"{stat['mean'] * scale:.2f}"
-    return f"{stat['mean'] * scale:.2f} ± {stat['std'] * scale:.2f}"
+def format_mean_std(stat: dict[str, Any], scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std`` of a :func:`mean_std` record, times ``scale`` (100: accuracies in %); the mean alone
+    for a single value."""
+    if stat["n"] < 2 or math.isnan(stat["std"]):
+        return f"{stat['mean'] * scale:.{digits}f}"
+    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
 def results_markdown(summary: dict[str, dict[str, dict[str, Any]]], dataset: str, n_runs: int) -> str:

@@ -13,12 +13,11 @@ separately; anything else is an error, never silently merged or dropped.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from mimax.config import RUNTIME_FIELDS
 from mimax.errors import UserError
-from mimax.evaluation.results import mean_std
+from mimax.evaluation.results import format_mean_std, mean_std
 from mimax.methods import METHODS
 from mimax.store.rundir import ExperimentDir
 
@@ -86,8 +85,7 @@ def row_order(label: str, method_of: dict[str, str], methods: list[str]) -> tupl
 
 def format_cell(values: list[float], n_common: int | None) -> str:
     stat = mean_std(values)
-    text = f"{100 * stat['mean']:.2f}" if math.isnan(stat["std"]) else \
-        f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+    text = format_mean_std(stat)
     return text if stat["n"] == n_common else f"{text} (n={stat['n']})"
 
 

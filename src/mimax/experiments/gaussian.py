@@ -6,20 +6,30 @@ writes into one folder: ``trajectories.png`` (Figure 3), ``mi.png`` (Figure 2), 
 ``results.json`` (probe accuracies, separation, final MI estimates, collapse flag; mean ± std over seeds)
 and ``claims.md`` (each claim of the paper checked against these numbers).
 
-Run as ``mimax demo [--quick] [--out DIR] ...`` or ``python -m mimax.experiments.gaussian``.
+Run as ``mimax demo [--quick] [--out DIR] ...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
+
+from mimax.config import Config, config_from_args, resolve
+from mimax.engine.experiment import run_experiment
+from mimax.errors import ConfigError, OneLineParser
+from mimax.experiments.trajectories import TrajectoryRecorder
+from mimax.methods import METHODS
+from mimax.monitors import default_callbacks
+from mimax.store.rundir import ExperimentDir
 
 
 @dataclass(frozen=True)
@@ -32,8 +42,6 @@ class DemoRun:
     @property
     def family(self) -> str:
         """"SDMI" or "JMI": the paradigm of the method, read from the registry."""
-        from mimax.methods import METHODS
-
         return "SDMI" if METHODS[self.flags[1]].paradigm == "self-distillation" else "JMI"
 
 
@@ -63,79 +71,81 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from mimax.errors import OneLineParser
+def _preset(field: str, method: str = "SDMI") -> object:
+    """The Gaussian preset of ``field`` (the demo trains the presets unless a flag says otherwise)."""
+    return resolve({"dataset": "Gaussian", "model_name": method}).__dict__[field]
 
-    p = OneLineParser(prog="mimax demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Controlled Gaussian-mixture experiments: Figures 2 and 3 and the paper's "
-                                   "claims, on this machine, with no data and no network.")
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="mimax demo", description="Controlled Gaussian-mixture experiments: Figures 2 and 3 "
+                      "and the paper's claims, on this machine, with no data and no network. Every setting not "
+                      "given is the Gaussian preset of `mimax train` (docs/experiments.md).")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo_<time>); never reused")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke version (tiny data, 3 epochs)")
     p.add_argument("--num_runs", type=int, default=None, help="seeds per configuration (default 3; quick: 1)")
-    p.add_argument("--seed", type=int, default=0, help="base seed")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 50; quick: 3)")
-    p.add_argument("--batch_size", type=int, default=256, help="batch size")
-    p.add_argument("--initial_lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
-    p.add_argument("--temperature", type=float, default=0.2, help="critic temperature tau")
-    p.add_argument("--embedding_dim", type=int, default=3, help="embedding dimension D (2: circle, 3: sphere)")
-    p.add_argument("--ema_momentum", type=float, default=0.9, help="base EMA momentum m_0 of BYOL/MoCo-v3 "
-                                                                   "(tuned runs; paper-setting runs use 0.99)")
-    p.add_argument("--predictor_dim", type=int, default=64, help="predictor hidden width (tuned runs)")
-    p.add_argument("--gm_clusters", type=int, default=5, help="clusters K")
-    p.add_argument("--gm_dim", type=int, default=16, help="input dimension d")
-    p.add_argument("--gm_radius", type=float, default=3.0, help="radius of the cluster means")
-    p.add_argument("--gm_sigma", type=float, default=1.0, help="within-cluster std")
-    p.add_argument("--gm_view_noise", type=float, default=0.5, help="per-view noise std")
-    p.add_argument("--gm_train_size", type=int, default=None, help="training points (default 5000; quick: 512)")
-    p.add_argument("--mi_interval", type=int, default=2, help="epochs between MI estimates (and the last epoch)")
-    p.add_argument("--workers", type=int, default=2, help="runs trained in parallel (one CPU thread each)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default: the preset, "
+                   f"{_preset('epochs')}; quick: 3)")
+    p.add_argument("--batch_size", type=int, default=None, help=f"batch size (default: the preset, "
+                   f"{_preset('batch_size')}; quick: at most 128)")
+    p.add_argument("--initial_lr", type=float, default=None, help=f"Adam learning rate, cosine decay (default: the "
+                   f"preset, {_preset('initial_lr')})")
+    p.add_argument("--temperature", type=float, default=None, help=f"critic temperature tau of the methods that "
+                   f"read it (default: the preset, {_preset('temperature')})")
+    p.add_argument("--embedding_dim", type=int, default=None, help=f"embedding dimension D, 2: circle, 3: sphere "
+                   f"(default: the preset, {_preset('projection_dim')})")
+    p.add_argument("--ema_momentum", type=float, default=None, help=f"base EMA momentum m_0 of BYOL/MoCo-v3 in the "
+                   f"tuned runs (default: the preset, {_preset('ema_momentum', 'BYOL')}; paper-setting runs: 0.99)")
+    p.add_argument("--predictor_dim", type=int, default=None, help=f"predictor hidden width of the tuned runs "
+                   f"(default: the preset, {_preset('predictor_dim', 'BYOL')})")
+    for name in ("gm_clusters", "gm_dim", "gm_radius", "gm_sigma", "gm_view_noise"):
+        field = Config.__dataclass_fields__[name]
+        p.add_argument(f"--{name}", type=type(field.default), default=None,
+                       help=f"{field.metadata['help']} (default: {field.default})")
+    p.add_argument("--gm_train_size", type=int, default=None, help=f"training points (default: "
+                   f"{Config.gm_train_size}; quick: 512)")
+    p.add_argument("--mi_interval", type=int, default=2,
+                   help="epochs between MI estimates and the last epoch (default: 2)")
+    p.add_argument("--workers", type=int, default=2, help="runs trained in parallel, one CPU thread each (default: 2)")
     p.add_argument("--only", default=None, help="comma-separated run slugs to train (default: all)")
     return p
 
 
+QUICK = {"--epochs": 3, "--gm_train_size": 512, "--gm_test_size": 256, "--gm_monitor_size": 256}
+
+
 def run_flags(args: argparse.Namespace, run: DemoRun, out: Path) -> list[str]:
-    """The ``mimax train`` flags of one demo configuration."""
-    quick = args.quick
-
-    def pick(value, quick_default, default):  # None means "not given" (0 is a value, and is validated)
-        return value if value is not None else (quick_default if quick else default)
-
-    flags = [
-        "--dataset", "Gaussian", "--epochs", str(pick(args.epochs, 3, 50)), "--warmup_epochs", "0",
-        "--batch_size", str(args.batch_size if not quick else min(args.batch_size, 128)),
-        "--optimizer", "adam", "--initial_lr", str(args.initial_lr), "--weight_decay", "0",
-        "--temperature", str(args.temperature), "--projection_dim", str(args.embedding_dim),
-        "--feature_dim", "64", "--projection_layer", "2", "--num_runs", str(pick(args.num_runs, 1, 3)),
-        "--seed", str(args.seed), "--gm_clusters", str(args.gm_clusters), "--gm_dim", str(args.gm_dim),
-        "--gm_radius", str(args.gm_radius), "--gm_sigma", str(args.gm_sigma),
-        "--gm_view_noise", str(args.gm_view_noise),
-        "--gm_train_size", str(pick(args.gm_train_size, 512, 5000)),
-        "--gm_test_size", "256" if quick else "1000", "--gm_monitor_size", "256" if quick else "2048",
-        "--mi_interval", str(args.mi_interval), "--num_threads", "1", "--device", "cpu",
-        "--output_dir", str(out / "runs" / run.slug),
-    ]
-    flags += list(run.flags)
-    if "--ema_momentum" not in run.flags and run.flags[1] in ("BYOL", "MoCoV3"):
-        flags += ["--ema_momentum", str(args.ema_momentum)]
-    has_predictor = run.flags[1] in ("BYOL", "MoCoV3", "SimSiam") or "--predictor" in run.flags
-    if "--predictor_dim" not in run.flags and has_predictor:
-        flags += ["--predictor_dim", str(args.predictor_dim)]
-    return flags
+    """The ``mimax train`` flags of one demo configuration: the Gaussian preset of the method, the flags
+    the user gave, the quick version's sizes, and the run's own flags (ablations, paper settings)."""
+    method = run.flags[1]
+    reads = set(METHODS[method].Options.names())
+    given = {"--epochs": args.epochs, "--batch_size": args.batch_size, "--initial_lr": args.initial_lr,
+             "--projection_dim": args.embedding_dim, "--gm_clusters": args.gm_clusters, "--gm_dim": args.gm_dim,
+             "--gm_radius": args.gm_radius, "--gm_sigma": args.gm_sigma, "--gm_view_noise": args.gm_view_noise,
+             "--gm_train_size": args.gm_train_size}
+    if "temperature" in reads:
+        given["--temperature"] = args.temperature
+    if method in ("BYOL", "MoCoV3") and "--ema_momentum" not in run.flags:
+        given["--ema_momentum"] = args.ema_momentum
+    uses_predictor = method in ("BYOL", "MoCoV3", "SimSiam") or "--predictor" in run.flags
+    if uses_predictor and "--predictor_dim" not in run.flags:
+        given["--predictor_dim"] = args.predictor_dim
+    if args.quick:
+        for flag, value in QUICK.items():
+            given[flag] = value if given.get(flag) is None else given[flag]
+        given["--batch_size"] = min(args.batch_size or _preset("batch_size"), 128)
+    flags = ["--dataset", "Gaussian", "--num_runs", str(args.num_runs if args.num_runs is not None else
+                                                        (1 if args.quick else 3)),
+             "--seed", str(args.seed), "--mi_interval", str(args.mi_interval), "--num_threads", "1",
+             "--device", "cpu", "--output_dir", str(out / "runs" / run.slug)]
+    flags += [str(x) for flag, value in given.items() if value is not None for x in (flag, value)]
+    return flags + list(run.flags)
 
 
 def _train_one(flags: list[str]) -> str:
     """Worker: one configuration (all its seeds), one CPU thread, monitors + trajectory recorder."""
-    import os
-
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
     torch.set_num_threads(1)
-    from mimax.config import config_from_args
-    from mimax.engine.experiment import run_experiment
-    from mimax.experiments.trajectories import TrajectoryRecorder
-    from mimax.monitors import default_callbacks
-
     cfg = config_from_args(flags)
     run_experiment(cfg, callbacks_factory=lambda c, rd: [*default_callbacks(c, rd), TrajectoryRecorder(rd)],
                    progress=False)
@@ -143,9 +153,6 @@ def _train_one(flags: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mimax.config import ConfigError, config_from_args
-    from mimax.store.rundir import ExperimentDir
-
     args = build_parser().parse_args(argv)
     runs = list(DEMO_RUNS)
     if args.only:
@@ -180,14 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     elapsed = time.perf_counter() - t0
 
-    from mimax.experiments.report import write_report
+    from mimax.experiments.report import write_report  # matplotlib: imported where it draws
 
     write_report(out, runs, args, elapsed)
     print(f"demo written to {out} in {elapsed:.0f} s: trajectories.png, mi.png, results.md, claims.md")
     return 0
-
-
-if __name__ == "__main__":
-    from mimax.cli import main as cli_main
-
-    sys.exit(cli_main(["demo", *sys.argv[1:]]))

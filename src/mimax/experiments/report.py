@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mimax.evaluation.results import mean_std
+from mimax.evaluation.results import format_mean_std, mean_std
+from mimax.plots import plot_mi, plot_trajectories, save_figure
 from mimax.store.atomic import atomic_write_text, write_json
 from mimax.store.rundir import ExperimentDir, SeedDir
 
@@ -81,9 +82,7 @@ def collect_run(exp: ExperimentDir, run) -> dict[str, Any]:
 
 
 def _fmt(stat: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
-    if stat["n"] < 2 or math.isnan(stat["std"]):
-        return f"{stat['mean'] * scale:.{digits}f}"
-    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+    return format_mean_std(stat, scale, digits)
 
 
 def results_markdown(rows: list[dict[str, Any]], elapsed: float) -> str:
@@ -192,9 +191,6 @@ def _collapse_text(r: dict[str, Any]) -> str:
 
 
 def write_report(out: Path, runs, args, elapsed: float) -> None:
-    from mimax.experiments.figures import plot_trajectories
-    from mimax.plots import plot_mi
-
     exps = [ExperimentDir(out / "runs" / r.slug) for r in runs]
     rows = [collect_run(e, r) for e, r in zip(exps, runs)]
     demo = ExperimentDir(out)
@@ -202,7 +198,5 @@ def write_report(out: Path, runs, args, elapsed: float) -> None:
     atomic_write_text(demo.results_md, results_markdown(rows, elapsed))
     atomic_write_text(out / "claims.md", claims_markdown(rows))
     first_seeds = [e.finished_seeds()[0].path for e in exps]
-    fig = plot_trajectories(first_seeds, [r.label for r in runs])
-    fig.savefig(out / "trajectories.png", dpi=110)
-    fig = plot_mi(first_seeds, labels=[r.label for r in runs])
-    fig.savefig(out / "mi.png", dpi=110)
+    save_figure(plot_trajectories(first_seeds, [r.label for r in runs]), out / "trajectories.png", "png", dpi=110)
+    save_figure(plot_mi(first_seeds, labels=[r.label for r in runs]), out / "mi.png", "png", dpi=110)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mimax.engine.trainer import Callback, RunState
+from mimax.callbacks import Callback, RunState
 from mimax.errors import UserError
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.store.atomic import write_json

@@ -8,7 +8,7 @@ from typing import Any
 
 from mimax.objectives import barlow_twins_loss
 from mimax.paradigms import JointMethod, MethodOptions, option
-from mimax.paradigms.options import require
+from mimax.paradigms.options import recipe, require
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,13 @@ class BarlowTwinsOptions(MethodOptions):
 
     @classmethod
     def presets(cls, dataset: str) -> dict[str, Any]:
-        if dataset == "Gaussian":  # the paper's lambda, no scale
-            return {}
-        # solo-learn's CIFAR Barlow Twins config: projector 2048 -> 2048 (3 layers), scale_loss 0.1
-        return {"barlow_scale": 0.1, "feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}
+        # Gaussian: the paper's lambda, no scale. solo-learn's barlow.yaml (CIFAR, ImageNet-100): LARS 0.3,
+        # projector 2048 -> 2048 (3 layers), scale_loss 0.1
+        lars = dict(optimizer="lars", initial_lr=0.3, weight_decay=1e-4, feature_dim=2048, projection_dim=2048,
+                    projection_layer=3, barlow_scale=0.1)
+        return recipe(dataset, cifar=lars, imagenet100=dict(lars, architecture="ResNet50"),
+                      fashion=dict(lars, initial_lr=0.15, feature_dim=512, projection_dim=512),
+                      image_extra={"barlow_scale": 0.1})
 
     def check(self) -> None:
         require(self.barlow_lambda >= 0, "barlow_lambda", f"must be >= 0 (got {self.barlow_lambda})")

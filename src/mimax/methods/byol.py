@@ -8,7 +8,7 @@ from typing import Any
 
 from mimax.objectives import byol_loss
 from mimax.paradigms import MethodOptions, SelfDistillationMethod, option
-from mimax.paradigms.options import check_ema, check_predictor, check_target_init
+from mimax.paradigms.options import check_ema, check_predictor, check_target_init, recipe
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,15 @@ class BYOLOptions(MethodOptions):
     def presets(cls, dataset: str) -> dict[str, Any]:
         if dataset == "Gaussian":  # the controlled experiment: m_0 = 0.9 (0.99 is too slow for ~1,000 steps)
             return {"ema_momentum": 0.9, "predictor_dim": 64}
-        # solo-learn's CIFAR and ImageNet-100 BYOL configs: projector 4096 -> 256, 2 layers
-        return {"feature_dim": 4096, "projection_dim": 256, "projection_layer": 2}
+        # solo-learn's byol.yaml (CIFAR, ImageNet-100: LR 1.0 x 256/256 and 0.5; predictor 4096 and 8192)
+        heads = dict(feature_dim=4096, projection_dim=256, projection_layer=2)
+        return recipe(
+            dataset,
+            cifar=dict(heads, optimizer="lars", initial_lr=1.0, weight_decay=1e-5),
+            imagenet100=dict(heads, architecture="ResNet50", optimizer="lars", initial_lr=0.5, weight_decay=1e-6,
+                             predictor_dim=8192),
+            fashion=dict(optimizer="lars", initial_lr=0.5, weight_decay=1e-5, feature_dim=512, projection_dim=128,
+                         projection_layer=2, predictor_dim=512))
 
     def check(self) -> None:
         check_ema(self)
@@ -35,7 +42,7 @@ class BYOLOptions(MethodOptions):
 class BYOL(SelfDistillationMethod):
     name = "BYOL"
     rule = "ema"
-    target_update = "ema"
+    target_update_desc = "ema"
     has_predictor = True
     predictor_desc = "MLP D-h-D"
     objective_desc = "2 - 2 cos(q(f_θ(x^A)), sg(g_ξ(x^B))), both swaps summed"

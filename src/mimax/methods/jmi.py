@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mimax.objectives import jmi_objective
 from mimax.paradigms import JointMethod, TemperatureOptions, option
+from mimax.paradigms.options import REFERENCE_RECIPE, recipe
 
 
 @dataclass(frozen=True)
 class JMIOptions(TemperatureOptions):
     no_marginal: bool = option(False, "drop the marginal (negative) term of the DV bound (ablation)",
                                "the paper's ablation (Sabby et al., 2025)")
+
+    @classmethod
+    def presets(cls, dataset: str) -> dict[str, Any]:
+        return {**super().presets(dataset), **recipe(dataset, **REFERENCE_RECIPE)}
 
 
 class JMI(JointMethod):

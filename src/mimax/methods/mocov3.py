@@ -9,7 +9,7 @@ from typing import Any
 
 from mimax.objectives import moco_v3_loss
 from mimax.paradigms import SelfDistillationMethod, TemperatureOptions, option
-from mimax.paradigms.options import check_ema, check_predictor, check_target_init
+from mimax.paradigms.options import check_ema, check_predictor, check_target_init, recipe
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,13 @@ class MoCoV3Options(TemperatureOptions):
     def presets(cls, dataset: str) -> dict[str, Any]:
         if dataset == "Gaussian":  # the controlled experiment: m_0 = 0.9, h = 64, tau = 0.2
             return {"temperature": 0.2, "ema_momentum": 0.9, "predictor_dim": 64}
-        # solo-learn's CIFAR MoCo-v3 config: projector 4096 -> 256 with 3 layers as in the paper's ResNet setting
-        return {"feature_dim": 4096, "projection_dim": 256, "projection_layer": 3}
+        # solo-learn's mocov3.yaml (CIFAR, ImageNet-100). The projector has 2 layers: solo-learn builds 2 for
+        # ResNet backbones and 3 for ViTs, as does the official MoCo-v3 code (3 layers is its ViT setting).
+        lars = dict(optimizer="lars", initial_lr=0.3, weight_decay=1e-6, feature_dim=4096, projection_dim=256,
+                    projection_layer=2)
+        return recipe(
+            dataset, cifar=lars, imagenet100=dict(lars, architecture="ResNet50"),
+            fashion=dict(lars, initial_lr=0.15, feature_dim=512, projection_dim=128, predictor_dim=512))
 
     def check(self) -> None:
         super().check()
@@ -38,7 +43,7 @@ class MoCoV3Options(TemperatureOptions):
 class MoCoV3(SelfDistillationMethod):
     name = "MoCoV3"
     rule = "ema"
-    target_update = "ema"
+    target_update_desc = "ema"
     has_predictor = True
     predictor_desc = "MLP D-h-D"
     objective_desc = "2 tau CE(S, diag), S_ij = cos(q(f_θ(x^A_i)), sg(g_ξ(x^B_j)))/tau, both swaps summed"

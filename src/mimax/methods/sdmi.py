@@ -8,7 +8,7 @@ from typing import Any
 
 from mimax.objectives import dv_objective
 from mimax.paradigms import SelfDistillationMethod, TemperatureOptions, option
-from mimax.paradigms.options import check_ema, check_predictor, check_target_init, require
+from mimax.paradigms.options import REFERENCE_RECIPE, check_ema, check_predictor, check_target_init, recipe, require
 
 OURS = "ours: the prototype's predictor/EMA are ablation options with no published setting"
 
@@ -32,7 +32,7 @@ class SDMIOptions(TemperatureOptions):
     def presets(cls, dataset: str) -> dict[str, Any]:
         if dataset == "Gaussian":  # the paper's controlled experiment: m_0 = 0.9, predictor h = 64
             return {**super().presets(dataset), "ema_momentum": 0.9, "predictor_dim": 64}
-        return {}
+        return recipe(dataset, **REFERENCE_RECIPE)
 
     def unread(self) -> dict[str, str]:
         unread = {}
@@ -59,7 +59,7 @@ class SDMIOptions(TemperatureOptions):
 class SDMI(SelfDistillationMethod):
     name = "SDMI"
     rule = "alternate"
-    target_update = "alternate (option: ema, copy)"
+    target_update_desc = "alternate (option: ema, copy)"
     predictor_desc = "none (option: --predictor, MLP)"
     objective_desc = "-I_DV(S), S_ij = cos(f_θ(x^A_i), sg(g_ξ(x^B_j)))/tau and the ξ-side mirror, symmetrized"
     reference = "Sabby et al., 2025, arXiv:2510.01345"

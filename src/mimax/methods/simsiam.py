@@ -9,7 +9,7 @@ from typing import Any
 
 from mimax.objectives import simsiam_loss
 from mimax.paradigms import MethodOptions, SelfDistillationMethod, option
-from mimax.paradigms.options import check_predictor
+from mimax.paradigms.options import check_predictor, recipe
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,12 @@ class SimSiamOptions(MethodOptions):
     def presets(cls, dataset: str) -> dict[str, Any]:
         if dataset == "Gaussian":  # the controlled experiment: predictor D -> 64 -> D
             return {"predictor_dim": 64}
-        # solo-learn's CIFAR SimSiam config: projector 2048 -> 2048 (3 layers, last BN)
-        return {"feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}
+        # solo-learn's simsiam.yaml (CIFAR, ImageNet-100): SGD 0.5, projector 2048 -> 2048 (3 layers, last BN)
+        sgd = dict(optimizer="sgd", initial_lr=0.5, weight_decay=1e-5, feature_dim=2048, projection_dim=2048,
+                   projection_layer=3)
+        return recipe(
+            dataset, cifar=sgd, imagenet100=dict(sgd, architecture="ResNet50"),
+            fashion=dict(sgd, initial_lr=0.25, feature_dim=512, projection_dim=512, predictor_dim=128))
 
     def check(self) -> None:
         check_predictor(self)
@@ -31,7 +35,7 @@ class SimSiamOptions(MethodOptions):
 class SimSiam(SelfDistillationMethod):
     name = "SimSiam"
     rule = "copy"
-    target_update = "copy"
+    target_update_desc = "copy"
     has_predictor = True
     predictor_desc = "MLP D-h-D bottleneck, fixed LR"
     objective_desc = "-cos(q(f(x^A)), sg(f(x^B))), the two swaps averaged"

@@ -9,7 +9,7 @@ from typing import Any
 
 from mimax.objectives import vicreg_loss
 from mimax.paradigms import JointMethod, MethodOptions, option
-from mimax.paradigms.options import require
+from mimax.paradigms.options import recipe, require
 
 PAPER = "VICReg paper §4.2"
 
@@ -22,10 +22,11 @@ class VICRegOptions(MethodOptions):
 
     @classmethod
     def presets(cls, dataset: str) -> dict[str, Any]:
-        if dataset == "Gaussian":
-            return {}
-        # solo-learn's CIFAR VICReg config: projector 2048 -> 2048 (3 layers)
-        return {"feature_dim": 2048, "projection_dim": 2048, "projection_layer": 3}
+        # solo-learn's vicreg.yaml (CIFAR, ImageNet-100): LARS 0.3, projector 2048 -> 2048 (3 layers)
+        lars = dict(optimizer="lars", initial_lr=0.3, weight_decay=1e-4, feature_dim=2048, projection_dim=2048,
+                    projection_layer=3)
+        return recipe(dataset, cifar=lars, imagenet100=dict(lars, architecture="ResNet50"),
+                      fashion=dict(lars, initial_lr=0.15, feature_dim=512, projection_dim=512))
 
     def check(self) -> None:
         for name in ("vicreg_sim_coeff", "vicreg_std_coeff", "vicreg_cov_coeff"):

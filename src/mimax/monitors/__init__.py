@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mimax.engine.trainer import Callback
+from mimax.callbacks import Callback
 from mimax.monitors.collapse import CollapseMonitor
 from mimax.monitors.mi import MIMonitor
 

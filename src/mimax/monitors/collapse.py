@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mimax.engine.trainer import Callback, RunState
+from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from mimax.bounds import BOUNDS, cosine_scores
-from mimax.engine.trainer import Callback, RunState
+from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.store.atomic import read_csv, write_csv

@@ -29,7 +29,7 @@ from typing import Any
 
 from torch import nn
 
-SMALL_IMAGE = 64  # sides up to this get the CIFAR stem (ResNets) or small patches (timm ViTs)
+CIFAR_STEM_MAX_SIZE = SMALL_IMAGE = 64  # sides up to this: the CIFAR stem (ResNets), small patches (timm ViTs)
 MIMAX_ARCHITECTURES = ("MLP", "ResNet18", "ResNet50")
 
 
@@ -106,10 +106,16 @@ class BackboneSpec:
         return head + [s.code() for s in self.swaps]
 
 
+def uses_cifar_stem(image_size: int) -> bool:
+    """Whether a ResNet on ``image_size``-px images gets the CIFAR stem (the one rule, used by training
+    and export alike)."""
+    return image_size <= CIFAR_STEM_MAX_SIZE
+
+
 def resnet_stem_swaps(in_channels: int, image_size: int, width: int = 64) -> tuple[ModuleSwap, ...]:
-    """The ResNet stem rule: the CIFAR stem up to :data:`SMALL_IMAGE` px, else torchvision's 7x7/2 stem
+    """The ResNet stem rule: the CIFAR stem when :func:`uses_cifar_stem`, else torchvision's 7x7/2 stem
     (rebuilt only when ``in_channels != 3``)."""
-    if image_size <= SMALL_IMAGE:
+    if uses_cifar_stem(image_size):
         conv = dict(in_channels=in_channels, out_channels=width, kernel_size=3, stride=1, padding=1, bias=False)
         return ModuleSwap("conv1", "Conv2d", conv), ModuleSwap("maxpool", "Identity")
     if in_channels != 3:

@@ -67,7 +67,7 @@ class Method(nn.Module):
 
     name: ClassVar[str]  # --model_name of a built-in method; a user method's class name unless it sets one
     paradigm: ClassVar[str]  # "joint" or "self-distillation"
-    target_update: ClassVar[str] = "none"
+    target_update_desc: ClassVar[str] = "none"  # for `mimax methods`; the rule itself is the paradigm's
     predictor_desc: ClassVar[str] = "none"
     objective_desc: ClassVar[str] = ""  # one line for `mimax methods` (default: the objective's docstring)
     reference: ClassVar[str] = ""
@@ -78,6 +78,10 @@ class Method(nn.Module):
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
+        undescribed = cls.target_update_desc == "none" or getattr(cls, "_target_update_desc_from_rule", False)
+        if "target_update_desc" not in cls.__dict__ and undescribed and isinstance(getattr(cls, "rule", None), str):
+            cls.target_update_desc = cls.rule  # a self-distillation method's rule, unless it describes it
+            cls._target_update_desc_from_rule = True
         if not cls.objective_desc:
             doc = (getattr(cls, "objective", None).__doc__ or "").strip()
             cls.objective_desc = doc.splitlines()[0] if doc else ""
@@ -87,8 +91,6 @@ class Method(nn.Module):
         if not isinstance(options, self.Options):
             raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(options).__name__}")
         self.options = options
-        self.encoder_spec = encoder
-        self.input_shape = input_shape
 
     def optimizer_groups(self) -> dict[str, list[ParamGroup]]:
         return {"main": param_groups(self)}

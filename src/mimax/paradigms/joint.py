@@ -13,7 +13,7 @@ from mimax.paradigms.options import MethodOptions
 
 class JointMethod(Method):
     paradigm = "joint"
-    target_update = "none (shared encoder)"
+    target_update_desc = "none (shared encoder)"
     projector_last_bn = False
 
     def __init__(self, options: MethodOptions, encoder: EncoderSpec, input_shape: tuple[int, ...]):

@@ -70,6 +70,39 @@ class MethodOptions:
         self.check()
 
 
+CIFAR_FAMILY = ("CIFAR10", "CIFAR100", "TinyImageNet")  # solo-learn's CIFAR recipes (TinyImageNet: ours)
+DOCUMENTED = (*CIFAR_FAMILY, "ImageNet100", "FashionMNIST")  # the datasets with a recipe per method
+HEAD_KEYS = ("feature_dim", "projection_dim", "projection_layer")
+
+
+def recipe(dataset: str, cifar: dict[str, Any], imagenet100: dict[str, Any], fashion: dict[str, Any],
+           image_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A method's training recipe for ``dataset`` (scripts/README.md gives every source): solo-learn's CIFAR
+    recipe on CIFAR10/100 and TinyImageNet, its ImageNet-100 recipe (with a ResNet-50), and the CPU
+    protocol on Fashion-MNIST. Other image datasets take the CIFAR recipe's projector shape (and
+    ``image_extra``, method options meant for images) and keep the dataset's optimizer settings."""
+    if dataset == "Gaussian":
+        return {}
+    if dataset in CIFAR_FAMILY:
+        return dict(cifar)
+    if dataset == "ImageNet100":
+        return dict(imagenet100)
+    if dataset == "FashionMNIST":
+        return dict(fashion)
+    return {**{k: cifar[k] for k in HEAD_KEYS if k in cifar}, **(image_extra or {})}
+
+
+# The paper's reference command (its repository's README), the recipe of SDMI and JMI: SGD, base LR 0.05
+# at batch 64, weight decay 1e-4, projector 512 -> 256 with 3 layers (tau = 0.1 is the option's default).
+# On CIFAR/TinyImageNet with a ResNet-18 and the dataset's epochs; on ImageNet-100 verbatim (ResNet-50, 800
+# epochs); on Fashion-MNIST the CPU protocol, its LR scaled linearly to batch 128 and the projector 512 -> 128.
+_REFERENCE = dict(batch_size=64, optimizer="sgd", initial_lr=0.05, weight_decay=1e-4, feature_dim=512,
+                  projection_dim=256, projection_layer=3)
+REFERENCE_RECIPE = dict(cifar=_REFERENCE, imagenet100=dict(_REFERENCE, architecture="ResNet50", epochs=800),
+                        fashion=dict(optimizer="sgd", initial_lr=0.1, weight_decay=1e-4, feature_dim=512,
+                                     projection_dim=128, projection_layer=3))
+
+
 def require(cond: bool, flag: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"--{flag}", message)

@@ -10,8 +10,9 @@ point, exactly where a power cut or an OOM killer could strike. Points (see docs
 - ``seed_done``: after a seed's ``results.json``, before the next seed starts;
 - ``results``: after the experiment's ``results.json``, before ``results.md`` and ``status.json``.
 
-Cost when unset: the environment is read once at import; every call site tests the module constant
-``ARMED`` before calling :func:`hit`, so the training step pays one attribute lookup.
+Cost when unset: the environment is read once at import; the call sites outside the training step test
+the module constant ``ARMED`` before calling :func:`hit`, and the ``step`` point is installed on the
+method by :func:`arm_step` only when armed, so the training step carries no hook at all.
 """
 
 from __future__ import annotations
@@ -54,3 +55,15 @@ def hit_mid_write(point: str, fh) -> None:
     fh.flush()
     os.fsync(fh.fileno())
     hit(point)
+
+
+def arm_step(method) -> None:
+    """The ``step`` point: wrap the method's ``after_step`` (called after every optimizer step and EMA
+    update, before the step counter advances) so that the configured arrival kills the process."""
+    inner = method.after_step
+
+    def after_step(step: int, total_steps: int) -> None:
+        inner(step, total_steps)
+        hit("step")
+
+    method.after_step = after_step

@@ -22,11 +22,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, fields
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
+from mimax import __version__
 from mimax.config import RUNTIME_FIELDS, Config, validate
 from mimax.errors import ConfigError, UserError
 from mimax.methods import METHODS, MethodNotFound
@@ -55,12 +58,6 @@ def git_commit() -> str:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions, machine, device, git commit and command line, for ``env.json``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import numpy
-
-    from mimax import __version__
-
     try:
         torchvision_version = version("torchvision")  # no import: torchvision takes seconds to import
     except PackageNotFoundError:

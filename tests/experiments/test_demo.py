@@ -8,9 +8,9 @@ import matplotlib
 import pytest
 
 from conftest import TINY_GAUSSIAN, run_main, run_mimax
-from mimax.experiments.figures import plot_trajectories
 from mimax.experiments.gaussian import DEMO_RUNS
 from mimax.experiments.report import collapse_flags
+from mimax.plots import plot_trajectories
 from mimax.store.atomic import read_csv
 
 matplotlib.use("Agg")

@@ -217,7 +217,7 @@ def resnet_run(root: Path, input_shape: tuple[int, int, int]) -> tuple[Path, nn.
     cfg = Config(model_name="JMI", dataset="CIFAR10", architecture="ResNet18", num_classes=10, epochs=1,
                  warmup_epochs=0, batch_size=8, initial_lr=0.1, weight_decay=0.0, temperature=0.1, feature_dim=32,
                  projection_dim=16, projection_layer=2, model_save_interval=1, model_evaluation_interval=1,
-                 optimizer="sgd")
+                 optimizer="sgd", resnet_width=64)
     torch.manual_seed(0)
     method = build_method(cfg, input_shape)
     opt = torch.optim.SGD(method.parameters(), lr=0.1)

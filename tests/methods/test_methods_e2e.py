@@ -115,7 +115,7 @@ def test_mimax_methods_lists_the_eight():
     by_name = {line.split()[0]: line for line in lines[1:]}
     assert set(by_name) == set(ALL) == set(METHODS)
     for name, cls in METHODS.items():
-        for cell in (cls.paradigm, cls.target_update, cls.predictor_desc, cls.objective_desc):
+        for cell in (cls.paradigm, cls.target_update_desc, cls.predictor_desc, cls.objective_desc):
             assert cell in by_name[name]
     assert "self-distillation" in by_name["BYOL"] and "ema" in by_name["BYOL"]
     assert "copy" in by_name["SimSiam"] and "alternate" in by_name["SDMI"] and "joint" in by_name["VICReg"]

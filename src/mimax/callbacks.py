@@ -1,0 +1,44 @@
+"""What the training loop shows to the code that watches it (monitors, recorders, user hooks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimax.data import DataBundle
+from mimax.paradigms import Method
+
+
+@dataclass
+class RunState:
+    """The run's objects and where training stands (``epoch`` and ``step`` count completed ones)."""
+
+    cfg: Any  # the resolved mimax.config.Config
+    method: Method
+    data: DataBundle
+    device: torch.device
+    run_dir: Path
+    seed: int
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+
+
+class Callback:
+    """Hooks into the loop (MI monitors, collapse monitors, trajectory recorders, TensorBoard).
+
+    Callbacks run on the process that writes files (rank 0), in eval mode if they evaluate anything, and
+    must not draw from the global RNG, so that a watched run trains exactly as an unwatched one."""
+
+    def on_train_start(self, state: RunState) -> None:
+        """Before the first step of a fresh run (not called when resuming past epoch 0)."""
+
+    def on_epoch_end(self, state: RunState) -> dict[str, float]:
+        """After each epoch; returned values become extra columns of that epoch's ``metrics.csv`` row."""
+        return {}
+
+    def on_train_end(self, state: RunState) -> None:
+        """After the last epoch of a completed run."""

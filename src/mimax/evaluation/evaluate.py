@@ -1,0 +1,51 @@
+"""Evaluation of a method's encoders during and after training (docs/evaluation.md): for every encoder
+the method exposes, the linear probe and kNN on frozen backbone features and a linear probe on the
+embedding (the projector's output), each extracted as its own feature matrix."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mimax.data import DataBundle
+from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
+from mimax.paradigms import Method
+from mimax.store import faults
+
+
+@torch.no_grad()
+def evaluate(method: Method, data: DataBundle, device: torch.device, knn_k: int = 200,
+             knn_temperature: float = 0.07) -> dict[str, dict[str, float]]:
+    """``{row label: {"linear", "knn", "linear_embedding": top-1}}`` for every encoder of the method, in
+    eval mode (the training flags are restored). Empty if the dataset has no labels."""
+    if data.probe_train is None or data.probe_test is None or not data.num_classes:
+        return {}
+    results = {}
+    was_training = method.training
+    method.eval()
+    try:
+        for key, label in method.row_labels().items():
+            results[label] = evaluate_encoder(method.encoders()[key], data, device, knn_k, knn_temperature)
+    finally:
+        method.train(was_training)
+    return results
+
+
+def evaluate_encoder(encoder: nn.Module, data: DataBundle, device: torch.device, knn_k: int = 200,
+                     knn_temperature: float = 0.07) -> dict[str, float]:
+    """Backbone features h = f(x) and embeddings z = g(h) of the clean probe splits; linear probe and
+    kNN on h, linear probe on z."""
+
+    def backbone_and_embedding(x: Tensor) -> tuple[Tensor, Tensor]:
+        h = encoder.backbone(x)
+        return h, encoder.projector(h)
+
+    workers = data.extras.get("eval_workers", 0)
+    (h_tr, z_tr), y_tr = extract_features(backbone_and_embedding, data.probe_train, device, num_workers=workers)
+    if faults.ARMED:
+        faults.hit("eval")
+    (h_te, z_te), y_te = extract_features(backbone_and_embedding, data.probe_test, device, num_workers=workers)
+    k = data.num_classes
+    return {"linear": linear_probe(h_tr, y_tr, h_te, y_te, k),
+            "knn": knn_accuracy(h_tr, y_tr, h_te, y_te, k, knn_k, knn_temperature),
+            "linear_embedding": linear_probe(z_tr, y_tr, z_te, y_te, k)}

@@ -1,0 +1,44 @@
+"""evaluate(): every encoder of the method, on backbone features and embeddings extracted separately,
+checked against the probe functions applied to features computed by hand (no config width involved)."""
+
+from __future__ import annotations
+
+import torch
+
+from mimax.config import config_from_args
+from mimax.data import build_data
+from mimax.evaluation.evaluate import evaluate
+from mimax.evaluation.probe import knn_accuracy, linear_probe
+from mimax.methods import build_method
+
+TINY = ["--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "128", "--gm_monitor_size", "64",
+        "--batch_size", "64"]
+
+
+def _features(encoder, dataset):
+    x = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    y = torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])
+    with torch.no_grad():
+        h = encoder.backbone(x)
+        return h, encoder.projector(h), y
+
+
+def test_evaluate_matches_probes_on_hand_extracted_features():
+    cfg = config_from_args([*TINY, "--model_name", "SDMI", "--projection_dim", "5"])
+    data = build_data(cfg, torch.device("cpu"), 0)
+    torch.manual_seed(0)
+    method = build_method(cfg, data.input_shape)
+    method.train()
+    got = evaluate(method, data, torch.device("cpu"), knn_k=20, knn_temperature=0.1)
+    assert set(got) == {"SDMI (f_θ)", "SDMI (g_ξ)"} and method.training  # the training flag is restored
+    method.eval()
+    for key, label in method.row_labels().items():
+        encoder = method.encoders()[key]
+        h_tr, z_tr, y_tr = _features(encoder, data.probe_train)
+        h_te, z_te, y_te = _features(encoder, data.probe_test)
+        k = data.num_classes
+        assert z_tr.shape[1] == 5 and h_tr.shape[1] == cfg.mlp_hidden_dim
+        want = {"linear": linear_probe(h_tr, y_tr, h_te, y_te, k),
+                "knn": knn_accuracy(h_tr, y_tr, h_te, y_te, k, 20, 0.1),
+                "linear_embedding": linear_probe(z_tr, y_tr, z_te, y_te, k)}
+        assert got[label] == want
