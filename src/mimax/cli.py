@@ -19,6 +19,7 @@ from mimax.evaluation import commands as evaluation_commands
 from mimax.evaluation.results import results_markdown
 from mimax.experiments import gaussian
 from mimax.methods import METHODS
+from mimax.store.rundir import ExperimentDir
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",

@@ -28,5 +28,5 @@ def config_from_dict(values: dict[str, Any]) -> Config:
 
 
 __all__ = ["BASE_PRESET", "DATASET_PRESETS", "FIELD_NAMES", "REFERENCE_FLAGS", "RUNTIME_FIELDS", "Config",
-           "ConfigError", "build_parser", "config_from_args", "config_from_dict", "config_from_flags", "explicit_values",
-           "method_preset", "notes", "resolve", "validate", "validate_launch"]
+           "ConfigError", "build_parser", "config_from_args", "config_from_dict", "config_from_flags",
+           "explicit_values", "method_preset", "notes", "resolve", "validate", "validate_launch"]
