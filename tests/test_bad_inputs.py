@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from image_fixtures import py2_pickle, write_cifar
+from image_fixtures import idx_bytes, py2_pickle, write_cifar, write_class_tree, write_idx_set
 
 from conftest import ROOT, TINY_GAUSSIAN, run_main
 from mimax.cli import main
+from mimax.store.checkpoint import seal
+from mimax.store.rundir import RunLock
 
 DOC = ROOT / "docs" / "reliability.md"
 RUN = ["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "1"]
@@ -61,13 +63,13 @@ def _replace_ckpt(tmp: Path, finished: Path, make) -> list[str]:
 def _foreign_method(ckpt: Path) -> None:
     obj = torch.load(ckpt, weights_only=True)
     obj["method"] = "SimCLR"
-    torch.save(obj, ckpt)
+    torch.save(seal(obj), ckpt)
 
 
 def _other_shapes(ckpt: Path) -> None:
     obj = torch.load(ckpt, weights_only=True)
     obj["model"] = {k: torch.cat([v, v]) if v.ndim else v for k, v in obj["model"].items()}
-    torch.save(obj, ckpt)
+    torch.save(seal(obj), ckpt)
 
 
 def _cifar_run(data_dir: Path | None, tmp: Path) -> list[str]:
@@ -109,6 +111,120 @@ def _cifar_tar(t: Path, extra: str, kind: bytes = tarfile.REGTYPE, target: str =
         info.size = 1 if kind == tarfile.REGTYPE else 0
         tar.addfile(info, io.BytesIO(b"x") if kind == tarfile.REGTYPE else None)
     return _cifar_run(t / "d", t)
+
+
+def _resealed(change):
+    """Edit a checkpoint's content and give it a valid checksum again (a well-formed but wrong checkpoint)."""
+    def make(ckpt: Path) -> None:
+        obj = torch.load(ckpt, weights_only=True)
+        change(obj)
+        torch.save(seal(obj), ckpt)
+    return make
+
+
+def _flip_a_weight_bit(ckpt: Path) -> None:
+    obj = torch.load(ckpt, weights_only=True)
+    weight = next(v for v in obj["model"].values() if v.is_floating_point() and v.numel() >= 4)
+    raw = bytearray(ckpt.read_bytes())
+    at = bytes(raw).find(weight.reshape(-1)[:4].numpy().tobytes())
+    raw[at + 2] ^= 0x10
+    ckpt.write_bytes(bytes(raw))
+
+
+def _unsealed(ckpt: Path) -> None:
+    obj = torch.load(ckpt, weights_only=True)
+    del obj["checksum"]
+    torch.save(obj, ckpt)
+
+
+def _damaged_file(tmp: Path, finished: Path, name: str, content: str) -> list[str]:
+    exp = _exp(tmp, finished)
+    (exp / "seed_0" / "results.json").unlink()  # unfinished: resuming reads its checkpoint and its files
+    (exp / "seed_0" / name).write_text(content)
+    return ["train", "--resume", str(exp)]
+
+
+def _nested_run(tmp: Path, finished: Path, inner: str) -> list[str]:
+    exp = _exp(tmp, finished)
+    shutil.copytree(finished, exp / inner)
+    return [*RUN, "--overwrite", "--output_dir", str(exp)]
+
+
+def _hf_model_dir(tmp: Path) -> list[str]:
+    _write(tmp / "mine" / "config.json", '{"architectures": ["BertModel"]}')
+    _write(tmp / "mine" / "weights" / "model.bin", b"weights")
+    return [*RUN, "--overwrite", "--output_dir", str(tmp / "mine")]
+
+
+def _parent_of_run(tmp: Path, finished: Path) -> list[str]:
+    _write(tmp / "mine" / "config.json", "{}")
+    shutil.copytree(finished, tmp / "mine" / "run")
+    return [*RUN, "--overwrite", "--output_dir", str(tmp / "mine")]
+
+
+def _symlinked(tmp: Path, finished: Path) -> list[str]:
+    (tmp / "link").symlink_to(_exp(tmp, finished))
+    return [*RUN, "--overwrite", "--output_dir", str(tmp / "link")]
+
+
+HELD: list[RunLock] = []  # locks a case holds while mimax runs (released by the test)
+
+
+def _locked(tmp: Path, finished: Path) -> list[str]:
+    exp = _exp(tmp, finished)
+    HELD.append(RunLock(exp).acquire("test"))
+    return ["train", "--resume", str(exp)]
+
+
+def _run_in_folder(data: Path, tmp: Path, dataset: str = "ImageFolder") -> list[str]:
+    return ["train", "--model_name", "JMI", "--dataset", dataset, "--data_dir", str(data), "--epochs", "1",
+            "--warmup_epochs", "0", "--batch_size", "4", "--resnet_width", "8", "--image_size", "8",
+            "--num_threads", "1", "--num_workers", "0", "--output_dir", str(tmp / "o")]
+
+
+def _class_tree_with(tmp: Path, add) -> list[str]:
+    write_class_tree(tmp / "d", ["a", "b"], per_class=4)
+    add(tmp / "d" / "b")
+    return _run_in_folder(tmp / "d", tmp)
+
+
+def _bomb_png(folder: Path) -> None:
+    """A valid PNG whose header declares 50000 x 50000 pixels (IHDR patched, CRC recomputed)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("RGB", (2, 2)).save(folder / "bomb.png")
+    raw = bytearray((folder / "bomb.png").read_bytes())
+    raw[16:24] = struct.pack(">II", 50000, 50000)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    (folder / "bomb.png").write_bytes(bytes(raw))
+
+
+def _idx_run(tmp: Path, name: str, blob: bytes) -> list[str]:
+    write_idx_set(tmp / "d", n_train=40, n_test=20)
+    (tmp / "d" / name).write_bytes(blob)
+    return _run_in_folder(tmp / "d", tmp, "FashionMNIST")
+
+
+def _corrupt_gzip() -> bytes:
+    import gzip
+
+    blob = bytearray(gzip.compress(idx_bytes(np.zeros((40, 28, 28), np.uint8)) * 3))
+    blob[20:40] = b"\xff" * 20
+    return bytes(blob)
+
+
+def _cmd_on_damaged(tmp: Path, finished: Path, name: str, content: str, argv) -> list[str]:
+    exp = _exp(tmp, finished)
+    (exp / name).write_text(content)
+    return argv(exp)
+
+
+def _trajectories(tmp: Path, content: str) -> list[str]:
+    _write(tmp / "run" / "seed_0" / "trajectories.json", content)
+    return ["plot", "trajectories", str(tmp / "run" / "seed_0"), "--out", str(tmp / "t.png")]
 
 
 CASES = {
@@ -181,7 +297,78 @@ CASES = {
     "resume_foreign_checkpoint": lambda t, f: _replace_ckpt(t, f, lambda c: torch.save({"w": torch.ones(2)}, c)),
     "resume_other_method_checkpoint": lambda t, f: _replace_ckpt(t, f, _foreign_method),
     "resume_other_architecture_checkpoint": lambda t, f: _replace_ckpt(t, f, _other_shapes),
+    # one run per directory: marker, lock, identity (docs/reliability.md, "The run directory")
+    "overwrite_hf_model_dir": lambda t, f: _hf_model_dir(t),
+    "overwrite_parent_of_a_run": lambda t, f: _parent_of_run(t, f),
+    "overwrite_run_with_user_file": lambda t, f: (_write(_exp(t, f) / "notes.txt", "mine") and
+                                                  [*RUN, "--overwrite", "--output_dir", str(t / "exp")]),
+    "overwrite_run_holding_a_run": lambda t, f: _nested_run(t, f, "seed_0/inner"),
+    "overwrite_current_dir": lambda t, f: [*RUN, "--overwrite", "--output_dir", "."],
+    "output_dir_symlink": lambda t, f: _symlinked(t, f),
+    "resume_while_running": lambda t, f: _locked(t, f),
+    "resume_checkpoint_of_another_run": lambda t, f: _replace_ckpt(
+        t, f, _resealed(lambda c: c.update(run_id="0123456789abcdef", seed=7))),
+    "resume_checkpoint_without_rng": lambda t, f: _replace_ckpt(t, f, _resealed(lambda c: c.pop("rng"))),
+    "resume_checkpoint_without_epoch": lambda t, f: _replace_ckpt(t, f, _resealed(lambda c: c.pop("epoch"))),
+    "resume_checkpoint_bit_flip": lambda t, f: _replace_ckpt(t, f, _flip_a_weight_bit),
+    "resume_checkpoint_without_checksum": lambda t, f: _replace_ckpt(t, f, _unsealed),
+    "resume_empty_metrics": lambda t, f: _damaged_file(t, f, "metrics.csv", ""),
+    "resume_garbage_metrics": lambda t, f: _damaged_file(t, f, "metrics.csv", "\x00\x01garbage\nnot,a,csv\n"),
+    "resume_garbage_eval": lambda t, f: _damaged_file(t, f, "eval.csv", "epoch,encoder\nzero,JMI\n"),
+    # values this machine cannot run
+    "seed_negative": lambda t, f: _run(t, "--seed", "-1"),
+    "seed_too_large": lambda t, f: _run(t, "--seed", "4294967296"),
+    "device_mps_missing": lambda t, f: _run(t, "--device", "mps"),
+    "device_cuda_abc": lambda t, f: _run(t, "--device", "cuda:abc"),
+    "test_subset_one": lambda t, f: ["train", "--dataset", "Digits", "--test_subset", "1", "--output_dir",
+                                     str(t / "o")],
+    "gm_train_size_huge": lambda t, f: _run(t, "--gm_train_size", "100000000000"),
+    "mlp_hidden_dim_huge": lambda t, f: _run(t, "--mlp_hidden_dim", "10000000"),
+    "num_threads_huge": lambda t, f: [*RUN[:-2], "--num_threads", "100000", "--output_dir", str(t / "o")],
+    "sgd_lr_overflow": lambda t, f: _run(t, "--optimizer", "sgd", "--initial_lr", "1e300"),
+    "path_component_too_long": lambda t, f: [*RUN, "--output_dir", str(t / ("x" * 300) / "o")],
+    "config_key_not_a_string": lambda t, f: _yaml(t, "1: 2\n"),
+    "config_duplicate_key": lambda t, f: _yaml(t, "epochs: 1\nepochs: 2\n"),
+    # hostile data files
+    "idx_corrupt_gzip": lambda t, f: _idx_run(t, "train-images-idx3-ubyte.gz", _corrupt_gzip()),
+    "idx_zero_sizes": lambda t, f: _idx_run(t, "train-images-idx3-ubyte.gz", __import__("gzip").compress(
+        bytes([0, 0, 8, 3]) + (60000).to_bytes(4, "big") + bytes(8))),
+    "png_decompression_bomb": lambda t, f: _class_tree_with(t, _bomb_png),
+    "folder_dangling_symlink": lambda t, f: _class_tree_with(t, lambda d: (d / "gone.jpg").symlink_to(d / "nowhere")),
+    "folder_symlink_loop": lambda t, f: _class_tree_with(t, lambda d: (d / "loop.jpg").symlink_to(d / "loop.jpg")),
+    "folder_fifo_jpg": lambda t, f: _class_tree_with(t, lambda d: os.mkfifo(d / "pipe.jpg")),
+    # damaged run files read by eval, table, plot and export; outputs they must not replace
+    "table_truncated_results": lambda t, f: _cmd_on_damaged(t, f, "results.json", '{"summary": {', lambda e: [
+        "table", str(e)]),
+    "table_ill_typed_config": lambda t, f: _cmd_on_damaged(t, f, "config.json", "[1, 2]", lambda e: ["table", str(e)]),
+    "eval_ill_typed_config": lambda t, f: _cmd_on_damaged(t, f, "config.json", '{"epochs": "ten"}', lambda e: [
+        "eval", str(e)]),
+    "export_truncated_config": lambda t, f: _cmd_on_damaged(t, f, "config.json", '{"model_name": "JM', lambda e: [
+        "export", str(e), "--out", str(t / "b.pt")]),
+    "plot_truncated_mi_csv": lambda t, f: _cmd_on_damaged(t, f, "seed_0/mi.csv", "epoch,repr", lambda e: [
+        "plot", "mi", str(e), "--out", str(t / "f.png")]),
+    "plot_truncated_trajectories": lambda t, f: _trajectories(t, '{"method": "SDMI", "records": [{"ep'),
+    "plot_ill_typed_trajectories": lambda t, f: _trajectories(
+        t, '{"method": "SDMI", "records": [{"epoch": 0, "center_embedding": "x"}]}'),
+    "plot_out_exists": lambda t, f: ["plot", "mi", str(_exp(t, f)), "--out", str(t / "exp" / "results.json")],
+    "plot_out_not_a_regular_file": lambda t, f: (os.mkfifo(t / "fifo.png") or
+                                                 ["plot", "mi", str(f), "--out", str(t / "fifo.png"), "--overwrite"]),
 }
+CHDIR = {"overwrite_current_dir": "exp"}  # cases run from inside a (copied) finished run
+
+
+def _tree(root: Path) -> dict[str, bytes | str]:
+    """Every entry under ``root`` with its bytes (files), target (symlinks) or kind."""
+    out: dict[str, bytes | str] = {}
+    for p in sorted(root.rglob("*")):
+        key = str(p.relative_to(root))
+        if p.is_symlink():
+            out[key] = "-> " + os.readlink(p)
+        elif p.is_file():
+            out[key] = p.read_bytes()
+        else:
+            out[key] = "dir" if p.is_dir() else "special"
+    return out
 
 
 def doc_rows() -> dict[str, tuple[int, str]]:
@@ -216,12 +403,21 @@ def test_every_documented_case_has_a_test_and_back():
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input(case, tmp_path, finished, capsys):
+def test_bad_input(case, tmp_path, finished, capsys, monkeypatch):
     code, message = doc_rows()[case]
+    if case in CHDIR:
+        monkeypatch.chdir(_exp(tmp_path, finished))
     argv = CASES[case](tmp_path, finished)
+    before = _tree(tmp_path)
     capsys.readouterr()
-    assert main(argv) == code
+    try:
+        assert main(argv) == code
+    finally:
+        while HELD:
+            HELD.pop().release()
     assert_message(capsys.readouterr().err, message, tmp_path)
+    if case.startswith(("overwrite_", "output_dir_symlink", "resume_while", "plot_out")):
+        assert _tree(tmp_path) == before, "a refused command changed files it does not own"
     assert not (tmp_path / "o").exists(), "a refused run must not create its output directory"
     assert not (tmp_path / "pwned").exists()
     assert not (tmp_path.parent / "escape.txt").exists()
@@ -231,11 +427,11 @@ def test_bad_input(case, tmp_path, finished, capsys):
         assert (tmp_path / "exp" / "results.json").read_bytes() == (finished / "results.json").read_bytes()
 
 
-def _disk_full(tmp: Path) -> subprocess.CompletedProcess:
-    """A real full disk: a 96 KiB tmpfs (needs root / CAP_SYS_ADMIN)."""
+def _disk_full(tmp: Path, options: str = "size=96k") -> subprocess.CompletedProcess:
+    """A real full disk: a 96 KiB tmpfs (needs root / CAP_SYS_ADMIN); ``nr_inodes=N`` runs out of inodes."""
     mnt = tmp / "small"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], capture_output=True,
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], capture_output=True,
                       check=False).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (not root)")
     try:
@@ -280,8 +476,62 @@ class _CreatesFile:
         return (os.mkdir, (self.path,))
 
 
+def _limited(tmp: Path, args: list[str], limit=None, env: dict | None = None,
+             wrap: list[str] = ()) -> subprocess.CompletedProcess:
+    """``python -m mimax ARGS`` with a resource limit set in the child (``limit(resource)``)."""
+    import resource
+
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([*wrap, sys.executable, "-m", "mimax", *args], capture_output=True, text=True,
+                          env=full_env, preexec_fn=(lambda: limit(resource)) if limit else None, timeout=300,
+                          check=False, cwd=ROOT)
+
+
+def _process_limit(tmp: Path) -> subprocess.CompletedProcess:
+    def limit(resource) -> None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (50, resource.getrlimit(resource.RLIMIT_NPROC)[1]))
+
+    return _limited(tmp, [*RUN, "--num_workers", "1000", "--output_dir", str(tmp / "o")], limit)
+
+
+def _latin1_terminal(tmp: Path) -> subprocess.CompletedProcess:
+    """stderr can only encode latin-1 and the message holds a Greek letter: escaped, not a crash."""
+    _write(tmp / "θ", "a file")
+    return _limited(tmp, [*RUN, "--output_dir", str(tmp / "θ" / "sub")], env={"PYTHONIOENCODING": "latin-1"})
+
+
+def _unreadable_class_folder(tmp: Path) -> subprocess.CompletedProcess:
+    """A chmod-000 class folder. Root reads it anyway, so the child runs without the capabilities that
+    bypass file permissions (``setpriv``)."""
+    write_class_tree(tmp / "d", ["a", "b"], per_class=4)
+    (tmp / "d" / "b").chmod(0)
+    wrap = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root without setpriv: cannot make a folder unreadable")
+        wrap = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    try:
+        return _limited(tmp, _run_in_folder(tmp / "d", tmp), wrap=wrap)
+    finally:
+        (tmp / "d" / "b").chmod(0o755)
+
+
+def _table_out_too_large(tmp: Path, finished: Path | None = None) -> subprocess.CompletedProcess:
+    """``mimax table --out`` under a 1-byte file-size limit: the message names the file, not --resume."""
+    exp = tmp / "exp"
+    assert main([*RUN, "--output_dir", str(exp)]) == 0
+
+    def limit(resource) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+
+    return _limited(tmp, ["table", str(exp), "--out", str(tmp / "t.md")], limit)
+
+
 SUBPROCESS = {"disk_full": _disk_full, "file_size_limit": _file_size_limit, "diverged": _diverging,
-              "malicious_checkpoint": _malicious_checkpoint}
+              "malicious_checkpoint": _malicious_checkpoint,
+              "out_of_inodes": lambda t: _disk_full(t, "nr_inodes=8"),
+              "num_workers_over_process_limit": _process_limit, "latin1_terminal": _latin1_terminal,
+              "folder_unreadable_class": _unreadable_class_folder, "table_out_file_too_large": _table_out_too_large}
 
 
 @pytest.mark.parametrize("case", sorted(SUBPROCESS))
@@ -289,6 +539,7 @@ def test_bad_input_subprocess(case, tmp_path):
     code, message = doc_rows()[case]
     proc = SUBPROCESS[case](tmp_path)
     assert proc.returncode == code, proc.stderr[-3000:]
+    assert not (tmp_path / "o").exists(), "a refused run must not leave its output directory"
     assert "Traceback" not in proc.stderr
     err = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("mimax: warning"))
     assert_message(err, message, tmp_path)

@@ -14,6 +14,7 @@ from typing import Any
 
 from mimax.config import Config, notes, resolve
 from mimax.engine.experiment import run_experiment
+from mimax.errors import ConfigError
 from mimax.store.rundir import ExperimentDir
 
 
@@ -31,7 +32,16 @@ def given_values(config: Config) -> dict[str, Any]:
 
 def resolved_config(given: dict[str, Any]):
     """``(config, checkpoint)``: the resolved and validated config of the given values, or of the run they
-    resume (``resume``), and the checkpoint to resume from (or None)."""
+    resume (``resume``; ``resume="auto"`` continues the run in ``output_dir`` if there is one, else starts
+    it there), and the checkpoint to resume from (or None)."""
+    given = dict(given)
+    if given.get("resume") == "auto":  # a requeued job: continue the run if it exists, else start it
+        if not given.get("output_dir"):
+            raise ConfigError("--resume", "auto needs --output_dir (the run to continue, or to start there)")
+        if ExperimentDir(given["output_dir"]).is_experiment():
+            given["resume"] = given.pop("output_dir")
+        else:
+            del given["resume"]
     if given.get("resume"):
         exp, ckpt = ExperimentDir.for_resume(given["resume"])
         return exp.resume_config({k: v for k, v in given.items() if k != "resume"}), ckpt
@@ -51,7 +61,7 @@ def train(config: Config | None = None, /, *, progress: bool = False, **kwargs: 
         raise TypeError("give a Config or keyword arguments, not both")
     config = config if config is not None else Config(**kwargs)
     cfg, ckpt = resolved_config(given_values(config))
-    for line in notes(cfg) if not config.resume else []:
+    for line in notes(cfg) if not cfg.resume else []:
         if line.startswith("mimax: warning: "):
             warnings.warn(line.removeprefix("mimax: warning: "), stacklevel=2)
     results = run_experiment(cfg, resume_checkpoint=ckpt, progress=progress)

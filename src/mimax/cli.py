@@ -5,6 +5,7 @@ User mistakes print one line ``mimax: error: ...`` and exit with code 2; no trac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -14,11 +15,13 @@ from mimax import __version__
 from mimax.api import resolved_config
 from mimax.config import explicit_values, notes
 from mimax.engine.experiment import run_experiment
-from mimax.errors import OneLineParser, TrainingDiverged, UserError
+from mimax.engine.preemption import EXIT_PREEMPTED, Preempted
+from mimax.errors import OneLineParser, TrainingDiverged, UserError, environment_error
 from mimax.evaluation import commands as evaluation_commands
 from mimax.evaluation.results import results_markdown
 from mimax.experiments import gaussian
 from mimax.methods import METHODS
+from mimax.store.atomic import check_output_file
 from mimax.store.rundir import ExperimentDir
 
 COMMANDS = {
@@ -35,7 +38,7 @@ COMMANDS = {
 def cmd_train(argv: list[str]) -> int:
     given = explicit_values(argv)
     cfg, ckpt = resolved_config(given)
-    if not given.get("resume") and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 prints
+    if not cfg.resume and os.environ.get("RANK", "0") == "0":  # a new run; under torchrun, rank 0 prints
         for line in notes(cfg):  # warnings on stderr, notes on stdout
             print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
@@ -92,7 +95,9 @@ def plot_mi_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--representation", default="embedding",
                         help="which mi.csv representation to draw (embedding, backbone, ...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    check_output_file(Path(args.out), args.overwrite)
     from mimax.plots import load_mi_curves, plot_mi, save_figure  # matplotlib: imported where it draws
 
     fmt = args.format or figure_format(args.out)
@@ -113,7 +118,11 @@ def plot_trajectories_command(argv: list[str]) -> int:
     parser.add_argument("--labels", default=None, help="comma-separated panel titles (default: the methods)")
     parser.add_argument("--points", action="store_true",
                         help="draw the mean embedding of each cluster's points instead of the encoded true mean")
+    parser.add_argument("--format", choices=("png", "pdf", "svg"), default=None,
+                        help="file format (default: from --out's suffix, else png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    check_output_file(Path(args.out), args.overwrite)
     from mimax.plots import plot_trajectories, save_figure  # matplotlib: imported where it draws
 
     dirs = []
@@ -124,7 +133,7 @@ def plot_trajectories_command(argv: list[str]) -> int:
     if labels is not None and len(labels) != len(dirs):
         raise UserError(f"--labels: expected {len(dirs)} comma-separated titles, got {len(labels)}")
     fig = plot_trajectories(dirs, labels, kind="point_mean_embedding" if args.points else "center_embedding")
-    out = save_figure(fig, args.out, figure_format(args.out), dpi=100)
+    out = save_figure(fig, args.out, args.format or figure_format(args.out), dpi=100)
     print(f"wrote {out}")
     return 0
 
@@ -151,7 +160,16 @@ HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot"
             "export": evaluation_commands.cmd_export}
 
 
+def _safe_streams() -> None:
+    """A terminal that cannot show a character (latin-1, ASCII) gets an escape, never a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _safe_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V"):
         print(f"mimax {__version__}")
@@ -169,6 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         return HANDLERS[argv[0]](argv[1:])
     except UserError as err:
         print(f"mimax: error: {err}", file=sys.stderr)
+        return 2
+    except Preempted as err:  # SIGTERM / SIGUSR1: checkpointed, run the same command with --resume
+        print(f"mimax: {err}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except (OSError, MemoryError, RuntimeError) as exc:  # the machine, not the code: full disk, no memory
+        message = environment_error(exc)
+        if message is None:
+            raise
+        print(f"mimax: error: {message}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:  # not a user mistake: its own exit code (docs/reliability.md)
         print(f"mimax: error: {err}", file=sys.stderr)

@@ -261,14 +261,24 @@ def plot_trajectories(run_dirs: list[Path], labels: list[str] | None = None, kin
     """
     data = [load_trajectories(Path(d)) for d in run_dirs]
     labels = labels or [d["method"] for d in data]
+    panels = []
+    for d, traj in zip(run_dirs, data):  # damaged records are one line naming the file, not a crash
+        source = SeedDir.at(d).trajectories_json
+        try:
+            centers = np.array([r[kind] for r in traj["records"]], dtype=float)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{source}: malformed {kind} records ({exc})") from None
+        if centers.ndim != 3 or centers.shape[2] < 2:
+            raise UserError(f"{source}: {kind} records must be (epochs, clusters, dim >= 2) numbers (got shape "
+                            f"{centers.shape})")
+        panels.append(centers)
     n = len(data)
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    dim = len(data[0]["records"][0][kind][0])
+    dim = panels[0].shape[2]
     fig = plt.figure(figsize=(3.2 * cols, 3.2 * rows))
-    for i, (traj, label) in enumerate(zip(data, labels)):
+    for i, (centers, label) in enumerate(zip(panels, labels)):
         ax = fig.add_subplot(rows, cols, i + 1, **({"projection": "3d"} if dim > 2 else {}))
-        centers = np.array([r[kind] for r in traj["records"]], dtype=float)
         _draw_panel(ax, centers, label)
     fig.suptitle("Cluster-center embeddings during training (opacity rises with time)", fontsize=11)
     fig.tight_layout()
@@ -278,6 +288,8 @@ def plot_trajectories(run_dirs: list[Path], labels: list[str] | None = None, kin
 def save_figure(fig: Figure, out: str | Path, fmt: str, dpi: int = 150) -> Path:
     """Render ``fig`` as ``fmt`` (png, pdf or svg) and write it atomically to ``out``."""
     out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise UserError(f"--out: {out} exists and is not a regular file; refusing to replace it")
     if not out.parent.is_dir():
         raise UserError(f"--out: directory {out.parent} does not exist")
     buf = io.BytesIO()

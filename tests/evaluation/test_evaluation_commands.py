@@ -22,8 +22,8 @@ from mimax.config import Config
 from mimax.evaluation.results import aggregate
 from mimax.methods import METHODS, build_method
 from mimax.nets.backbones import mlp_backbone
-from mimax.store.atomic import atomic_torch_save
-from mimax.store.checkpoint import CHECKPOINT_FORMAT, rng_state
+from mimax.store.checkpoint import rng_state, save_checkpoint
+from mimax.store.rundir import run_identity
 
 
 @pytest.fixture
@@ -230,10 +230,10 @@ def resnet_run(root: Path, input_shape: tuple[int, int, int]) -> tuple[Path, nn.
     run_dir = root / "resnet_run"
     (run_dir / "seed_0" / "checkpoints").mkdir(parents=True)
     (run_dir / "config.json").write_text(cfg.to_json())
-    atomic_torch_save({"format": CHECKPOINT_FORMAT, "method": "JMI", "architecture": "ResNet18",
-                       "dataset": "CIFAR10", "epoch": 1, "step": 2, "seed": 0, "model": method.state_dict(),
-                       "optimizers": {}, "rng": rng_state(), "random_init": {}, "input_shape": list(input_shape)},
-                      run_dir / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt")
+    save_checkpoint({"method": "JMI", "run_id": run_identity(cfg, 0), "architecture": "ResNet18",
+                     "dataset": "CIFAR10", "epoch": 1, "step": 2, "seed": 0, "model": method.state_dict(),
+                     "optimizers": {}, "rng": rng_state(), "random_init": {}, "input_shape": list(input_shape)},
+                    run_dir / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt")
     return run_dir, method.eval()
 
 

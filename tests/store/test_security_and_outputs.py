@@ -27,9 +27,10 @@ class _Touch:
         return (os.mkdir, (self.path,))
 
 
+def prepare_experiment_dir(cfg) -> ExperimentDir:
+    """A new experiment's directory, its lock held (the caller releases it)."""
+    return ExperimentDir.create(cfg.output_dir, cfg.overwrite)
 
-def prepare_experiment_dir(cfg):
-    return ExperimentDir.create(cfg.output_dir, cfg.overwrite).path
 
 def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
     target = tmp_path / "pwned"
@@ -99,8 +100,10 @@ def test_directory_of_a_run_killed_at_birth_is_reused(tmp_path):
     out = tmp_path / "exp"
     out.mkdir()
     (out / ".config.json.x1y2.tmp").write_text("{")
-    assert prepare_experiment_dir(_cfg(out)) == out
-    assert list(out.iterdir()) == []
+    claim = prepare_experiment_dir(_cfg(out))
+    claim.release()
+    assert claim.path == out
+    assert sorted(p.name for p in out.iterdir()) == [".mimax-run", ".mimax.lock"]
 
 
 def test_user_files_next_to_a_temp_file_still_block(tmp_path):
@@ -110,6 +113,6 @@ def test_user_files_next_to_a_temp_file_still_block(tmp_path):
     (out / "precious.txt").write_text("keep")
     with pytest.raises(UserError, match="already holds files"):
         prepare_experiment_dir(_cfg(out))
-    with pytest.raises(UserError, match="not a mimax experiment"):
+    with pytest.raises(UserError, match="not a mimax run"):
         prepare_experiment_dir(_cfg(out, overwrite=True))
     assert (out / "precious.txt").read_text() == "keep" and (out / ".config.json.x1y2.tmp").exists()

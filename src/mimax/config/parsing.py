@@ -84,19 +84,42 @@ def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
     return parser
 
 
+def _strict_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    duplicate = False
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
 def load_yaml(path: str, extra: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """The ``field: value`` mapping of a YAML file; keys must be flags (or names in ``extra``: the
     chosen user method's own options)."""
     data = read_yaml(path)
     flags = {f.name for f in FLAG_FIELDS}
-    unknown = sorted(set(map(str, data)) - flags - set(extra))
+    unknown = sorted(set(data) - flags - set(extra))
     if unknown:
-        raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(unknown)}")
+        raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(map(str, unknown))}")
     return data
 
 
 def read_yaml(path: str) -> dict[str, Any]:
-    """The mapping a YAML file holds (any keys)."""
+    """The mapping a YAML file holds (string keys, each once; any names)."""
     import yaml
 
     p = Path(path)
@@ -108,11 +131,18 @@ def read_yaml(path: str) -> dict[str, Any]:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError("--config", f"cannot read {path} ({reason})") from None
     try:
-        data = yaml.safe_load(text) or {}
+        loader = _strict_loader()(text)  # a SafeLoader: no tags that run code
+        try:
+            data = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError("--config", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError("--config", f"{path} must hold a mapping of field: value")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError("--config", f"{path}: keys must be field names, got {bad[0]!r}")
     return data
 
 

@@ -50,9 +50,12 @@ class Config:
     # --- run management ------------------------------------------------------------------------
     output_dir: str | None = _opt(None, "experiment directory (default: runs/<method>_<dataset>_<time>)")
     seed: int = _opt(0, "base random seed")
-    resume: str | None = _opt(None, "resume from an experiment dir, a seed_<k> dir or a checkpoint file")
+    resume: str | None = _opt(None, "resume from an experiment dir, a seed_<k> dir or a checkpoint file; 'auto': "
+                                    "resume --output_dir if it holds a run, else start it there (requeued jobs)")
     overwrite: bool = _opt(False, "allow writing into an existing non-empty output_dir")
     stop_after: int | None = _opt(None, "stop (resumably) after this many epochs in this invocation")
+    save_every_minutes: float | None = _opt(None, "also checkpoint every M minutes of training, mid-epoch if need "
+                                                  "be (for long epochs and schedulers that kill without warning)")
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps")
     num_threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)")
     tensorboard: bool = _opt(False, "also write TensorBoard event files (needs the tensorboard extra)")
@@ -177,8 +180,9 @@ REFERENCE_FLAGS = ("model_name", "dataset", "architecture", "num_classes", "epoc
 # monitor and --on_nan never change what is trained (unless a step is non-finite).
 RUNTIME_FIELDS = frozenset({"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
                             "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn",
-                            "download", "mi_interval", "on_nan", "unused", "wandb", "wandb_project",
-                            "wandb_entity", "wandb_mode"})
+                            "download", "mi_interval", "on_nan", "unused", "save_every_minutes", "wandb",
+                            "wandb_project", "wandb_entity", "wandb_mode"})
 # Fields that may stay None after resolution.
-OPTIONAL_FIELDS = frozenset({"num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir"}) | {
+OPTIONAL_FIELDS = frozenset({"num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir",
+                             "save_every_minutes"}) | {
     f.name for f in fields(Config) if f.metadata.get("optional") or f.metadata.get("method_option")}

@@ -8,9 +8,12 @@ batch that does not split over the processes is refused here, before any directo
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
+import os
 from dataclasses import fields
+from pathlib import Path
 
 import torch
 
@@ -19,7 +22,7 @@ from mimax.data import DATASET_CHANNELS, IMAGE_DATASETS, check_data
 from mimax.errors import ConfigError
 from mimax.methods import METHODS
 from mimax.nets.backbones import ArchitectureError, check_backbone, parse_architecture
-from mimax.runtime.device import resolve_device
+from mimax.runtime.device import DEVICE_RE, resolve_device
 from mimax.runtime.distributed import launched_world_size
 
 
@@ -41,6 +44,7 @@ def validate(cfg: Config) -> None:
     _validate_images(cfg)
     _check(cfg.mlp_hidden_dim >= 1, "mlp_hidden_dim", f"must be >= 1 (got {cfg.mlp_hidden_dim})")
     _validate_finite(cfg)
+    _validate_machine(cfg)
     method.Options.from_config(cfg).validate()
     validate_launch(cfg)
 
@@ -78,7 +82,7 @@ def _validate_runtime(cfg: Config) -> None:
     """Flags about where and how the job runs: stop, threads, device, precision, processes."""
     _check(cfg.stop_after is None or cfg.stop_after >= 1, "stop_after", f"must be >= 1 (got {cfg.stop_after})")
     _check(cfg.num_threads is None or cfg.num_threads >= 1, "num_threads", f"must be >= 1 (got {cfg.num_threads})")
-    _check(cfg.device == "auto" or cfg.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
+    _check(DEVICE_RE.fullmatch(cfg.device) is not None, "device",
            f"expected auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")
     _check(cfg.precision in ("fp32", "bf16", "fp16"), "precision",
            f"expected fp32, bf16 or fp16 (got {cfg.precision!r})")
@@ -131,9 +135,13 @@ def _validate_images(cfg: Config) -> None:
     _check(cfg.resnet_width >= 1, "resnet_width", f"must be >= 1 (got {cfg.resnet_width})")
     _check(cfg.view_recipe in ("simclr", "byol"), "view_recipe",
            f"expected auto, simclr or byol (got {cfg.view_recipe!r})")
-    for name in ("train_subset", "test_subset", "monitor_size", "image_size"):
+    for name in ("train_subset", "image_size"):
         value = getattr(cfg, name)
         _check(value is None or value >= 1, name, f"must be >= 1 (got {value})")
+    for name in ("test_subset", "monitor_size"):  # the MI monitor's set is drawn from the test split
+        value = getattr(cfg, name)
+        _check(value is None or value >= 2, name, f"must be >= 2: the MI monitor and the evaluation need pairs "
+                                                  f"(got {value})")
     if cfg.dataset not in IMAGE_DATASETS:
         return
     _check(cfg.architecture != "MLP", "architecture",
@@ -166,6 +174,91 @@ def _validate_finite(cfg: Config) -> None:
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         _check(not isinstance(value, float) or math.isfinite(value), f.name, f"must be a finite number (got {value})")
+
+
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit; torch's 64-bit
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; the machine's count where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def process_limit() -> int | None:
+    """The soft limit on this user's processes (``ulimit -u``), or None when unlimited or unknown."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine (a generous bound for what a run may allocate)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 2**62
+
+
+def _gaussian_memory(cfg: Config) -> dict[str, int]:
+    """Bytes a Gaussian-mixture run needs at least, by the flag that drives them: the data (train, test,
+    monitor points and their views, float32), the MLP encoders (two, with gradients and two optimizer
+    moments each) and a batch's activations and score matrix."""
+    points = cfg.gm_train_size + cfg.gm_test_size + 3 * cfg.gm_monitor_size
+    h, f, d = cfg.mlp_hidden_dim, cfg.feature_dim, cfg.gm_dim
+    params = d * h + h * h + h * f + f * f + f * cfg.projection_dim
+    return {"gm_train_size": 4 * 2 * points * d, "mlp_hidden_dim": 4 * 4 * 2 * params,
+            "batch_size": 4 * 4 * cfg.batch_size * max(h, f, d) + 4 * cfg.batch_size ** 2}
+
+
+def _check_path(flag: str, value: str | None) -> None:
+    """A path the OS cannot take (a component over NAME_MAX bytes, a NUL) is refused before use."""
+    if value is None:
+        return
+    _check("\0" not in value, flag, "must not contain a NUL character")
+    name_max = 255
+    with contextlib.suppress(OSError, ValueError):
+        name_max = os.pathconf("/", "PC_NAME_MAX")
+    for part in Path(value).parts:
+        size = len(os.fsencode(part))
+        _check(size <= name_max, flag, f"path component of {size} bytes is longer than this file system allows "
+                                       f"({name_max}): {part[:40]}...")
+
+
+def _validate_machine(cfg: Config) -> None:
+    """Values this machine cannot run: seeds outside numpy's range, float32 overflow, more threads or
+    processes than it can start, sizes beyond its memory, paths its file system refuses."""
+    _check(cfg.seed >= 0 and cfg.seed + cfg.num_runs - 1 < SEED_LIMIT, "seed",
+           f"must be in [0, {SEED_LIMIT - cfg.num_runs}] so that every seed of --num_runs={cfg.num_runs} is a "
+           f"32-bit seed (got {cfg.seed})")
+    _check(0 <= cfg.gm_data_seed < 2**63, "gm_data_seed", f"must be in [0, 2^63) (got {cfg.gm_data_seed})")
+    _check(cfg.initial_lr <= FLOAT32_MAX, "initial_lr",
+           f"must be <= {FLOAT32_MAX:.4g}: the weights are float32 (got {cfg.initial_lr})")
+    _check(cfg.weight_decay <= FLOAT32_MAX, "weight_decay", f"must be <= {FLOAT32_MAX:.4g} (got {cfg.weight_decay})")
+    _check(cfg.save_every_minutes is None or cfg.save_every_minutes > 0, "save_every_minutes",
+           f"must be > 0 (got {cfg.save_every_minutes})")
+    cpus = usable_cpus()
+    most = max(64, 4 * cpus)  # beyond this torch's thread pool only adds stacks (and can fail to start)
+    _check(cfg.num_threads is None or cfg.num_threads <= most, "num_threads",
+           f"must be <= {most} (this machine has {cpus} CPUs; got {cfg.num_threads})")
+    procs = process_limit()
+    _check(procs is None or cfg.num_workers < procs, "num_workers",
+           f"must be < {procs}, this account's process limit (ulimit -u; got {cfg.num_workers})")
+    if cfg.dataset == "Gaussian":
+        need, have = _gaussian_memory(cfg), memory_bytes()
+        flag = max(need, key=need.get)
+        _check(sum(need.values()) <= have, flag,
+               f"this run would need at least {sum(need.values()) / 2**30:.3g} GiB, more than the "
+               f"{have / 2**30:.3g} GiB of memory of this machine (got {getattr(cfg, flag)})")
+    for flag in ("output_dir", "data_dir", "class_list"):
+        _check_path(flag, getattr(cfg, flag))
 
 
 def notes(cfg: Config) -> list[str]:

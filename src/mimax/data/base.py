@@ -13,11 +13,13 @@ from torch.utils.data import Dataset
 
 class ViewLoader(Protocol):
     """Pretraining batches. ``epoch(e)`` yields ``(x_a, x_b)`` view batches on the training device and
-    depends only on the run seed and ``e``, so a resumed run sees exactly the batches it would have seen."""
+    depends only on the run seed and ``e``, so a resumed run sees exactly the batches it would have seen.
+    ``epoch(e, start=k)`` yields exactly the batches ``k, k+1, ...`` of that same epoch (a run resumed
+    from a mid-epoch checkpoint), without loading the ``k`` batches before them."""
 
     def __len__(self) -> int: ...
 
-    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]: ...
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]: ...
 
 
 @dataclass

@@ -10,6 +10,8 @@ class (at least one image) is held out as the test split. ``Folder``: every imag
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import torch
@@ -31,8 +33,38 @@ HELD_OUT = 0.1
 
 
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and is_image_file(p))
+    """The image files of ``folder`` (and its sub-folders). An entry with an image name that is not a
+    readable regular file (a dangling or looping symlink, a FIFO, a device) and a folder that cannot be
+    listed are errors, never skipped: docs/data.md promises that bad files stop the run."""
+
+    def unreadable(exc: OSError) -> None:
+        raise DataError(f"{exc.filename or folder}: cannot read this folder ({exc.strerror}); fix its "
+                        "permissions or remove it") from None
+
+    entries: list[Path] = []
+    if recursive:
+        for root, _, names in os.walk(folder, onerror=unreadable):  # symlinked folders are not followed
+            entries += [Path(root) / n for n in names]
+    else:
+        try:
+            entries = [p for p in folder.iterdir() if not p.is_dir()]
+        except OSError as exc:
+            unreadable(exc)
+    found = []
+    for p in entries:
+        if not is_image_file(p):
+            continue
+        try:
+            mode = p.stat().st_mode  # follows a symlink to its target
+        except OSError as exc:
+            raise DataError(f"{p}: broken image entry ({exc.strerror}: a dangling or looping symlink?); "
+                            "delete or fix it") from None
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            raise DataError(f"{p}: not a regular file (a FIFO, socket or device named like an image); delete it")
+        found.append(p)
+    return sorted(found)
 
 
 def class_names(root: Path, layout: str) -> list[str]:

@@ -55,10 +55,15 @@ class GaussianViewLoader:
     def __len__(self) -> int:
         return self.x.shape[0] // self.batch_size
 
-    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches ``start, start+1, ...`` of ``epoch``. The noise of batch k comes from one generator after
+        batches 0..k-1: skipped batches replay its draws (no views are built), so they come out the same."""
         gen = torch.Generator(device=self.x.device).manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(self.x.shape[0], generator=gen, device=self.x.device)
-        for step in range(len(self)):
+        shape = (self.batch_size, self.x.shape[1])
+        for _ in range(min(start, len(self))):
+            make_views(torch.empty(shape, device=self.x.device), self.noise, self.scaling, gen)
+        for step in range(start, len(self)):
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
             yield make_views(self.x[idx], self.noise, self.scaling, gen)
 

@@ -10,7 +10,9 @@ then the values; the images file has ndim 3 (N, 28, 28), the labels file ndim 1 
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,16 +63,18 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     """The uint8 array of an IDX file with ``ndim`` dimensions (DataError on anything else)."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({' '.join(str(exc).split()) or type(exc).__name__})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] != ndim:
         raise DataError(f"{path}: not a uint8 IDX file with {ndim} dimension(s) (bad magic number)")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
-    if len(raw) - header != int(np.prod(shape)):
-        raise DataError(f"{path}: IDX header says {shape} ({int(np.prod(shape))} bytes), file holds "
+    if min(shape) < 1:
+        raise DataError(f"{path}: IDX header says {shape}: every size must be >= 1")
+    if len(raw) - header != math.prod(shape):
+        raise DataError(f"{path}: IDX header says {shape} ({math.prod(shape)} bytes), file holds "
                         f"{len(raw) - header} bytes")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 

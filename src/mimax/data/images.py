@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as TF
 
 from mimax.data.base import DataBundle
+from mimax.data.loading import SkipFirst
 from mimax.data.views import BatchedViews, TorchvisionViews, ViewRecipe, recipe_for
 from mimax.errors import DataError
 
@@ -46,8 +47,9 @@ def decode_image(path: Path, channels: int) -> Tensor:
 
     try:
         with Image.open(path) as img:
+            _check_pixels(path, img.size)
             return TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot decode image ({str(exc).splitlines()[0][:120]}); "
                         "delete or replace the file") from None
 
@@ -59,10 +61,25 @@ def check_image_files(files: Sequence[Path]) -> None:
     for path in files:
         try:
             with Image.open(path) as img:
-                img.size  # noqa: B018 (reading the header is the check)
+                size = img.size  # reading the header is the check
+        except Image.DecompressionBombError:
+            raise DataError(f"{path}: declares more pixels than the {Image.MAX_IMAGE_PIXELS} an image may have "
+                            "(a decompression bomb?); delete or shrink it") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"{path}: corrupt or unreadable image file ({type(exc).__name__}); "
                             "delete or replace it") from None
+        _check_pixels(path, size)
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    """Refuse an image whose header declares more pixels than PIL's decompression-bomb limit (decoding
+    it would take gigabytes); PIL itself only warns below twice that limit."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    if limit and size[0] * size[1] > limit:
+        raise DataError(f"{path}: declares {size[0]}x{size[1]} pixels, more than the {limit} an image may "
+                        "have (a decompression bomb?); delete or shrink it")
 
 
 @dataclass
@@ -187,10 +204,13 @@ class WorkerViewLoader:
     def __len__(self) -> int:
         return len(self.dataset) // self.batch_size
 
-    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches ``start, ...`` of ``epoch``: the shuffled order is drawn as in a full epoch and its first
+        ``start`` batches' indices are skipped before anything is loaded (views are seeded per sample)."""
         self.dataset.epoch = epoch
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True,
+        sampler = SkipFirst(RandomSampler(self.dataset, generator=gen), start * self.batch_size)
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
                             generator=gen, num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
         try:
             for x_a, x_b in loader:
@@ -215,17 +235,30 @@ class BatchedViewLoader:
     def __len__(self) -> int:
         return self.n // self.batch_size
 
-    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches ``start, ...`` of ``epoch``. One device generator draws the order and then every batch's
+        view parameters in turn, so skipped batches replay their draws (on blank images of the same
+        shape: the draws do not depend on pixel values); files of skipped batches are never loaded."""
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + epoch)
+        skip = min(start, len(self))
         if self.images is not None:
             order = torch.randperm(self.n, generator=gen, device=self.device)
-            for step in range(len(self)):
+            blank = torch.zeros_like(self.images[:self.batch_size])
+            for _ in range(skip):
+                self.views(blank, gen)
+            for step in range(skip, len(self)):
                 yield self.views(self.images[order[step * self.batch_size:(step + 1) * self.batch_size]], gen)
             return
         cpu_gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        loader = DataLoader(self.files, batch_size=self.batch_size, shuffle=True, drop_last=True,
+        sampler = SkipFirst(RandomSampler(self.files, generator=cpu_gen), skip * self.batch_size)
+        loader = DataLoader(self.files, batch_size=self.batch_size, sampler=sampler, drop_last=True,
                             generator=cpu_gen, num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda")
+        if skip:
+            first = self.files[0]
+            blank = torch.zeros((self.batch_size, *first.shape), dtype=first.dtype, device=self.device)
+            for _ in range(skip):
+                self.views(blank, gen)
         try:
             for images in loader:
                 yield self.views(images.to(self.device, non_blocking=True), gen)

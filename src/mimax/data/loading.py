@@ -12,6 +12,7 @@ loader uses, since its batches are generated on the device at negligible cost.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,9 +40,9 @@ class SlicedViews:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         lo, hi = self.rank * self.size, (self.rank + 1) * self.size
-        for x_a, x_b in self.loader.epoch(epoch):
+        for x_a, x_b in (self.loader.epoch(epoch, start=start) if start else self.loader.epoch(epoch)):
             yield x_a[lo:hi], x_b[lo:hi]
 
 
@@ -59,23 +60,38 @@ def to_device(x: Tensor, device: torch.device) -> Tensor:
     return x.to(device, non_blocking=x.is_pinned())
 
 
+class SkipFirst(Sampler):
+    """``sampler`` without its first ``skip`` indices: the DataLoader then loads only what follows. Used
+    with a multiple of the batch size, the remaining batches are exactly the original later batches."""
+
+    def __init__(self, sampler: Sampler, skip: int = 0):
+        self.sampler, self.skip = sampler, skip
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+
 class _SeededIndices(Sampler):
     """Yields ``(index, seed)`` with ``seed`` a function of (run seed, epoch, index) only, so per-sample
-    augmentations do not depend on worker count, worker persistence, rank or resumption."""
+    augmentations do not depend on worker count, worker persistence, rank or resumption. ``skip``
+    leaves out the first indices of the epoch (resuming mid-epoch)."""
 
     def __init__(self, sampler: DistributedSampler, seed: int):
-        self.sampler, self.seed, self.epoch = sampler, seed, 0
+        self.sampler, self.seed, self.epoch, self.skip = sampler, seed, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
         self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return max(0, len(self.sampler) - self.skip)
 
     def __iter__(self):
         base = (self.seed * SEED_STRIDE + self.epoch) * SEED_STRIDE
-        return ((i, (base + i) % (2**63 - 1)) for i in self.sampler)
+        return ((i, (base + i) % (2**63 - 1)) for i in itertools.islice(iter(self.sampler), self.skip, None))
 
 
 class _SeededItems(Dataset):
@@ -111,7 +127,7 @@ class DataLoaderViews:
                  on_device: Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]] | None = None,
                  rank: int = 0, world: int = 1, prefetch_factor: int = 4, collate_fn: Callable | None = None):
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
-        self.num_workers, self.on_device, self.rank = num_workers, on_device, rank
+        self.num_workers, self.on_device, self.rank, self.world = num_workers, on_device, rank, world
         self.prefetch_factor, self.collate_fn = prefetch_factor, collate_fn
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
         self.sampler = _SeededIndices(sampler, seed)
@@ -121,18 +137,26 @@ class DataLoaderViews:
                                  pin_memory=device.type == "cuda", collate_fn=collate_fn, **workers)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.sampler.sampler) // per_rank_batch(self.batch_size, self.world)
 
     def shard(self, rank: int, world: int) -> DataLoaderViews:
         return DataLoaderViews(self.dataset, self.batch_size, self.seed, self.device, self.num_workers,
                                self.on_device, rank, world, self.prefetch_factor, self.collate_fn)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        self.sampler.set_epoch(epoch)
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches ``start, start+1, ...`` of ``epoch``: the sampler skips the first ``start`` batches'
+        indices (nothing is loaded for them); on-device views replay their generator draws on zeros."""
+        b = per_rank_batch(self.batch_size, self.world)
+        self.sampler.set_epoch(epoch, skip=start * b)
         gen = None
         if self.on_device is not None:
             gen = torch.Generator(device=self.device)
             gen.manual_seed((self.seed * SEED_STRIDE + epoch) * SEED_STRIDE + self.rank)
+            if start:
+                shape = tuple(self.dataset[0].shape)  # one decoded item fixes the batch shape
+                blank = torch.zeros((b, *shape), dtype=self.dataset[0].dtype, device=self.device)
+                for _ in range(min(start, len(self))):
+                    self.on_device(blank, gen)
         for batch in self.loader:
             if self.on_device is not None:
                 yield self.on_device(to_device(batch, self.device), gen)

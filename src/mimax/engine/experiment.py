@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,22 @@ import torch
 from mimax.callbacks import Callback
 from mimax.config import Config
 from mimax.engine.divergence import TrainingDiverged
+from mimax.engine.preemption import Preempted, Preemption
 from mimax.engine.trainer import train_run
 from mimax.errors import UserError
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.monitors import default_callbacks
 from mimax.runtime import distributed
 from mimax.store import faults
-from mimax.store.atomic import atomic_write_text, write_json
-from mimax.store.rundir import ExperimentDir
+from mimax.store.atomic import OutputWriteError, atomic_write_text, write_json
+from mimax.store.rundir import ExperimentDir, run_identity
+
+
+def _write_failure(err: OSError | OutputWriteError) -> str:
+    """``cannot write PATH (reason)`` for a failed write or directory creation."""
+    if isinstance(err, OutputWriteError):
+        return str(err)
+    return f"cannot write {err.filename or 'an output file'} ({err.strerror or err})"
 
 
 def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
@@ -30,29 +37,48 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
     Under ``torchrun`` every process calls this; rank 0 creates the directories and writes the files,
     and returns the results (the other ranks return None)."""
     device = distributed.init_from_env(cfg.device)
+    held: list[ExperimentDir] = []  # the experiment whose lock this process holds
     try:
-        return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress)
+        with Preemption(cfg.save_every_minutes) as preemption:
+            return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress, held, preemption)
+    except (OutputWriteError, OSError) as err:  # a full disk or lost permissions: nothing is lost
+        text = _write_failure(err)
+        if "nothing was kept" in text or not (cfg.output_dir and ExperimentDir(cfg.output_dir).is_experiment()):
+            raise OutputWriteError(text) from None  # nothing to resume (a fresh run removes what it created)
+        raise OutputWriteError(f"{text}; free space or fix permissions, then continue with --resume") from None
     finally:
+        for exp in held:
+            exp.release()
         distributed.shutdown()
 
 
-def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None,
-               callbacks_factory, progress: bool) -> dict[str, Any] | None:
+def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None, callbacks_factory,
+               progress: bool, held: list[ExperimentDir], preemption: Preemption) -> dict[str, Any] | None:
     main = distributed.is_main()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    mine: ExperimentDir | None = None  # the directory this process locked (rank 0)
     if cfg.resume:
         exp = ExperimentDir(cfg.output_dir)
         if main:
+            mine = exp.claim("--resume")  # one writer: refused while another process holds the run
+            held.append(mine)
             exp.remove_torn_writes()  # torn atomic writes of a killed session
     else:
         created: str | UserError = ""
         if main:  # one process creates the directory (its default name has a timestamp)
             try:
-                exp = ExperimentDir.create(cfg.output_dir, cfg.overwrite, ExperimentDir.default_path(cfg))
-                exp.write_config(cfg)
-                exp.write_env(device, world_size=distributed.world_size())
-                created = str(exp.path)
+                mine = ExperimentDir.create(cfg.output_dir, cfg.overwrite, ExperimentDir.default_path(cfg),
+                                            run_id=run_identity(cfg))
+                held.append(mine)
+                try:
+                    mine.write_config(cfg)
+                    mine.write_env(device, world_size=distributed.world_size())
+                except UserError:
+                    held.remove(mine)
+                    mine.discard()
+                    raise
+                created = str(mine.path)
             except UserError as err:
                 created = err
         shared = distributed.broadcast_object(str(created) if isinstance(created, UserError) else ("", created))
@@ -67,17 +93,25 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
     runs = []
     for k in range(cfg.num_runs):
         seed_dir = exp.seed(cfg.seed + k)
+        if k and preemption.signal_name:
+            raise Preempted(f"stopped by {preemption.signal_name} before seed {seed_dir.seed} (seeds {cfg.seed}.."
+                            f"{seed_dir.seed - 1} are finished); continue with --resume")
         use_ckpt = resume_checkpoint if (resume_checkpoint and seed_dir.owns_checkpoint(resume_checkpoint)) else None
         callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, seed_dir.path)
         try:
-            result = train_run(cfg, seed_dir.path, seed_dir.seed, callbacks, resume_from=use_ckpt, progress=progress)
+            result = train_run(cfg, seed_dir.path, seed_dir.seed, callbacks, resume_from=use_ckpt, progress=progress,
+                               preemption=preemption)
         except TrainingDiverged as err:
             if main:
                 seed_dir.write_status("diverged", message=str(err))
             raise
-        except UserError:  # e.g. a corrupt data file found while loading: nothing was trained
-            if main and not cfg.resume and k == 0 and seed_dir.latest_checkpoint() is None:
-                shutil.rmtree(exp.path, ignore_errors=True)  # this invocation made it; rerunning must not be refused
+        except Exception as err:  # e.g. a corrupt data file found while loading, no memory: nothing was trained
+            if mine is not None and not cfg.resume and k == 0 and seed_dir.latest_checkpoint() is None:
+                held.remove(mine)
+                mine.discard()  # nothing kept: rerunning the same command must not be refused
+                if isinstance(err, (OutputWriteError, OSError)):
+                    raise OutputWriteError(f"{_write_failure(err)}; nothing was kept: free space or fix "
+                                           "permissions, then run the same command again") from None
             raise
         if faults.ARMED:
             faults.hit("seed_done")

@@ -25,6 +25,7 @@ from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.loggers import build_loggers
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
+from mimax.engine.preemption import Preempted, Preemption
 from mimax.engine.records import Checkpoints, EvalLog, MetricsLog, SeedRecord
 from mimax.evaluation.evaluate import evaluate
 from mimax.methods import build_method
@@ -51,6 +52,8 @@ class Training:
     record: SeedRecord
     random_init: dict[str, Any] = field(default_factory=dict)
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
+    preemption: Preemption = field(default_factory=Preemption)
+    partial: dict[str, Any] = field(default_factory=dict)  # where a mid-epoch checkpoint left its epoch
 
     def __post_init__(self) -> None:
         self.params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in self.optimizers.items()}
@@ -66,6 +69,62 @@ class Training:
             lr = set_learning_rates(opt, factor)
         return lr
 
+    def resume_point(self) -> tuple[int, LossTotals]:
+        """``(steps already done in this epoch, its loss totals so far)``: ``(0, empty)`` except for the
+        first epoch after a mid-epoch checkpoint."""
+        partial, self.partial = self.partial, {}
+        if not partial:
+            return 0, LossTotals()
+        self.guard.skipped = int(partial["skipped"])
+        return int(partial["in_epoch"]), LossTotals.restore(partial, self.state.device)
+
+    def batches(self, epoch: int, start: int):
+        views = self.state.data.train_views
+        return views.epoch(epoch, start=start) if start else views.epoch(epoch)
+
+    def after_step(self, in_epoch: int, totals: LossTotals, lr: float) -> None:
+        """Checkpoint mid-epoch when ``--save_every_minutes`` is due or a signal came (then stop with
+        :class:`Preempted`). At an epoch's last step only a signal saves here: the epoch end does the rest."""
+        stop, due = self.preemption.due()
+        if not due or (in_epoch == self.steps_per_epoch and not stop):
+            return
+        self.guard.check(self.steps_per_epoch, self.checkpoints.last_good())  # never save a diverged state
+        path = None
+        if distributed.is_main():
+            check_weights(self.state.method, self.state.step, self.checkpoints.last_good())
+            path = self.checkpoints.save(self.state, self.optimizers, self.precision, self.random_init, in_epoch,
+                                         totals.partial(lr, self.guard.skipped))
+            self.record.status(self.state.epoch - 1, step=self.state.step)
+        self.preemption.saved()
+        distributed.barrier()
+        if stop:
+            raise self.stopped(path, in_epoch)
+
+    def after_epoch(self, saved: bool) -> None:
+        """At an epoch's end: checkpoint when ``--save_every_minutes`` is due and the epoch did not, and
+        stop on a signal that came during the evaluation or the monitors."""
+        state = self.state
+        stop, due = self.preemption.due() if state.epoch < state.cfg.epochs else (False, False)
+        path = None
+        if due and distributed.is_main():
+            if not saved:
+                check_weights(state.method, state.step, self.checkpoints.last_good())
+                self.checkpoints.save(state, self.optimizers, self.precision, self.random_init)
+                self.record.status(state.epoch)
+            path = self.checkpoints.last_good()
+        if due:
+            self.preemption.saved()
+        if stop:
+            distributed.barrier()
+            raise self.stopped(path)
+
+    def stopped(self, path: Path | str | None, in_epoch: int = 0) -> Preempted:
+        state = self.state
+        where = (f"epoch {state.epoch}, after {in_epoch} of its {self.steps_per_epoch} steps" if in_epoch
+                 else f"the end of epoch {state.epoch}")
+        return Preempted(f"stopped by {self.preemption.signal_name} at {where} (step {state.step}); checkpoint "
+                         f"{path or self.checkpoints.last_good()}; continue with --resume")
+
 
 def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progress: bool) -> None:
     """The loop: per step the LR, the active optimizer, the forward under autocast, the backward, the
@@ -76,13 +135,13 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
     method.train()
     while state.epoch < stop_epoch:
         state.epoch += 1
-        totals = LossTotals()
+        first, totals = t.resume_point()  # mid-epoch after a preemption: its later steps only
         clock = time.perf_counter()
-        bar = tqdm(t.state.data.train_views.epoch(state.epoch), total=t.steps_per_epoch,
+        bar = tqdm(t.batches(state.epoch, first), total=t.steps_per_epoch, initial=first,
                    desc=f"seed {state.seed} epoch {state.epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True,
                    disable=None if (progress and main) else True)  # on a terminal, rank 0 only
-        lr = 0.0
-        for x_a, x_b in bar:
+        lr = totals.lr
+        for in_epoch, (x_a, x_b) in enumerate(bar, start=first + 1):
             lr = t.set_learning_rates(lr_factor(state.step, state.total_steps, t.warmup_steps))
             name = method.active_optimizer(state.step)
             x_a, x_b = to_layout(x_a, cfg.channels_last), to_layout(x_b, cfg.channels_last)
@@ -99,12 +158,15 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
             if t.guard.due():
                 t.guard.check(t.steps_per_epoch, t.checkpoints.last_good())
             totals.show(bar, state.step, t.steps_per_epoch, terms, lr, clock, x_a.shape[0])
+            t.after_step(in_epoch, totals, lr)  # --save_every_minutes, SIGTERM/SIGUSR1
         bar.close()
         elapsed = time.perf_counter() - clock
         t.guard.check(t.steps_per_epoch, t.checkpoints.last_good())
+        saved = False
         if main:
             extra = {k: v for cb in callbacks for k, v in cb.on_epoch_end(state).items()}
-            end_epoch(t, totals.means(), lr, extra, elapsed, stop_epoch)
+            saved = end_epoch(t, totals.means(), lr, extra, elapsed, stop_epoch)
+        t.after_epoch(saved)
         distributed.barrier()
 
 
@@ -114,6 +176,19 @@ class LossTotals:
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
+        self.lr = 0.0  # the learning rate of the last step (a resumed epoch may have no step left)
+
+    @classmethod
+    def restore(cls, partial: dict[str, Any], device: torch.device) -> LossTotals:
+        totals = cls()
+        totals.sums = {k: v.to(device) for k, v in partial["sums"].items()}
+        totals.count, totals.lr = int(partial["count"]), float(partial["lr"])
+        return totals
+
+    def partial(self, lr: float, skipped: int) -> dict[str, Any]:
+        """What a mid-epoch checkpoint keeps so that the epoch's metrics row comes out the same."""
+        return {"sums": {k: v.detach().cpu() for k, v in self.sums.items()}, "count": self.count, "lr": lr,
+                "skipped": skipped}
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
         for k, v in terms.items():
@@ -133,9 +208,9 @@ class LossTotals:
 
 
 def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, float], elapsed: float,
-              stop_epoch: int) -> None:
+              stop_epoch: int) -> bool:
     """Rank 0 after an epoch: the metrics row, then evaluation and checkpoint when due (never of
-    non-finite weights)."""
+    non-finite weights). Returns whether it wrote a checkpoint."""
     state, cfg = t.state, t.state.cfg
     row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "lr": lr, **means}
     if t.guard.mode == "skip":
@@ -156,9 +231,10 @@ def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, 
     if saving:
         t.checkpoints.save(state, t.optimizers, t.precision, t.random_init)
         t.record.status(state.epoch)
+    return saving
 
 
-def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None) -> Training:
+def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: Preemption) -> Training:
     """Data, method, optimizers, DDP and precision for one seed; the latest checkpoint restored if any."""
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
@@ -180,24 +256,29 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None) -> Training:
     state = RunState(cfg, method, data, device, seed_dir.path, seed_dir.seed, total_steps=cfg.epochs * steps)
     t = Training(state, model, optimizers, StepPrecision(cfg.precision, device), NonFiniteGuard(cfg.on_nan),
                  steps, cfg.warmup_epochs * steps, None, EvalLog(seed_dir), Checkpoints(seed_dir, cfg),
-                 SeedRecord(seed_dir))
+                 SeedRecord(seed_dir), preemption=preemption)
     ckpt_file = resume_from or seed_dir.latest_checkpoint()
     if ckpt_file is not None:
         ckpt = t.checkpoints.restore(ckpt_file, method, optimizers, t.precision)
         state.epoch, state.step, t.random_init = ckpt["epoch"], ckpt["step"], ckpt["random_init"]
-        t.evals = EvalLog(seed_dir, state.epoch)
+        t.partial = ckpt.get("partial") or {}
+        evaluated = {e for e in range(1, state.epoch + 1) if e % cfg.model_evaluation_interval == 0 or e == cfg.epochs}
+        t.evals = EvalLog(seed_dir, state.epoch, ({0} | evaluated) if t.random_init else set(), ckpt_file.name)
     elif main:
         t.record.start(cfg, device, world)
     if main:
-        t.metrics = MetricsLog(seed_dir, build_loggers(cfg, seed_dir), state.epoch if ckpt_file is not None else None)
+        t.metrics = MetricsLog(seed_dir, build_loggers(cfg, seed_dir), state.epoch if ckpt_file is not None else None,
+                               ckpt_file.name if ckpt_file is not None else "")
         t.record.status(state.epoch)
     return t
 
 
 def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
-              resume_from: Path | None = None, progress: bool = True) -> dict[str, Any] | None:
+              resume_from: Path | None = None, progress: bool = True,
+              preemption: Preemption | None = None) -> dict[str, Any] | None:
     """Train (or resume) one seed in ``run_dir``. Returns its results, or None if stopped by
-    ``--stop_after`` before the last epoch (the run stays resumable)."""
+    ``--stop_after`` before the last epoch (the run stays resumable). On a signal seen by ``preemption``
+    it checkpoints where it stands (mid-epoch if need be) and raises :class:`Preempted`."""
     seed_dir = SeedDir(Path(run_dir), seed)
     seed_dir.create()
     main = distributed.is_main()
@@ -208,9 +289,9 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if main:  # a kill between results.json and status.json left "incomplete": repair it
             seed_dir.write_status("complete", done["epochs"])
         return done
-    t = setup(cfg, seed_dir, resume_from)
+    t = setup(cfg, seed_dir, resume_from, preemption or Preemption())
     state = t.state
-    if state.epoch == 0 and main:
+    if state.step == 0 and main:  # a fresh start (a mid-epoch-1 checkpoint has steps behind it)
         initial = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature)
         first = next(iter(initial.values()), None)
         if first is not None:

@@ -18,7 +18,7 @@ from mimax.evaluation.results import aggregate, results_markdown
 from mimax.evaluation.runs import open_run
 from mimax.evaluation.table import read_results, table_markdown
 from mimax.runtime.device import resolve_device
-from mimax.store.atomic import atomic_write_text
+from mimax.store.atomic import atomic_write_text, check_output_file
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -57,11 +57,7 @@ def cmd_table(argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
     if args.out is not None:
-        out = Path(args.out)
-        if out.exists() and not args.overwrite:
-            raise UserError(f"--out: {out} already exists; pass --overwrite to replace it")
-        if not out.parent.is_dir():
-            raise UserError(f"--out: directory {out.parent} does not exist")
+        check_output_file(Path(args.out), args.overwrite)
     text = table_markdown([read_results(d) for d in args.run_dirs])
     print(text.rstrip())
     if args.out is not None:

@@ -34,7 +34,7 @@ from mimax.data.views import normalization as dataset_normalization
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
-from mimax.store.atomic import atomic_write_text
+from mimax.store.atomic import atomic_write_text, check_output_file
 from mimax.store.checkpoint import load_checkpoint
 
 ENCODER_ALIASES = {"f_theta": "f_θ", "g_xi": "g_ξ"}
@@ -128,15 +128,10 @@ def _verify(spec: BackboneSpec, library: str, file: Path, file_format: str) -> N
 def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: str | None = None,
                     overwrite: bool = False, fmt: str | None = None) -> dict[str, Any]:
     """Write the chosen encoder's backbone to ``out`` (and ``out.json``); return the sidecar's content."""
-    out_path = Path(out)
-    side = sidecar_path(out_path)
     if fmt is not None and fmt not in FORMATS:
         raise UserError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
-    for path in (out_path, side):
-        if path.exists() and not overwrite:
-            raise UserError(f"--out: {path} already exists; pass --overwrite to replace it")
-    if not out_path.parent.is_dir():
-        raise UserError(f"--out: directory {out_path.parent} does not exist")
+    out_path = check_output_file(Path(out), overwrite)
+    side = check_output_file(sidecar_path(out_path), overwrite)
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
     ckpt = load_checkpoint(path)
     cfg = run.cfg

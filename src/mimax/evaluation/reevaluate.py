@@ -34,7 +34,7 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
     jobs = []
     for seed_dir, path in checkpoints_to_use(run, checkpoint):
         ckpt = load_checkpoint(path)
-        out = seed_dir.eval_record(int(ckpt["epoch"]))
+        out = seed_dir.eval_record(int(ckpt["epoch"]), int((ckpt.get("partial") or {}).get("in_epoch", 0)))
         if out.exists() and not overwrite:
             raise UserError(f"{out} already exists (an earlier `mimax eval`); pass --overwrite to replace it")
         jobs.append((seed_dir, path, ckpt, out))

@@ -36,6 +36,8 @@ def read_results(path: str) -> dict[str, Any]:
     if not isinstance(summary, dict):
         raise UserError(f"{exp.results_json}: not a mimax results file (summary is not a mapping)")
     saved = exp.read_config_dict()
+    if saved is None and exp.config_json.exists():  # there but damaged: never merge on a guess
+        raise UserError(f"{exp.config_json}: not a mimax config (unreadable, or not a JSON object)")
     config = None if saved is None else {k: v for k, v in saved.items()
                                          if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
     return {"dir": str(exp.path), "dataset": dataset, "method": method, "summary": summary, "config": config,

@@ -168,8 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     all_flags = [run_flags(args, r, Path(out_dir)) for r in runs]
     for flags in all_flags:  # validate every configuration before anything is written
         config_from_args(flags)
-    out = ExperimentDir.create(out_dir, overwrite=False).path
+    demo = ExperimentDir.create(out_dir, overwrite=False, run_id="demo")  # locked: one demo per folder
+    try:
+        return _run_demo(demo.path, runs, all_flags, args)
+    finally:
+        demo.release()
 
+
+def _run_demo(out: Path, runs: list, all_flags: list[list[str]], args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(runs), desc="demo", unit="config", dynamic_ncols=True, file=sys.stdout)

@@ -83,7 +83,7 @@ class TrajectoryRecorder(Callback):
 
     def on_epoch_end(self, state: RunState) -> dict[str, float]:
         if not self.records and self.path.is_file():  # resumed: keep the epochs up to the checkpoint
-            saved = json.loads(self.path.read_text())["records"]
+            saved = load_trajectories(self.path.parent)["records"]
             self.records = [r for r in saved if r["epoch"] < state.epoch]
         self._record(state)
         last = self.records[-1]
@@ -92,7 +92,17 @@ class TrajectoryRecorder(Callback):
 
 
 def load_trajectories(run_dir: Path) -> dict[str, Any]:
+    """``trajectories.json`` of a seed directory: ``{"method": str, "records": [{"epoch": int, ...}, ...]}``
+    (a one-line UserError if it is missing, unreadable or not that shape)."""
     path = SeedDir.at(run_dir).trajectories_json
     if not path.is_file():
         raise UserError(f"{path}: no trajectories recorded (run the Gaussian experiment, e.g. `mimax demo`)")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({' '.join(str(exc).split())[:120]})") from None
+    ok = (isinstance(data, dict) and isinstance(data.get("method"), str) and isinstance(data.get("records"), list)
+          and data["records"] and all(isinstance(r, dict) and isinstance(r.get("epoch"), int) for r in data["records"]))
+    if not ok:
+        raise UserError(f"{path}: not a mimax trajectories file (expected method and a list of epoch records)")
+    return data

@@ -21,12 +21,27 @@ import torch
 from mimax.errors import UserError
 from mimax.store import faults
 
-CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)\.pt$")  # checkpoint file names (layout: mimax.store.rundir)
+# checkpoint file names (layout: mimax.store.rundir): ckpt_epoch_<e>.pt after epoch e, ckpt_epoch_<e>_step_<k>.pt
+# after k steps of epoch e + 1 (mid-epoch: preemption, --save_every_minutes)
+CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)(?:_step_(\d+))?\.pt$")
 TEMP_RE = re.compile(r"^\..+\.tmp$")  # mkstemp names of the atomic writers below: .<name>.<random>.tmp
 
 
 class OutputWriteError(UserError):
     """An output file could not be written (disk full, read-only, permissions); names the path."""
+
+
+def checkpoint_position(path: Path) -> tuple[int, int] | None:
+    """``(completed epochs, steps into the next epoch)`` from a checkpoint's file name, or None."""
+    m = CKPT_RE.match(Path(path).name)
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else None
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process umask: what ``open()`` would create (mkstemp alone gives 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -37,6 +52,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, _file_mode())  # shareable like any file the user creates: respect the umask
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -47,8 +63,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise OutputWriteError(f"cannot write {path} ({exc.strerror or exc}); free space or fix permissions, "
-                               "then continue with --resume") from None
+        raise OutputWriteError(f"cannot write {path} ({exc.strerror or exc})") from None
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -64,7 +79,24 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda fh: torch.save(obj, fh))
+    """Serialize in memory first: torch's zip writer turns a failed write (full disk) into a RuntimeError
+    without the errno; writing the finished bytes reports the real OSError (ENOSPC, EDQUOT, EFBIG)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getbuffer())
+
+
+def check_output_file(out: Path, overwrite: bool, flag: str = "--out") -> Path:
+    """An output file of plot/table/export: refuse an existing one without ``--overwrite``, and never
+    replace anything but a regular file (a device node, FIFO, directory or symlink stays as it is)."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise UserError(f"{flag}: {out} exists and is not a regular file; refusing to replace it")
+    if out.exists() and not overwrite:
+        raise UserError(f"{flag}: {out} already exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise UserError(f"{flag}: directory {out.parent} does not exist")
+    return out
 
 
 def remove_stale_temp_files(directory: Path) -> list[Path]:

@@ -10,6 +10,9 @@ point, exactly where a power cut or an OOM killer could strike. Points (see docs
 - ``seed_done``: after a seed's ``results.json``, before the next seed starts;
 - ``results``: after the experiment's ``results.json``, before ``results.md`` and ``status.json``.
 
+``MIMAX_SIGNAL_AT=<SIGNAL>:<point>:<n>`` (e.g. ``SIGTERM:step:7``) instead sends the process that signal
+at the ``n``-th arrival: a preemption notice at an exact step (the preemption tests).
+
 Cost when unset: the environment is read once at import; the call sites outside the training step test
 the module constant ``ARMED`` before calling :func:`hit`, and the ``step`` point is installed on the
 method by :func:`arm_step` only when armed, so the training step carries no hook at all.
@@ -32,13 +35,41 @@ def _parse(spec: str | None) -> tuple[str, int] | None:
     return point, int(count)
 
 
+SIGNAL_ENV = "MIMAX_SIGNAL_AT"
+
+
+def _parse_signal(spec: str | None) -> tuple[int, str, int] | None:
+    if not spec:
+        return None
+    name, _, rest = spec.partition(":")
+    if not hasattr(signal, name):
+        raise ValueError(f"{SIGNAL_ENV}={spec!r}: unknown signal {name!r}; expected e.g. SIGTERM:step:7")
+    point, count = _parse(rest) or ("", 0)
+    return int(getattr(signal, name)), point, count
+
+
 _TARGET = _parse(os.environ.get(ENV))
-ARMED = _TARGET is not None
+_SIGNAL = _parse_signal(os.environ.get(SIGNAL_ENV))
+ARMED = _TARGET is not None or _SIGNAL is not None
 _seen: dict[str, int] = {}
+_signal_seen: dict[str, int] = {}
+
+
+def arm_signal(spec: str | None) -> None:
+    """Set (or with None clear) the ``MIMAX_SIGNAL_AT`` target in this process (in-process tests)."""
+    global _SIGNAL, ARMED
+    _SIGNAL = _parse_signal(spec)
+    _signal_seen.clear()
+    ARMED = _TARGET is not None or _SIGNAL is not None
 
 
 def hit(point: str) -> None:
-    """Count one arrival at ``point``; SIGKILL this process at the configured arrival."""
+    """Count one arrival at ``point``; SIGKILL this process (or send it the configured signal) at the
+    configured arrival."""
+    if _SIGNAL is not None and point == _SIGNAL[1]:
+        _signal_seen[point] = _signal_seen.get(point, 0) + 1
+        if _signal_seen[point] == _SIGNAL[2]:
+            os.kill(os.getpid(), _SIGNAL[0])
     if _TARGET is None or point != _TARGET[0]:
         return
     _seen[point] = _seen.get(point, 0) + 1

@@ -2,10 +2,15 @@
 
 Layout::
 
-    <output_dir>/            config.json  env.json  status.json  results.json  results.md
+    <output_dir>/            .mimax-run  .mimax.lock  config.json  env.json  status.json  results.json  results.md
         seed_<k>/            config.json  env.json  status.json  results.json
                              metrics.csv  eval.csv  mi.csv  trajectories.json  eval_ckpt_epoch_<n>.json
-            checkpoints/     ckpt_epoch_<epoch>.pt
+            checkpoints/     ckpt_epoch_<epoch>.pt  ckpt_epoch_<epoch>_step_<k>.pt (mid-epoch)
+
+Ownership: ``.mimax-run`` (the marker, written first: format + run id) is what makes a directory provably
+mimax's, so ``--overwrite`` clears nothing else. ``.mimax.lock`` carries an exclusive ``flock`` held by
+the one process writing the directory; the OS releases it when that process exits or is killed, so a
+``kill -9`` never leaves a stale lock.
 
 :class:`ExperimentDir` and :class:`SeedDir` own these names: creating an experiment without clobbering,
 finding its seeds (numeric order: ``seed_10`` after ``seed_2``), reading ``config.json`` back, and a
@@ -14,7 +19,10 @@ seed's checkpoints. Nothing else in mimax builds these paths or globs run direct
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
 import platform
 import re
 import shutil
@@ -31,13 +39,80 @@ import torch
 
 from mimax import __version__
 from mimax.config import RUNTIME_FIELDS, Config, validate
+from mimax.config.parsing import coerce, field_type
 from mimax.errors import ConfigError, UserError
 from mimax.methods import METHODS, MethodNotFound
 from mimax.methods.registry import display_name
-from mimax.store.atomic import CKPT_RE, TEMP_RE, read_csv, remove_stale_temp_files, write_json
+from mimax.store.atomic import (
+    CKPT_RE,
+    TEMP_RE,
+    OutputWriteError,
+    checkpoint_position,
+    read_csv,
+    remove_stale_temp_files,
+    write_json,
+)
 
 SEED_DIR_RE = re.compile(r"^seed_(\d+)$")
 RUN_DIR_LAYOUT = "a mimax experiment directory (with config.json) or one of its seed_<k> directories"
+MARKER = ".mimax-run"
+MARKER_FORMAT = "mimax-run-v1"
+LOCK = ".mimax.lock"
+# What mimax writes at the top of an experiment directory; --overwrite clears a marked directory only if
+# it holds nothing else.
+OWN_FILES = {MARKER, LOCK, "config.json", "env.json", "status.json", "results.json", "results.md", ".write_test"}
+
+
+def run_identity(cfg: Config, seed: int | None = None) -> str:
+    """Hash of what is trained: the resolved config without its runtime fields (and the seed, for one
+    seed's run). Two runs share it exactly when they train the same thing."""
+    trained = {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_FIELDS}
+    if seed is not None:
+        trained["__seed__"] = seed
+    return hashlib.sha256(json.dumps(trained, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class RunLock:
+    """One writer per experiment directory: an exclusive ``flock`` on ``<dir>/.mimax.lock`` holding the
+    owner's PID. Released by :meth:`release`, or by the OS when the process exits or is killed."""
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / LOCK
+        self.fd: int | None = None
+
+    def acquire(self, flag: str) -> RunLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            raise UserError(f"{flag}: cannot write to {self.path.parent} ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"{flag}: {self.path.parent} is in use by another mimax process (PID {holder}); "
+                            "wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def read_marker(directory: Path) -> dict[str, Any] | None:
+    """The ``.mimax-run`` marker of ``directory`` if it is one mimax wrote, else None."""
+    path = Path(directory) / MARKER
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("format") == MARKER_FORMAT else None
 
 
 def git_commit() -> str:
@@ -82,7 +157,13 @@ def config_from_saved(saved: Any, path: Path) -> Config:
     if unknown:
         raise UserError(f"{path}: fields this mimax does not know ({', '.join(unknown)}); "
                         "was the run trained by a newer version?")
-    cfg = Config(**saved)
+    try:  # a damaged file (a hand edit, a bad copy) is one line, not a crash later
+        typed = {k: coerce(k, v) if field_type(k)[0] in (int, float, bool, str) else v for k, v in saved.items()}
+    except ConfigError as err:
+        raise UserError(f"{path}: damaged config ({err})") from None
+    cfg = Config(**typed)
+    if not isinstance(cfg.model_name, str) or cfg.model_name not in METHODS:
+        raise UserError(f"{path}: damaged config (unknown method {cfg.model_name!r})")
     if cfg.view_recipe in (None, "auto") and cfg.model_name in METHODS:
         cfg.view_recipe = METHODS[cfg.model_name].view_recipe
     return cfg
@@ -122,15 +203,25 @@ class SeedDir:
         for directory in (self.path, self.checkpoint_dir):
             remove_stale_temp_files(directory)
 
-    def checkpoint(self, epoch: int) -> Path:
-        return self.checkpoint_dir / f"ckpt_epoch_{epoch:04d}.pt"
+    def checkpoint(self, epoch: int, step_in_epoch: int = 0) -> Path:
+        """The checkpoint after ``epoch`` epochs and ``step_in_epoch`` steps of the next one (mid-epoch)."""
+        mid = f"_step_{step_in_epoch:06d}" if step_in_epoch else ""
+        return self.checkpoint_dir / f"ckpt_epoch_{epoch:04d}{mid}.pt"
 
     def checkpoints(self) -> list[Path]:
-        """The seed's checkpoints in epoch order."""
+        """The seed's checkpoints in training order (a mid-epoch one between its epoch's neighbours)."""
         if not self.checkpoint_dir.is_dir():
             return []
-        found = sorted((int(m.group(1)), p) for p in self.checkpoint_dir.iterdir() if (m := CKPT_RE.match(p.name)))
+        found = sorted((pos, p) for p in self.checkpoint_dir.iterdir() if (pos := checkpoint_position(p)))
         return [p for _, p in found]
+
+    def remove_superseded_mid_epoch(self, newest: Path) -> None:
+        """Delete the mid-epoch checkpoints older than ``newest`` (they only exist to survive preemption)."""
+        keep = checkpoint_position(newest)
+        for p in self.checkpoints():
+            pos = checkpoint_position(p)
+            if pos[1] and pos < keep:
+                p.unlink(missing_ok=True)
 
     def latest_checkpoint(self) -> Path | None:
         found = self.checkpoints()
@@ -140,9 +231,11 @@ class SeedDir:
         path = Path(path).resolve()
         return path.parent == self.checkpoint_dir.resolve() and CKPT_RE.match(path.name) is not None
 
-    def eval_record(self, epoch: int) -> Path:
-        """Where ``mimax eval`` writes its re-evaluation of the checkpoint of ``epoch``."""
-        return self.path / f"eval_ckpt_epoch_{epoch:04d}.json"
+    def eval_record(self, epoch: int, step_in_epoch: int = 0) -> Path:
+        """Where ``mimax eval`` writes its re-evaluation of the checkpoint of ``epoch`` (and, for a mid-epoch
+        checkpoint, ``step_in_epoch`` steps into the next epoch)."""
+        mid = f"_step_{step_in_epoch:06d}" if step_in_epoch else ""
+        return self.path / f"eval_ckpt_epoch_{epoch:04d}{mid}.json"
 
     def write_status(self, status: str, epoch: int | None = None, **extra: Any) -> None:
         record = {"status": status, **({} if epoch is None else {"epoch": epoch}), "seed": self.seed, **extra}
@@ -162,6 +255,30 @@ class ExperimentDir:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self.lock: RunLock | None = None  # held while this process writes the experiment
+        self.created: Path | None = None  # the topmost folder this invocation created
+
+    def claim(self, flag: str = "--resume") -> ExperimentDir:
+        """Take the experiment's lock (one writer); refused with one line naming the holder's PID."""
+        self.lock = RunLock(self.path).acquire(flag)
+        return self
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def discard(self) -> None:
+        """Undo a fresh run that failed before it kept anything: delete what it wrote (only mimax's files
+        are there), then the folders this invocation created, if empty."""
+        for p in self.path.iterdir():
+            if p.name != LOCK and (p.name in OWN_FILES or TEMP_RE.match(p.name) or SEED_DIR_RE.match(p.name)):
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        if self.created is not None:
+            (self.path / LOCK).unlink(missing_ok=True)
+        self.release()
+        if self.created is not None:
+            _remove_empty_dirs(self.path, self.created)
 
     def __repr__(self) -> str:
         return f"ExperimentDir({str(self.path)!r})"
@@ -234,33 +351,56 @@ class ExperimentDir:
         return Path("runs") / f"{display_name(cfg.model_name)}_{cfg.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
 
     @classmethod
-    def create(cls, output_dir: str | None, overwrite: bool, default: Path | None = None) -> ExperimentDir:
-        """Create the directory of a new experiment; never reuse a non-empty one without ``overwrite``.
+    def create(cls, output_dir: str | None, overwrite: bool, default: Path | None = None,
+               run_id: str = "") -> ExperimentDir:
+        """Create (or, with ``overwrite``, clear) the directory of a new experiment and take its lock.
 
-        ``overwrite`` only clears a directory that is itself a mimax experiment (has ``config.json``), so
-        a mistyped path cannot wipe unrelated files.
-        """
+        The lock is taken before the directory's content is looked at, so of two runs started together on
+        one directory exactly one proceeds. ``overwrite`` clears only a directory carrying mimax's marker
+        and nothing but mimax's files; a directory without the marker is refused untouched (not even a
+        lock file is created in it). A refused run removes the folders it created. The returned
+        experiment holds the lock: :meth:`release` it (or :meth:`discard` a failed fresh run)."""
         out = Path(output_dir) if output_dir else default
-        if out.exists() and not out.is_dir():
-            raise ConfigError("--output_dir", f"{out} exists and is not a directory")
-        if out.is_dir() and not (out / "config.json").exists():
-            _remove_torn_start(out)
-        if out.is_dir() and any(out.iterdir()):
+        check_output_path(out, overwrite)
+        if out.is_dir() and read_marker(out) is None and _torn_start(out) is None:
             if not overwrite:
-                raise ConfigError("--output_dir", f"{out} already holds files; pass --overwrite to replace that "
-                                                  "run or --resume to continue it")
-            if not (out / "config.json").is_file():
-                raise ConfigError("--overwrite", f"{out} is not a mimax experiment (no config.json); refusing to "
-                                                 "clear it")
-            shutil.rmtree(out)
+                raise ConfigError("--output_dir", f"{out} already holds files; pass --overwrite to replace "
+                                                  "that run or --resume to continue it")
+            raise ConfigError("--overwrite", f"{out} is not a mimax run (no {MARKER} marker); refusing to clear it")
+        created = _missing_ancestor(out)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".write_test"
-            probe.write_text("")
-            probe.unlink()
         except OSError as exc:
             raise ConfigError("--output_dir", f"cannot write to {out} ({exc.strerror})") from None
-        return cls(out)
+        exp = cls(out)
+        exp.created = created
+        try:
+            exp.claim("--output_dir")
+        except BaseException:
+            if created is not None:
+                _remove_empty_dirs(out, created)
+            raise
+        try:
+            if not (out / "config.json").exists():
+                for p in _torn_start(out) or []:
+                    p.unlink(missing_ok=True)
+            if any(p.name != LOCK for p in out.iterdir()):
+                if not overwrite:
+                    raise ConfigError("--output_dir", f"{out} already holds files; pass --overwrite to replace "
+                                                      "that run or --resume to continue it")
+                _check_clearable(out)
+                _clear_run(out)
+            try:
+                write_json(out / MARKER, {"format": MARKER_FORMAT, "run_id": run_id})
+            except OutputWriteError as exc:
+                raise ConfigError("--output_dir", str(exc)) from None
+        except BaseException:
+            if created is not None:
+                exp.discard()
+            else:
+                exp.release()
+            raise
+        return exp
 
     # --- opening what the user points at --------------------------------------------------------
     @classmethod
@@ -322,15 +462,79 @@ class ExperimentDir:
         return cfg
 
 
-def _remove_torn_start(out: Path) -> None:
-    """A run killed while creating its directory leaves only ``.write_test`` or the temp file of its first
-    ``config.json``/``env.json`` write; clear exactly those so the same command can start again."""
-    entries = list(out.iterdir())
-    torn = [p for p in entries if p.is_file() and (p.name == ".write_test" or (
-        TEMP_RE.match(p.name) and p.name.startswith((".config.json.", ".env.json.", ".status.json."))))]
-    if entries and len(torn) == len(entries):
-        for p in torn:
-            p.unlink(missing_ok=True)
+def check_output_path(out: Path, overwrite: bool) -> None:
+    """What can be refused before anything exists: a symlink, a non-directory, the current directory."""
+    try:
+        if out.is_symlink():
+            raise ConfigError("--output_dir", f"{out} is a symbolic link; give the real directory "
+                                              f"({os.path.realpath(out)})")
+        if out.exists() and not out.is_dir():
+            raise ConfigError("--output_dir", f"{out} exists and is not a directory")
+        if overwrite:
+            here, target = Path.cwd().resolve(), out.resolve()
+            if here == target or target in here.parents:
+                raise ConfigError("--overwrite", f"{out} is the current directory or holds it; refusing to "
+                                                 "clear it (run from elsewhere)")
+    except OSError as exc:
+        raise ConfigError("--output_dir", f"cannot use {out} ({exc.strerror})") from None
+
+
+def _torn_start(out: Path) -> list[Path] | None:
+    """The entries of a directory that holds nothing but what a run killed while creating it leaves (its
+    marker, ``.write_test``, the temp file of its marker's or first ``config.json``/``env.json`` write; an
+    empty directory gives ``[]``), else None. The lock file is never listed."""
+    entries = [p for p in out.iterdir() if p.name != LOCK]
+    torn = [p for p in entries if p.is_file() and (p.name in (".write_test", MARKER) or (
+        TEMP_RE.match(p.name) and p.name.startswith((".config.json.", ".env.json.", ".status.json.",
+                                                     f".{MARKER}."))))]
+    return torn if len(torn) == len(entries) else None
+
+
+def _check_clearable(out: Path) -> None:
+    """Refuse ``--overwrite`` unless ``out`` is provably one mimax run and holds nothing else."""
+    if read_marker(out) is None:
+        raise ConfigError("--overwrite", f"{out} is not a mimax run (no {MARKER} marker); refusing to clear it")
+    foreign = sorted(p.name for p in out.iterdir() if not (
+        p.name in OWN_FILES or TEMP_RE.match(p.name)
+        or (SEED_DIR_RE.match(p.name) and p.is_dir() and not p.is_symlink())))
+    if foreign:
+        raise ConfigError("--overwrite", f"{out} holds files mimax did not write ({', '.join(foreign[:5])}); "
+                                         "refusing to clear it")
+    for root, _, files in os.walk(out):
+        if Path(root) != out and MARKER in files:
+            raise ConfigError("--overwrite", f"{out} holds another mimax run ({root}); refusing to clear it")
+
+
+def _clear_run(out: Path) -> None:
+    """Delete a checked mimax run's contents, keeping the lock file this process holds."""
+    for p in out.iterdir():
+        if p.name == LOCK:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _missing_ancestor(path: Path) -> Path | None:
+    """The topmost of ``path`` and its parents that does not exist yet (what ``mkdir -p`` would create)."""
+    missing = None
+    for p in [path, *path.parents]:
+        if os.path.lexists(p):
+            break
+        missing = p
+    return missing
+
+
+def _remove_empty_dirs(path: Path, top: Path) -> None:
+    """``rmdir`` ``path`` and its parents up to ``top`` while they are empty."""
+    for p in [path, *path.parents]:
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == top:
+            return
 
 
 def run_label(path: Path) -> str:

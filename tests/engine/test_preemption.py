@@ -1,0 +1,233 @@
+"""Preemption: SIGTERM / SIGUSR1 at random steps checkpoint mid-epoch and exit 75; ``--resume`` then
+finishes bitwise-identically to an uninterrupted run. Also: loaders start an epoch at a step and yield
+exactly the batches of the full epoch from there; ``--save_every_minutes``; ``--resume auto``.
+
+The signal is a real one: ``MIMAX_SIGNAL_AT=SIGTERM:step:n`` makes the process send it to itself after
+the n-th optimizer step (in-process trials arm it with :func:`mimax.store.faults.arm_signal`), and one
+subprocess trial is signalled from outside at a random moment."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import killharness as kh
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT
+from mimax.cli import main
+from mimax.data.gaussian import GaussianViewLoader
+from mimax.data.images import BatchedViewLoader, ImageSplit, WorkerViewLoader
+from mimax.data.loading import DataLoaderViews
+from mimax.data.views import BatchedViews, TorchvisionViews, make_recipe
+from mimax.engine.preemption import EXIT_PREEMPTED
+from mimax.store import faults
+from mimax.store.atomic import read_csv
+from mimax.store.rundir import SeedDir
+
+
+def _checkpoints(seed_dir: Path) -> list[Path]:
+    return SeedDir.at(seed_dir).checkpoints()
+
+
+STEPS = 24  # kh.ARGS: 2 seeds x 3 epochs x 4 steps
+CPU = torch.device("cpu")
+
+
+# --- loaders: epoch(e, start=k) == epoch(e)[k:] -------------------------------------------------------
+
+def _same_batches(loader, epoch: int) -> None:
+    full = list(loader.epoch(epoch))
+    assert len(full) == len(loader)
+    for start in sorted({1, len(full) // 2, len(full) - 1, len(full)}):
+        tail = list(loader.epoch(epoch, start=start))
+        assert len(tail) == len(full) - start, f"start={start}"
+        for k, ((a, b), (fa, fb)) in enumerate(zip(tail, full[start:])):
+            assert torch.equal(a, fa) and torch.equal(b, fb), f"start={start}: batch {start + k} differs"
+
+
+def _images(n: int = 40, channels: int = 3, side: int = 12) -> torch.Tensor:
+    return torch.randint(0, 256, (n, channels, side, side), generator=torch.Generator().manual_seed(1),
+                         dtype=torch.uint8)
+
+
+def _png_split(tmp: Path, n: int = 24) -> ImageSplit:
+    files = []
+    for i, img in enumerate(_images(n, side=16)):
+        path = tmp / f"{i:03d}.png"
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
+        files.append(path)
+    return ImageSplit(3, files=files, labels=torch.zeros(n, dtype=torch.int64), eval_crop=1.0)
+
+
+def test_gaussian_loader_starts_at_a_step():
+    x = torch.randn(100, 5, generator=torch.Generator().manual_seed(0))
+    _same_batches(GaussianViewLoader(x, 16, noise=0.5, scaling=True, seed=3), epoch=2)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_worker_view_loader_starts_at_a_step(workers):
+    split = ImageSplit(3, images=_images(), labels=torch.zeros(40, dtype=torch.int64))
+    recipe = make_recipe("simclr", "ImageFolder", 8, 3)
+    _same_batches(WorkerViewLoader(split, recipe, 8, workers, seed=5, device=CPU), epoch=3)
+
+
+def test_batched_view_loader_starts_at_a_step_in_memory_and_from_files(tmp_path):
+    recipe = make_recipe("byol", "ImageFolder", 8, 3)
+    in_memory = ImageSplit(3, images=_images(), labels=torch.zeros(40, dtype=torch.int64))
+    _same_batches(BatchedViewLoader(in_memory, recipe, 8, 0, seed=2, device=CPU), epoch=1)
+    _same_batches(BatchedViewLoader(_png_split(tmp_path), recipe, 6, 0, seed=2, device=CPU), epoch=4)
+
+
+class _Pairs(torch.utils.data.Dataset):
+    def __init__(self, images: torch.Tensor, views=None):
+        self.images, self.views = images, views
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.views(self.images[i]) if self.views is not None else self.images[i]
+
+
+def test_dataloader_views_start_at_a_step_per_sample_and_on_device():
+    recipe = make_recipe("simclr", "ImageFolder", 8, 3)
+    per_sample = DataLoaderViews(_Pairs(_images(), TorchvisionViews(recipe)), batch_size=8, seed=4, device=CPU)
+    _same_batches(per_sample, epoch=2)
+    on_device = DataLoaderViews(_Pairs(_images()), batch_size=8, seed=4, device=CPU, on_device=BatchedViews(recipe))
+    _same_batches(on_device, epoch=2)
+    sharded = on_device.shard(1, 2)  # a rank of a two-process run
+    _same_batches(sharded, epoch=3)
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "exp"
+    assert kh.run_in_process([*kh.ARGS, "--output_dir", str(out)]) == 0
+    return _snapshot(out)
+
+
+def _snapshot(exp: Path) -> dict:
+    snap = kh.snapshot(exp)
+    for seed_dir in sorted(exp.glob("seed_*")):
+        snap["seeds"][seed_dir.name]["mi"] = read_csv(seed_dir / "mi.csv")
+    return snap
+
+
+def _assert_same(got: dict, ref: dict) -> None:
+    kh.assert_same_run(got, ref)
+    for seed, want in ref["seeds"].items():
+        assert got["seeds"][seed]["mi"] == want["mi"], f"{seed}: mi.csv differs"
+
+
+def signal_and_resume(out: Path, sig: str, step: int, capsys) -> str:
+    """Train with ``sig`` arriving after optimizer step ``step``; check the stop; resume to the end."""
+    faults.arm_signal(f"{sig}:step:{step}")
+    try:
+        capsys.readouterr()
+        code = kh.run_in_process([*kh.ARGS, "--output_dir", str(out)])
+    finally:
+        faults.arm_signal(None)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_PREEMPTED, err
+    assert len(err) == 1 and err[0].startswith(f"mimax: stopped by {sig} at "), err
+    seed_dir = out / f"seed_{(step - 1) // 12}"
+    ckpts = _checkpoints(seed_dir)
+    assert ckpts, "no checkpoint written on the signal"
+    assert str(ckpts[-1]) in err[0]
+    kh.assert_intact(out, finished=False)
+    assert kh.run_in_process(["--resume", str(out)]) == 0
+    kh.assert_intact(out, finished=True)
+    assert not [p for p in out.rglob("ckpt_*_step_*.pt")], "a mid-epoch checkpoint outlived the run"
+    return ckpts[-1].name
+
+
+def _trials(n: int, seed: int) -> list[tuple[str, int]]:
+    rng = random.Random(seed)
+    return [(rng.choice(["SIGTERM", "SIGUSR1"]), rng.randint(1, STEPS)) for _ in range(n)]
+
+
+# the last step of an epoch (4) and of a seed (12) are edge cases, the rest random
+DEFAULT_TRIALS = [("SIGTERM", 4), ("SIGUSR1", 12)] + _trials(2, seed=13)
+SLOW_TRIALS = _trials(20, seed=2026)
+
+
+@pytest.mark.parametrize("sig,step", DEFAULT_TRIALS, ids=[f"{s}@{n}" for s, n in DEFAULT_TRIALS])
+def test_signal_at_a_step_then_resume_is_bitwise_identical(tmp_path, reference, capsys, sig, step):
+    name = signal_and_resume(tmp_path / "exp", sig, step, capsys)
+    at_epoch_end = step % 4 == 0
+    assert ("_step_" in name) or at_epoch_end, name
+    _assert_same(_snapshot(tmp_path / "exp"), reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,step", SLOW_TRIALS, ids=[f"{s}@{n}" for s, n in SLOW_TRIALS])
+def test_signal_at_random_steps_slow(tmp_path, reference, capsys, sig, step):
+    signal_and_resume(tmp_path / "exp", sig, step, capsys)
+    _assert_same(_snapshot(tmp_path / "exp"), reference)
+
+
+def test_sigterm_from_outside_at_a_random_moment(tmp_path, capsys):
+    """A real ``main.py`` process signalled by another process while it trains (a longer run, so the
+    signal lands inside training); the resumed run equals an uninterrupted one."""
+    args = [*kh.ARGS, "--epochs", "40", "--num_runs", "1", "--model_save_interval", "10", "--mi_interval", "10",
+            "--model_evaluation_interval", "20"]
+    ref = tmp_path / "ref"
+    assert kh.run_in_process([*args, "--output_dir", str(ref)]) == 0
+    out = tmp_path / "exp"
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args, "--output_dir", str(out)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "seed_0" / "metrics.csv").is_file():  # training has started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(random.Random(7).uniform(0.0, 0.3))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived (machine too fast for this trial)")
+    assert proc.returncode == EXIT_PREEMPTED, err
+    assert "Traceback" not in err and err.strip().startswith("mimax: stopped by SIGTERM at ")
+    assert kh.run_in_process(["--resume", str(out)]) == 0
+    _assert_same(_snapshot(out), _snapshot(ref))
+
+
+# --- time-based checkpoints, --resume auto ---------------------------------------------------------
+
+def test_save_every_minutes_checkpoints_mid_epoch_and_a_kill_loses_at_most_one_step(tmp_path, reference):
+    """With a clock that is always due, every step leaves a checkpoint (the older mid-epoch ones are
+    removed); SIGKILL after step 7 and the resume starts from step 6, not from the epoch-1 checkpoint."""
+    out = tmp_path / "exp"
+    proc = kh.run([*kh.ARGS, "--save_every_minutes", "1e-9", "--output_dir", str(out)], kill_at="step:7")
+    kh.assert_killed(proc, "step:7")
+    ckpts = [p.name for p in _checkpoints(out / "seed_0")]
+    assert ckpts == ["ckpt_epoch_0001.pt", "ckpt_epoch_0001_step_000002.pt"], ckpts
+    assert kh.run_in_process(["--resume", str(out)]) == 0
+    _assert_same(_snapshot(out), reference)
+
+
+def test_resume_auto_starts_then_continues(tmp_path, reference, capsys):
+    out = tmp_path / "exp"
+    job = [*kh.ARGS, "--output_dir", str(out), "--resume", "auto"]
+    faults.arm_signal("SIGTERM:step:6")  # the first submission starts the run and is preempted
+    try:
+        assert kh.run_in_process(job) == EXIT_PREEMPTED
+    finally:
+        faults.arm_signal(None)
+    assert (out / "seed_0" / "checkpoints" / "ckpt_epoch_0001_step_000002.pt").is_file()
+    assert kh.run_in_process(job) == 0  # the requeued job: the same command continues it
+    _assert_same(_snapshot(out), reference)
+    capsys.readouterr()
+    assert main(["train", *kh.ARGS, "--resume", "auto"]) == 2
+    assert capsys.readouterr().err.strip() == ("mimax: error: --resume: auto needs --output_dir (the run to "
+                                               "continue, or to start there)")
