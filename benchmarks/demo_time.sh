@@ -7,6 +7,6 @@ out=${1:-$(mktemp -d)/demo}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 python -c "import platform, torch; print(f'python {platform.python_version()}, torch {torch.__version__}')"
 /usr/bin/time -f "mimax demo: %e s wall, %U s user, %S s system, max RSS %M KB" \
-  python -m mimax demo --out "$out" > "$out.log" 2>&1 || { tail -5 "$out.log"; exit 1; }
+  python -m mimax demo --output_dir "$out" > "$out.log" 2>&1 || { tail -5 "$out.log"; exit 1; }
 tail -1 "$out.log"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); output: $out"

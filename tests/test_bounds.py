@@ -1,4 +1,4 @@
-"""The bounds of mimax.bounds (METHODS.md §2): against an independent NumPy computation, and their
+"""The bounds of mimax.bounds (docs/methods.md §2): against an independent NumPy computation, and their
 closed-form and limiting cases."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_collapsed_batch_scores_zero(tau):
     assert infonce_bound(s).item() == pytest.approx(0.0, abs=1e-5)
     c = float(np.dot([0.3, -1.0, 2.0], [1.0, 0.5, 0.2]) / np.linalg.norm([0.3, -1.0, 2.0])
               / np.linalg.norm([1.0, 0.5, 0.2]) / tau)
-    expected_jsd = -np.logaddexp(0.0, -c) - np.logaddexp(0.0, c)  # METHODS.md §2: JSD under collapse
+    expected_jsd = -np.logaddexp(0.0, -c) - np.logaddexp(0.0, c)  # docs/methods.md §2: JSD under collapse
     assert jsd_bound(s).item() == pytest.approx(expected_jsd, rel=1e-5)
 
 

@@ -12,12 +12,12 @@ from conftest import ROOT
 SRC = ROOT / "src"
 # Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[set[str]] = [
-    {"mimax", "mimax.errors"},
+    {"mimax", "mimax.errors", "mimax.naming"},
     {"mimax.bounds"},
     {"mimax.objectives", "mimax.nets", "mimax.runtime", "mimax.data"},
     {"mimax.paradigms"},
     {"mimax.methods"},
-    {"mimax.config"},
+    {"mimax.config", "mimax.fit"},
     {"mimax.store"},
     {"mimax.callbacks", "mimax.evaluation"},
     {"mimax.monitors"},

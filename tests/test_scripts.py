@@ -63,7 +63,7 @@ def test_script_resolves_to_a_valid_config(script, monkeypatch):
     cfg = resolve(given)
     assert cfg.model_name == script.stem and cfg.num_runs >= 1
     if script.parent.name == "FashionMNIST":  # the CPU-scale protocol
-        assert (cfg.resnet_width, cfg.precision, cfg.num_threads, cfg.channels_last) == (16, "bf16", 2, True)
+        assert (cfg.resnet_width, cfg.precision, cfg.num_threads, cfg.channels_last) == (16, "auto", 2, True)
 
 
 def test_imagenet100_sdmi_script_is_the_reference_command():

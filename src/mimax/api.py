@@ -12,7 +12,7 @@ import warnings
 from dataclasses import MISSING, fields
 from typing import Any
 
-from mimax.config import Config, notes, resolve
+from mimax.config import Config, notes, resolve_with_notes
 from mimax.engine.experiment import run_experiment
 from mimax.errors import ConfigError
 from mimax.store.rundir import ExperimentDir
@@ -31,9 +31,9 @@ def given_values(config: Config) -> dict[str, Any]:
 
 
 def resolved_config(given: dict[str, Any]):
-    """``(config, checkpoint)``: the resolved and validated config of the given values, or of the run they
-    resume (``resume``; ``resume="auto"`` continues the run in ``output_dir`` if there is one, else starts
-    it there), and the checkpoint to resume from (or None)."""
+    """``(config, checkpoint, notes)``: the resolved and validated config of the given values, or of the run
+    they resume (``resume``; ``resume="auto"`` continues the run in ``output_dir`` if there is one, else
+    starts it there), the checkpoint to resume from (or None), and the defaults fitted to a new run."""
     given = dict(given)
     if given.get("resume") == "auto":  # a requeued job: continue the run if it exists, else start it
         if not given.get("output_dir"):
@@ -44,8 +44,9 @@ def resolved_config(given: dict[str, Any]):
             del given["resume"]
     if given.get("resume"):
         exp, ckpt = ExperimentDir.for_resume(given["resume"])
-        return exp.resume_config({k: v for k, v in given.items() if k != "resume"}), ckpt
-    return resolve(given), None
+        return exp.resume_config({k: v for k, v in given.items() if k != "resume"}), ckpt, []
+    cfg, fitted = resolve_with_notes(given)
+    return cfg, None, fitted
 
 
 def train(config: Config | None = None, /, *, progress: bool = False, **kwargs: Any) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def train(config: Config | None = None, /, *, progress: bool = False, **kwargs: 
     if config is not None and kwargs:
         raise TypeError("give a Config or keyword arguments, not both")
     config = config if config is not None else Config(**kwargs)
-    cfg, ckpt = resolved_config(given_values(config))
+    cfg, ckpt, _ = resolved_config(given_values(config))
     for line in notes(cfg) if not cfg.resume else []:
         if line.startswith("mimax: warning: "):
             warnings.warn(line.removeprefix("mimax: warning: "), stacklevel=2)

@@ -1,4 +1,4 @@
-"""Variational lower bounds on mutual information, as pure functions of a score matrix (METHODS.md §2).
+"""Variational lower bounds on mutual information, as pure functions of a score matrix (docs/methods.md §2).
 
 ``S[i, j]`` is a critic's score of the pair (u_i, v_j): the diagonal holds samples of the joint p(u, v),
 the off-diagonal samples of the product of marginals p(u)p(v). These functions are the single source of

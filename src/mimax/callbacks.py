@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ class RunState:
     epoch: int = 0
     step: int = 0
     total_steps: int = 0
+    # what monitors measured this epoch, for the printed line and TensorBoard ("mi": the MI monitor's rows)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Callback:

@@ -1,4 +1,4 @@
-"""Command line: ``mimax train|demo|plot|eval|table|export|methods`` (``python main.py`` is ``mimax train``).
+"""Command line: ``mimax train|demo|plot|eval|table|export|embed|methods`` (``python main.py`` is ``mimax train``).
 
 User mistakes print one line ``mimax: error: ...`` and exit with code 2; no traceback.
 """
@@ -32,15 +32,16 @@ COMMANDS = {
     "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
     "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
     "export": "write one encoder's backbone for torchvision, timm or safetensors, with a JSON sidecar (how to load it)",
+    "embed": "one embedding per image file (file name -> vector, .npz or .parquet) from a run or exported backbone",
 }
 
 
 def cmd_train(argv: list[str]) -> int:
     given = explicit_values(argv)
-    cfg, ckpt = resolved_config(given)
+    cfg, ckpt, fitted = resolved_config(given)
     if not cfg.resume and os.environ.get("RANK", "0") == "0":  # a new run; under torchrun, rank 0 prints
-        for line in notes(cfg):  # warnings on stderr, notes on stdout
-            print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout)
+        for line in [*(f"note: {n}" for n in fitted), *notes(cfg)]:  # warnings on stderr, notes on stdout
+            print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout, flush=True)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
     if results is not None:
         print(results_markdown(results["summary"], cfg.dataset, cfg.num_runs))
@@ -86,8 +87,9 @@ def figure_format(out: str) -> str:
 
 def plot_mi_command(argv: list[str]) -> int:
     """``mimax plot mi RUN_DIR [RUN_DIR ...] --out FIG.png [--format pdf|svg]``: the paper's Figure 2."""
-    parser = OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv), one "
-                            "panel per estimator, one line per run directory (the paper's Figure 2).")
+    parser = OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv) in the "
+                           "paper's Figure 2 layout: SDMI family top row, JMI family bottom row, one column per "
+                           "estimator, one curve per run directory.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="experiment directories (seeds averaged) or seed_<k> directories")
     parser.add_argument("--out", required=True, metavar="FIG", help="output file")
@@ -95,6 +97,9 @@ def plot_mi_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--representation", default="embedding",
                         help="which mi.csv representation to draw (embedding, backbone, ...)")
+    parser.add_argument("--quantity", choices=("value", "gap"), default="value",
+                        help="value: the paired estimate with its shuffled-pair baseline (the paper's Figure 2); "
+                             "gap: paired - shuffled, a contrast score (default: value)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     check_output_file(Path(args.out), args.overwrite)
@@ -102,7 +107,7 @@ def plot_mi_command(argv: list[str]) -> int:
 
     fmt = args.format or figure_format(args.out)
     runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
-    out = save_figure(plot_mi(runs, representation=args.representation), args.out, fmt)
+    out = save_figure(plot_mi(runs, representation=args.representation, quantity=args.quantity), args.out, fmt)
     print(f"wrote {out}")
     return 0
 
@@ -157,7 +162,7 @@ def cmd_demo(argv: list[str]) -> int:
 
 HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot,
             "eval": evaluation_commands.cmd_eval, "table": evaluation_commands.cmd_table,
-            "export": evaluation_commands.cmd_export}
+            "export": evaluation_commands.cmd_export, "embed": evaluation_commands.cmd_embed}
 
 
 def _safe_streams() -> None:

@@ -1,4 +1,4 @@
-"""Training objectives (METHODS.md §4), each a pure function of two batches of embeddings.
+"""Training objectives (docs/methods.md §4), each a pure function of two batches of embeddings.
 
 Every objective returns a dict of named scalar tensors: ``"loss"`` is what the optimizer minimizes, the
 other entries are its terms, logged per epoch in ``metrics.csv``. Objectives compute in fp32 whatever
@@ -134,7 +134,7 @@ def vicreg_loss(z_a: Tensor, z_b: Tensor, sim_coeff: float = 25.0, std_coeff: fl
     ``loss = sim * MSE(z_a, z_b) + std * (v(z_a) + v(z_b)) / 2 + cov * (c(z_a) + c(z_b))``,
     ``v(z) = mean_j relu(gamma - sqrt(Var(z_j) + eps))``, ``c(z) = (1/D) sum_{i != j} Cov(z)_ij^2``.
     The official code averages the two views' variance terms and *sums* their covariance terms
-    (docs/methods.md notes this against METHODS.md's wording).
+    (docs/methods.md, deviation 1).
     """
     z_a, z_b = _pair(z_a, z_b)
     invariance = F.mse_loss(z_a, z_b)

@@ -1,9 +1,9 @@
 """Figures from run directories (matplotlib, Agg backend; no display needed); every figure is written
 with :func:`save_figure` (atomically).
 
-Figure 2 of the paper (:func:`plot_mi`): the MI estimates of ``mi.csv`` over training, one panel per
-estimator, one line per method; self-distillation (SDMI-family) methods in solid warm colours, joint
-(JMI-family) methods in dashed cool colours, so the two families read apart as the paper's two rows do.
+Figure 2 of the paper (:func:`plot_mi`): the MI estimates of ``mi.csv`` over training in the paper's
+layout, the SDMI family (self-distillation) in the top row and the JMI family (joint) in the bottom row,
+one column per estimator; every configuration has its own colour and marker.
 
 Figure 3 of the paper (:func:`plot_trajectories`): cluster-center embeddings over training, one panel per
 run. For a 2-D embedding the centers move on the unit circle; for 3-D on the unit sphere (drawn in 3-D
@@ -37,12 +37,11 @@ from mimax.store.rundir import ExperimentDir, SeedDir, run_label
 
 MI_COLUMNS = ("epoch", "representation", "estimator", "value", "shuffled", "gap", "log_n", "std_u")
 UNITS = {"cos-DV": "nats", "InfoNCE": "nats", "JSD": "JSD score (not nats)"}
-FAMILIES = {  # paradigm -> (legend name, line style, warm or cool colours for the runs of the family)
-    "self-distillation": ("SDMI family (self-distillation)", "-",
-                          ("#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#7f0000")),
-    "joint": ("JMI family (joint)", "--", ("#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#393b79", "#006d2c")),
+FAMILIES = {  # paradigm -> (row / legend name, line style)
+    "self-distillation": ("SDMI family (self-distillation)", "-"),
+    "joint": ("JMI family (joint)", "--"),
 }
-OTHER_FAMILY = ("other", "-.", ("#7f7f7f", "#4d4d4d", "#b0b0b0"))
+OTHER_FAMILY = ("other", "-.")
 
 
 @dataclass(eq=False)
@@ -136,28 +135,51 @@ def load_mi_curves(run_dir: str | Path, representation: str = "embedding") -> MI
     return curves
 
 
-def _styles(runs: list[MICurves]) -> list[tuple[str, str]]:
-    """(line style, colour) per run: the family gives the style and the colour set, runs within a family
-    take its colours in turn."""
-    out = []
-    for run in runs:
-        _, style, colours = FAMILIES.get(run.paradigm, OTHER_FAMILY)
-        k = [r for r in runs if r.paradigm == run.paradigm].index(run)
-        out.append((style, colours[k % len(colours)]))
-    return out
+# Distinct colours (tab10, then dark tones) and markers: every configuration gets its own pair.
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#000000", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "H", "8")
+FAMILY_ORDER = ("self-distillation", "joint")
+
+
+def _styles(runs: list[MICurves]) -> list[tuple[str, str, str]]:
+    """(line style, colour, marker) per run: the family gives the line style; every run its own colour and
+    its own marker, distinct over the whole figure (16 colours x 15 markers)."""
+    return [(FAMILIES.get(run.paradigm, OTHER_FAMILY)[1], COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)])
+            for i, run in enumerate(runs)]
+
+
+def _family_rows(runs: list[MICurves]) -> list[str]:
+    """The paradigms drawn, one row each: SDMI family on top, JMI family below (others last)."""
+    present = {r.paradigm for r in runs}
+    return [p for p in FAMILY_ORDER if p in present] + sorted(present - set(FAMILY_ORDER))
+
+
+def _ceiling_fits(values: list[np.ndarray], log_n: float) -> bool:
+    """Draw the InfoNCE ceiling only if it does not squash the curves (within half their range above them)."""
+    lo = min(float(np.nanmin(v)) for v in values)
+    hi = max(float(np.nanmax(v)) for v in values)
+    return log_n <= hi + 0.5 * max(hi - lo, 1e-9)
 
 
 def plot_mi(runs: Sequence[str | Path | MICurves], labels: Sequence[str] | None = None,
-            representation: str = "embedding") -> Figure:
-    """Figure 2: top row, per estimator, the paired estimate (thick) and its shuffled-pair baseline (thin,
-    dotted) over epochs; bottom row the MI gap = paired - shuffled. The InfoNCE panel carries its ceiling
-    ``log N``; the last column shows the std of the normalized embeddings (collapse reads as 0).
+            representation: str = "embedding", quantity: str = "value") -> Figure:
+    """Figure 2 in the paper's layout: the SDMI family (self-distillation) in the top row, the JMI family
+    (joint) in the bottom row, one column per estimator (cos-DV, InfoNCE, JSD). Each run is one curve with
+    its own colour and marker (mean over seeds, band = sample std); ``quantity`` ``value`` draws the paired
+    estimate with its shuffled-pair baseline (thin dotted, same colour), ``gap`` the MI gap (paired -
+    shuffled, a contrast score). The InfoNCE ceiling ``log N`` is drawn where it does not squash the curves,
+    else given in the panel title. Each row's legend sits outside the panels, so it hides no curve.
 
     ``runs`` are run directories (read with :func:`load_mi_curves`) or loaded curves; ``labels`` name the
     lines (default: the method, with the directory added when two runs share a method).
     """
+    from matplotlib.ticker import MaxNLocator
+
     if not runs:
         raise ValueError("plot_mi needs at least one run")
+    if quantity not in ("value", "gap"):
+        raise ValueError(f"quantity must be 'value' or 'gap', got {quantity!r}")
     runs = [r if isinstance(r, MICurves) else load_mi_curves(r, representation) for r in runs]
     if labels is not None and len(labels) != len(runs):
         raise ValueError(f"got {len(labels)} labels for {len(runs)} runs")
@@ -166,54 +188,61 @@ def plot_mi(runs: Sequence[str | Path | MICurves], labels: Sequence[str] | None 
         r.label = labels[i] if labels is not None else (
             f"{r.method} ({r.source})" if methods.count(r.method) > 1 else r.method)
     estimators = [e for e in BOUNDS if any(e in r.series for r in runs)]
-    fig, axes = plt.subplots(2, len(estimators) + 1, figsize=(4.2 * (len(estimators) + 1), 7.2), squeeze=False)
-    styles = _styles(runs)
-    for col, est in enumerate(estimators):
-        top, bottom = axes[0, col], axes[1, col]
-        for run, (style, colour) in zip(runs, styles):
-            if est not in run.series:
-                continue
-            value, spread = run.series[est]["value"]
-            top.plot(run.epochs, value, style, color=colour, lw=2, marker="o", ms=3, label=run.label)
-            top.fill_between(run.epochs, value - spread, value + spread, color=colour, alpha=0.15, lw=0)
-            top.plot(run.epochs, run.series[est]["shuffled"][0], ":", color=colour, lw=1)
-            gap, gap_spread = run.series[est]["gap"]
-            bottom.plot(run.epochs, gap, style, color=colour, lw=2, marker="o", ms=3, label=run.label)
-            bottom.fill_between(run.epochs, gap - gap_spread, gap + gap_spread, color=colour, alpha=0.15, lw=0)
-        if est == "InfoNCE":
-            for log_n in sorted({r.log_n for r in runs if r.log_n is not None}):
-                top.axhline(log_n, color="black", lw=1, ls="-.",
-                            label=f"ceiling log N = {log_n:.2f} (N = {round(math.exp(log_n))})")
-            top.legend(loc="lower right", fontsize=7, handles=[h for h in top.get_lines() if
-                                                               h.get_label().startswith("ceiling")])
-        top.set_title(est)
-        top.set_ylabel(UNITS.get(est, "estimate"))
-        bottom.set_title(f"{est}: MI gap (paired - shuffled)")
-        bottom.set_ylabel(UNITS.get(est, "estimate"))
-        bottom.axhline(0.0, color="grey", lw=0.8)
-        for ax in (top, bottom):
+    families = _family_rows(runs)
+    styles = dict(zip(map(id, runs), _styles(runs)))
+    fig, axes = plt.subplots(len(families), len(estimators), figsize=(4.6 * len(estimators) + 3.2,
+                                                                      3.9 * len(families)), squeeze=False)
+    what = "MI estimate" if quantity == "value" else "MI gap (paired - shuffled)"
+    for row, family in enumerate(families):
+        members = [r for r in runs if r.paradigm == family]
+        for col, est in enumerate(estimators):
+            ax = axes[row, col]
+            drawn = []
+            for run in members:
+                if est not in run.series:
+                    continue
+                style, colour, marker = styles[id(run)]
+                mean, spread = run.series[est][quantity]
+                every = max(1, len(run.epochs) // 12)
+                ax.plot(run.epochs, mean, style, color=colour, marker=marker, ms=4, markevery=every, lw=1.6,
+                        label=run.label)
+                ax.fill_between(run.epochs, mean - spread, mean + spread, color=colour, alpha=0.12, lw=0)
+                drawn.append(mean)
+                if quantity == "value":
+                    ax.plot(run.epochs, run.series[est]["shuffled"][0], ":", color=colour, lw=1)
+                    drawn.append(run.series[est]["shuffled"][0])
+            title = f"{FAMILIES.get(family, OTHER_FAMILY)[0].split(' (')[0]}: {est} {what} ({representation})"
+            if est == "InfoNCE" and quantity == "value" and drawn:
+                off_scale = []
+                for log_n in sorted({r.log_n for r in members if r.log_n is not None}):
+                    if _ceiling_fits(drawn, log_n):
+                        ax.axhline(log_n, color="black", lw=1, ls="-.",
+                                   label=f"ceiling log N = {log_n:.2f} (N = {round(math.exp(log_n))})")
+                    else:
+                        off_scale.append(f"{log_n:.2f}")
+                if off_scale:
+                    title += f"\nceiling log N = {', '.join(off_scale)} (above the curves)"
+            if quantity == "gap":
+                ax.axhline(0.0, color="grey", lw=0.8)
+            ax.set_title(title, fontsize=9)
+            ax.set_ylabel(UNITS.get(est, "estimate"))
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-    std_ax, legend_ax = axes[0, -1], axes[1, -1]
-    for run, (style, colour) in zip(runs, styles):
-        if run.std_u is not None:
-            std_ax.plot(run.epochs, run.std_u, style, color=colour, lw=2, marker="o", ms=3, label=run.label)
-    std_ax.set_title("normalized-embedding std (0 = collapse)")
-    std_ax.set_xlabel("epoch")
-    std_ax.set_ylabel("mean over dims of std(z/||z||)")
-    std_ax.set_ylim(bottom=0)
-    std_ax.grid(alpha=0.3)
-    legend_ax.axis("off")
-    handles, names = axes[1, 0].get_legend_handles_labels()
-    families = sorted({r.paradigm for r in runs})
-    family_handles = [plt.Line2D([], [], color="black", ls=FAMILIES.get(p, OTHER_FAMILY)[1]) for p in families]
-    family_names = [FAMILIES.get(p, OTHER_FAMILY)[0] for p in families]
-    shuffled = [plt.Line2D([], [], color="black", ls=":", lw=1)]
-    legend_ax.legend(handles + family_handles + shuffled, names + family_names + ["shuffled-pair baseline"],
-                     loc="center", fontsize=9, frameon=False)
+        handles, names = [], []
+        for ax in axes[row]:
+            for h, n in zip(*ax.get_legend_handles_labels()):
+                if n not in names:
+                    handles.append(h)
+                    names.append(n)
+        if quantity == "value":
+            handles.append(plt.Line2D([], [], color="black", ls=":", lw=1))
+            names.append("shuffled-pair baseline (same colour)")
+        axes[row, -1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+                             frameon=False, title=FAMILIES.get(family, OTHER_FAMILY)[0], title_fontsize=8)
     taus = sorted({r.tau_est for r in runs})
-    fig.suptitle(f"MI estimates on the monitor set ({representation}), cosine critic, "
-                 f"τ_est = {', '.join(f'{t:g}' for t in taus)}")
+    fig.suptitle(f"MI on the monitor set ({representation} pairs), cosine critic, "
+                 f"τ_est = {', '.join(f'{t:g}' for t in taus)}; mean over seeds, band = sample std")
     fig.tight_layout()
     return fig
 

@@ -1,4 +1,4 @@
-"""The Gaussian-mixture data of METHODS.md §7."""
+"""The Gaussian-mixture data of docs/methods.md §7."""
 
 from __future__ import annotations
 

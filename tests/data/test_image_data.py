@@ -24,7 +24,7 @@ from image_fixtures import (
     write_tiny_imagenet,
 )
 
-from mimax.config import ConfigError, notes, resolve
+from mimax.config import notes, resolve
 from mimax.data import build_data
 from mimax.data.imagenet100 import read_class_list
 from mimax.data.views import normalization
@@ -251,12 +251,13 @@ def test_image_folder_train_val_layout(tmp_path):
     assert torch.equal(decoded, torch.from_numpy(pixels["dog"][1]).permute(2, 0, 1))
 
 
-def test_image_folder_single_tree_holds_out_a_fixed_tenth(tmp_path):
+def test_image_folder_single_tree_holds_out_a_fixed_fraction(tmp_path):
     write_class_tree(tmp_path, ["a", "b", "c"], per_class=20)
     first = load("ImageFolder", tmp_path, image_size=16)
     again = load("ImageFolder", tmp_path, image_size=16, seed=5)
-    assert len(first.probe_test) == 6 and len(first.probe_train) == 54
-    assert first.probe_test.split.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    # 60 images (< 1000): a fifth of each class is held out (a tenth from 1000 images on)
+    assert len(first.probe_test) == 12 and len(first.probe_train) == 48
+    assert first.probe_test.split.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert first.probe_test.split.files == again.probe_test.split.files
     assert not set(first.probe_test.split.files) & set(first.probe_train.split.files)
 
@@ -303,8 +304,7 @@ def test_flat_folder_without_labels(tmp_path, capsys):
     assert data.monitor_views[0].shape == (6, 3, 16, 16)
     assert capsys.readouterr().out == ""  # the data layer prints nothing; `mimax train` prints the note
     assert any("linear probe and kNN evaluation are skipped" in line for line in notes(cfg))
-    with pytest.raises(ConfigError, match="--no_labels"):
-        make_cfg("Folder", tmp_path)
+    assert make_cfg("Folder", tmp_path, image_size=16).no_labels  # --dataset Folder implies --no_labels
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no image files found"):
         load("Folder", tmp_path / "empty", no_labels=True)

@@ -73,7 +73,7 @@ def test_fp16_refused_on_cpu(tmp_path):
 
 def test_unknown_precision_refused(tmp_path):
     res = run_main([*TINY_GAUSSIAN, "--precision", "int8", "--output_dir", str(tmp_path / "r")])
-    assert res.returncode == 2 and "--precision: expected fp32, bf16 or fp16 (got 'int8')" in res.stderr
+    assert res.returncode == 2 and "--precision: expected auto, fp32, bf16 or fp16 (got 'int8')" in res.stderr
 
 
 def test_channels_last_layout_and_step_matches_contiguous():

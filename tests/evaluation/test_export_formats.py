@@ -16,8 +16,8 @@ import torch
 from mimax.cli import main
 from mimax.config import Config
 from mimax.methods import build_method
-from mimax.store.atomic import atomic_torch_save
-from mimax.store.checkpoint import CHECKPOINT_FORMAT, rng_state
+from mimax.store.checkpoint import rng_state, save_checkpoint
+from mimax.store.rundir import run_identity
 
 pytest.importorskip("timm")
 pytest.importorskip("safetensors")
@@ -45,10 +45,10 @@ def fake_run(root: Path, name: str, arch: str, dataset: str, method: str = "SimC
     run_dir = root / name
     (run_dir / "seed_0" / "checkpoints").mkdir(parents=True)
     (run_dir / "config.json").write_text(cfg.to_json())
-    atomic_torch_save({"format": CHECKPOINT_FORMAT, "method": method, "architecture": arch, "dataset": dataset,
-                       "epoch": 1, "step": 2, "seed": 0, "model": model.state_dict(), "optimizers": {},
-                       "rng": rng_state(), "random_init": {}, "input_shape": list(shape)},
-                      run_dir / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt")
+    save_checkpoint({"method": method, "run_id": run_identity(cfg, 0), "architecture": arch, "dataset": dataset,
+                     "epoch": 1, "step": 2, "seed": 0, "model": model.state_dict(), "optimizers": {},
+                     "rng": rng_state(), "random_init": {}, "input_shape": list(shape)},
+                    run_dir / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt")
     return run_dir, next(iter(model.encoders().values())).backbone.eval(), shape
 
 
@@ -91,7 +91,7 @@ def test_exports_load_into_torchvision_and_timm_without_mimax(tmp_path, capsys):
         code, stdout, err = export(capsys, str(run_dir), "--out", str(out), *(["--format", fmt] if fmt else []))
         assert code == 0, err
         info = json.loads((tmp_path / (out.name + ".json")).read_text())
-        assert info["library"] == library and info["architecture"] == arch and info["input_size"] == list(shape)
+        assert info["library"] == library and info["architecture"] == arch and info["input_shape"] == list(shape)
         assert info["format"] == ("safetensors" if fmt == "safetensors" else "pt")
         assert info["stem"] == {"ResNet18": "cifar", "timm:vit_tiny_patch16_224": "patch4"}.get(arch, "none")
         mean = {"CIFAR10": [0.4914, 0.4822, 0.4465], "FashionMNIST": [0.2860]}[dataset]

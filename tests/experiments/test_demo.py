@@ -18,8 +18,12 @@ matplotlib.use("Agg")
 
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    proc = run_mimax(["demo", "--quick", "--out", str(out)], timeout=600)
+    proc = run_mimax(["demo", "--quick", "--output_dir", str(out)], timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # stdout is a pipe here: no progress bar in it (no carriage returns), one line per finished configuration
+    assert "\r" not in proc.stdout and "\r" not in proc.stderr
+    done = [line for line in proc.stdout.splitlines() if line.startswith("demo: ") and " done: " in line]
+    assert len(done) == len(DEMO_RUNS) and done[-1].startswith(f"demo: {len(DEMO_RUNS)}/{len(DEMO_RUNS)} done: ")
     for name in ("trajectories.png", "mi.png", "results.md", "results.json", "claims.md"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
@@ -51,13 +55,13 @@ def test_demo_refuses_an_existing_folder_and_bad_options(tmp_path):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "x").write_text("keep")
-    proc = run_mimax(["demo", "--quick", "--out", str(out)])
+    proc = run_mimax(["demo", "--quick", "--output_dir", str(out)])
     assert proc.returncode == 2 and "--output_dir" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    proc = run_mimax(["demo", "--quick", "--only", "nope", "--out", str(tmp_path / "d2")])
+    proc = run_mimax(["demo", "--quick", "--only", "nope", "--output_dir", str(tmp_path / "d2")])
     assert proc.returncode == 2 and "--only: unknown run(s) nope" in proc.stderr
     assert not (tmp_path / "d2" / "runs").exists()
     for flag, value in (("--num_runs", "0"), ("--epochs", "0"), ("--gm_train_size", "0")):
-        proc = run_mimax(["demo", "--quick", flag, value, "--out", str(tmp_path / "d3")])
+        proc = run_mimax(["demo", "--quick", flag, value, "--output_dir", str(tmp_path / "d3")])
         assert proc.returncode == 2 and f"{flag}: must be" in proc.stderr, proc.stderr
         assert not (tmp_path / "d3").exists()  # validated before the folder is made
 

@@ -11,34 +11,58 @@ from conftest import TINY_GAUSSIAN, run_mimax
 from mimax.bounds import BOUNDS
 from mimax.cli import main
 from mimax.errors import UserError
-from mimax.plots import FAMILIES, MICurves, _styles, load_mi_curves, plot_mi
+from mimax.plots import FAMILIES, MICurves, _ceiling_fits, _styles, load_mi_curves, plot_mi
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    for method in ("JMI", "SimCLR"):
+    for method in ("JMI", "SimCLR", "SDMI"):
         assert main(["train", *TINY_GAUSSIAN, "--model_name", method, "--epochs", "2", "--mi_interval", "1",
                      "--mi_batch_size", "128", "--output_dir", str(root / method)]) == 0
-    return root / "JMI", root / "SimCLR"
+    return root / "JMI", root / "SimCLR", root / "SDMI"
 
 
-def test_figure_has_one_panel_per_estimator_and_one_line_per_method(two_runs):
+def test_figure_in_the_papers_layout(two_runs):
+    """SDMI family top row, JMI family bottom row, one column per estimator; lines, ticks, legends."""
     fig = plot_mi(list(two_runs))
-    titles = [ax.get_title() for ax in fig.axes]
-    for est in BOUNDS:
-        assert est in titles and f"{est}: MI gap (paired - shuffled)" in titles
-    assert "normalized-embedding std (0 = collapse)" in titles
-    by_title = {ax.get_title(): ax for ax in fig.axes}
-    for est in BOUNDS:
-        labelled = [line.get_label() for line in by_title[est].get_lines() if not line.get_label().startswith("_")]
-        assert [lab for lab in labelled if not lab.startswith("ceiling")] == ["JMI", "SimCLR"]
-        np.testing.assert_array_equal(by_title[est].get_lines()[0].get_xdata(), [0, 1, 2])
-    assert by_title["cos-DV"].get_ylabel() == "nats" and by_title["InfoNCE"].get_ylabel() == "nats"
-    assert "not nats" in by_title["JSD"].get_ylabel()
-    ceilings = [line for line in by_title["InfoNCE"].get_lines() if line.get_label().startswith("ceiling")]
-    assert len(ceilings) == 1 and np.allclose(ceilings[0].get_ydata(), math.log(128))
-    assert not any(line.get_label().startswith("ceiling") for line in by_title["cos-DV"].get_lines())
+    fig.canvas.draw()
+    axes = np.array(fig.axes).reshape(2, 3)
+    for row, (family, members) in enumerate((("SDMI family", ["SDMI"]), ("JMI family", ["JMI", "SimCLR"]))):
+        for col, est in enumerate(BOUNDS):
+            ax = axes[row, col]
+            assert ax.get_title().startswith(f"{family}: {est} MI estimate (embedding)"), ax.get_title()
+            labelled = [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+            assert [lab for lab in labelled if not lab.startswith("ceiling")] == members
+            np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), [0, 1, 2])
+            assert all(float(t).is_integer() for t in ax.get_xticks())  # integer epoch ticks
+        legend = axes[row, -1].get_legend()
+        assert [t.get_text() for t in legend.get_texts()][:len(members)] == members
+        # the legend sits right of every panel of its row: it covers no curve
+        assert legend.get_window_extent().x0 >= max(ax.get_window_extent().x1 for ax in axes[row])
+    assert axes[1, 0].get_ylabel() == "nats" and axes[1, 1].get_ylabel() == "nats"
+    assert "not nats" in axes[1, 2].get_ylabel()
+    for row in range(2):
+        info = axes[row, 1]
+        ceilings = [ln for ln in info.get_lines() if ln.get_label().startswith("ceiling")]
+        curves = [ln.get_ydata() for ln in info.get_lines() if not ln.get_label().startswith("ceiling")]
+        if _ceiling_fits(curves, math.log(128)):
+            assert len(ceilings) == 1 and np.allclose(ceilings[0].get_ydata(), math.log(128))
+        else:  # drawn, it would squash the curves: it is named in the title instead
+            assert not ceilings and f"ceiling log N = {math.log(128):.2f} (above the curves)" in info.get_title()
+        assert not any(ln.get_label().startswith("ceiling") for ln in axes[row, 0].get_lines())
+
+
+def test_ceiling_is_drawn_only_where_it_does_not_squash_the_curves():
+    assert _ceiling_fits([np.array([-8.0, 2.0])], math.log(512))  # range 10: 6.24 is close enough
+    assert not _ceiling_fits([np.array([0.0, 0.5])], math.log(512))  # would shrink a 0.5-high curve to a line
+
+
+def test_gap_figure(two_runs):
+    fig = plot_mi(list(two_runs), quantity="gap")
+    assert fig.axes[0].get_title() == "SDMI family: cos-DV MI gap (paired - shuffled) (embedding)"
+    with pytest.raises(ValueError, match="quantity"):
+        plot_mi(list(two_runs), quantity="nats")
 
 
 def test_figure_values_are_the_csv_values(two_runs):
@@ -52,14 +76,16 @@ def test_figure_values_are_the_csv_values(two_runs):
     np.testing.assert_allclose(curves.series["JSD"]["gap"][0], [float(r["gap"]) for r in rows])
 
 
-def test_paradigm_families_are_drawn_apart():
+def test_every_configuration_has_its_own_colour_and_marker():
     def fake(paradigm):
         return MICurves(label="m", source="d", method="m", paradigm=paradigm, tau_est=0.1, epochs=np.arange(2))
 
-    runs = [fake("self-distillation"), fake("self-distillation"), fake("joint")]
-    (s1, c1), (s2, c2), (s3, _) = _styles(runs)
-    assert s1 == s2 == FAMILIES["self-distillation"][1] and s3 == FAMILIES["joint"][1] and s1 != s3
-    assert c1 != c2  # methods within a family still differ by colour
+    runs = [fake("self-distillation") for _ in range(8)] + [fake("joint") for _ in range(7)]  # the demo's 15
+    styles = _styles(runs)
+    assert len({(c, m) for _, c, m in styles}) == 15
+    assert len({c for _, c, _ in styles}) == 15 and len({m for _, _, m in styles}) == 15
+    assert {s for s, _, _ in styles[:8]} == {FAMILIES["self-distillation"][1]}
+    assert {s for s, _, _ in styles[8:]} == {FAMILIES["joint"][1]}
 
 
 def test_bad_run_dirs_are_one_line_errors(tmp_path, two_runs):

@@ -1,4 +1,4 @@
-"""Separation score on hand-made embeddings (METHODS.md §7)."""
+"""Separation score on hand-made embeddings (docs/methods.md §7)."""
 
 from __future__ import annotations
 

@@ -210,7 +210,7 @@ def test_sdmi_ablation_rules_build():
 
 @pytest.mark.parametrize("name,flags", [("SDMI", ()), ("SDMI", ("--predictor",)), ("BYOL", ()), ("SimSiam", ())])
 def test_monitor_pairs_are_the_branches_the_method_pairs(name, flags):
-    """METHODS.md §6: embedding = (q∘)f_θ(x^A) vs g_ξ(x^B); backbones paired within one network."""
+    """docs/methods.md §6: embedding = (q∘)f_θ(x^A) vs g_ξ(x^B); backbones paired within one network."""
     method = make(name, *flags)[0].eval()
     gen = torch.Generator().manual_seed(0)
     x_a, x_b = torch.randn(8, 16, generator=gen), torch.randn(8, 16, generator=gen)

@@ -1,4 +1,4 @@
-"""MI monitor and collapse monitors (METHODS.md §6): the shuffled baseline, the collapse statistics against
+"""MI monitor and collapse monitors (docs/methods.md §6): the shuffled baseline, the collapse statistics against
 NumPy, side-effect-free evaluation, and mi.csv / metrics.csv end to end."""
 
 from __future__ import annotations

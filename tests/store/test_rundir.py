@@ -45,6 +45,8 @@ def test_config_is_read_back_as_the_config_that_trained(tmp_path):
     exp, seeds = ExperimentDir.open(out)
     want = config_from_args([*TINY_GAUSSIAN, "--model_name", "BYOL", "--epochs", "1", "--mi_interval", "0",
                              "--output_dir", str(out)])
+    assert want.precision == "auto"
+    want.precision = "fp32"  # config.json records what --precision auto chose (the MLP of vector data: fp32)
     assert exp.read_config() == want
     assert [s.seed for s in seeds] == [0] and ExperimentDir.open(out / "seed_0")[1] == [SeedDir(out / "seed_0", 0)]
     # a run written before view_recipe was resolved at training time reads back the method's recipe

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mimax.config.parsing import build_parser, coerce, config_from_flags, explicit_values
-from mimax.config.presets import BASE_PRESET, DATASET_PRESETS, method_preset, resolve
+from mimax.config.parsing import HELP_GROUPS, build_parser, coerce, config_from_flags, explicit_values
+from mimax.config.presets import BASE_PRESET, DATASET_PRESETS, method_preset, resolve, resolve_with_notes
 from mimax.config.schema import FIELD_NAMES, REFERENCE_FLAGS, RUNTIME_FIELDS, Config
 from mimax.config.validation import notes, validate, validate_launch
 from mimax.errors import ConfigError
@@ -27,6 +27,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     return resolve({k: coerce(k, v) for k, v in values.items()})
 
 
-__all__ = ["BASE_PRESET", "DATASET_PRESETS", "FIELD_NAMES", "REFERENCE_FLAGS", "RUNTIME_FIELDS", "Config",
+__all__ = ["HELP_GROUPS", "BASE_PRESET",
+           "DATASET_PRESETS", "FIELD_NAMES", "REFERENCE_FLAGS", "RUNTIME_FIELDS", "Config",
            "ConfigError", "build_parser", "config_from_args", "config_from_dict", "config_from_flags",
-           "explicit_values", "method_preset", "notes", "resolve", "validate", "validate_launch"]
+           "explicit_values", "method_preset", "notes", "resolve", "resolve_with_notes", "validate", "validate_launch"]

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config
+from mimax.data import DATASETS
+from mimax.data.folders import CLASS_TREE, FLAT
 from mimax.errors import ConfigError, OneLineParser
 from mimax.methods import METHODS
 
@@ -57,26 +59,53 @@ def add_option_arguments(parser: argparse.ArgumentParser, options: dict[str, tup
                                 help="option of the chosen method (see `mimax methods`)")
 
 
+# ``--help`` groups, in order: each Config field names its group in its metadata (``group=...``).
+HELP_GROUPS: dict[str, str] = {
+    "data": "what to train on (--dataset, --data_dir; your own images: see the layouts under --dataset)",
+    "model": "backbone and projector",
+    "method": "the method (`mimax methods` lists each method's options) and its options",
+    "optimization": "schedule and optimizer",
+    "evaluation": "linear probe and kNN (docs/evaluation.md)",
+    "monitoring": "MI estimates and collapse statistics during training (docs/monitoring.md)",
+    "speed": "device, precision, threads and input pipeline (docs/performance.md)",
+    "output": "run directory, seeds, checkpoints, resuming",
+    "synthetic data": "the embedded Gaussian mixture (--dataset Gaussian only)",
+}
+
+
+def dataset_help() -> str:
+    """``--dataset``'s help: every choice, and the on-disk layouts of the folder datasets."""
+    return (f"one of {', '.join(sorted(DATASETS))}. Gaussian: the embedded synthetic mixture (no files). "
+            "CIFAR10/CIFAR100/MNIST/FashionMNIST/TinyImageNet/ImageNet100: the files as distributed, in "
+            "--data_dir (docs/data.md). Your own images: ImageFolder = " + CLASS_TREE + "; Folder = " + FLAT
+            + ", without labels (implies --no_labels: pretraining only)")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per :class:`Config` field (defaults suppressed so that 'given' is detectable)."""
-    parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
-                        help="YAML file of field: value pairs; flags given on the command line win")
+    """Add one flag per :class:`Config` field, in its help group (defaults suppressed so that 'given' is
+    detectable)."""
+    groups = {name: parser.add_argument_group(name, desc) for name, desc in HELP_GROUPS.items()}
+    groups["output"].add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
+                                  help="YAML file of field: value pairs; flags given on the command line win")
     for f in FLAG_FIELDS:
-        help_text = f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})")
+        group = groups[f.metadata["group"]]
+        help_text = dataset_help() if f.name == "dataset" else f.metadata["help"]
+        help_text += "" if f.default is None else f" (default: {f.default})"
         base, _ = field_type(f.name)
         if base is bool:
-            parser.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=help_text)
             if f.metadata.get("negatable"):
-                parser.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS,
-                                    help=f"turn --{f.name} off where a preset turns it on")
+                group.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", default=argparse.SUPPRESS,
+                                   help=f"turn --{f.name} off where a preset turns it on")
             continue
-        parser.add_argument(f"--{f.name}", type=base, default=argparse.SUPPRESS, help=help_text,
-                            metavar=f.name.upper())
+        group.add_argument(f"--{f.name}", type=base, default=argparse.SUPPRESS, help=help_text,
+                           metavar=f.name.upper())
 
 
 def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        usage=f"{prog} [--config FILE.yaml] [--FLAG VALUE ...] (flags by group below)",
         description="Pretrain a self-supervised encoder by mutual-information maximization.",
         allow_abbrev=False,  # --epoch must not silently mean --epochs (docs/reliability.md)
     )

@@ -16,6 +16,7 @@ from mimax.config.schema import FIELD_NAMES, METHOD_OPTION_FIELDS, REFERENCE_FLA
 from mimax.config.validation import validate
 from mimax.data import DATASETS
 from mimax.errors import ConfigError
+from mimax.fit import fit_to_run
 from mimax.methods import METHODS
 from mimax.methods.registry import canonical_name
 from mimax.paradigms import Method
@@ -51,8 +52,9 @@ DATASET_PRESETS.update({
     "ImageNet100": dict(_RECIPE, epochs=400, image_size=224, monitor_size=512),
     "FashionMNIST": dict(_RECIPE, epochs=3, warmup_epochs=1, batch_size=128, image_size=28, resnet_width=16,
                          train_subset=10000, model_save_interval=1),
-    "ImageFolder": dict(_IMAGE, epochs=200, image_size=224, monitor_size=512),
-    "Folder": dict(_IMAGE, epochs=200, image_size=224, monitor_size=512),
+    # ImageFolder/Folder: image_size from the images (mimax.fit)
+    "ImageFolder": dict(_IMAGE, epochs=200, monitor_size=512),
+    "Folder": dict(_IMAGE, epochs=200, monitor_size=512),
     "MNIST": dict(_IMAGE, epochs=100, image_size=28),
     "Digits": dict(_IMAGE, epochs=50, warmup_epochs=5, batch_size=128, image_size=8, monitor_size=450),
 })
@@ -100,6 +102,11 @@ def refuse_unread(method: type[Method], given: dict[str, Any], options: Any) -> 
 
 def resolve(given: dict[str, Any]) -> Config:
     """Fill auto fields from the presets, check the method's options, then validate (before any work)."""
+    return resolve_with_notes(given)[0]
+
+
+def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
+    """:func:`resolve`, and one note per default that was fitted to the run (:mod:`mimax.fit`)."""
     values = dict(given)
     dataset = values.get("dataset", Config.dataset)
     if dataset not in DATASETS:
@@ -118,7 +125,8 @@ def resolve(given: dict[str, Any]) -> Config:
             values[key] = val
     values["method_options"] = own
     values["unused"] = unused
+    fitted = fit_to_run(values, given)
     cfg = Config(**values)
     validate(cfg)
     refuse_unread(method, given, method.Options.from_config(cfg))
-    return cfg
+    return cfg, fitted

@@ -84,8 +84,8 @@ def _validate_runtime(cfg: Config) -> None:
     _check(cfg.num_threads is None or cfg.num_threads >= 1, "num_threads", f"must be >= 1 (got {cfg.num_threads})")
     _check(DEVICE_RE.fullmatch(cfg.device) is not None, "device",
            f"expected auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")
-    _check(cfg.precision in ("fp32", "bf16", "fp16"), "precision",
-           f"expected fp32, bf16 or fp16 (got {cfg.precision!r})")
+    _check(cfg.precision in ("auto", "fp32", "bf16", "fp16"), "precision",
+           f"expected auto, fp32, bf16 or fp16 (got {cfg.precision!r})")
     if cfg.precision == "fp16":
         on_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
         _check(on_cuda, "precision", "fp16 needs a CUDA device (its GradScaler is CUDA-only); use bf16 on the CPU")
@@ -148,9 +148,9 @@ def _validate_images(cfg: Config) -> None:
            f"{cfg.dataset} holds images: use an image backbone (ResNet18, ResNet50, resnet34, timm:<model>, ...)")
     _check(cfg.dataset != "Folder" or cfg.no_labels, "no_labels",
            "--dataset Folder holds unlabelled images: add --no_labels (or use ImageFolder for a class-per-folder tree)")
+    check_data(cfg)
     _check(cfg.image_size is not None and cfg.image_size >= 8, "image_size",
            f"must be >= 8 for image datasets (got {cfg.image_size})")
-    check_data(cfg)
     if parse_architecture(cfg.architecture)[0] != "mimax":  # mimax's ResNets take every image size
         shape = (DATASET_CHANNELS.get(cfg.dataset, 3), cfg.image_size, cfg.image_size)
         try:

@@ -3,7 +3,7 @@
 
 ``ImageFolder`` layouts: ``DATA_DIR/train/<class>/*.jpg`` with ``DATA_DIR/val/<class>/`` (or ``test/``)
 holding the same classes; or a single ``DATA_DIR/<class>/*.jpg`` tree, of which a fixed 10% of each
-class (at least one image) is held out as the test split. ``Folder``: every image file under
+class (at least one image; 20% below 1,000 images) is held out as the test split. ``Folder``: every image file under
 ``DATA_DIR`` (recursively), no labels: pretraining only. Image files are those with torchvision's
 ``IMG_EXTENSIONS``; every file's header is checked before training (corrupt files are an error).
 """
@@ -30,6 +30,8 @@ from mimax.errors import DataError
 CLASS_TREE = "one sub-folder of images per class (DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/, " \
              "or DATA_DIR/<class>/*.jpg)"
 HELD_OUT = 0.1
+SMALL_DATASET = 1000  # below this many images, hold out SMALL_HELD_OUT: a 10% test split would be too coarse
+SMALL_HELD_OUT = 0.2
 
 
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
@@ -94,16 +96,22 @@ def file_split(files: list[Path], labels: list[int] | None, eval_crop: float) ->
                       eval_crop=eval_crop)
 
 
+def held_out_fraction(n_images: int) -> float:
+    return HELD_OUT if n_images >= SMALL_DATASET else SMALL_HELD_OUT
+
+
 def held_out_split(files: list[Path], labels: list[int]) -> tuple[ImageSplit, ImageSplit]:
-    """A fixed ``HELD_OUT`` fraction of each class (at least one image, and at least one kept)."""
+    """A fixed ``HELD_OUT`` fraction of each class (at least one image, and at least one kept);
+    ``SMALL_HELD_OUT`` for datasets of fewer than ``SMALL_DATASET`` images (said in a note)."""
     gen = torch.Generator().manual_seed(SUBSET_SEED)
+    fraction = held_out_fraction(len(files))
     y = torch.tensor(labels)
     test_mask = torch.zeros(len(files), dtype=torch.bool)
     for c in y.unique():
         idx = (y == c).nonzero().squeeze(1)
         if len(idx) < 2:
             raise DataError(f"{files[idx[0]].parent}: a class needs at least 2 images to hold one out for testing")
-        take = max(1, int(HELD_OUT * len(idx)))
+        take = min(len(idx) - 1, max(1, int(fraction * len(idx))))
         test_mask[idx[torch.randperm(len(idx), generator=gen)[:take]]] = True
     split = [file_split([f for f, t in zip(files, test_mask) if t == want],
                         [lab for lab, t in zip(labels, test_mask) if t == want], IMAGENET_EVAL_CROP)
@@ -131,8 +139,12 @@ def build_image_folder(cfg, device: torch.device, seed: int):
     train_root, test_root = locate_image_folder(cfg)
     classes = class_names(train_root, CLASS_TREE)
     files, labels = scan_classes(train_root, classes, CLASS_TREE)
+    notes: list[str] = []
     if test_root is None:
         train, test = held_out_split(files, labels)
+        if held_out_fraction(len(files)) != HELD_OUT:
+            notes.append(f"{len(files)} images, no test split: {held_out_fraction(len(files)):.0%} of each class "
+                         f"is held out for the linear probe and kNN ({HELD_OUT:.0%} from {SMALL_DATASET} images on)")
     else:
         test_classes = class_names(test_root, CLASS_TREE)
         if test_classes != classes:
@@ -143,7 +155,7 @@ def build_image_folder(cfg, device: torch.device, seed: int):
         train, test = file_split(files, labels, IMAGENET_EVAL_CROP), file_split(test_files, test_labels,
                                                                                   IMAGENET_EVAL_CROP)
     check_image_files(train.files + test.files)
-    return build_image_bundle("ImageFolder", train, test, len(classes), cfg, device, seed)
+    return build_image_bundle("ImageFolder", train, test, len(classes), cfg, device, seed, notes)
 
 
 FLAT = "a folder of image files (searched recursively)"

@@ -1,4 +1,4 @@
-"""The controlled Gaussian-mixture data of METHODS.md §7.
+"""The controlled Gaussian-mixture data of docs/methods.md §7.
 
 K isotropic clusters in R^d with means drawn uniformly on a sphere of radius R and within-cluster std
 sigma. A view of x is ``x + eps``, ``eps ~ N(0, sigma_v^2 I)`` drawn independently per view; with

@@ -284,9 +284,25 @@ def monitor_pairs(split: ImageSplit, recipe: ViewRecipe, count: int,
     return x_a, x_b, chosen.labels
 
 
+def _monitor(train: ImageSplit, test: ImageSplit | None, recipe: ViewRecipe, wanted: int,
+             batched: bool) -> tuple[tuple[Tensor, Tensor, Tensor | None], str | None]:
+    """The MI-monitor pairs: from the test split when it holds ``wanted`` images (or at least as many as
+    the training split), else from the training split; fewer than ``wanted`` pairs only when the data has
+    fewer images, which the returned note says (else None)."""
+    source, where = (test, "test") if test is not None and len(test) >= min(wanted, len(train)) else (train, "training")
+    count = min(wanted, len(source))
+    note = None
+    if count < wanted:
+        note = (f"MI monitor set of {count} pairs from the {where} images (--monitor_size {wanted} reduced: the "
+                f"dataset has {len(source)} {where} images)")
+    return monitor_pairs(source, recipe, count, batched), note
+
+
 def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, num_classes: int | None,
-                       cfg, device: torch.device, seed: int) -> DataBundle:
-    """Assemble the DataBundle: subsets, recipe, view loader, evaluation sets and monitor pairs."""
+                       cfg, device: torch.device, seed: int, notes: list[str] | None = None) -> DataBundle:
+    """Assemble the DataBundle: subsets, recipe, view loader, evaluation sets and monitor pairs.
+    ``extras["notes"]``: the values fitted to a small dataset (the trainer prints them)."""
+    notes = list(notes or [])
     train = train.subset(fixed_subset(len(train), cfg.train_subset))
     if test is not None:
         test = test.subset(fixed_subset(len(test), cfg.test_subset))
@@ -301,8 +317,8 @@ def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, nu
     recipe = recipe_for(cfg, name, train.channels)
     loader_cls = BatchedViewLoader if cfg.gpu_augment else WorkerViewLoader
     views = loader_cls(train, recipe, cfg.batch_size, cfg.num_workers, seed, device)
-    monitor_source = test if test is not None else train
-    m_a, m_b, m_labels = monitor_pairs(monitor_source, recipe, cfg.monitor_size or 2048, cfg.gpu_augment)
+    (m_a, m_b, m_labels), note = _monitor(train, test, recipe, cfg.monitor_size or 2048, cfg.gpu_augment)
+    notes += [note] if note else []
     on_disk = train.files is not None
     return DataBundle(
         name=name, input_shape=(train.channels, recipe.size, recipe.size), num_classes=num_classes,
@@ -310,5 +326,5 @@ def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, nu
         probe_train=EvalImages(train, recipe) if test is not None else None,
         probe_test=EvalImages(test, recipe) if test is not None else None,
         monitor_views=(m_a.to(device), m_b.to(device)), monitor_labels=m_labels,
-        extras={"eval_workers": cfg.num_workers if on_disk else 0, "recipe": recipe},
+        extras={"eval_workers": cfg.num_workers if on_disk else 0, "recipe": recipe, "notes": notes},
     )

@@ -17,6 +17,7 @@ import string
 from pathlib import Path
 from typing import Any, Protocol
 
+from mimax.naming import ascii_tag
 from mimax.store.atomic import atomic_write_text
 from mimax.store.rundir import SeedDir
 
@@ -84,10 +85,16 @@ def build_loggers(cfg, sd: SeedDir) -> list[ScalarLogger]:
 
 
 def epoch_scalars(row: dict[str, Any]) -> dict[str, float]:
-    """A ``metrics.csv`` row as ``train/<column>`` scalars."""
-    return {f"train/{k}": float(v) for k, v in row.items() if k != "epoch"}
+    """A ``metrics.csv`` row as ``train/<column>`` scalars (ASCII tags, :mod:`mimax.naming`)."""
+    return {f"train/{ascii_tag(k)}": float(v) for k, v in row.items() if k != "epoch"}
 
 
 def eval_scalars(results: dict[str, dict[str, float]]) -> dict[str, float]:
     """Evaluation results as ``eval/<encoder>/<metric>`` scalars."""
-    return {f"eval/{label}/{k}": float(v) for label, m in results.items() for k, v in m.items()}
+    return {f"eval/{ascii_tag(label)}/{k}": float(v) for label, m in results.items() for k, v in m.items()}
+
+
+def mi_scalars(mi_rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The MI monitor's rows of an epoch as ``mi/<representation>/<estimator>/value|shuffled|gap``."""
+    return {f"mi/{ascii_tag(r['representation'])}/{ascii_tag(r['estimator'])}/{k}": float(r[k])
+            for r in mi_rows for k in ("value", "shuffled", "gap")}

@@ -1,6 +1,12 @@
 """Precision, memory layout and compilation of the training step (``--precision``, ``--channels_last``,
 ``--compile``).
 
+- ``auto`` (the default): ``bf16`` where the device computes bf16 natively (a CUDA GPU that supports it;
+  an x86 CPU with AVX512-BF16 or AMX; an ARM CPU with the BF16 extension), ``fp32`` otherwise, and always
+  ``fp32`` for the MLP of vector data (its matrices are too small for bf16 to pay for the casts). On a CPU
+  without native bf16, oneDNN emulates bf16 through fp32 conversions and the step is slower than fp32.
+  :func:`choose_precision` is the decision (a pure function of the capability), :func:`native_bf16` the
+  probe; the run resolves ``auto`` once at start, records the choice in ``config.json`` and prints it.
 - ``bf16`` / ``fp16``: the networks run under ``torch.autocast``; every objective casts its inputs to fp32
   (``mimax.objectives``), so losses, bounds and their log-sum-exps are fp32 whatever the precision.
   ``fp16`` scales the loss with a GradScaler (CUDA only; refused on the CPU by config validation).
@@ -18,6 +24,43 @@ import torch
 from torch import Tensor, nn
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("auto", *DTYPES)
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether ``device`` computes bf16 natively, and the capability that says so (for the start-up line)."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported(including_emulation=False)
+        return ok, f"{torch.cuda.get_device_name(device)} {'supports' if ok else 'lacks'} native bf16"
+    if device.type != "cpu":
+        return False, f"no bf16 autocast policy for {device.type}"
+    if torch.backends.cpu.get_cpu_capability().startswith("AVX"):  # x86: oneDNN's bf16 instructions
+        probes = (("AVX512-BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
+        found = [name for name, probe in probes if getattr(torch.cpu, probe, lambda: False)()]
+        return bool(found), ("CPU has " + " and ".join(found)) if found else "CPU has neither AVX512-BF16 nor AMX"
+    ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # ARM: the BF16 extension
+    return ok, f"CPU {'has' if ok else 'lacks'} native bf16 ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def choose_precision(requested: str, device_type: str, architecture: str, has_native_bf16: bool) -> str:
+    """The precision to train in: ``requested`` unless it is ``auto``, then ``bf16`` for convolutional
+    backbones on a device with native bf16 and ``fp32`` otherwise (never ``fp16``: it needs loss scaling)."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    return "bf16" if has_native_bf16 and architecture != "MLP" and device_type in ("cpu", "cuda") else "fp32"
+
+
+def resolve_precision(requested: str, device: torch.device, architecture: str) -> tuple[str, str]:
+    """``(precision, one-line reason)`` for this run; probes the device only for ``auto``."""
+    if requested != "auto":
+        return requested, f"precision: {requested} (--precision {requested})"
+    native, why = native_bf16(device)
+    chosen = choose_precision(requested, device.type, architecture, native)
+    if architecture == "MLP":
+        why = "the MLP of vector data trains in fp32"
+    return chosen, f"precision: {chosen} (--precision auto: {why})"
 
 
 class StepPrecision:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mimax.callbacks import RunState
-from mimax.engine.loggers import ScalarLogger, epoch_scalars, eval_scalars
+from mimax.engine.loggers import ScalarLogger, epoch_scalars, eval_scalars, mi_scalars
 from mimax.engine.precision import StepPrecision
 from mimax.paradigms import Method
 from mimax.store.atomic import read_csv, write_csv, write_json
@@ -68,6 +68,13 @@ class MetricsLog:
         write_csv(self.path, self.rows)  # always, whatever the loggers
         for logger in self.loggers:
             logger.log(epoch_scalars(row), row["epoch"])
+
+    def log_mi(self, epoch: int, mi_rows: list[dict[str, Any]] | None) -> None:
+        """The MI monitor's estimates of this epoch: ``mi/<representation>/<estimator>/value|shuffled|gap``."""
+        for logger in self.loggers:
+            scalars = mi_scalars(mi_rows or [])
+            if scalars:
+                logger.log(scalars, epoch)
 
     def log_eval(self, epoch: int, results: dict[str, dict[str, float]]) -> None:
         for logger in self.loggers:

@@ -24,10 +24,12 @@ from mimax.data.loading import shard_views
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.loggers import build_loggers
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
-from mimax.engine.precision import StepPrecision, prepare_model, to_layout
+from mimax.engine.precision import StepPrecision, prepare_model, resolve_precision, to_layout
 from mimax.engine.preemption import Preempted, Preemption
+from mimax.engine.progress import ConsoleLog, eta_seconds, format_duration, format_eval, format_mi
 from mimax.engine.records import Checkpoints, EvalLog, MetricsLog, SeedRecord
 from mimax.evaluation.evaluate import evaluate
+from mimax.fit import knn_k_for
 from mimax.methods import build_method
 from mimax.runtime import distributed
 from mimax.runtime.device import seed_everything
@@ -52,6 +54,8 @@ class Training:
     record: SeedRecord
     random_init: dict[str, Any] = field(default_factory=dict)
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
+    log: ConsoleLog = field(default_factory=lambda: ConsoleLog(enabled=False))  # the printed lines (rank 0)
+    epoch_times: list[float] = field(default_factory=list)  # wall time of this invocation's epochs (ETA)
     preemption: Preemption = field(default_factory=Preemption)
     partial: dict[str, Any] = field(default_factory=dict)  # where a mid-epoch checkpoint left its epoch
 
@@ -135,6 +139,7 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
     method.train()
     while state.epoch < stop_epoch:
         state.epoch += 1
+        state.extra.pop("mi", None)  # the MI monitor puts this epoch's estimates here, if it measures
         first, totals = t.resume_point()  # mid-epoch after a preemption: its later steps only
         clock = time.perf_counter()
         bar = tqdm(t.batches(state.epoch, first), total=t.steps_per_epoch, initial=first,
@@ -165,7 +170,7 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
         saved = False
         if main:
             extra = {k: v for cb in callbacks for k, v in cb.on_epoch_end(state).items()}
-            saved = end_epoch(t, totals.means(), lr, extra, elapsed, stop_epoch)
+            saved = end_epoch(t, totals.means(), lr, extra, elapsed, stop_epoch, clock)
         t.after_epoch(saved)
         distributed.barrier()
 
@@ -208,7 +213,7 @@ class LossTotals:
 
 
 def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, float], elapsed: float,
-              stop_epoch: int) -> bool:
+              stop_epoch: int, clock: float) -> bool:
     """Rank 0 after an epoch: the metrics row, then evaluation and checkpoint when due (never of
     non-finite weights). Returns whether it wrote a checkpoint."""
     state, cfg = t.state, t.state.cfg
@@ -219,11 +224,13 @@ def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, 
     row.update({"epoch_time_s": round(elapsed, 4),
                 "images_per_s": round(t.steps_per_epoch * cfg.batch_size / max(elapsed, 1e-9), 1)})
     t.metrics.log(row)
+    t.metrics.log_mi(state.epoch, state.extra.get("mi"))
     final = state.epoch == cfg.epochs
     evaluating = state.epoch % cfg.model_evaluation_interval == 0 or final
     saving = state.epoch % cfg.model_save_interval == 0 or final or state.epoch == stop_epoch
     if evaluating or saving:
         check_weights(state.method, state.step, t.checkpoints.last_good())
+    results = None
     if evaluating:
         results = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature)
         t.evals.add(state.epoch, results)
@@ -231,6 +238,11 @@ def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, 
     if saving:
         t.checkpoints.save(state, t.optimizers, t.precision, t.random_init)
         t.record.status(state.epoch)
+    t.epoch_times.append(time.perf_counter() - clock)
+    t.log.epoch(state.seed, state.epoch, cfg.epochs, row, eta_seconds(t.epoch_times, stop_epoch - state.epoch),
+                state.extra.get("mi"), results)
+    if saving:
+        t.log.phase(state.seed, f"checkpoint {t.checkpoints.seed_dir.checkpoint(state.epoch)}")
     return saving
 
 
@@ -238,9 +250,14 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
     """Data, method, optimizers, DDP and precision for one seed; the latest checkpoint restored if any."""
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
+    if cfg.precision == "auto":  # run_experiment resolves it first; a direct call resolves it here
+        cfg.precision = resolve_precision(cfg.precision, device, cfg.architecture)[0]
     seed_everything(seed_dir.seed)
     data = build_data(cfg, device, seed_dir.seed)
     data.train_views = shard_views(data.train_views, rank, world, cfg.batch_size)  # this rank's share
+    # Re-seeded after the data, whose set-up draws a method-dependent amount of randomness (view recipes):
+    # the same seed builds the same first backbone whatever the method, so random-init baselines agree.
+    torch.manual_seed(seed_dir.seed)
     method = build_method(cfg, data.input_shape).to(device)
     if cfg.sync_bn:
         method = distributed.convert_sync_batchnorm(method, device)
@@ -289,16 +306,34 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if main:  # a kill between results.json and status.json left "incomplete": repair it
             seed_dir.write_status("complete", done["epochs"])
         return done
+    started = time.perf_counter()
     t = setup(cfg, seed_dir, resume_from, preemption or Preemption())
-    state = t.state
+    state, log = t.state, ConsoleLog(enabled=progress and main)
+    t.log = log
+    for note in state.data.extras.get("notes", []):  # values the data builder fitted to a small dataset
+        log.line(f"note: {note}")
+    probe_train = state.data.probe_train
+    if probe_train is not None and knn_k_for(cfg.knn_k, len(probe_train)) != cfg.knn_k:
+        log.line(f"note: kNN k = {knn_k_for(cfg.knn_k, len(probe_train))} (--knn_k {cfg.knn_k} reduced to a fifth "
+                 f"of the {len(probe_train)} training images)")
+    if state.step > 0:
+        log.phase(seed, f"resumed at epoch {state.epoch}/{cfg.epochs} (step {state.step})")
     if state.step == 0 and main:  # a fresh start (a mid-epoch-1 checkpoint has steps behind it)
+        log.phase(seed, f"{cfg.model_name} on {cfg.dataset}: {cfg.epochs} epochs of {t.steps_per_epoch} steps; "
+                        "evaluating the random init and estimating MI before the first step")
+        clock = time.perf_counter()
         initial = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature)
         first = next(iter(initial.values()), None)
         if first is not None:
             t.random_init = {f"Random init ({cfg.architecture})": first}
             t.evals.add(0, initial)  # now: a resumed run reads the epoch-0 rows from disk
+            log.phase(seed, f"{format_eval(t.random_init)} ({format_duration(time.perf_counter() - clock)})")
+        clock = time.perf_counter()
         for cb in callbacks:
             cb.on_train_start(state)
+        if state.extra.get("mi"):
+            log.phase(seed, f"before training: {format_mi(state.extra['mi'])} "
+                            f"({format_duration(time.perf_counter() - clock)})")
     distributed.barrier()
     stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
     try:
@@ -317,4 +352,5 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     results = {"seed": seed, "method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "final": t.evals.at(cfg.epochs), "random_init": t.random_init}
     t.record.finish(results)
+    log.summary(seed, results["final"], t.random_init, time.perf_counter() - started)
     return results

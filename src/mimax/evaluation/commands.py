@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
+from mimax.data.preprocess import EvalPreprocessing
 from mimax.errors import OneLineParser, UserError
+from mimax.evaluation.embed import check_output, embed_files, from_backbone, from_run, input_files, write_embeddings
 from mimax.evaluation.export import FORMATS, export_backbone, sidecar_path
 from mimax.evaluation.reevaluate import reevaluate
 from mimax.evaluation.results import aggregate, results_markdown
@@ -33,7 +35,8 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: each seed's latest)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--data_dir", help="dataset location, if it moved since training")
-    p.add_argument("--num_threads", type=int, help="torch CPU threads")
+    p.add_argument("--num_threads", type=int, help="torch CPU threads (default: training's --num_threads, which "
+                                                 "reproduces its numbers exactly)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier re-evaluation file")
     args = p.parse_args(argv)
     if args.num_threads is not None:
@@ -41,6 +44,8 @@ def cmd_eval(argv: list[str]) -> int:
             raise UserError(f"--num_threads: must be >= 1 (got {args.num_threads})")
         torch.set_num_threads(args.num_threads)
     run = open_run(args.run_dir)
+    if args.num_threads is None and run.cfg.num_threads:  # training's thread count: the same rounding
+        torch.set_num_threads(run.cfg.num_threads)
     device = resolve_device(args.device)
     records = reevaluate(run, args.checkpoint, device, args.overwrite, args.data_dir)
     epochs = sorted({r["epoch"] for r in records})
@@ -70,7 +75,9 @@ def cmd_export(argv: list[str]) -> int:
     p = _parser("mimax export", "Write one encoder's backbone as a file that torchvision or timm loads with "
                                 "strict=True, and a JSON sidecar FILE.json with the recipe (docs/evaluation.md)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory or one of its seed_<k> directories")
-    p.add_argument("--out", metavar="FILE", required=True, help="output file (the sidecar is FILE.json)")
+    p.add_argument("--out", metavar="FILE", required=True,
+                   help="output file (its folder is created); FILE.json beside it records how to rebuild, load "
+                        "and feed it")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="torchvision or timm (a state_dict with that library's parameter names) or safetensors; "
                         "default: the backbone's own library")
@@ -80,9 +87,55 @@ def cmd_export(argv: list[str]) -> int:
     args = p.parse_args(argv)
     info = export_backbone(open_run(args.run_dir), args.out, args.encoder, args.checkpoint, args.overwrite,
                            args.format)
-    print(f"wrote {args.out} ({info['format']}) and {sidecar_path(Path(args.out))}: backbone of encoder "
-          f"{info['encoder']} ({info['architecture']}, input {tuple(info['input_size'])}) from {info['checkpoint']}")
+    print(f"wrote {args.out} ({info['format']}): backbone of encoder {info['encoder']} ({info['architecture']}, "
+          f"input {tuple(info['input_shape'])}) from {info['checkpoint']}")
     print(f"loads into {info['loads_into']}")
     if info["load"]:
         print(info["load"])
+    if "preprocessing" in info:
+        pre = EvalPreprocessing.from_dict(info["preprocessing"])
+        print(f"expects the evaluation preprocessing of {info['dataset']}: {pre.describe()}")
+        print(f"as torchvision transforms (import torchvision.transforms as T): {pre.torchvision_code()}")
+    print(f"wrote {sidecar_path(Path(args.out))}: architecture, stem, input shape, normalization, preprocessing "
+          "and the loading code (read by mimax embed --backbone)")
+    return 0
+
+
+def cmd_embed(argv: list[str]) -> int:
+    p = _parser("mimax embed", "One embedding per input image file (file name -> vector), from a run or an "
+                               "exported backbone, with the run's evaluation preprocessing")
+    p.add_argument("inputs", metavar="INPUT", nargs="+", help="image files and/or folders (searched recursively)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", metavar="RUN_DIR", help="experiment directory or one of its seed_<k> directories")
+    src.add_argument("--backbone", metavar="FILE.pt",
+                     help="a backbone written by mimax export (FILE.pt.json beside it)")
+    p.add_argument("--out", metavar="FILE", required=True, help="FILE.npz (NumPy: filenames, embeddings) or "
+                                                               "FILE.parquet (columns filename, embedding; "
+                                                               "needs pyarrow)")
+    p.add_argument("--encoder", help="with --run: which encoder (f_θ/f_theta or g_ξ/g_xi for SDMI); default the first")
+    p.add_argument("--checkpoint", metavar="FILE", help="with --run: one checkpoint (default: the first seed's latest)")
+    p.add_argument("--projector", action="store_true", help="with --run: embed with backbone + projector (the "
+                                                            "objective's embedding) instead of the backbone features")
+    p.add_argument("--batch_size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--num_threads", type=int, help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    args = p.parse_args(argv)
+    if args.backbone and (args.encoder or args.checkpoint or args.projector):
+        raise UserError("--encoder, --checkpoint and --projector need --run (an exported backbone has no projector)")
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size: must be >= 1 (got {args.batch_size})")
+    if args.num_threads is not None:
+        if args.num_threads < 1:
+            raise UserError(f"--num_threads: must be >= 1 (got {args.num_threads})")
+        torch.set_num_threads(args.num_threads)
+    out = check_output(args.out, args.overwrite)
+    files, names = input_files(args.inputs)
+    device = resolve_device(args.device)
+    embedder = from_run(args.run, args.encoder, args.checkpoint, args.projector) if args.run else \
+        from_backbone(args.backbone)
+    embeddings = embed_files(embedder, files, device, args.batch_size)
+    write_embeddings(out, names, embeddings)
+    print(f"wrote {out}: {len(names)} embeddings of dimension {embeddings.shape[1]} ({embedder.source}; "
+          f"preprocessing: {embedder.preprocessing.describe()})")
     return 0

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mimax.data import DataBundle
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
+from mimax.fit import knn_k_for
 from mimax.paradigms import Method
 from mimax.store import faults
 
@@ -47,5 +48,5 @@ def evaluate_encoder(encoder: nn.Module, data: DataBundle, device: torch.device,
     (h_te, z_te), y_te = extract_features(backbone_and_embedding, data.probe_test, device, num_workers=workers)
     k = data.num_classes
     return {"linear": linear_probe(h_tr, y_tr, h_te, y_te, k),
-            "knn": knn_accuracy(h_tr, y_tr, h_te, y_te, k, knn_k, knn_temperature),
+            "knn": knn_accuracy(h_tr, y_tr, h_te, y_te, k, knn_k_for(knn_k, h_tr.shape[0]), knn_temperature),
             "linear_embedding": linear_probe(z_tr, y_tr, z_te, y_te, k)}

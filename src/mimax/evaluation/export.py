@@ -30,30 +30,38 @@ from torch import nn
 
 from mimax import __version__
 from mimax.data import build_data
+from mimax.data.preprocess import eval_preprocessing
 from mimax.data.views import normalization as dataset_normalization
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
+from mimax.naming import ascii_name
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
 from mimax.store.atomic import atomic_write_text, check_output_file
 from mimax.store.checkpoint import load_checkpoint
 
-ENCODER_ALIASES = {"f_theta": "f_θ", "g_xi": "g_ξ"}
 FORMATS = ("torchvision", "timm", "safetensors")
+
+
+def encoder_aliases(keys) -> dict[str, str]:
+    """``{ASCII name: encoder key}`` for the keys that are not ASCII (``f_theta`` -> ``f_θ``)."""
+    return {ascii_name(k): k for k in keys if ascii_name(k) != k}
 
 
 def choose_encoder(encoders: dict[str, Any], row_labels: dict[str, str], wanted: str | None) -> str:
     """The encoder key for ``--encoder`` (its key, an ASCII alias f_theta/g_xi, or its table label)."""
     if wanted is None:
         return next(iter(encoders))
+    aliases = encoder_aliases(encoders)
     for key in encoders:
-        if wanted in (key, row_labels.get(key)) or ENCODER_ALIASES.get(wanted) == key:
+        if wanted in (key, row_labels.get(key)) or aliases.get(wanted) == key:
             return key
-    names = ", ".join(list(encoders) + [a for a, k in ENCODER_ALIASES.items() if k in encoders])
+    names = ", ".join(list(encoders) + list(aliases))
     raise UserError(f"--encoder: no encoder {wanted!r} in this run; expected one of {names}")
 
 
-def sidecar_path(out: Path) -> Path:
-    return out.with_name(out.name + ".json")
+def sidecar_path(backbone: Path) -> Path:
+    """``x.pt`` -> ``x.pt.json``: how the exported backbone was built and what input it expects."""
+    return backbone.with_name(backbone.name + ".json")
 
 
 def load_code(spec: BackboneSpec, library: str, file_format: str, path: str = "PATH") -> str:
@@ -103,7 +111,8 @@ def _write(state: dict[str, torch.Tensor], file: Path, file_format: str, metadat
         torch.save(state, file)
 
 
-def _read(file: Path, file_format: str) -> dict[str, torch.Tensor]:
+def read_backbone_file(file: Path, file_format: str) -> dict[str, torch.Tensor]:
+    """The tensors of an exported file (``pt``: ``torch.load(weights_only=True)``; ``safetensors``)."""
     if file_format == "safetensors":
         from safetensors.torch import load_file
 
@@ -115,7 +124,7 @@ def _verify(spec: BackboneSpec, library: str, file: Path, file_format: str) -> N
     """Build ``library``'s model as the sidecar's code does (:meth:`BackboneSpec.build`) and load the
     written file into it with ``strict=True``."""
     try:
-        spec.build(library).load_state_dict(_read(file, file_format), strict=True)
+        spec.build(library).load_state_dict(read_backbone_file(file, file_format), strict=True)
     except ArchitectureError as err:
         raise UserError(f"--format: {err}") from None
     except ImportError as exc:
@@ -130,8 +139,18 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     """Write the chosen encoder's backbone to ``out`` (and ``out.json``); return the sidecar's content."""
     if fmt is not None and fmt not in FORMATS:
         raise UserError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
-    out_path = check_output_file(Path(out), overwrite)
-    side = check_output_file(sidecar_path(out_path), overwrite)
+    out_path = Path(out)
+    if not out_path.parent.is_dir():  # the folder is made once everything is validated
+        existing = next((p for p in out_path.parent.parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise UserError(f"--out: {existing} is a file, so the folder {out_path.parent} cannot be made")
+        if out_path.is_symlink():
+            raise UserError(f"--out: {out_path} exists and is not a regular file; refusing to replace it")
+    else:
+        out_path = check_output_file(out_path, overwrite)
+    side = sidecar_path(out_path)
+    if side.exists() and not overwrite:
+        raise UserError(f"--out: {side} already exists; pass --overwrite to replace it")
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
     ckpt = load_checkpoint(path)
     cfg = run.cfg
@@ -149,12 +168,13 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
         raise UserError(f"{cfg.architecture}: {err}") from None
     library, file_format = _target_library(spec, fmt)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: make the folder now
     tmp = out_path.with_name(f".{out_path.name}.export")
     try:
         _write(state, tmp, file_format, {"architecture": cfg.architecture, "library": library})
         if library == "mimax":  # mimax's own backbone: load into a fresh one built from the spec
             fresh = build_backbone_spec(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)[0]
-            fresh.load_state_dict(_read(tmp, file_format), strict=True)
+            fresh.load_state_dict(read_backbone_file(tmp, file_format), strict=True)
         else:
             _verify(spec, library, tmp, file_format)
         code = None if library == "mimax" else load_code(spec, library, file_format, str(out_path))
@@ -185,12 +205,17 @@ def sidecar(cfg, spec: BackboneSpec, library: str, file_format: str, encoder: st
         how = f"timm.create_model({spec.model!r}, ...) with strict=True"
     else:
         how = f"torchvision.models.{spec.model} with strict=True"
-    return {
+    info = {
         "file": out.name, "format": file_format, "library": library, "model": spec.model,
         "builder_kwargs": spec.kwargs if library == spec.library else {"num_classes": 0},
         "modifications": [s.to_dict() for s in spec.swaps],
-        "architecture": cfg.architecture, "stem": spec.stem, "input_size": list(input_shape),
+        "architecture": cfg.architecture, "stem": spec.stem, "input_shape": list(input_shape),
         "normalization": normalization, "feature_dim": spec.feature_dim, "loads_into": how,
         "load": code, "encoder": encoder, "method": cfg.model_name, "dataset": cfg.dataset,
         "checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch", 0)), "mimax_version": __version__,
+        # what `mimax embed --backbone` rebuilds and feeds it with
+        "resnet_width": cfg.resnet_width, "mlp_hidden_dim": cfg.mlp_hidden_dim, "channels_last": cfg.channels_last,
     }
+    if len(input_shape) == 3:
+        info["preprocessing"] = eval_preprocessing(cfg.dataset, input_shape).to_dict()
+    return info

@@ -1,4 +1,4 @@
-"""Linear probe and kNN on frozen, cached features (METHODS.md §8; protocol in docs/evaluation.md).
+"""Linear probe and kNN on frozen, cached features (docs/methods.md §8; protocol in docs/evaluation.md).
 
 Features are extracted once per evaluation (eval mode, no augmentation, no_grad) and cached in memory.
 

@@ -2,7 +2,9 @@
 
 For each seed (or the one ``--checkpoint``), the method is rebuilt from the run's ``config.json`` through
 the registry, the checkpoint is loaded with ``weights_only=True``, and every encoder the method exposes
-(SDMI: f_θ and g_ξ) gets the linear probe and kNN of :func:`mimax.evaluation.evaluate.evaluate`. The result
+(SDMI: f_θ and g_ξ) gets the linear probe and kNN of :func:`mimax.evaluation.evaluate.evaluate`, in the
+memory layout (``--channels_last``) and with the CPU thread count (``--num_threads``) training used, so the
+numbers are the ones training reported (both change the rounding of the convolutions). The result
 goes to ``seed_<k>/eval_ckpt_epoch_<n>.json`` (written atomically; the training outputs ``eval.csv`` and
 ``results.json`` are never touched; an existing re-evaluation file is replaced only with ``--overwrite``).
 """
@@ -43,6 +45,9 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
         seed = int(ckpt["seed"])
         data = build_data(cfg, device, seed)
         method = rebuild_method(cfg, ckpt, path, data.input_shape).to(device)
+        # the memory layout training evaluated in: NHWC convolutions round differently from NCHW ones
+        if cfg.channels_last:
+            method.to(memory_format=torch.channels_last)
         if data.probe_train is None or not data.num_classes:
             print(f"{seed_dir.path}: the dataset has no labels; linear probe and kNN are skipped")
         record = {

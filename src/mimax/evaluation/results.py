@@ -1,4 +1,4 @@
-"""Per-run results and their aggregation: mean ± sample std (ddof = 1) over seeds (METHODS.md §8)."""
+"""Per-run results and their aggregation: mean ± sample std (ddof = 1) over seeds (docs/methods.md §8)."""
 
 from __future__ import annotations
 

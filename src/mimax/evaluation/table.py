@@ -1,11 +1,16 @@
 """``mimax table RUN_DIR ...``: the paper's Table 1 (methods x datasets, mean ± sample std over seeds).
 
 Each RUN_DIR is a finished experiment (its ``results.json``). A row is an encoder as the training
-labelled it (``SimCLR``; ``SDMI (f_θ)`` and ``SDMI (g_ξ)`` for the two SDMI encoders) plus one
-``Random init (<architecture>)`` row per architecture; a column is a dataset. One table for the linear
-probe and one for kNN. Random-init evaluations of one architecture on one dataset are pooled over all
-the experiments given, one value per seed (experiments with the same seed evaluate the same
-initialization, so a seed already pooled is not counted again). A trained row given by two experiments
+labelled it (``SimCLR``; ``SDMI (f_θ)`` and ``SDMI (g_ξ)`` for the two SDMI encoders) plus the random-init
+rows; a column is a dataset. One table for the linear probe and one for kNN.
+
+Random init: a baseline is determined by the configuration fields in :data:`BASELINE_FIELDS` (dataset,
+architecture and width, image size, subsets, kNN settings, ...) and the seed. Baselines are pooled per
+such configuration over all the experiments given, one value per seed; the same configuration and seed
+evaluated by two experiments must give identical numbers (they evaluate the same initialization), else
+the table is refused. Configurations that differ get their own row, labelled with the fields that
+differ (``Random init (ResNet18, resnet_width 16)``), and the Sources list says which row each
+experiment's baseline is. A trained row given by two experiments
 for one dataset is merged only when they are the same configuration (``config.json`` equal apart from
 the seed, the number of runs and runtime flags) with disjoint seeds, e.g. seeds 0 and 1-2 trained
 separately; anything else is an error, never silently merged or dropped.
@@ -13,6 +18,7 @@ separately; anything else is an error, never silently merged or dropped.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mimax.config import RUNTIME_FIELDS
@@ -24,6 +30,12 @@ from mimax.store.rundir import ExperimentDir
 PAPER_DATASETS = ["CIFAR10", "CIFAR100", "TinyImageNet", "ImageNet100"]
 TABLE_METRICS = {"linear": "Linear probe top-1 (%)", "knn": "kNN top-1 (%)"}
 RANDOM_INIT = "Random init"
+# The configuration fields that determine a random-init evaluation (with the seed): the backbone built,
+# the data it sees, how the evaluation is done. Gaussian-mixture fields matter for that dataset only.
+BASELINE_FIELDS = ("architecture", "resnet_width", "mlp_hidden_dim", "image_size", "train_subset", "test_subset",
+                   "class_list", "no_labels", "knn_k", "knn_temperature", "channels_last")
+GAUSSIAN_BASELINE_FIELDS = ("gm_clusters", "gm_dim", "gm_radius", "gm_sigma", "gm_view_noise", "gm_train_size",
+                            "gm_test_size", "gm_data_seed", "augmentation")
 
 
 def read_results(path: str) -> dict[str, Any]:
@@ -41,34 +53,88 @@ def read_results(path: str) -> dict[str, Any]:
     config = None if saved is None else {k: v for k, v in saved.items()
                                          if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
     return {"dir": str(exp.path), "dataset": dataset, "method": method, "summary": summary, "config": config,
+            "baseline": baseline_config(saved, dataset, results.get("architecture")),
             "epochs": results.get("epochs"), "num_runs": results.get("num_runs"), "seeds": results.get("seeds")}
 
 
+def baseline_config(config: dict[str, Any] | None, dataset: str, architecture: str | None) -> tuple:
+    """The ``(field, value)`` pairs that determine an experiment's random-init baseline (with the seed).
+    Without a config.json (older runs) only the architecture is known, and the pairs say so."""
+    if config is None:
+        return (("architecture", architecture), ("config", "unknown"))
+    names = BASELINE_FIELDS + (GAUSSIAN_BASELINE_FIELDS if dataset == "Gaussian" else ())
+    mlp = config.get("architecture") == "MLP"
+    unused = {"resnet_width", "image_size", "channels_last"} if mlp else {"mlp_hidden_dim"}
+    names = tuple(n for n in names if n not in unused)
+    return tuple((name, config.get(name)) for name in names)
+
+
+def baseline_labels(keys: list[tuple]) -> dict[tuple, str]:
+    """``Random init (<architecture>[, <field> <value> ...])`` per baseline configuration, naming the fields
+    in which the configurations given differ (the architecture always)."""
+    differing = [i for i, (name, _) in enumerate(keys[0]) if name != "architecture"
+                 and len({dict(k).get(name, "?") for k in keys}) > 1] if keys else []
+    labels = {}
+    for key in keys:
+        values = dict(key)
+        extra = "".join(f", {name} {values.get(name)}" for name, _ in (keys[0][i] for i in differing))
+        labels[key] = f"{RANDOM_INIT} ({values.get('architecture')}{extra})"
+    return labels
+
+
 def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
-    """``{(row label, dataset): {metric: per-seed values}}``; random-init rows pooled, duplicates refused."""
+    """``{(row label, dataset): {metric: per-seed values}}``; random-init rows pooled per baseline
+    configuration (identical numbers required for a seed given twice), duplicates refused."""
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     owner: dict[tuple[str, str], dict[str, Any]] = {}
-    pooled_seeds: dict[tuple[str, str], set[int]] = {}
+    baselines: dict[tuple, dict[Any, tuple[dict[str, float], str]]] = {}  # (dataset, config) -> seed -> values
     for exp in experiments:
         for label, metrics in exp["summary"].items():
             key = (label, exp["dataset"])
-            if not label.startswith(RANDOM_INIT):
-                if key in owner and not _same_config_other_seeds(owner[key], exp):
-                    raise UserError(f"{exp['dir']} and {owner[key]['dir']} both give {label!r} on {exp['dataset']}; "
-                                    "pass one experiment per method and dataset (or runs of one configuration "
-                                    "with different seeds)")
-                merged = owner[key]["seeds"] + exp["seeds"] if key in owner else exp["seeds"]
-                owner[key] = {**exp, "seeds": merged}
-            seeds = exp["seeds"] or [None] * len(next(iter(metrics.values()))["values"])
-            keep = [True] * len(seeds)
-            if label.startswith(RANDOM_INIT):  # one value per seed: same seed, same initialization
-                done = pooled_seeds.setdefault(key, set())
-                keep = [s is None or s not in done for s in seeds]
-                done.update(s for s in seeds if s is not None)
+            if label.startswith(RANDOM_INIT):
+                _pool_baseline(baselines.setdefault((exp["dataset"], exp["baseline"]), {}), exp, metrics)
+                continue
+            if key in owner and not _same_config_other_seeds(owner[key], exp):
+                raise UserError(f"{exp['dir']} and {owner[key]['dir']} both give {label!r} on {exp['dataset']}; "
+                                "pass one experiment per method and dataset (or runs of one configuration "
+                                "with different seeds)")
+            merged = owner[key]["seeds"] + exp["seeds"] if key in owner else exp["seeds"]
+            owner[key] = {**exp, "seeds": merged}
             for metric, stat in metrics.items():
-                cells.setdefault(key, {}).setdefault(metric, []).extend(
-                    float(v) for v, k in zip(stat["values"], keep) if k)
+                cells.setdefault(key, {}).setdefault(metric, []).extend(float(v) for v in stat["values"])
+    labels = baseline_labels(list(dict.fromkeys(config for _, config in baselines)))
+    for (dataset, config), per_seed in baselines.items():
+        cell = cells.setdefault((labels[config], dataset), {})
+        for values, _ in per_seed.values():
+            for metric, value in values.items():
+                cell.setdefault(metric, []).append(value)
     return cells
+
+
+def _pool_baseline(per_seed: dict[Any, tuple[dict[str, float], str]], exp: dict[str, Any],
+                   metrics: dict[str, Any]) -> None:
+    """Add an experiment's random-init values, one per seed; a seed already pooled must agree exactly."""
+    n = len(next(iter(metrics.values()))["values"])
+    seeds = exp["seeds"] if exp["seeds"] and len(exp["seeds"]) == n else [(exp["dir"], i) for i in range(n)]
+    for i, seed in enumerate(seeds):
+        # backbone metrics only: the embedding's probe depends on the method's projector, not the baseline
+        values = {metric: float(stat["values"][i]) for metric, stat in metrics.items() if metric in TABLE_METRICS}
+        if seed in per_seed and per_seed[seed][0] != values:
+            other_values, other = per_seed[seed]
+            diff = ", ".join(f"{m} {100 * other_values.get(m, math.nan):.2f} vs {100 * v:.2f}"
+                             for m, v in values.items() if other_values.get(m) != v)
+            raise UserError(f"{exp['dir']} and {other} have the same random-init configuration and seed {seed} "
+                            f"on {exp['dataset']} but different random-init numbers ({diff}); refusing to merge "
+                            "them: give experiments whose baselines agree, or table them separately")
+        per_seed.setdefault(seed, (values, exp["dir"]))
+
+
+def baseline_row_of(experiments: list[dict[str, Any]]) -> dict[str, str]:
+    """Each experiment's random-init row label (as :func:`collect` names it), by directory."""
+    keys = list(dict.fromkeys(e["baseline"] for e in experiments
+                              if any(label.startswith(RANDOM_INIT) for label in e["summary"])))
+    labels = baseline_labels(keys)
+    return {e["dir"]: labels[e["baseline"]] for e in experiments if e["baseline"] in labels}
 
 
 def _same_config_other_seeds(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -91,6 +157,10 @@ def format_cell(values: list[float], n_common: int | None) -> str:
     return text if stat["n"] == n_common else f"{text} (n={stat['n']})"
 
 
+def _describe(baseline: tuple) -> str:
+    return ", ".join(f"{name} {value}" for name, value in baseline if value is not None and value is not False)
+
+
 def table_markdown(experiments: list[dict[str, Any]]) -> str:
     """Markdown: one table per metric (rows = encoders, columns = datasets) and the list of sources."""
     cells = collect(experiments)
@@ -110,6 +180,8 @@ def table_markdown(experiments: list[dict[str, Any]]) -> str:
             lines.append(f"| {row} | " + " | ".join(format_cell(v, n_common) if v else "–" for v in values) + " |")
         lines.append("")
     lines += ["Sources:", ""]
+    row_of = baseline_row_of(experiments)
     lines += [f"- `{e['dir']}`: {e['method']} on {e['dataset']}, {e['epochs']} epochs, {e['num_runs']} seed(s)"
+              + (f"; {_describe(e['baseline'])}; random init in row '{row_of[e['dir']]}'" if e["dir"] in row_of else "")
               for e in experiments]
     return "\n".join(lines) + "\n"

@@ -1,12 +1,12 @@
-"""The controlled Gaussian-mixture experiments (METHODS.md §7) and ``mimax demo``.
+"""The controlled Gaussian-mixture experiments (docs/methods.md §7) and ``mimax demo``.
 
 Trains every method plus the ablations on the Gaussian mixture with the MLP encoder and a low-dimensional
-embedding, ``--num_runs`` seeds each, one CPU thread per run and ``--workers`` runs in parallel, then
+embedding, ``--num_runs`` seeds each, one CPU thread per run and ``--num_workers`` runs in parallel, then
 writes into one folder: ``trajectories.png`` (Figure 3), ``mi.png`` (Figure 2), ``results.md`` /
 ``results.json`` (probe accuracies, separation, final MI estimates, collapse flag; mean ± std over seeds)
 and ``claims.md`` (each claim of the paper checked against these numbers).
 
-Run as ``mimax demo [--quick] [--out DIR] ...``.
+Run as ``mimax demo [--quick] [--output_dir DIR] ...``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
     DemoRun("SDMI, no marginal + predictor (ema)", "sdmi_nomarg_pred_ema", "ablation",
             ("--model_name", "SDMI", "--no_marginal", "--predictor", "--target_update", "ema")),
     # The analogues at the setting under which the paper's separation claim was found to hold
-    # (METHODS.md §7: m_0 = 0.99, predictor width 16), beside the tuned defaults above.
+    # (docs/methods.md §7: m_0 = 0.99, predictor width 16), beside the tuned defaults above.
     DemoRun("BYOL (m0=0.99, pred 16)", "byol_paper", "paper-setting",
             ("--model_name", "BYOL", "--ema_momentum", "0.99", "--predictor_dim", "16")),
     DemoRun("SimSiam (pred 16)", "simsiam_paper", "paper-setting",
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="mimax demo", description="Controlled Gaussian-mixture experiments: Figures 2 and 3 "
                       "and the paper's claims, on this machine, with no data and no network. Every setting not "
                       "given is the Gaussian preset of `mimax train` (docs/experiments.md).")
-    p.add_argument("--out", default=None, help="output folder (default: runs/demo_<time>); never reused")
+    p.add_argument("--output_dir", default=None, help="output folder (default: runs/demo_<time>); never reused")
+    p.add_argument("--out", dest="output_dir", help=argparse.SUPPRESS)  # the former name, still accepted
     p.add_argument("--quick", action="store_true", help="seconds-long smoke version (tiny data, 3 epochs)")
     p.add_argument("--num_runs", type=int, default=None, help="seeds per configuration (default 3; quick: 1)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
@@ -106,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{Config.gm_train_size}; quick: 512)")
     p.add_argument("--mi_interval", type=int, default=2,
                    help="epochs between MI estimates and the last epoch (default: 2)")
-    p.add_argument("--workers", type=int, default=2, help="runs trained in parallel, one CPU thread each (default: 2)")
+    p.add_argument("--num_workers", type=int, default=2,
+                   help="runs trained in parallel, one CPU thread each (default: 2)")
+    p.add_argument("--workers", type=int, dest="num_workers", help=argparse.SUPPRESS)  # the former name
     p.add_argument("--only", default=None, help="comma-separated run slugs to train (default: all)")
     return p
 
@@ -162,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--only", f"unknown run(s) {', '.join(unknown)}; expected slugs among "
                                         f"{', '.join(r.slug for r in runs)}")
         runs = [r for r in runs if r.slug in wanted]
-    if args.workers < 1:
-        raise ConfigError("--workers", f"must be >= 1 (got {args.workers})")
-    out_dir = args.out or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.num_workers < 1:
+        raise ConfigError("--num_workers", f"must be >= 1 (got {args.num_workers})")
+    out_dir = args.output_dir or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
     all_flags = [run_flags(args, r, Path(out_dir)) for r in runs]
     for flags in all_flags:  # validate every configuration before anything is written
         config_from_args(flags)
@@ -178,17 +181,23 @@ def main(argv: list[str] | None = None) -> int:
 def _run_demo(out: Path, runs: list, all_flags: list[list[str]], args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
-    bar = tqdm(total=len(runs), desc="demo", unit="config", dynamic_ncols=True, file=sys.stdout)
-    with ProcessPoolExecutor(max_workers=min(args.workers, len(runs)), mp_context=ctx) as pool:
+    # the bar on a terminal only (disable=None); one line per finished configuration in every mode
+    bar = tqdm(total=len(runs), desc="demo", unit="config", dynamic_ncols=True, file=sys.stdout, disable=None)
+    print(f"demo: {len(runs)} configurations, {args.num_workers} in parallel, into {out}", flush=True)
+    with ProcessPoolExecutor(max_workers=min(args.num_workers, len(runs)), mp_context=ctx) as pool:
         futures = [(pool.submit(_train_one, f), r) for f, r in zip(all_flags, runs)]
         while True:
-            running = [r.label for f, r in futures if not f.done()][: args.workers]
+            running = [r.label for f, r in futures if not f.done()][: args.num_workers]
             if not running:
                 break
             bar.set_postfix_str("training: " + "; ".join(running))
             done, _ = wait([f for f, _ in futures if not f.done()], return_when=FIRST_COMPLETED)
             for fut in done:
                 fut.result()  # re-raise a worker's error here
+                label = next(r.label for f, r in futures if f is fut)
+                tqdm.write(f"demo: {sum(f.done() for f, _ in futures)}/{len(runs)} done: {label} "
+                           f"({time.perf_counter() - t0:.0f} s)", file=sys.stdout)
+                sys.stdout.flush()
             bar.update(sum(f.done() for f, _ in futures) - bar.n)
     bar.close()
     elapsed = time.perf_counter() - t0

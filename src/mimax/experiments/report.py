@@ -91,7 +91,7 @@ def results_markdown(rows: list[dict[str, Any]], elapsed: float) -> str:
     lines = [
         f"# Controlled Gaussian-mixture experiments (mean ± sample std over {n} seed{'s' if n > 1 else ''})", "",
         f"Wall time: {elapsed:.0f} s. Probes in %, angles in degrees, MI estimates at the final epoch on the "
-        "embedding, cosine critic with the fixed tau_est; gap = paired - shuffled (METHODS.md §2). "
+        "embedding, cosine critic with the fixed tau_est; gap = paired - shuffled (docs/methods.md §2). "
         f"Collapsed = normalized-embedding std < {COLLAPSE_STD} or effective rank < {COLLAPSE_ERANK} "
         "(any encoder).", "",
         "| configuration | paradigm | linear (embedding) | linear (backbone) | kNN (backbone) | min center angle "
@@ -138,7 +138,7 @@ def claims_markdown(rows: list[dict[str, Any]]) -> str:
                            f"{r['label']} {_fmt(r['aggregate']['mi_initial_gap']['cos-DV'])} → "
                            f"{_fmt(r['aggregate']['mi_final']['cos-DV']['gap'])}" for r in fam) + ".")
         out += ["", "The gap (paired − shuffled) is used because a collapsing model's raw estimate also rises "
-                "toward 0 (METHODS.md §2).", ""]
+                "toward 0 (docs/methods.md §2).", ""]
 
     ablations = [by[s] for s in ("sdmi_nomarg", "jmi_nomarg") if s in by]
     if ablations:
@@ -156,7 +156,7 @@ def claims_markdown(rows: list[dict[str, Any]]) -> str:
             flags = [not s["collapsed"] for s in r["seeds"]]
             out.append(f"- {r['label']}: **{_verdict(all(flags), not any(flags))}** — not collapsed in "
                        f"{sum(flags)}/{len(flags)} seeds; " + _collapse_text(r) + ".")
-        out += ["", "METHODS.md §3 expects the predictor to stand in for the marginal term only when the target "
+        out += ["", "docs/methods.md §3 expects the predictor to stand in for the marginal term only when the target "
                 "is tied to the online network (`ema`/`copy`), and g_ξ to collapse with `alternate`.", ""]
 
     if "sdmi" in by:

@@ -1,4 +1,4 @@
-"""Cluster-center trajectories and separation on the Gaussian mixture (METHODS.md §7; the paper's Figure 3).
+"""Cluster-center trajectories and separation on the Gaussian mixture (docs/methods.md §7; the paper's Figure 3).
 
 After every epoch (and before the first step) :class:`TrajectoryRecorder` records, for every cluster,
 the normalized embedding of the true mean (the encoder applied to mu_k) and the normalized mean of the
@@ -25,7 +25,7 @@ from mimax.store.rundir import SeedDir
 
 
 def separation(embeddings: Tensor, labels: Tensor) -> dict[str, float]:
-    """Separation of clusters on the unit sphere, as three numbers (METHODS.md §7):
+    """Separation of clusters on the unit sphere, as three numbers (docs/methods.md §7):
 
     - ``min_center_angle``: the smallest angle (radians) between two cluster centers, a center being the
       normalized mean of the cluster's normalized embeddings;

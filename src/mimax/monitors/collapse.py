@@ -1,4 +1,4 @@
-"""Collapse monitors (METHODS.md §6-7): how spread out the embeddings of the monitor set are.
+"""Collapse monitors (docs/methods.md §6-7): how spread out the embeddings of the monitor set are.
 
 Two numbers per encoder, every epoch, as extra ``metrics.csv`` columns:
 
@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode
+from mimax.naming import ascii_name
 
 
 def _check_embeddings(z: Tensor) -> None:
@@ -55,7 +56,8 @@ def encoder_embeddings(encoder: torch.nn.Module, x: Tensor, batch_size: int, dev
 
 class CollapseMonitor(Callback):
     """Adds ``emb_std_<encoder>`` and ``emb_erank_<encoder>`` to every epoch's ``metrics.csv`` row, computed
-    on view A of the fixed monitor set, one column pair per encoder the method exposes (SDMI: f_θ and g_ξ)."""
+    on view A of the fixed monitor set, one column pair per encoder the method exposes (SDMI: f_θ and g_ξ,
+    named in ASCII by :func:`mimax.naming.ascii_name`: ``emb_std_f_theta``, ``emb_std_g_xi``)."""
 
     def __init__(self, batch_size: int):
         self.batch_size = batch_size
@@ -68,8 +70,8 @@ class CollapseMonitor(Callback):
         with evaluation_mode(state.method):
             for key, encoder in state.method.encoders().items():
                 z = encoder_embeddings(encoder, x, self.batch_size, state.device)
-                out[f"emb_std_{key}"] = normalized_embedding_std(z).item()
-                out[f"emb_erank_{key}"] = effective_rank(z).item()
+                out[f"emb_std_{ascii_name(key)}"] = normalized_embedding_std(z).item()
+                out[f"emb_erank_{ascii_name(key)}"] = effective_rank(z).item()
         return out
 
     def on_epoch_end(self, state: RunState) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""MI monitor (METHODS.md §6): the bounds of :mod:`mimax.bounds` estimated on a fixed monitor set during
+"""MI monitor (docs/methods.md §6): the bounds of :mod:`mimax.bounds` estimated on a fixed monitor set during
 training, each with its shuffled-pair baseline and the MI gap. Schema and caveats: docs/monitoring.md.
 
 For every representation the method pairs (``method.monitor_pairs``: ``"embedding"``, ``"backbone"``, ...)
@@ -103,8 +103,10 @@ class MIMonitor(Callback):
         if state.data.monitor_views is None:
             return
         x_a, x_b = state.data.monitor_views
-        for row in estimate_mi(state.method, x_a, x_b, self.batch_size, self.temperature, state.device):
-            self.rows.append({"epoch": state.epoch, "step": state.step, **row})
+        latest = [{"epoch": state.epoch, "step": state.step, **row}
+                  for row in estimate_mi(state.method, x_a, x_b, self.batch_size, self.temperature, state.device)]
+        self.rows += latest
+        state.extra["mi"] = latest  # this epoch's estimates, for the epoch's printed line and TensorBoard
         write_csv(self.path, [{k: r[k] for k in MI_CSV_COLUMNS} for r in self.rows])
 
     def on_train_start(self, state: RunState) -> None:

@@ -1,4 +1,4 @@
-"""Backbones (METHODS.md §5): an MLP for vector data, mimax's width-scalable ResNet18/ResNet50, any
+"""Backbones (docs/methods.md §5): an MLP for vector data, mimax's width-scalable ResNet18/ResNet50, any
 torchvision classification model by name, and any timm model as ``timm:<name>`` (optional extra).
 
 Every backbone is described by a :class:`BackboneSpec`: the library's builder, its keyword arguments,
@@ -133,7 +133,7 @@ def small_image_patch(side: int) -> int:
 
 # --- mimax's own backbones -------------------------------------------------------------------------
 def mlp_backbone(in_dim: int, hidden_dim: int = 64) -> nn.Sequential:
-    """``in_dim -> h -> h``, each layer Linear-BN-ReLU (METHODS.md §7's Gaussian-mixture encoder)."""
+    """``in_dim -> h -> h``, each layer Linear-BN-ReLU (docs/methods.md §7's Gaussian-mixture encoder)."""
     return nn.Sequential(
         nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
         nn.Linear(hidden_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),

@@ -1,4 +1,4 @@
-"""MLP heads and the encoder (backbone + projector) they complete (METHODS.md §5)."""
+"""MLP heads and the encoder (backbone + projector) they complete (docs/methods.md §5)."""
 
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def monitor_pairs(self, x_a: Tensor, x_b: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
-        """The embedding pairs whose MI the monitors estimate (METHODS.md §6), by representation name:
+        """The embedding pairs whose MI the monitors estimate (docs/methods.md §6), by representation name:
         ``"embedding"`` = the projector outputs of the two branches the method pairs, ``"backbone"`` =
         backbone features paired within one network. Called in eval mode under ``no_grad``."""
         raise NotImplementedError

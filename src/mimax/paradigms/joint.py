@@ -1,4 +1,4 @@
-"""JMI paradigm (METHODS.md §3): one shared encoder f for both views, no stop-gradient, no target, no
+"""JMI paradigm (docs/methods.md §3): one shared encoder f for both views, no stop-gradient, no target, no
 predictor; both views receive gradient. A joint method only declares its objective."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SDMI paradigm (METHODS.md §3): an online encoder f_θ against a target g_ξ through a stop-gradient.
+"""SDMI paradigm (docs/methods.md §3): an online encoder f_θ against a target g_ξ through a stop-gradient.
 
 Each step optimizes one side against a detached copy of the other (block-coordinate ascent on the
 bound). The θ-step is the same for every method: maximize ``J(q(f_θ(x^A)), sg(g_ξ(x^B)))``, symmetrized

@@ -1,0 +1,173 @@
+"""``mimax embed``: one embedding per input image file, from a run's checkpoint or an exported backbone.
+
+The files get the run's evaluation preprocessing (:mod:`mimax.data.preprocess`) and go through the backbone
+in eval mode (its features, what the linear probe and kNN see; ``--projector`` adds the projector: the
+embedding the objective saw, runs only). The output is a table file name -> vector:
+
+- ``.npz`` (NumPy): ``filenames`` (str, N) and ``embeddings`` (float32, N x D), ``np.load(f)["embeddings"]``;
+- ``.parquet`` (needs pyarrow, ``pip install 'mimax[parquet]'``): columns ``filename`` (string) and
+  ``embedding`` (fixed-size list of float32), readable by pandas, polars, DuckDB and Spark.
+
+File names are relative to the folder given (when one folder is given), else the paths as given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mimax.data.folders import image_files
+from mimax.data.images import is_image_file
+from mimax.data.preprocess import EvalPreprocessing, eval_preprocessing
+from mimax.errors import UserError
+from mimax.evaluation.export import choose_encoder, read_backbone_file, sidecar_path
+from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
+from mimax.nets.backbones import build_backbone
+from mimax.store.checkpoint import load_checkpoint
+
+FORMATS = (".npz", ".parquet")
+
+
+@dataclass
+class Embedder:
+    """A backbone (optionally followed by a projector) and the preprocessing its inputs need."""
+
+    network: nn.Module
+    preprocessing: object  # mimax.data.preprocess.EvalPreprocessing
+    channels_last: bool
+    source: str
+
+
+def input_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Image files (folders searched recursively, sorted) and the name each is stored under."""
+
+    files, names = [], []
+    folders = [Path(p) for p in inputs if Path(p).is_dir()]
+    for given in map(Path, inputs):
+        if given.is_dir():
+            found = image_files(given, recursive=True)
+            if not found:
+                raise UserError(f"{given}: no image files found (searched recursively)")
+            files += found
+            names += [str(f.relative_to(given)) if len(inputs) == 1 else str(f) for f in found]
+        elif given.is_file():
+            if not is_image_file(given):
+                raise UserError(f"{given}: not an image file (expected one of torchvision's image extensions)")
+            files.append(given)
+            names.append(str(given))
+        else:
+            raise UserError(f"{given}: no such file or folder")
+    if len(set(names)) != len(names):
+        raise UserError("the same file is given twice" + (" (through two folders)" if folders else ""))
+    return files, names
+
+
+def from_run(run_dir: str, encoder: str | None, checkpoint: str | None, projector: bool) -> Embedder:
+
+    run = open_run(run_dir)
+    if run.cfg.architecture == "MLP":
+        raise UserError(f"{run_dir}: a run on vector data ({run.cfg.dataset}); mimax embed embeds image files")
+    _, path = checkpoints_to_use(run, checkpoint)[0]
+    ckpt = load_checkpoint(path)
+    if "input_shape" not in ckpt:
+        raise UserError(f"{path}: checkpoint without its input shape (written by an older mimax); export it "
+                        "with mimax export and embed with --backbone")
+    shape = tuple(int(s) for s in ckpt["input_shape"])
+    method = rebuild_method(run.cfg, ckpt, path, shape)
+    if run.cfg.channels_last:  # the layout training evaluated in (NHWC convolutions round differently)
+        method.to(memory_format=torch.channels_last)
+    key = choose_encoder(method.encoders(), method.row_labels(), encoder)
+    enc = method.encoders()[key]
+    network = nn.Sequential(enc.backbone, enc.projector) if projector else enc.backbone
+    what = "backbone + projector" if projector else "backbone"
+    return Embedder(network.eval(), eval_preprocessing(run.cfg.dataset, shape), run.cfg.channels_last,
+                    f"{what} of encoder {key} from {path}")
+
+
+def from_backbone(path: str) -> Embedder:
+    """An exported backbone (``mimax export``) and its ``.json`` sidecar (architecture, preprocessing)."""
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--backbone: {file} is not a file")
+    meta_path = sidecar_path(file)
+    try:
+        meta = json.loads(meta_path.read_text())
+        architecture, shape = meta["architecture"], tuple(meta["input_shape"])
+        pre = EvalPreprocessing.from_dict(meta["preprocessing"])
+    except FileNotFoundError:
+        raise UserError(f"--backbone: {meta_path} not found (mimax export writes it beside the backbone)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"--backbone: {meta_path} is not an export description ({exc})") from None
+    net, _ = build_backbone(architecture, shape, meta.get("mlp_hidden_dim", 64), meta.get("resnet_width", 64))
+    try:
+        state = read_backbone_file(file, meta.get("format", "pt"))  # pt or safetensors
+        net.load_state_dict(state, strict=True)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable or mismatched file is one user-facing line
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--backbone: {file} does not load into {architecture} of input {shape} ({reason})") from None
+    if meta.get("channels_last"):  # the layout the run trained and evaluated in: the same rounding
+        net.to(memory_format=torch.channels_last)
+    return Embedder(net.eval(), pre, bool(meta.get("channels_last")), f"backbone {file} ({architecture})")
+
+
+@torch.no_grad()
+def embed_files(embedder: Embedder, files: list[Path], device: torch.device, batch_size: int = 256) -> np.ndarray:
+    """float32 (N, D): one row per file, in order."""
+
+    net = embedder.network.to(device)
+    out = []
+    for start in range(0, len(files), batch_size):
+        x = torch.stack([embedder.preprocessing.load(f) for f in files[start:start + batch_size]])
+        x = x.to(device)
+        if embedder.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(net(x).float().cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def check_output(out: str, overwrite: bool) -> Path:
+    path = Path(out)
+    if path.suffix.lower() not in FORMATS:
+        raise UserError(f"--out: {path} must end in .npz (NumPy) or .parquet (Parquet)")
+    if path.exists() and not overwrite:
+        raise UserError(f"--out: {path} already exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise UserError(f"--out: {path} is a directory")
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UserError("--out: writing Parquet needs pyarrow: pip install 'mimax[parquet]' "
+                            "(or write .npz)") from None
+    return path
+
+
+def write_embeddings(path: Path, names: list[str], embeddings: np.ndarray) -> None:
+    """Atomically write the table (a temporary file in the same folder, then renamed)."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix.lower() == ".npz":
+            with open(tmp, "wb") as fh:
+                np.savez(fh, filenames=np.array(names, dtype=str), embeddings=embeddings)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()),
+                                                       embeddings.shape[1])
+            pq.write_table(pa.table({"filename": pa.array(names, pa.string()), "embedding": column}), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,38 @@
+"""Machine-readable names: the one place where an encoder key such as ``f_θ`` becomes ASCII (``f_theta``).
+
+Human-facing tables keep the paper's symbols; CSV column names, TensorBoard tags and file-name-like
+identifiers use :func:`ascii_name`, so that ``pandas``, shells and ``grep`` see plain ASCII.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def ascii_name(name: str) -> str:
+    """``name`` with each non-ASCII letter spelled out: Greek letters by their name (``θ`` -> ``theta``,
+    ``ξ`` -> ``xi``), accented letters without their accent, anything else as ``u<hex code>``."""
+    out = []
+    for ch in name:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        uname = unicodedata.name(ch, "")
+        if uname.startswith("GREEK"):
+            letter = uname.split(" LETTER ")[-1].lower()
+            out.append(letter if "SMALL" in uname else letter.capitalize())
+            continue
+        plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        out.append(plain or f"u{ord(ch):04x}")
+    return "".join(out)
+
+
+def ascii_tag(label: str) -> str:
+    """A TensorBoard tag component from a human label: ASCII, spaces and parentheses as ``_``
+    (``"SDMI (f_θ)"`` -> ``"SDMI_f_theta"``)."""
+    text = ascii_name(label)
+    for ch in " ()[],;:":
+        text = text.replace(ch, "_")
+    while "__" in text:
+        text = text.replace("__", "_")
+    return text.strip("_")

@@ -1,0 +1,106 @@
+"""``mimax embed``: one embedding per input file (file name -> vector), NumPy or Parquet, from a run or an
+exported backbone; the vectors are the backbone features the run's linear probe sees for those files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from image_fixtures import write_class_tree
+
+from conftest import run_main, run_mimax
+
+RUN = ["--dataset", "ImageFolder", "--model_name", "SimCLR", "--resnet_width", "4", "--epochs", "1",
+       "--batch_size", "16", "--num_threads", "1", "--num_workers", "0", "--mi_interval", "0",
+       "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed")
+    write_class_tree(root / "photos", ["cat", "dog"], per_class=12, size=(20, 16))
+    proc = run_main([*RUN, "--data_dir", str(root / "photos"), "--output_dir", str(root / "run")])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root
+
+
+def reference_features(run_dir, files) -> np.ndarray:
+    """The run's own evaluation path: its config's data recipe (EvalImages geometry and normalization) and
+    the checkpoint's backbone, built through the training code, not through mimax embed."""
+    from mimax.data import build_data
+    from mimax.data.images import EvalImages, ImageSplit
+    from mimax.evaluation.runs import open_run, rebuild_method
+    from mimax.store.checkpoint import load_checkpoint
+
+    run = open_run(str(run_dir))
+    data = build_data(run.cfg, torch.device("cpu"), 0)
+    path = run.seeds[0].latest_checkpoint()
+    method = rebuild_method(run.cfg, load_checkpoint(path), path, data.input_shape)
+    split = ImageSplit(3, files=list(files), labels=torch.zeros(len(files), dtype=torch.int64),
+                       eval_crop=data.probe_test.split.eval_crop)
+    x = torch.stack([EvalImages(split, data.extras["recipe"])[i][0] for i in range(len(files))])
+    with torch.no_grad():
+        return method.encoders()["f"].backbone(x).numpy()
+
+
+def test_embed_from_a_run_and_from_its_export_agree_with_the_probe_features(trained, tmp_path):
+    photos, run = trained / "photos", trained / "run"
+    proc = run_mimax(["embed", str(photos), "--run", str(run), "--out", str(tmp_path / "e.npz")])
+    assert proc.returncode == 0, proc.stderr
+    saved = np.load(tmp_path / "e.npz")
+    names, vectors = list(saved["filenames"]), saved["embeddings"]
+    files = sorted(p for p in photos.rglob("*.png"))
+    assert names == [str(p.relative_to(photos)) for p in files] and names[0] == "cat/cat_0.png"
+    assert vectors.dtype == np.float32 and vectors.shape == (24, 32)  # width 4: 8 * 4 backbone features
+    np.testing.assert_allclose(vectors, reference_features(run, files), rtol=1e-5, atol=1e-6)
+
+    proc = run_mimax(["export", str(run), "--out", str(tmp_path / "bb" / "f.pt")])
+    assert proc.returncode == 0, proc.stderr
+    pytest.importorskip("pyarrow")
+    single = [str(files[3]), str(files[0])]  # files given one by one: stored under the paths given, in order
+    proc = run_mimax(["embed", *single, "--backbone", str(tmp_path / "bb" / "f.pt"),
+                      "--out", str(tmp_path / "e.parquet")])
+    assert proc.returncode == 0, proc.stderr
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "e.parquet")
+    assert table.column_names == ["filename", "embedding"] and table.column("filename").to_pylist() == single
+    got = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(got, vectors[[3, 0]])  # export + embed = run + embed, exactly
+
+
+def test_projector_embeddings(trained, tmp_path):
+    proc = run_mimax(["embed", str(trained / "photos" / "dog"), "--run", str(trained / "run"), "--projector",
+                      "--out", str(tmp_path / "p.npz")])
+    assert proc.returncode == 0, proc.stderr
+    saved = np.load(tmp_path / "p.npz")
+    assert saved["embeddings"].shape[0] == 12 and list(saved["filenames"])[0] == "dog_0.png"
+    import json
+
+    assert saved["embeddings"].shape[1] == json.loads((trained / "run" / "config.json").read_text())["projection_dim"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--out", "x.csv"], "--out: x.csv must end in .npz (NumPy) or .parquet (Parquet)"),
+    (["--backbone", "nope.pt", "--out", "x.npz"], "--backbone: nope.pt is not a file"),
+    (["--projector", "--backbone", "b.pt", "--out", "x.npz"],
+     "--encoder, --checkpoint and --projector need --run (an exported backbone has no projector)"),
+])
+def test_embed_bad_input_is_one_line(trained, tmp_path, args, message):
+    if "--run" not in args and "--backbone" not in args:
+        args = ["--run", str(trained / "run"), *args]
+    proc = run_mimax(["embed", str(trained / "photos"), *args], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"mimax: error: {message}", proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_embed_needs_the_export_description(trained, tmp_path):
+    import shutil
+
+    proc = run_mimax(["export", str(trained / "run"), "--out", str(tmp_path / "f.pt")])
+    assert proc.returncode == 0
+    shutil.move(tmp_path / "f.pt.json", tmp_path / "elsewhere.json")
+    proc = run_mimax(["embed", str(trained / "photos"), "--backbone", str(tmp_path / "f.pt"), "--out",
+                      str(tmp_path / "e.npz")])
+    assert proc.returncode == 2 and "f.pt.json not found (mimax export writes it beside the backbone)" in proc.stderr
+    assert not (tmp_path / "e.npz").exists()
