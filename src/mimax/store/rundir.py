@@ -162,10 +162,12 @@ def config_from_saved(saved: Any, path: Path) -> Config:
     except ConfigError as err:
         raise UserError(f"{path}: damaged config ({err})") from None
     cfg = Config(**typed)
-    if not isinstance(cfg.model_name, str) or cfg.model_name not in METHODS:
+    if not isinstance(cfg.model_name, str) or not cfg.model_name.strip():
         raise UserError(f"{path}: damaged config (unknown method {cfg.model_name!r})")
-    if cfg.view_recipe in (None, "auto") and cfg.model_name in METHODS:
-        cfg.view_recipe = METHODS[cfg.model_name].view_recipe
+    # a user method (import path, entry point) is loaded where it is needed, with its own one-line error
+    method = METHODS.get(cfg.model_name)
+    if cfg.view_recipe in (None, "auto") and method is not None:
+        cfg.view_recipe = method.view_recipe
     return cfg
 
 
