@@ -141,7 +141,7 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
         raise UserError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
     out_path = Path(out)
     if not out_path.parent.is_dir():  # the folder is made once everything is validated
-        existing = next((p for p in out_path.parent.parents if p.exists()), None)
+        existing = next((p for p in (out_path.parent, *out_path.parent.parents) if p.exists()), None)
         if existing is not None and not existing.is_dir():
             raise UserError(f"--out: {existing} is a file, so the folder {out_path.parent} cannot be made")
         if out_path.is_symlink():
