@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"mimax.callbacks", "mimax.evaluation"},
     {"mimax.monitors"},
     {"mimax.engine"},
-    {"mimax.experiments", "mimax.plots", "mimax.integrations"},
+    {"mimax.experiments", "mimax.plots", "mimax.integrations", "mimax.api"},
     {"mimax.cli", "mimax.__main__"},
 ]
 # Modules that import matplotlib at import time: a command imports them where it draws.

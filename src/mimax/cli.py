@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from mimax import __version__
-from mimax.config import explicit_values, notes, resolve_with_notes
+from mimax.api import resolved_config
+from mimax.config import explicit_values, notes
 from mimax.engine.experiment import run_experiment
 from mimax.engine.preemption import EXIT_PREEMPTED, Preempted
-from mimax.errors import CollapseStopped, ConfigError, OneLineParser, TrainingDiverged, UserError, environment_error
+from mimax.errors import CollapseStopped, OneLineParser, TrainingDiverged, UserError, environment_error
 from mimax.evaluation import commands as evaluation_commands
 from mimax.evaluation.results import results_markdown
 from mimax.experiments import gaussian
@@ -31,7 +32,7 @@ COMMANDS = {
     "plot": "draw figures from run directories: `mimax plot mi|trajectories RUN_DIR ... --out FIG.png` (Figures 2, 3)",
     "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
     "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
-    "export": "write one encoder's backbone as a plain state_dict (loads into torchvision's ResNet)",
+    "export": "write one encoder's backbone for torchvision, timm or safetensors, with a JSON sidecar (how to load it)",
     "analyze": "one report page (MI, RankMe, LiDAR, alpha-ReQ, alignment/uniformity, probe, kNN) of any encoder",
     "embed": "one embedding per image file (file name -> vector, .npz or .parquet) from a run or exported backbone",
 }
@@ -39,22 +40,10 @@ COMMANDS = {
 
 def cmd_train(argv: list[str]) -> int:
     given = explicit_values(argv)
-    ckpt = None
-    if given.get("resume") == "auto":  # a requeued job: continue the run if it exists, else start it
-        if not given.get("output_dir"):
-            raise ConfigError("--resume", "auto needs --output_dir (the run to continue, or to start there)")
-        if ExperimentDir(given["output_dir"]).is_experiment():
-            given["resume"] = given.pop("output_dir")
-        else:
-            del given["resume"]
-    if given.get("resume"):
-        exp, ckpt = ExperimentDir.for_resume(given["resume"])
-        cfg = exp.resume_config({k: v for k, v in given.items() if k != "resume"})
-    else:
-        cfg, fitted = resolve_with_notes(given)
-        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 prints
-            for line in [*(f"note: {n}" for n in fitted), *notes(cfg)]:  # warnings on stderr, notes on stdout
-                print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout, flush=True)
+    cfg, ckpt, fitted = resolved_config(given)
+    if not cfg.resume and os.environ.get("RANK", "0") == "0":  # a new run; under torchrun, rank 0 prints
+        for line in [*(f"note: {n}" for n in fitted), *notes(cfg)]:  # warnings on stderr, notes on stdout
+            print(line, file=sys.stderr if line.startswith("mimax: warning") else sys.stdout, flush=True)
     results = run_experiment(cfg, resume_checkpoint=ckpt)
     if results is not None:
         print(results_markdown(results["summary"], cfg.dataset, cfg.num_runs))
@@ -63,18 +52,28 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_methods(argv: list[str]) -> int:
+    parser = OneLineParser(prog="mimax methods", description="List the built-in methods, those installed "
+                           "packages register (entry-point group mimax.methods) and the import paths given.")
+    parser.add_argument("paths", nargs="*", metavar="MODULE:CLASS",
+                        help="user methods to show too: my_pkg.my_module:MyMethod or path/to/file.py:MyMethod")
+    args = parser.parse_args(argv)
+    listed = METHODS.listed()
+    for path in args.paths:
+        listed[path] = METHODS.resolve(path, flag=path)
     rows = [("method", "paradigm", "target update", "predictor", "objective")]
-    for m in METHODS.values():
-        rows.append((m.name, m.paradigm, m.target_update_desc, m.predictor_desc, m.objective_desc))
+    for key, m in listed.items():
+        label = m.name if key == m.name else f"{m.name} ({key})"
+        rows.append((label, m.paradigm, m.target_update_desc, m.predictor_desc, m.objective_desc))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
     print("\noptions: flag, default [source]; presets per dataset: the recipe (CIFAR100 and TinyImageNet as "
           "CIFAR10; other image datasets: CIFAR10's projector only; sources in scripts/README.md)")
-    for m in METHODS.values():
+    for m in listed.values():
         print(f"  {m.name}")
         for f in dataclasses.fields(m.Options):
-            print(f"    --{f.name} {getattr(m.Options, f.name)}  {f.metadata['help']} [{f.metadata['source']}]")
+            default = f.default if f.default is not dataclasses.MISSING else "(required)"
+            print(f"    --{f.name} {default}  {f.metadata.get('help', '')} [{f.metadata.get('source', '')}]")
         for dataset in ("Gaussian", "CIFAR10", "ImageNet100", "FashionMNIST"):
             preset = m.Options.presets(dataset)
             if preset:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mimax.config.parsing import HELP_GROUPS, build_parser, coerce, explicit_values
+from mimax.config.parsing import HELP_GROUPS, build_parser, coerce, config_from_flags, explicit_values
 from mimax.config.presets import BASE_PRESET, DATASET_PRESETS, method_preset, resolve, resolve_with_notes
 from mimax.config.schema import FIELD_NAMES, REFERENCE_FLAGS, RUNTIME_FIELDS, Config
 from mimax.config.validation import notes, validate, validate_launch
 from mimax.errors import ConfigError
+
+# ``Config.from_flags(...)``: the schema cannot import the parser built on it, so the method is set here.
+Config.from_flags = staticmethod(config_from_flags)
 
 
 def config_from_args(argv: list[str] | None) -> Config:
@@ -26,5 +29,5 @@ def config_from_dict(values: dict[str, Any]) -> Config:
 
 __all__ = ["HELP_GROUPS", "BASE_PRESET",
            "DATASET_PRESETS", "FIELD_NAMES", "REFERENCE_FLAGS", "RUNTIME_FIELDS", "Config",
-           "ConfigError", "build_parser", "config_from_args", "config_from_dict", "explicit_values",
-           "method_preset", "notes", "resolve", "resolve_with_notes", "validate", "validate_launch"]
+           "ConfigError", "build_parser", "config_from_args", "config_from_dict", "config_from_flags",
+           "explicit_values", "method_preset", "notes", "resolve", "resolve_with_notes", "validate", "validate_launch"]

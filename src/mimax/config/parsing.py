@@ -8,8 +8,11 @@ gave is known exactly (presets fill the rest; :func:`mimax.config.presets.resolv
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import types
 import typing
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +20,43 @@ from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config
 from mimax.data import DATASETS
 from mimax.data.folders import CLASS_TREE, FLAT
 from mimax.errors import ConfigError, OneLineParser
+from mimax.methods import METHODS
 
 _HINTS = typing.get_type_hints(Config)
 
 
-def field_type(name: str) -> tuple[type, bool]:
-    """``(base type, may be None)`` of a field, from the dataclass's type hints."""
-    hint = _HINTS[name]
+def hint_type(hint: Any) -> tuple[type, bool]:
+    """``(base type, may be None)`` of a type hint (``int | None`` -> ``(int, True)``)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return args[0], True
     return hint, False
+
+
+def field_type(name: str) -> tuple[type, bool]:
+    """``(base type, may be None)`` of a field, from the dataclass's type hints."""
+    return hint_type(_HINTS[name])
+
+
+def method_option_types(model_name: str | None) -> dict[str, tuple[type, bool]]:
+    """The options of ``model_name``'s method that are not :class:`Config` fields (a user method's own;
+    none for the built-in methods), with their types. Resolving the name may raise MethodNotFound."""
+    if not model_name:
+        return {}
+    options = METHODS.resolve(model_name).Options
+    hints = typing.get_type_hints(options)
+    return {f.name: hint_type(hints[f.name]) for f in fields(options) if f.name not in FIELD_NAMES}
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, options: dict[str, tuple[type, bool]]) -> None:
+    """Flags for a user method's own options (``--name value``; booleans ``--name`` / ``--no-name``)."""
+    for name, (base, _) in options.items():
+        if base is bool:
+            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help="option of the chosen method (see `mimax methods`)")
+        else:
+            parser.add_argument(f"--{name}", type=base, default=argparse.SUPPRESS, metavar=name.upper(),
+                                help="option of the chosen method (see `mimax methods`)")
 
 
 # ``--help`` groups, in order: each Config field names its group in its metadata (``group=...``).
@@ -107,7 +136,19 @@ def _strict_loader():
     return StrictLoader
 
 
-def load_yaml(path: str) -> dict[str, Any]:
+def load_yaml(path: str, extra: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The ``field: value`` mapping of a YAML file; keys must be flags (or names in ``extra``: the
+    chosen user method's own options)."""
+    data = read_yaml(path)
+    flags = {f.name for f in FLAG_FIELDS}
+    unknown = sorted(set(data) - flags - set(extra))
+    if unknown:
+        raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(map(str, unknown))}")
+    return data
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """The mapping a YAML file holds (string keys, each once; any names)."""
     import yaml
 
     p = Path(path)
@@ -131,16 +172,13 @@ def load_yaml(path: str) -> dict[str, Any]:
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
         raise ConfigError("--config", f"{path}: keys must be field names, got {bad[0]!r}")
-    flags = {f.name for f in FLAG_FIELDS}
-    unknown = sorted(set(data) - flags)
-    if unknown:
-        raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(map(str, unknown))}")
     return data
 
 
-def coerce(name: str, value: Any) -> Any:
-    """Type-check a value from YAML against the field's type (flags are typed by argparse)."""
-    base, nullable = field_type(name)
+def coerce(name: str, value: Any, kind: tuple[type, bool] | None = None) -> Any:
+    """Type-check a value from YAML against the field's type, or ``kind`` = (base type, may be None)
+    (flags are typed by argparse)."""
+    base, nullable = kind or field_type(name)
     if value is None:
         if nullable:
             return None
@@ -157,13 +195,37 @@ def coerce(name: str, value: Any) -> Any:
 
 
 def explicit_values(argv: list[str] | None) -> dict[str, Any]:
-    """Values the user gave: YAML file (if any) overridden by flags. Raises ConfigError on bad input."""
-    ns = vars(build_parser().parse_args(argv))
+    """Values the user gave: YAML file (if any) overridden by flags. Raises ConfigError on bad input.
+
+    A user method's own options (not :class:`Config` fields) become flags once ``--model_name`` (or the
+    YAML file's ``model_name``) names it; their values go to ``given["method_options"]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    first = vars(parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])[0])
+    model_name = first.get("model_name")
+    if model_name is None and "config" in first:
+        model_name = read_yaml(first["config"]).get("model_name")
+    own = method_option_types(model_name if isinstance(model_name, str) else None)
+    add_option_arguments(parser, own)
+    ns = vars(parser.parse_args(argv))
     given: dict[str, Any] = {}
     if "config" in ns:
-        given.update({k: coerce(k, v) for k, v in load_yaml(ns.pop("config")).items()})
+        data = load_yaml(ns.pop("config"), extra=set(own))
+        given.update({k: coerce(k, v, own.get(k)) for k, v in data.items()})
     given.update(ns)
+    options = {k: given.pop(k) for k in list(given) if k in own}
+    if options:
+        given["method_options"] = options
     return given
 
 
-__all__ = ["FIELD_NAMES", "add_config_arguments", "build_parser", "coerce", "explicit_values", "load_yaml"]
+def config_from_flags(flags: str | list[str]) -> Config:
+    """The :class:`Config` of a ``mimax train`` command line (the reference repository's flags; a string
+    is split as a shell would). Unset fields stay unset: presets fill them when training starts. Also
+    ``Config.from_flags``."""
+    argv = shlex.split(flags) if isinstance(flags, str) else list(flags)
+    return Config(**explicit_values(argv))
+
+
+__all__ = ["FIELD_NAMES", "add_config_arguments", "build_parser", "coerce", "config_from_flags", "explicit_values",
+           "load_yaml"]

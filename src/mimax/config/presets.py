@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mimax.config.schema import METHOD_OPTION_FIELDS, REFERENCE_FLAGS, Config
+from mimax.config.schema import FIELD_NAMES, METHOD_OPTION_FIELDS, REFERENCE_FLAGS, Config
 from mimax.config.validation import validate
 from mimax.data import DATASETS
 from mimax.errors import ConfigError
 from mimax.fit import fit_to_run
 from mimax.methods import METHODS
+from mimax.methods.registry import canonical_name
 from mimax.paradigms import Method
 
 BASE_PRESET: dict[str, Any] = dict(
@@ -60,10 +61,8 @@ DATASET_PRESETS.update({
 
 
 def method_class(values: dict[str, Any]) -> type[Method]:
-    name = values.get("model_name", Config.model_name)
-    if name not in METHODS:
-        raise ConfigError("--model_name", f"unknown method {name!r}; expected one of {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+    """The method ``model_name`` names: built in, an entry point or an import path (one-line error)."""
+    return METHODS.resolve(values.get("model_name", Config.model_name))
 
 
 def method_preset(method: type[Method], dataset: str) -> dict[str, Any]:
@@ -97,7 +96,7 @@ def refuse_unread(method: type[Method], given: dict[str, Any], options: Any) -> 
     """An option the method declares but does not read under the chosen values (e.g. SDMI's
     ``--ema_momentum`` without ``--target_update ema``) is refused when given."""
     unread = options.unread()
-    for name in sorted(set(unread) & set(given)):
+    for name in sorted(set(unread) & (set(given) | set(given.get("method_options") or {}))):
         raise ConfigError(f"--{name}", f"{method.name} does not read it {unread[name]}")
 
 
@@ -113,13 +112,18 @@ def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
     if dataset not in DATASETS:
         raise ConfigError("--dataset", f"unknown dataset {dataset!r}; expected one of {', '.join(sorted(DATASETS))}")
     method = method_class(values)
+    values["model_name"] = canonical_name(values.get("model_name", Config.model_name))  # file paths: absolute
     unused = unused_flags(method, given)
     if values.get("view_recipe") == "auto":
         values["view_recipe"] = None
     preset = {**BASE_PRESET, **DATASET_PRESETS.get(dataset, {}), **method_preset(method, dataset)}
+    own = dict(values.get("method_options") or {})  # a user method's options that are not Config fields
     for key, val in preset.items():
-        if values.get(key) is None:
+        if key not in FIELD_NAMES:
+            own.setdefault(key, val)
+        elif values.get(key) is None:
             values[key] = val
+    values["method_options"] = own
     values["unused"] = unused
     fitted = fit_to_run(values, given)
     cfg = Config(**values)

@@ -23,8 +23,9 @@ class Config:
     # --- the reference repository's flags -------------------------------------------------------
     model_name: str = _opt("SDMI", "method to train (see `mimax methods`)", group="method")
     dataset: str = _opt("Gaussian", "dataset (Gaussian = the embedded synthetic mixture)", group="data")
-    architecture: str | None = _opt(None, "backbone: MLP (vector data), ResNet18, ResNet50; auto by dataset",
-                                    group="model")
+    architecture: str | None = _opt(None, "backbone: MLP (vector data), ResNet18, ResNet50, any torchvision "
+                                          "classification model (resnet34, convnext_tiny, vit_b_16, ...) or "
+                                          "timm:<model> (timm extra); auto by dataset", group="model")
     num_classes: int | None = _opt(None, "number of classes; checked against the dataset when given", group="data")
     epochs: int | None = _opt(None, "pretraining epochs", group="optimization")
     warmup_epochs: int | None = _opt(None, "epochs of linear LR warmup (per step) before cosine decay",
@@ -66,6 +67,14 @@ class Config:
     num_threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)", group="speed")
     tensorboard: bool = _opt(False, "also write TensorBoard event files (needs the tensorboard extra)",
                              group="monitoring")
+    wandb: bool = _opt(False, "also log to Weights & Biases, one W&B run per seed, continued by --resume (needs "
+                              "the wandb extra)", group="monitoring")
+    wandb_project: str = _opt("mimax", "W&B project", group="monitoring")
+    wandb_entity: str | None = _opt(None, "W&B entity (user or team; default: W&B's own setting)", optional=True,
+                                    group="monitoring")
+    wandb_mode: str | None = _opt(None, "W&B mode: online, offline (no network; `wandb sync` uploads later) or "
+                                        "disabled (default: W&B's own setting, e.g. WANDB_MODE)", optional=True,
+                                  group="monitoring")
     data_dir: str | None = _opt(None, "dataset location on disk (image datasets)", group="data")
     # --- optimization ----------------------------------------------------------------------------
     optimizer: str | None = _opt(None, "sgd, lars, adam or adamw", group="optimization")
@@ -165,6 +174,8 @@ class Config:
                        group="optimization")
 
     # --- recorded, not a flag ---------------------------------------------------------------------
+    method_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "options of a user method that are not fields here (its own flags; docs/extending.md)", "flag": False})
     unused: list[str] = field(default_factory=list, metadata={
         "help": "reference-repository flags given that the method does not read", "flag": False})
 
@@ -198,8 +209,8 @@ REFERENCE_FLAGS = ("model_name", "dataset", "architecture", "num_classes", "epoc
 # monitor and --on_nan never change what is trained (unless a step is non-finite).
 RUNTIME_FIELDS = frozenset({"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
                             "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn",
-                            "download", "mi_interval", "on_nan", "unused", "save_every_minutes",
-                            "mi_critic_interval", "stop_on_collapse"})
+                            "download", "mi_interval", "on_nan", "unused", "save_every_minutes", "wandb",
+                            "wandb_project", "wandb_entity", "wandb_mode", "mi_critic_interval", "stop_on_collapse"})
 # Fields that may stay None after resolution.
 OPTIONAL_FIELDS = frozenset({"num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir",
                              "save_every_minutes"}) | {

@@ -9,6 +9,7 @@ batch that does not split over the processes is refused here, before any directo
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import os
 from dataclasses import fields
@@ -17,9 +18,10 @@ from pathlib import Path
 import torch
 
 from mimax.config.schema import OPTIONAL_FIELDS, Config
-from mimax.data import IMAGE_DATASETS, check_data
+from mimax.data import DATASET_CHANNELS, IMAGE_DATASETS, check_data
 from mimax.errors import ConfigError
 from mimax.methods import METHODS
+from mimax.nets.backbones import ArchitectureError, check_backbone, parse_architecture
 from mimax.runtime.device import DEVICE_RE, resolve_device
 from mimax.runtime.distributed import launched_world_size
 
@@ -34,8 +36,7 @@ def validate(cfg: Config) -> None:
     for f in fields(cfg):
         if getattr(cfg, f.name) is None and f.name not in OPTIONAL_FIELDS:
             raise ConfigError(f"--{f.name}", "has no value and no preset fills it")
-    _check(cfg.model_name in METHODS, "model_name",
-           f"unknown method {cfg.model_name!r}; expected one of {', '.join(sorted(METHODS))}")
+    method = METHODS.resolve(cfg.model_name)  # built in, entry point or import path; one line otherwise
     _validate_training(cfg)
     _validate_runtime(cfg)
     if cfg.dataset == "Gaussian":
@@ -44,7 +45,7 @@ def validate(cfg: Config) -> None:
     _check(cfg.mlp_hidden_dim >= 1, "mlp_hidden_dim", f"must be >= 1 (got {cfg.mlp_hidden_dim})")
     _validate_finite(cfg)
     _validate_machine(cfg)
-    METHODS[cfg.model_name].Options.from_config(cfg).validate()
+    method.Options.from_config(cfg).validate()
     validate_launch(cfg)
 
 
@@ -68,8 +69,7 @@ def _validate_training(cfg: Config) -> None:
            f"expected sgd, lars, adam or adamw (got {cfg.optimizer!r})")
     _check(cfg.lars_eta > 0, "lars_eta", f"must be > 0 (got {cfg.lars_eta})")
     _check(0 <= cfg.momentum < 1, "momentum", f"must be in [0, 1) (got {cfg.momentum})")
-    _check(cfg.architecture in ("MLP", "ResNet18", "ResNet50"), "architecture",
-           f"expected MLP, ResNet18 or ResNet50 (got {cfg.architecture!r})")
+    _validate_architecture(cfg)
     _check(cfg.knn_k >= 1, "knn_k", f"must be >= 1 (got {cfg.knn_k})")
     _check(cfg.knn_temperature > 0, "knn_temperature", f"must be > 0 (got {cfg.knn_temperature})")
     _check(cfg.mi_interval >= 0, "mi_interval", f"must be >= 0 (0 = off; got {cfg.mi_interval})")
@@ -93,6 +93,8 @@ def _validate_runtime(cfg: Config) -> None:
         on_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
         _check(on_cuda, "precision", "fp16 needs a CUDA device (its GradScaler is CUDA-only); use bf16 on the CPU")
     _check(cfg.on_nan in ("stop", "skip"), "on_nan", f"expected stop or skip (got {cfg.on_nan!r})")
+    _check(cfg.wandb_mode in (None, "online", "offline", "disabled"), "wandb_mode",
+           f"expected online, offline or disabled (got {cfg.wandb_mode!r})")
 
 
 def validate_launch(cfg: Config) -> None:
@@ -112,6 +114,8 @@ def validate_launch(cfg: Config) -> None:
         except ImportError:
             raise ConfigError("--tensorboard",
                               "needs the tensorboard package: pip install 'mimax[tensorboard]'") from None
+    _check(not cfg.wandb or importlib.util.find_spec("wandb") is not None, "wandb",
+           "needs the wandb package: pip install 'mimax[wandb]'")
 
 
 def _validate_gaussian(cfg: Config) -> None:
@@ -143,12 +147,29 @@ def _validate_images(cfg: Config) -> None:
                                                   f"(got {value})")
     if cfg.dataset not in IMAGE_DATASETS:
         return
-    _check(cfg.architecture != "MLP", "architecture", f"{cfg.dataset} holds images: use ResNet18 or ResNet50")
+    _check(cfg.architecture != "MLP", "architecture",
+           f"{cfg.dataset} holds images: use an image backbone (ResNet18, ResNet50, resnet34, timm:<model>, ...)")
     _check(cfg.dataset != "Folder" or cfg.no_labels, "no_labels",
            "--dataset Folder holds unlabelled images: add --no_labels (or use ImageFolder for a class-per-folder tree)")
     check_data(cfg)
     _check(cfg.image_size is not None and cfg.image_size >= 8, "image_size",
            f"must be >= 8 for image datasets (got {cfg.image_size})")
+    if parse_architecture(cfg.architecture)[0] != "mimax":  # mimax's ResNets take every image size
+        shape = (DATASET_CHANNELS.get(cfg.dataset, 3), cfg.image_size, cfg.image_size)
+        try:
+            check_backbone(cfg.architecture, shape)
+        except ArchitectureError as err:
+            raise ConfigError("--architecture", str(err)) from None
+
+
+def _validate_architecture(cfg: Config) -> None:
+    """``--architecture`` names a backbone mimax can build; ``--resnet_width`` only scales mimax's ResNets."""
+    try:
+        parse_architecture(cfg.architecture)
+    except ArchitectureError as err:
+        raise ConfigError("--architecture", str(err)) from None
+    _check(cfg.resnet_width == 64 or cfg.architecture in ("ResNet18", "ResNet50"), "resnet_width",
+           f"scales mimax's ResNet18/ResNet50 only, not {cfg.architecture} (its width is the model's own)")
 
 
 def _validate_finite(cfg: Config) -> None:

@@ -39,6 +39,7 @@ DATA_CHECKS: dict[str, Callable] = {
     "ImageFolder": _lazy("folders", "locate_image_folder"), "Folder": _lazy("folders", "locate_folder"),
 }
 IMAGE_DATASETS = frozenset(DATASETS) - {"Gaussian"}
+DATASET_CHANNELS = {"FashionMNIST": 1, "MNIST": 1, "Digits": 1}  # image datasets not listed are RGB
 
 
 def check_data(cfg) -> None:
@@ -52,4 +53,5 @@ def build_data(cfg, device: torch.device, seed: int) -> DataBundle:
     return DATASETS[cfg.dataset](cfg, device, seed)
 
 
-__all__ = ["DATASETS", "DATA_CHECKS", "IMAGE_DATASETS", "DataBundle", "ViewLoader", "build_data", "check_data"]
+__all__ = ["DATASETS", "DATA_CHECKS", "DATASET_CHANNELS", "IMAGE_DATASETS", "DataBundle", "ViewLoader", "build_data",
+           "check_data"]

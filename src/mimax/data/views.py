@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import PIL.Image
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
@@ -125,9 +126,11 @@ def recipe_for(cfg, dataset: str, channels: int) -> ViewRecipe:
 
 
 def torchvision_view(recipe: ViewRecipe, view: int) -> v2.Compose:
-    """Per-image torchvision v2 pipeline of view ``view`` (0 or 1): uint8 (C, H, W) -> normalized float."""
+    """Per-image torchvision v2 pipeline of view ``view`` (0 or 1): an image (PIL, NumPy HWC, or a uint8 or
+    [0, 1] float tensor (C, H, W)) -> a normalized float tensor (C, size, size)."""
     spec = recipe.views[view]
-    steps: list = [v2.RandomResizedCrop(recipe.size, scale=spec.crop_scale, ratio=spec.crop_ratio, antialias=True)]
+    steps: list = [v2.ToImage(),
+                   v2.RandomResizedCrop(recipe.size, scale=spec.crop_scale, ratio=spec.crop_ratio, antialias=True)]
     if spec.flip_p:
         steps.append(v2.RandomHorizontalFlip(spec.flip_p))
     steps.append(v2.ToDtype(torch.float32, scale=True))
@@ -139,19 +142,61 @@ def torchvision_view(recipe: ViewRecipe, view: int) -> v2.Compose:
         steps.append(v2.RandomApply([v2.GaussianBlur(recipe.blur_kernel, spec.blur_sigma)], p=spec.blur_p))
     if spec.solarize_p:
         steps.append(v2.RandomSolarize(0.5, p=spec.solarize_p))
-    steps.append(v2.Normalize(recipe.mean, recipe.std))
+    steps += [v2.Normalize(recipe.mean, recipe.std), v2.ToPureTensor()]
     return v2.Compose(steps)
 
 
-class TorchvisionViews:
-    """Two views of one uint8 image with per-image torchvision transforms (global torch RNG)."""
+class TwoViewTransform:
+    """A recipe as a torchvision-style transform: ``transform(image) -> (view_a, view_b)``.
 
-    def __init__(self, recipe: ViewRecipe):
+    ``image`` is a PIL image, a NumPy array (H, W, C) or a tensor (C, H, W), uint8 or float in [0, 1]; the
+    views are normalized float tensors (C, size, size). Drop it into any dataset, e.g.
+    ``torchvision.datasets.CIFAR10(root, transform=TwoViewTransform("byol", size=32, dataset="CIFAR10"))``
+    gives ``((view_a, view_b), label)`` items. Randomness comes from the global torch RNG, as for every
+    torchvision transform.
+
+    ``recipe`` is ``"simclr"``, ``"byol"``, ``"weak"`` or a :class:`ViewRecipe`; ``dataset`` picks the
+    normalization constants (:data:`NORMALIZATION`; ``"ImageNet"`` by default) unless ``mean``/``std`` are
+    given; ``channels`` is 3 (RGB) or 1 (PIL images are converted to it).
+    """
+
+    def __init__(self, recipe: str | ViewRecipe = "simclr", size: int = 224, dataset: str = "ImageNet",
+                 channels: int = 3, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
+        if isinstance(recipe, str):
+            if dataset not in NORMALIZATION and dataset not in NORMALIZATION_FOR:
+                known = ", ".join(sorted(NORMALIZATION) + sorted(NORMALIZATION_FOR))
+                raise ValueError(f"unknown dataset {dataset!r} for the normalization; expected one of {known}, "
+                                 "or give mean and std")
+            recipe = make_recipe(recipe, dataset, size, channels)
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        if mean is not None:
+            if len(mean) != recipe.channels or len(std) != recipe.channels:
+                raise ValueError(f"mean and std need {recipe.channels} values (one per channel)")
+            recipe = replace(recipe, mean=tuple(mean), std=tuple(std))
         self.recipe = recipe
         self.pipelines = (torchvision_view(recipe, 0), torchvision_view(recipe, 1))
 
-    def __call__(self, image: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, image) -> tuple[Tensor, Tensor]:
+        image = self._as_channels(image)
         return self.pipelines[0](image), self.pipelines[1](image)
+
+    def _as_channels(self, image):
+        channels = self.recipe.channels
+        if isinstance(image, PIL.Image.Image):  # convert palette/alpha/grayscale images to the recipe's channels
+            want = "RGB" if channels == 3 else "L"
+            return image if image.mode == want else image.convert(want)
+        got = image.shape[0] if isinstance(image, Tensor) else (image.shape[2] if image.ndim == 3 else 1)
+        if got != channels:
+            raise ValueError(f"expected an image with {channels} channel(s), got shape {tuple(image.shape)}")
+        return image
+
+    def __repr__(self) -> str:
+        r = self.recipe
+        return f"{type(self).__name__}(recipe={r.name!r}, size={r.size}, mean={r.mean}, std={r.std})"
+
+
+TorchvisionViews = TwoViewTransform  # the name the data pipeline uses
 
 
 class BatchedViews:

@@ -1,6 +1,7 @@
 """What one seed of a run writes, one collaborator per file family, all on rank 0 and all atomic:
 
-- :class:`MetricsLog`: ``metrics.csv`` (one row per epoch) and, with ``--tensorboard``, TensorBoard;
+- :class:`MetricsLog`: ``metrics.csv`` (one row per epoch) and the scalar loggers (``--tensorboard``,
+  ``--wandb``: :mod:`mimax.engine.loggers`);
 - :class:`EvalLog`: ``eval.csv`` (linear probe / kNN per encoder, epoch 0 and every evaluation epoch);
 - :class:`Checkpoints`: ``checkpoints/ckpt_epoch_<n>.pt`` and mid-epoch ``ckpt_epoch_<n>_step_<k>.pt``
   (save with the run's identity and a checksum, restore, the last good one);
@@ -18,8 +19,8 @@ from typing import Any
 import torch
 
 from mimax.callbacks import RunState
+from mimax.engine.loggers import ScalarLogger, epoch_scalars, eval_scalars, mi_scalars
 from mimax.engine.precision import StepPrecision
-from mimax.naming import ascii_tag
 from mimax.paradigms import Method
 from mimax.store.atomic import read_csv, write_csv, write_json
 from mimax.store.checkpoint import (
@@ -55,44 +56,33 @@ def restored_rows(path: Path, epochs: set[int], upto: int, ckpt_name: str) -> li
 class MetricsLog:
     """``metrics.csv``: loss terms, LR, skipped steps, callback columns, epoch time and throughput."""
 
-    def __init__(self, seed_dir: SeedDir, tensorboard: bool, resumed_epoch: int | None = None, ckpt_name: str = ""):
+    def __init__(self, seed_dir: SeedDir, loggers: list[ScalarLogger] = (), resumed_epoch: int | None = None,
+                 ckpt_name: str = ""):
         self.path = seed_dir.metrics_csv
         self.rows = [] if resumed_epoch is None else restored_rows(
             self.path, set(range(1, resumed_epoch + 1)), resumed_epoch, ckpt_name)
-        self.tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # optional dependency (mimax[tensorboard])
-
-            self.tb = SummaryWriter(log_dir=str(seed_dir.tensorboard_dir))
+        self.loggers = list(loggers)
 
     def log(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        write_csv(self.path, self.rows)
-        if self.tb is not None:  # TensorBoard tags are ASCII (mimax.naming)
-            for k, v in row.items():
-                if k != "epoch":
-                    self.tb.add_scalar(f"train/{ascii_tag(k)}", float(v), row["epoch"])
+        write_csv(self.path, self.rows)  # always, whatever the loggers
+        for logger in self.loggers:
+            logger.log(epoch_scalars(row), row["epoch"])
 
     def log_mi(self, epoch: int, mi_rows: list[dict[str, Any]] | None) -> None:
-        """The MI monitor's rows of this epoch: ``mi/<representation>/<estimator>/value|shuffled|gap`` for the
-        fixed-critic contrast scores, ``mi/<representation>/critic-InfoNCE/value|ci_low|ci_high`` for the
-        trained-critic MI estimate (a row's empty fields are not logged)."""
-        if self.tb is not None:
-            for r in mi_rows or []:
-                for k in ("value", "shuffled", "gap", "ci_low", "ci_high"):
-                    if r.get(k, "") != "":
-                        self.tb.add_scalar(f"mi/{ascii_tag(r['representation'])}/{ascii_tag(r['estimator'])}/{k}",
-                                           float(r[k]), epoch)
+        """The MI monitor's rows of this epoch (:func:`mimax.engine.loggers.mi_scalars`)."""
+        for logger in self.loggers:
+            scalars = mi_scalars(mi_rows or [])
+            if scalars:
+                logger.log(scalars, epoch)
 
     def log_eval(self, epoch: int, results: dict[str, dict[str, float]]) -> None:
-        if self.tb is not None:
-            for label, metrics in results.items():
-                for k, v in metrics.items():
-                    self.tb.add_scalar(f"eval/{ascii_tag(label)}/{k}", v, epoch)
+        for logger in self.loggers:
+            logger.log(eval_scalars(results), epoch)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        for logger in self.loggers:
+            logger.close()
 
 
 class EvalLog:

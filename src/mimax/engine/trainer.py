@@ -22,6 +22,7 @@ from mimax.config import Config
 from mimax.data import build_data
 from mimax.data.loading import shard_views
 from mimax.engine.divergence import NonFiniteGuard, check_weights
+from mimax.engine.loggers import build_loggers
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
 from mimax.engine.precision import StepPrecision, prepare_model, resolve_precision, to_layout
 from mimax.engine.preemption import Preempted, Preemption
@@ -291,7 +292,7 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
     elif main:
         t.record.start(cfg, device, world)
     if main:
-        t.metrics = MetricsLog(seed_dir, cfg.tensorboard, state.epoch if ckpt_file is not None else None,
+        t.metrics = MetricsLog(seed_dir, build_loggers(cfg, seed_dir), state.epoch if ckpt_file is not None else None,
                                ckpt_file.name if ckpt_file is not None else "")
         t.record.status(state.epoch)
     return t

@@ -14,7 +14,7 @@ import torch
 from mimax.data.preprocess import EvalPreprocessing
 from mimax.errors import OneLineParser, UserError
 from mimax.evaluation.embed import check_output, embed_files, from_backbone, from_run, input_files, write_embeddings
-from mimax.evaluation.export import export_backbone, sidecar_path
+from mimax.evaluation.export import FORMATS, export_backbone, sidecar_path
 from mimax.evaluation.reevaluate import reevaluate
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.evaluation.runs import open_run
@@ -72,25 +72,32 @@ def cmd_table(argv: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    p = _parser("mimax export", "Write one encoder's backbone as a plain state_dict (see docs/evaluation.md)")
+    p = _parser("mimax export", "Write one encoder's backbone as a file that torchvision or timm loads with "
+                                "strict=True, and a JSON sidecar FILE.json with the recipe (docs/evaluation.md)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory or one of its seed_<k> directories")
-    p.add_argument("--out", metavar="FILE.pt", required=True,
-                   help="output file (its folder is created); FILE.pt.json beside it records how to rebuild "
+    p.add_argument("--out", metavar="FILE", required=True,
+                   help="output file (its folder is created); FILE.json beside it records how to rebuild, load "
                         "and feed it")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="torchvision or timm (a state_dict with that library's parameter names) or safetensors; "
+                        "default: the backbone's own library")
     p.add_argument("--encoder", help="which encoder: f_θ or g_ξ for SDMI (ASCII: f_theta, g_xi); default the first")
     p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: the first seed's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
-    info = export_backbone(open_run(args.run_dir), args.out, args.encoder, args.checkpoint, args.overwrite)
-    print(f"wrote {info['out']}: backbone of encoder {info['encoder']} ({info['architecture']}, input "
-          f"{tuple(info['input_shape'])}) from {info['checkpoint']}")
+    info = export_backbone(open_run(args.run_dir), args.out, args.encoder, args.checkpoint, args.overwrite,
+                           args.format)
+    print(f"wrote {args.out} ({info['format']}): backbone of encoder {info['encoder']} ({info['architecture']}, "
+          f"input {tuple(info['input_shape'])}) from {info['checkpoint']}")
     print(f"loads into {info['loads_into']}")
+    if info["load"]:
+        print(info["load"])
     if "preprocessing" in info:
         pre = EvalPreprocessing.from_dict(info["preprocessing"])
         print(f"expects the evaluation preprocessing of {info['dataset']}: {pre.describe()}")
         print(f"as torchvision transforms (import torchvision.transforms as T): {pre.torchvision_code()}")
-    print(f"wrote {sidecar_path(Path(info['out']))}: architecture, input shape and preprocessing "
-          "(read by mimax embed --backbone)")
+    print(f"wrote {sidecar_path(Path(args.out))}: architecture, stem, input shape, normalization, preprocessing "
+          "and the loading code (read by mimax embed --backbone)")
     return 0
 
 

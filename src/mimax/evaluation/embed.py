@@ -25,7 +25,7 @@ from mimax.data.folders import image_files
 from mimax.data.images import is_image_file
 from mimax.data.preprocess import EvalPreprocessing, eval_preprocessing
 from mimax.errors import UserError
-from mimax.evaluation.export import choose_encoder, sidecar_path
+from mimax.evaluation.export import choose_encoder, read_backbone_file, sidecar_path
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
 from mimax.nets.backbones import build_backbone
 from mimax.store.checkpoint import load_checkpoint
@@ -106,7 +106,7 @@ def from_backbone(path: str) -> Embedder:
         raise UserError(f"--backbone: {meta_path} is not an export description ({exc})") from None
     net, _ = build_backbone(architecture, shape, meta.get("mlp_hidden_dim", 64), meta.get("resnet_width", 64))
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = read_backbone_file(file, meta.get("format", "pt"))  # pt or safetensors
         net.load_state_dict(state, strict=True)
     except Exception as exc:  # noqa: BLE001 -- any unreadable or mismatched file is one user-facing line
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

@@ -1,19 +1,22 @@
-"""``mimax export RUN_DIR --out backbone.pt``: one encoder's backbone as a plain ``state_dict``.
+"""``mimax export RUN_DIR --out FILE [--format torchvision|timm|safetensors]``: one encoder's backbone as
+a file that loads without mimax, plus a JSON sidecar ``FILE.json`` saying how.
 
-The file holds only tensors (``torch.load(..., weights_only=True)`` reads it). A ResNet backbone of
-base width 64 loads with ``strict=True`` into ``torchvision.models.resnet18/50(weights=None)`` after
-the documented stem change (docs/evaluation.md), which is what :func:`torchvision_resnet` applies:
+The backbone's :class:`~mimax.nets.backbones.BackboneSpec` is the recipe: the library's builder and its
+keyword arguments, then the module swaps (classifier -> ``nn.Identity``; the CIFAR stem; the input
+channels). The sidecar records it as data (architecture, stem, input size, normalization, swaps) and as
+Python (``load``) that builds the model with torchvision or timm only and calls
+``load_state_dict(..., strict=True)``. Before the file is kept, export builds that model the same way
+(:meth:`~mimax.nets.backbones.BackboneSpec.build`) and loads the file into it with ``strict=True``.
 
-- ``fc`` -> ``nn.Identity()`` (always: the backbone outputs 512 / 2048 features);
-- images of 64 px or less (the CIFAR stem, :func:`mimax.nets.backbones.uses_cifar_stem`):
-  ``conv1`` -> ``nn.Conv2d(C, 64, 3, 1, 1, bias=False)``,
-  ``maxpool`` -> ``nn.Identity()``;
-- larger images with C != 3 channels: ``conv1`` -> ``nn.Conv2d(C, 64, 7, 2, 3, bias=False)``.
+Formats:
 
-An MLP backbone (vector data) is exported as the ``nn.Sequential`` state_dict of
-:func:`mimax.nets.backbones.mlp_backbone`; a ResNet of another base width (``--resnet_width``) has no
-torchvision counterpart and loads into the backbone mimax builds for the run's config. Export checks
-which of these holds by loading the file into the target with ``strict=True`` and says so.
+- ``torchvision`` / ``timm``: a ``torch.save`` state_dict of tensors only (``weights_only=True`` reads
+  it) with the parameter names of that library's model. torchvision's ResNets also load into timm's
+  ResNets of the same name (same names and shapes); timm models only into timm.
+- ``safetensors``: the same tensors in the safetensors format (``safetensors.torch.load_file``), named
+  for the backbone's own library.
+- default: the backbone's own library; an MLP or a ResNet of another base width (``--resnet_width``)
+  has no counterpart and is written as a state_dict of mimax's own backbone (the sidecar says so).
 """
 
 from __future__ import annotations
@@ -25,51 +28,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from mimax import __version__
 from mimax.data import build_data
 from mimax.data.preprocess import eval_preprocessing
+from mimax.data.views import normalization as dataset_normalization
 from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.naming import ascii_name
-from mimax.nets.backbones import mlp_backbone, uses_cifar_stem
-from mimax.store.atomic import atomic_torch_save, atomic_write_text, check_output_file
+from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
+from mimax.store.atomic import atomic_write_text, check_output_file
 from mimax.store.checkpoint import load_checkpoint
+
+FORMATS = ("torchvision", "timm", "safetensors")
 
 
 def encoder_aliases(keys) -> dict[str, str]:
     """``{ASCII name: encoder key}`` for the keys that are not ASCII (``f_theta`` -> ``f_θ``)."""
     return {ascii_name(k): k for k in keys if ascii_name(k) != k}
-
-
-def sidecar_path(backbone: Path) -> Path:
-    """``x.pt`` -> ``x.pt.json``: how the exported backbone was built and what input it expects."""
-    return backbone.with_name(backbone.name + ".json")
-
-
-def torchvision_resnet(architecture: str, input_shape: tuple[int, ...]) -> nn.Module:
-    """``torchvision.models.resnet18/50(weights=None)`` with the stem change for ``input_shape`` (C, H, W)."""
-    import torchvision  # imported here, as in mimax.nets.backbones: seconds of start-up
-
-    net = {"ResNet18": torchvision.models.resnet18, "ResNet50": torchvision.models.resnet50}[architecture](weights=None)
-    channels, size = input_shape[0], max(input_shape[1:])
-    net.fc = nn.Identity()
-    if uses_cifar_stem(size):
-        net.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-    elif channels != 3:
-        net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return net
-
-
-def stem_recipe(architecture: str, input_shape: tuple[int, ...]) -> str:
-    """The loading recipe for a torchvision ResNet, as Python the user can paste."""
-    channels, size = input_shape[0], max(input_shape[1:])
-    lines = [f"net = torchvision.models.{architecture.lower()}(weights=None)", "net.fc = nn.Identity()"]
-    if uses_cifar_stem(size):
-        lines += [f"net.conv1 = nn.Conv2d({channels}, 64, kernel_size=3, stride=1, padding=1, bias=False)",
-                  "net.maxpool = nn.Identity()"]
-    elif channels != 3:
-        lines.append(f"net.conv1 = nn.Conv2d({channels}, 64, kernel_size=7, stride=2, padding=3, bias=False)")
-    return "\n".join(lines + ["net.load_state_dict(torch.load(PATH, weights_only=True), strict=True)"])
 
 
 def choose_encoder(encoders: dict[str, Any], row_labels: dict[str, str], wanted: str | None) -> str:
@@ -84,9 +59,86 @@ def choose_encoder(encoders: dict[str, Any], row_labels: dict[str, str], wanted:
     raise UserError(f"--encoder: no encoder {wanted!r} in this run; expected one of {names}")
 
 
+def sidecar_path(backbone: Path) -> Path:
+    """``x.pt`` -> ``x.pt.json``: how the exported backbone was built and what input it expects."""
+    return backbone.with_name(backbone.name + ".json")
+
+
+def load_code(spec: BackboneSpec, library: str, file_format: str, path: str = "PATH") -> str:
+    """Python that builds ``library``'s model of ``spec`` and loads the exported file with ``strict=True``,
+    without any mimax import."""
+    imports = ["import torch", "from torch import nn"]
+    if library == "torchvision":
+        imports.append("import torchvision")
+    elif library == "timm":
+        imports.append("import timm")
+    if library == "mimax":
+        raise ArchitectureError(f"{spec.architecture} has no torchvision or timm counterpart")
+    if file_format == "safetensors":
+        imports.append("from safetensors.torch import load_file")
+        state = f"load_file({path!r})"
+    else:
+        state = f"torch.load({path!r}, weights_only=True)"
+    lines = imports + spec.builder_code(library) + [f"net.load_state_dict({state}, strict=True)"]
+    return "\n".join(lines)
+
+
+def _target_library(spec: BackboneSpec, fmt: str | None) -> tuple[str, str]:
+    """``(library whose names the file uses, file format)`` for ``--format``."""
+    if fmt is None:
+        return spec.library, "pt"
+    if fmt == "safetensors":
+        return spec.library, "safetensors"
+    if spec.library == "mimax":
+        why = ("a ResNet of base width != 64 (--resnet_width)" if spec.model.startswith("ResNet")
+               else "the MLP backbone of vector data")
+        raise UserError(f"--format {fmt}: {spec.architecture} here is {why}, which no {fmt} model matches; "
+                        "use --format safetensors or the default format")
+    if fmt == "torchvision" and spec.library == "timm":
+        raise UserError(f"--format torchvision: {spec.architecture} is a timm model; use --format timm or safetensors")
+    return fmt, "pt"
+
+
+def _write(state: dict[str, torch.Tensor], file: Path, file_format: str, metadata: dict[str, str]) -> None:
+    if file_format == "safetensors":
+        try:
+            from safetensors.torch import save_file
+        except ImportError:
+            raise UserError("--format safetensors: needs the safetensors package: "
+                            "pip install 'mimax[export]'") from None
+        save_file(state, str(file), metadata=metadata)
+    else:
+        torch.save(state, file)
+
+
+def read_backbone_file(file: Path, file_format: str) -> dict[str, torch.Tensor]:
+    """The tensors of an exported file (``pt``: ``torch.load(weights_only=True)``; ``safetensors``)."""
+    if file_format == "safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    return torch.load(file, weights_only=True)
+
+
+def _verify(spec: BackboneSpec, library: str, file: Path, file_format: str) -> None:
+    """Build ``library``'s model as the sidecar's code does (:meth:`BackboneSpec.build`) and load the
+    written file into it with ``strict=True``."""
+    try:
+        spec.build(library).load_state_dict(read_backbone_file(file, file_format), strict=True)
+    except ArchitectureError as err:
+        raise UserError(f"--format: {err}") from None
+    except ImportError as exc:
+        raise UserError(f"--format: checking the export needs {exc.name}: pip install {exc.name}") from None
+    except (RuntimeError, ValueError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200]
+        raise UserError(f"--format: the backbone does not load into that model with strict=True ({reason})") from None
+
+
 def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: str | None = None,
-                    overwrite: bool = False) -> dict[str, Any]:
-    """Write the chosen encoder's backbone state_dict to ``out``; return what was exported and how it loads."""
+                    overwrite: bool = False, fmt: str | None = None) -> dict[str, Any]:
+    """Write the chosen encoder's backbone to ``out`` (and ``out.json``); return the sidecar's content."""
+    if fmt is not None and fmt not in FORMATS:
+        raise UserError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
     out_path = Path(out)
     if not out_path.parent.is_dir():  # the folder is made once everything is validated
         existing = next((p for p in (out_path.parent, *out_path.parent.parents) if p.exists()), None)
@@ -96,8 +148,9 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
             raise UserError(f"--out: {out_path} exists and is not a regular file; refusing to replace it")
     else:
         out_path = check_output_file(out_path, overwrite)
-    if sidecar_path(out_path).exists() and not overwrite:
-        raise UserError(f"--out: {sidecar_path(out_path)} already exists; pass --overwrite to replace it")
+    side = sidecar_path(out_path)
+    if side.exists() and not overwrite:
+        raise UserError(f"--out: {side} already exists; pass --overwrite to replace it")
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
     ckpt = load_checkpoint(path)
     cfg = run.cfg
@@ -107,29 +160,62 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
         input_shape = tuple(build_data(cfg, torch.device("cpu"), int(ckpt["seed"])).input_shape)
     method = rebuild_method(cfg, ckpt, path, input_shape)
     key = choose_encoder(method.encoders(), method.row_labels(), encoder)
-    backbone = method.encoders()[key].backbone
-    state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
-    out_path.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: make the folder now
-    atomic_torch_save(state, out_path)
-    info = {"checkpoint": str(path), "encoder": key, "architecture": cfg.architecture,
-            "input_shape": list(input_shape), "out": str(out_path), "dataset": cfg.dataset,
-            "resnet_width": cfg.resnet_width, "mlp_hidden_dim": cfg.mlp_hidden_dim,
-            "channels_last": cfg.channels_last}
-    if cfg.architecture != "MLP":
-        info["preprocessing"] = eval_preprocessing(cfg.dataset, input_shape).to_dict()
-    # the file itself is a plain state_dict (it loads with strict=True); what rebuilds and feeds it is beside it
-    atomic_write_text(sidecar_path(out_path), json.dumps({k: v for k, v in info.items() if k != "out"}, indent=2))
-    if cfg.architecture == "MLP":
-        mlp_backbone(input_shape[0], cfg.mlp_hidden_dim).load_state_dict(state, strict=True)
-        info["loads_into"] = (f"the MLP backbone (not a torchvision model): "
-                              f"mimax.nets.backbones.mlp_backbone({input_shape[0]}, {cfg.mlp_hidden_dim})")
-        return info
+    backbone: nn.Module = method.encoders()[key].backbone
     try:
-        torchvision_resnet(cfg.architecture, input_shape).load_state_dict(state, strict=True)
-        info["loads_into"] = f"torchvision.models.{cfg.architecture.lower()} with strict=True:\n" + \
-            stem_recipe(cfg.architecture, input_shape)
-    except RuntimeError:  # another base width: only mimax's own builder has this shape
-        width = getattr(cfg, "resnet_width", None)
-        info["loads_into"] = (f"mimax's {cfg.architecture} backbone of this run's config (--resnet_width {width}), "
-                              f"not torchvision's {cfg.architecture.lower()}, whose base width is 64")
+        with torch.device("meta"):  # the recipe only; the weights are the checkpoint's
+            spec = build_backbone_spec(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)[1]
+    except ArchitectureError as err:
+        raise UserError(f"{cfg.architecture}: {err}") from None
+    library, file_format = _target_library(spec, fmt)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: make the folder now
+    tmp = out_path.with_name(f".{out_path.name}.export")
+    try:
+        _write(state, tmp, file_format, {"architecture": cfg.architecture, "library": library})
+        if library == "mimax":  # mimax's own backbone: load into a fresh one built from the spec
+            fresh = build_backbone_spec(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)[0]
+            fresh.load_state_dict(read_backbone_file(tmp, file_format), strict=True)
+        else:
+            _verify(spec, library, tmp, file_format)
+        code = None if library == "mimax" else load_code(spec, library, file_format, str(out_path))
+        info = sidecar(cfg, spec, library, file_format, key, path, ckpt, input_shape, out_path, code)
+        atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return info
+
+
+def sidecar(cfg, spec: BackboneSpec, library: str, file_format: str, encoder: str, checkpoint: Path,
+            ckpt: dict[str, Any], input_shape: tuple[int, ...], out: Path, code: str | None) -> dict[str, Any]:
+    """The JSON sidecar: what the file holds and how to load it."""
+    normalization = None
+    if len(input_shape) == 3:
+        mean, std = dataset_normalization(cfg.dataset)
+        if len(mean) != input_shape[0]:  # as the view recipes do for another channel count
+            mean, std = (sum(mean) / len(mean),) * input_shape[0], (sum(std) / len(std),) * input_shape[0]
+        normalization = {"mean": list(mean), "std": list(std), "pixel_scale": "[0, 1]"}
+    if library == "mimax" and spec.model == "MLP":
+        how = (f"the MLP backbone (not a torchvision model): mimax.nets.backbones.mlp_backbone({input_shape[0]}, "
+               f"{cfg.mlp_hidden_dim})")
+    elif library == "mimax":
+        how = (f"mimax's {cfg.architecture} backbone of this run's config (--resnet_width {cfg.resnet_width}), "
+               f"not torchvision's {cfg.architecture.lower()}, whose base width is 64")
+    elif library == "timm":
+        how = f"timm.create_model({spec.model!r}, ...) with strict=True"
+    else:
+        how = f"torchvision.models.{spec.model} with strict=True"
+    info = {
+        "file": out.name, "format": file_format, "library": library, "model": spec.model,
+        "builder_kwargs": spec.kwargs if library == spec.library else {"num_classes": 0},
+        "modifications": [s.to_dict() for s in spec.swaps],
+        "architecture": cfg.architecture, "stem": spec.stem, "input_shape": list(input_shape),
+        "normalization": normalization, "feature_dim": spec.feature_dim, "loads_into": how,
+        "load": code, "encoder": encoder, "method": cfg.model_name, "dataset": cfg.dataset,
+        "checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch", 0)), "mimax_version": __version__,
+        # what `mimax embed --backbone` rebuilds and feeds it with
+        "resnet_width": cfg.resnet_width, "mlp_hidden_dim": cfg.mlp_hidden_dim, "channels_last": cfg.channels_last,
+    }
+    if len(input_shape) == 3:
+        info["preprocessing"] = eval_preprocessing(cfg.dataset, input_shape).to_dict()
     return info

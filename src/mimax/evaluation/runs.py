@@ -15,7 +15,7 @@ import torch
 
 from mimax.config import Config
 from mimax.errors import UserError
-from mimax.methods import METHODS, build_method
+from mimax.methods import METHODS, MethodNotFound, build_method
 from mimax.store.checkpoint import CheckpointError
 from mimax.store.rundir import ExperimentDir, SeedDir
 
@@ -62,8 +62,10 @@ def rebuild_method(cfg: Config, ckpt: dict[str, Any], path: Path, input_shape: t
     for key, want in (("method", cfg.model_name), ("architecture", cfg.architecture), ("dataset", cfg.dataset)):
         if ckpt.get(key) != want:
             raise CheckpointError(f"{path}: checkpoint is for {key} {ckpt.get(key)!r}, the run's config says {want!r}")
-    if cfg.model_name not in METHODS:
-        raise UserError(f"{path}: method {cfg.model_name!r} is not in this mimax (known: {', '.join(METHODS)})")
+    try:
+        METHODS[cfg.model_name]
+    except MethodNotFound as err:
+        raise UserError(f"{path}: the run's method {cfg.model_name!r} cannot be loaded now: {err}") from None
     method = build_method(cfg, tuple(input_shape))
     try:
         method.load_state_dict(ckpt["model"])

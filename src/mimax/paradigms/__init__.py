@@ -4,7 +4,8 @@ options (:class:`MethodOptions`)."""
 
 from mimax.paradigms.base import Method
 from mimax.paradigms.joint import JointMethod
-from mimax.paradigms.options import MethodOptions, TemperatureOptions, option
+from mimax.paradigms.options import MethodOptions, TemperatureOptions, option, require
 from mimax.paradigms.self_distillation import SelfDistillationMethod
 
-__all__ = ["JointMethod", "Method", "MethodOptions", "SelfDistillationMethod", "TemperatureOptions", "option"]
+__all__ = ["JointMethod", "Method", "MethodOptions", "SelfDistillationMethod", "TemperatureOptions", "option",
+           "require"]

@@ -36,28 +36,55 @@ ParamGroup = dict[str, Any]
 def param_groups(module: nn.Module, **options: Any) -> list[ParamGroup]:
     """Split a module's parameters into weights and biases/norm parameters (``ndim <= 1``).
 
+    Parameters a timm submodule lists in its ``no_weight_decay()`` (a ViT's position embedding and class
+    token) join the second group, as in timm's own optimizer factory.
     The second group is marked ``exclude_from_lars`` so that LARS applies neither weight decay nor the
     trust ratio to it (You et al., 2017; as in SimCLR and BYOL). Extra ``options`` go on both groups.
     """
-    weights = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]
-    others = [p for p in module.parameters() if p.requires_grad and p.ndim <= 1]
+    no_decay = _timm_no_weight_decay(module)
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    weights = [p for n, p in named if p.ndim > 1 and n not in no_decay]
+    others = [p for n, p in named if p.ndim <= 1 or n in no_decay]
     groups = [{"params": weights, "exclude_from_lars": False, **options},
               {"params": others, "exclude_from_lars": True, **options}]
     return [g for g in groups if g["params"]]
+
+
+def _timm_no_weight_decay(module: nn.Module) -> set[str]:
+    """Full names of the parameters that submodules exclude from weight decay via timm's
+    ``no_weight_decay()`` convention."""
+    names: set[str] = set()
+    for prefix, sub in module.named_modules():
+        hook = getattr(sub, "no_weight_decay", None)
+        if callable(hook):
+            names |= {f"{prefix}.{n}" if prefix else n for n in hook()}
+    return names
 
 
 class Method(nn.Module):
     """Base class of all methods. Subclass a paradigm (:class:`JointMethod` or the self-distillation
     paradigm), not this class directly."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # --model_name of a built-in method; a user method's class name unless it sets one
     paradigm: ClassVar[str]  # "joint" or "self-distillation"
     target_update_desc: ClassVar[str] = "none"  # for `mimax methods`; the rule itself is the paradigm's
     predictor_desc: ClassVar[str] = "none"
-    objective_desc: ClassVar[str]
+    objective_desc: ClassVar[str] = ""  # one line for `mimax methods` (default: the objective's docstring)
     reference: ClassVar[str] = ""
     view_recipe: ClassVar[str] = "simclr"  # augmentation family with --augmentation (docs/data.md)
     Options: ClassVar[type[MethodOptions]] = MethodOptions  # the hyperparameters the method reads
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
+        undescribed = cls.target_update_desc == "none" or getattr(cls, "_target_update_desc_from_rule", False)
+        if "target_update_desc" not in cls.__dict__ and undescribed and isinstance(getattr(cls, "rule", None), str):
+            cls.target_update_desc = cls.rule  # a self-distillation method's rule, unless it describes it
+            cls._target_update_desc_from_rule = True
+        if not cls.objective_desc:
+            doc = (getattr(cls, "objective", None).__doc__ or "").strip()
+            cls.objective_desc = doc.splitlines()[0] if doc else ""
 
     def __init__(self, options: MethodOptions, encoder: EncoderSpec, input_shape: tuple[int, ...]):
         super().__init__()

@@ -47,10 +47,12 @@ class MethodOptions:
 
     @classmethod
     def from_config(cls, cfg: Any) -> MethodOptions:
-        """The options read from a resolved config (any object with the fields as attributes); unset
-        (``None``) fields take the defaults."""
-        values = {name: getattr(cfg, name) for name in cls.names() if getattr(cfg, name, None) is not None}
-        return cls(**values)
+        """The options read from a resolved config (any object with the fields as attributes; a user
+        method's options that are not config fields are in ``cfg.method_options``); unset (``None``)
+        fields take the defaults."""
+        extra = getattr(cfg, "method_options", None) or {}
+        values = {name: extra[name] if name in extra else getattr(cfg, name, None) for name in cls.names()}
+        return cls(**{name: value for name, value in values.items() if value is not None})
 
     def unread(self) -> dict[str, str]:
         """Options that these values make irrelevant, with the reason (e.g. SDMI's ``ema_momentum``:

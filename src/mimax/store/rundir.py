@@ -41,7 +41,8 @@ from mimax import __version__
 from mimax.config import RUNTIME_FIELDS, Config, validate
 from mimax.config.parsing import coerce, field_type
 from mimax.errors import ConfigError, UserError
-from mimax.methods import METHODS
+from mimax.methods import METHODS, MethodNotFound
+from mimax.methods.registry import display_name
 from mimax.store.atomic import (
     CKPT_RE,
     TEMP_RE,
@@ -161,10 +162,12 @@ def config_from_saved(saved: Any, path: Path) -> Config:
     except ConfigError as err:
         raise UserError(f"{path}: damaged config ({err})") from None
     cfg = Config(**typed)
-    if not isinstance(cfg.model_name, str) or cfg.model_name not in METHODS:
+    if not isinstance(cfg.model_name, str) or not cfg.model_name.strip():
         raise UserError(f"{path}: damaged config (unknown method {cfg.model_name!r})")
-    if cfg.view_recipe in (None, "auto") and cfg.model_name in METHODS:
-        cfg.view_recipe = METHODS[cfg.model_name].view_recipe
+    # a user method (import path, entry point) is loaded where it is needed, with its own one-line error
+    method = METHODS.get(cfg.model_name)
+    if cfg.view_recipe in (None, "auto") and method is not None:
+        cfg.view_recipe = method.view_recipe
     return cfg
 
 
@@ -186,6 +189,7 @@ class SeedDir:
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
     monitors_png = property(lambda self: self.path / "monitors.png")
+    wandb_json = property(lambda self: self.path / "wandb.json")  # the seed's W&B run id (resume continues it)
 
     @classmethod
     def at(cls, path: Path | str) -> SeedDir:
@@ -347,7 +351,7 @@ class ExperimentDir:
     # --- creation -------------------------------------------------------------------------------
     @classmethod
     def default_path(cls, cfg: Config) -> Path:
-        return Path("runs") / f"{cfg.model_name}_{cfg.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
+        return Path("runs") / f"{display_name(cfg.model_name)}_{cfg.dataset}_{time.strftime('%Y%m%d-%H%M%S')}"
 
     @classmethod
     def create(cls, output_dir: str | None, overwrite: bool, default: Path | None = None,
@@ -452,6 +456,11 @@ class ExperimentDir:
                                               f"resuming with {value!r} is refused")
         cfg.output_dir = str(self.path)
         cfg.resume = str(self.path)
+        try:
+            METHODS[cfg.model_name]
+        except MethodNotFound as err:
+            raise ConfigError("--resume", f"the run in {self.path} was trained with method {cfg.model_name!r}, "
+                                          f"which cannot be loaded now: {err}") from None
         validate(cfg)
         return cfg
 

@@ -1,0 +1,71 @@
+"""The Python API: ``mimax.train(config)`` runs what ``mimax train`` runs and returns the results.
+
+A :class:`~mimax.config.Config` is built from keyword arguments (``mimax.Config(model_name="SimCLR",
+dataset="CIFAR10", epochs=10)``) or from the reference repository's flags
+(``mimax.Config.from_flags("--model_name SDMI --dataset CIFAR10 --epochs 10")``); fields left at their
+defaults take the dataset's and the method's presets, exactly as flags left out do.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import MISSING, fields
+from typing import Any
+
+from mimax.config import Config, notes, resolve_with_notes
+from mimax.engine.experiment import run_experiment
+from mimax.errors import ConfigError
+from mimax.store.rundir import ExperimentDir
+
+
+def given_values(config: Config) -> dict[str, Any]:
+    """The fields of ``config`` that differ from their defaults: what a user 'gave' (presets fill the rest)."""
+    out = {}
+    for f in fields(config):
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        value = getattr(config, f.name)
+        if value != default:
+            out[f.name] = value
+    return out
+
+
+def resolved_config(given: dict[str, Any]):
+    """``(config, checkpoint, notes)``: the resolved and validated config of the given values, or of the run
+    they resume (``resume``; ``resume="auto"`` continues the run in ``output_dir`` if there is one, else
+    starts it there), the checkpoint to resume from (or None), and the defaults fitted to a new run."""
+    given = dict(given)
+    if given.get("resume") == "auto":  # a requeued job: continue the run if it exists, else start it
+        if not given.get("output_dir"):
+            raise ConfigError("--resume", "auto needs --output_dir (the run to continue, or to start there)")
+        if ExperimentDir(given["output_dir"]).is_experiment():
+            given["resume"] = given.pop("output_dir")
+        else:
+            del given["resume"]
+    if given.get("resume"):
+        exp, ckpt = ExperimentDir.for_resume(given["resume"])
+        return exp.resume_config({k: v for k, v in given.items() if k != "resume"}), ckpt, []
+    cfg, fitted = resolve_with_notes(given)
+    return cfg, None, fitted
+
+
+def train(config: Config | None = None, /, *, progress: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """Train (or resume, with ``config.resume``) an experiment; return its results.
+
+    ``config`` is a :class:`Config`, or give its fields as keyword arguments (``mimax.train(model_name=
+    "SimCLR", dataset="Gaussian", epochs=5)``). The return value is the content of the experiment's
+    ``results.json`` (``summary``: per encoder, ``linear``/``knn`` mean, std and n over seeds; ``runs``:
+    per seed) plus ``output_dir``; a run stopped by ``stop_after`` returns ``{"status": "incomplete",
+    "output_dir": ...}``. Mistakes raise :class:`mimax.errors.UserError` (the CLI's one-line messages).
+    """
+    if config is not None and kwargs:
+        raise TypeError("give a Config or keyword arguments, not both")
+    config = config if config is not None else Config(**kwargs)
+    cfg, ckpt, _ = resolved_config(given_values(config))
+    for line in notes(cfg) if not cfg.resume else []:
+        if line.startswith("mimax: warning: "):
+            warnings.warn(line.removeprefix("mimax: warning: "), stacklevel=2)
+    results = run_experiment(cfg, resume_checkpoint=ckpt, progress=progress)
+    if results is None:
+        return {"status": "incomplete", "output_dir": cfg.output_dir}
+    return {**results, "status": "complete", "output_dir": cfg.output_dir}

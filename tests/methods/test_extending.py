@@ -1,0 +1,219 @@
+"""User methods without forking (docs/extending.md): the two worked examples, extracted from the page,
+trained end to end; import paths (file and module), entry points of an installed package (a real
+``.dist-info`` on disk), every command on a user method's run, and the one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TINY_GAUSSIAN
+from mimax.cli import main
+from mimax.config import resolve
+from mimax.methods import build_method
+
+EXAMPLE_RE = re.compile(r"```python\n# my_methods/(\w+)\.py\n(.*?)```", re.S)
+
+
+def examples() -> dict[str, str]:
+    text = (ROOT / "docs" / "extending.md").read_text()
+    return {name: code for name, code in EXAMPLE_RE.findall(text)}
+
+
+@pytest.fixture
+def user_dir(tmp_path) -> Path:
+    """``tmp_path/my_methods/`` holding the page's examples (a package too: it has ``__init__.py``)."""
+    pkg = tmp_path / "my_methods"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name, code in examples().items():
+        (pkg / f"{name}.py").write_text(code)
+    return tmp_path
+
+
+def mimax_proc(args: list[str], cwd: Path, extra_path: Path | None = None) -> subprocess.CompletedProcess:
+    path = [str(ROOT / "src")] + ([str(extra_path)] if extra_path else [])
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(path + [os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "mimax", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env=env)
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_worked_examples_are_short_and_present():
+    found = examples()
+    assert set(found) == {"jsd_jmi", "sd_bound"}
+    for name, code in found.items():
+        assert len([line for line in code.splitlines() if line.strip()]) <= 20, name
+
+
+def jsd_reference(u: np.ndarray, v: np.ndarray, tau: float) -> float:
+    """I_JSD of the cosine critic, with loops (Deep InfoMax's estimator)."""
+    n = len(u)
+    un = u / np.linalg.norm(u, axis=1, keepdims=True)
+    vn = v / np.linalg.norm(v, axis=1, keepdims=True)
+    s = [[float(un[i] @ vn[j]) / tau for j in range(n)] for i in range(n)]
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    joint = sum(-sp(-s[i][i]) for i in range(n)) / n
+    marg = sum(sp(s[i][j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    return joint - marg
+
+
+def infonce_reference(u: np.ndarray, v: np.ndarray, tau: float) -> float:
+    n = len(u)
+    un = u / np.linalg.norm(u, axis=1, keepdims=True)
+    vn = v / np.linalg.norm(v, axis=1, keepdims=True)
+    total = 0.0
+    for i in range(n):
+        row = [float(un[i] @ vn[j]) / tau for j in range(n)]
+        total += row[i] - math.log(sum(math.exp(x) for x in row))
+    return math.log(n) + total / n
+
+
+def test_example_objectives_match_independent_references(user_dir):
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    tu, tv = torch.tensor(u, dtype=torch.float32), torch.tensor(v, dtype=torch.float32)
+    sd = f"{user_dir}/my_methods/sd_bound.py:SDBound"
+    for given, reference, symmetric in (
+            ({"model_name": f"{user_dir}/my_methods/jsd_jmi.py:JSDJMI"}, jsd_reference, True),
+            ({"model_name": sd}, infonce_reference, False),
+            ({"model_name": sd, "method_options": {"bound": "JSD"}}, jsd_reference, False)):
+        cfg = resolve({**given, "temperature": 0.3, "dataset": "Gaussian"})
+        method = build_method(cfg, (16,))
+        terms = method.objective(tu, tv)
+        want = (reference(u, v, 0.3) + reference(v, u, 0.3)) / 2 if symmetric else reference(u, v, 0.3)
+        assert terms["loss"].item() == pytest.approx(-want, rel=1e-5, abs=1e-6)
+
+
+def test_user_methods_train_resume_and_work_with_every_command(user_dir, tmp_path, capsys):
+    jsd = "my_methods/jsd_jmi.py:JSDJMI"  # relative to user_dir: recorded as an absolute path
+    out = tmp_path / "runs" / "jsd"
+    args = [*TINY_GAUSSIAN, "--model_name", jsd, "--epochs", "2", "--num_runs", "2", "--output_dir", str(out)]
+    first = mimax_proc(["train", *args, "--stop_after", "1"], cwd=user_dir)
+    assert first.returncode == 0, first.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model_name"] == f"{user_dir}/my_methods/jsd_jmi.py:JSDJMI"
+    resumed = mimax_proc(["train", "--resume", str(out), "--stop_after", "4"], cwd=ROOT)  # another directory
+    assert resumed.returncode == 0, resumed.stderr
+    metrics = rows(out / "seed_0" / "metrics.csv")
+    assert [int(r["epoch"]) for r in metrics] == [1, 2]
+    for r in metrics:  # the objective's own terms are logged: loss = -jsd
+        assert float(r["loss"]) == pytest.approx(-float(r["jsd"]), rel=1e-6)
+    results = json.loads((out / "results.json").read_text())
+    assert "JSDJMI" in results["summary"] and results["summary"]["JSDJMI"]["linear"]["n"] == 2
+    # eval, table, export, plot, methods: in this process, as the CLI entry point
+    for argv in (["eval", str(out)], ["table", str(out)], ["export", str(out), "--out", str(tmp_path / "b.pt")],
+                 ["plot", "mi", str(out), "--out", str(tmp_path / "mi.png")], ["methods", saved["model_name"]]):
+        code = main(argv)
+        captured = capsys.readouterr()
+        assert code == 0, (argv, captured.err)
+    assert "JSDJMI" in captured.out and "joint" in captured.out and "--temperature 0.1" in captured.out
+    assert main(["methods", f"{user_dir}/my_methods/sd_bound.py:SDBound"]) == 0
+    listing = capsys.readouterr().out
+    assert "SDBound" in listing and "--bound InfoNCE  MI bound maximized" in listing
+    assert (tmp_path / "b.pt.json").is_file() and (tmp_path / "mi.png").is_file()
+    # the self-distillation example, as a module on the path, with its own option as a flag
+    sd = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", "my_methods.sd_bound:SDBound", "--bound", "JSD",
+                     "--epochs", "1", "--output_dir", str(tmp_path / "runs" / "sd")], cwd=tmp_path, extra_path=user_dir)
+    assert sd.returncode == 0, sd.stderr
+    saved_sd = json.loads((tmp_path / "runs" / "sd" / "config.json").read_text())
+    assert saved_sd["method_options"] == {"bound": "JSD"} and saved_sd["ema_momentum"] == 0.99
+    assert rows(tmp_path / "runs" / "sd" / "seed_0" / "metrics.csv")[0]["mi"]
+    bad = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", "my_methods.sd_bound:SDBound", "--bound", "MINE",
+                      "--output_dir", str(tmp_path / "runs" / "bad")], cwd=tmp_path, extra_path=user_dir)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "mimax: error: --bound: expected one of cos-DV, InfoNCE, JSD (got 'MINE')")
+    assert not (tmp_path / "runs" / "bad").exists()
+    unread = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", jsd, "--ema_momentum", "0.9",
+                         "--output_dir", str(tmp_path / "runs" / "unread")], cwd=user_dir)
+    assert unread.returncode == 2 and "--ema_momentum: JSDJMI does not read it" in unread.stderr
+    # the method's file is gone: resume and eval (in a new process) say so in one line
+    (user_dir / "my_methods" / "jsd_jmi.py").rename(user_dir / "my_methods" / "moved.py")
+    for argv, fragment in ((["train", "--resume", str(out)], "--resume: the run in"),
+                           (["eval", str(out), "--overwrite"], "the run's method")):
+        proc = mimax_proc(argv, cwd=tmp_path)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(err) == 1 and fragment in err[0] and "jsd_jmi.py not found" in err[0], err
+
+
+def test_a_user_copy_of_simclr_trains_exactly_like_the_builtin(tmp_path):
+    (tmp_path / "copy.py").write_text(
+        "from mimax import JointMethod\nfrom mimax.objectives import nt_xent_loss\n"
+        "from mimax.paradigms import TemperatureOptions\n\n\n"
+        "class MySimCLR(JointMethod):\n    Options = TemperatureOptions\n\n    def objective(self, z_a, z_b):\n"
+        "        return nt_xent_loss(z_a, z_b, self.options.temperature)\n")
+    losses = {}
+    for name in ("SimCLR", f"{tmp_path}/copy.py:MySimCLR"):
+        out = tmp_path / name.rpartition(":")[2]
+        assert main(["train", *TINY_GAUSSIAN, "--model_name", name, "--epochs", "2", "--mi_interval", "0",
+                     "--output_dir", str(out)]) == 0
+        losses[name] = [r["loss"] for r in rows(out / "seed_0" / "metrics.csv")]
+    assert losses["SimCLR"] == losses[f"{tmp_path}/copy.py:MySimCLR"]  # bitwise: same text in the CSV
+
+
+def test_entry_point_of_an_installed_package(tmp_path, user_dir):
+    """An installed distribution is a ``.dist-info`` directory on the path with ``entry_points.txt``."""
+    dist = user_dir / "my_methods-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-methods\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[mimax.methods]\nJSDJMI = my_methods.jsd_jmi:JSDJMI\n"
+                                           "Broken = my_methods.nowhere:X\n")
+    listed = mimax_proc(["methods"], cwd=tmp_path, extra_path=user_dir)
+    assert listed.returncode == 2 and "entry point 'Broken'" in listed.stderr  # a broken plugin is named
+    (dist / "entry_points.txt").write_text("[mimax.methods]\nJSDJMI = my_methods.jsd_jmi:JSDJMI\n")
+    listed = mimax_proc(["methods"], cwd=tmp_path, extra_path=user_dir)
+    assert listed.returncode == 0 and any(line.startswith("JSDJMI ") for line in listed.stdout.splitlines())
+    out = tmp_path / "runs" / "ep"
+    run = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", "JSDJMI", "--epochs", "1", "--output_dir", str(out)],
+                     cwd=tmp_path, extra_path=user_dir)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((out / "config.json").read_text())["model_name"] == "JSDJMI"
+
+
+@pytest.mark.parametrize("spec,fragment", [
+    ("no_such_pkg.methods:X", "cannot import module 'no_such_pkg.methods' (no module named 'no_such_pkg')"),
+    ("{d}/missing.py:X", "missing.py not found"),
+    ("{d}/bad.py:X", "(SyntaxError: "),
+    ("{d}/ok.py:Nope", "has no class 'Nope'"),
+    ("{d}/ok.py:helper", "is a function, not a method: subclass mimax.JointMethod or mimax.SelfDistillationMethod"),
+    ("{d}/ok.py:NotAMethod", "is a class NotAMethod, not a method"),
+    ("mimax.paradigms:JointMethod", "is a class JointMethod, not a method"),
+    ("NoSuchMethod", "unknown method 'NoSuchMethod'; expected one of SDMI"),
+])
+def test_bad_model_names_are_one_line_errors(tmp_path, capsys, spec, fragment):
+    (tmp_path / "bad.py").write_text("def broken(:\n")
+    (tmp_path / "ok.py").write_text("import torch\n\n\ndef helper():\n    pass\n\n\n"
+                                    "class NotAMethod(torch.nn.Module):\n    pass\n")
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", spec.format(d=tmp_path), "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mimax: error: --model_name: ") and fragment in err[0], err
+    assert not out.exists()
+
+
+def test_user_method_under_torchrun(user_dir, tmp_path):
+    """Two processes (gloo, CPU): every rank imports the method from its file."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "main.py",
+           *TINY_GAUSSIAN, "--model_name", f"{user_dir}/my_methods/sd_bound.py:SDBound", "--epochs", "1",
+           "--output_dir", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "seed_0" / "env.json").read_text())["world_size"] == 2
+    assert "SDBound" in json.loads((out / "results.json").read_text())["summary"]
