@@ -32,11 +32,11 @@ from torch import Tensor, nn
 from mimax.config import config_from_args
 from mimax.data import build_data
 from mimax.errors import OneLineParser, UserError
-from mimax.evaluation.export import choose_encoder, torchvision_resnet
+from mimax.evaluation.export import choose_encoder
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
 from mimax.monitors.api import monitor_values
-from mimax.nets.backbones import mlp_backbone
+from mimax.nets.backbones import mlp_backbone, resnet_backbone
 from mimax.runtime.device import resolve_device
 from mimax.store.atomic import atomic_write_bytes, atomic_write_text
 from mimax.store.checkpoint import load_checkpoint
@@ -126,7 +126,8 @@ def _exported_backbone(state: dict[str, Any], path: Path, cfg, input_shape: tupl
     if len(input_shape) == 1:
         candidates.append(("MLP", lambda: mlp_backbone(input_shape[0], cfg.mlp_hidden_dim)))
     else:
-        candidates += [(a, lambda a=a: torchvision_resnet(a, input_shape)) for a in ("ResNet18", "ResNet50")]
+        candidates += [(a, lambda a=a: resnet_backbone(a, max(input_shape[1:]), input_shape[0])[0])
+                       for a in ("ResNet18", "ResNet50")]
     for name, make in candidates:
         net = make()
         try:
