@@ -73,7 +73,8 @@ def main() -> None:
           f"{args.threads} threads, median of {args.rounds}x{args.steps} interleaved steps:")
     for name, t in times.items():
         med = statistics.median(t)
-        print(f"  {name:<22} {med * 1000:8.1f} ms/step  {args.batch / med:7.0f} images/s  fp32 / this = {base / med:.2f}")
+        print(f"  {name:<22} {med * 1000:8.1f} ms/step  {args.batch / med:7.0f} images/s  "
+              f"fp32 / this = {base / med:.2f}")
 
 
 if __name__ == "__main__":

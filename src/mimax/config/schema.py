@@ -188,15 +188,6 @@ class Config:
 
 
 FIELD_NAMES = [f.name for f in fields(Config)]
-# Flags that describe *how* to run, not *what* is trained: they may differ when resuming.
-RUNTIME_FIELDS = {"resume", "overwrite", "stop_after", "device", "num_threads", "num_workers", "data_dir",
-                  "tensorboard", "output_dir", "precision", "channels_last", "compile", "sync_bn"}
-RUNTIME_FIELDS |= {"download"}
-RUNTIME_FIELDS |= {"mi_interval"}  # the MI monitor never changes what is trained
-RUNTIME_FIELDS |= {"on_nan"}  # identical training unless a step is non-finite; resume with skip after a stop
-
-
-FIELD_NAMES = [f.name for f in fields(Config)]
 FLAG_FIELDS = [f for f in fields(Config) if f.metadata.get("flag", True)]
 METHOD_OPTION_FIELDS = frozenset(f.name for f in fields(Config) if f.metadata.get("method_option"))
 # The reference repository's command line (README): kept valid for every method; a method-specific one
