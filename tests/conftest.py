@@ -13,9 +13,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 
-# Small, fast Gaussian-mixture settings for end-to-end runs (seconds each).
+# Small, fast Gaussian-mixture settings for end-to-end runs (seconds each). The trained-critic MI estimate is
+# off (it would add critic fits to every run); the tests of the critic turn it on with a later
+# "--mi_critic_interval 0" (the last value of a flag wins).
 TINY_GAUSSIAN = ["--dataset", "Gaussian", "--gm_train_size", "512", "--gm_test_size", "256",
-                 "--gm_monitor_size", "256", "--batch_size", "64", "--num_threads", "1"]
+                 "--gm_monitor_size", "256", "--batch_size", "64", "--num_threads", "1", "--mi_critic_interval", "-1"]
 
 
 def run_main(args: list[str], cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

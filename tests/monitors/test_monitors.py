@@ -154,7 +154,8 @@ def test_estimate_mi_rows_and_no_global_rng_use():
 
 
 def test_monitoring_does_not_change_training(tmp_path):
-    cfg = config_from_args([*TINY_GAUSSIAN, "--model_name", "SimCLR", "--epochs", "2", "--mi_interval", "1"])
+    cfg = config_from_args([*TINY_GAUSSIAN, "--model_name", "SimCLR", "--epochs", "2", "--mi_interval", "1",
+                            "--mi_critic_interval", "0"])
     plain = train_run(cfg, tmp_path / "plain", 0, [], progress=False)
     monitored = train_run(cfg, tmp_path / "mon", 0, default_callbacks(cfg, tmp_path / "mon"), progress=False)
     assert plain == monitored
@@ -170,7 +171,8 @@ def test_monitoring_does_not_change_training(tmp_path):
 # --- end to end ------------------------------------------------------------------------------------
 
 def test_mi_csv_is_reproducible_and_complete_through_main_py(tmp_path):
-    args = [*TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "3", "--mi_interval", "2", "--mi_batch_size", "128"]
+    args = [*TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "3", "--mi_interval", "2", "--mi_batch_size", "128",
+            "--mi_critic_interval", "0"]
     proc = run_main([*args, "--output_dir", str(tmp_path / "a")])
     assert proc.returncode == 0, proc.stderr
     assert main(["train", *args, "--output_dir", str(tmp_path / "b")]) == 0  # same seed, another process
@@ -205,7 +207,7 @@ def test_mi_csv_is_reproducible_and_complete_through_main_py(tmp_path):
 
 
 def test_resumed_run_writes_the_same_mi_csv(tmp_path):
-    args = [*TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "3", "--mi_interval", "1"]
+    args = [*TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "3", "--mi_interval", "1", "--mi_critic_interval", "0"]
     assert main(["train", *args, "--output_dir", str(tmp_path / "full")]) == 0
     assert main(["train", *args, "--output_dir", str(tmp_path / "part"), "--stop_after", "1"]) == 0
     # a later, unsaved session's rows must not survive the resume: append a fake epoch-2 row
