@@ -193,8 +193,8 @@ def _check_pairs(x: Tensor, y: Tensor) -> None:
 
 def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidden: int = 128, layers: int = 2,
                 embed_dim: int = 32, batch_size: int = 128, lr: float = 1e-3, max_steps: int = 2000,
-                eval_every: int = 20, patience: int = 8, fractions: tuple[float, float] = (0.5, 0.1),
-                max_dim: int | None = 16,
+                eval_every: int = 20, patience: int = 8, fractions: tuple[float, float] = (0.3, 0.1),
+                average: float = 0.99, max_dim: int | None = 16,
                 clip: float = 5.0, confidence: float = 0.95, seed: int = 0,
                 device: torch.device | str | None = None) -> MIEstimate:
     """Estimate ``I(X; Y)`` in nats from ``N`` paired rows ``x`` (N, d_x) and ``y`` (N, d_y) with a trained
@@ -210,10 +210,19 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     and std, then mapped through ``asinh`` (invertible per coordinate, so the MI is unchanged), which keeps
     heavy-tailed inputs from driving the critic's scores to extremes on pairs it never saw. The critic
     (``"separable"`` or ``"concat"``, ``layers`` hidden layers of width ``hidden``) is trained with Adam on
-    fit batches of ``batch_size`` pairs to maximize ``bound``, for at most ``max_steps`` steps; every
-    ``eval_every`` steps the bound is measured on the validation split, the best critic is kept, and
-    training stops after ``patience`` checks without improvement. The returned ``mi`` is that critic's bound
-    on the test split, averaged over test batches of ``min(batch_size, n_test)`` pairs.
+    fit batches of ``batch_size`` pairs to maximize ``bound``, for at most ``max_steps`` steps. The critic
+    that is validated and reported is the running average of the trained weights (Polyak & Juditsky, 1992),
+    ``w_avg <- average * w_avg + (1 - average) * w`` after every step (``average=0``: the last weights):
+    every ``eval_every`` steps the averaged critic's bound is measured on the validation split, the best is
+    kept, and training stops after ``patience`` checks without improvement. The returned ``mi`` is that
+    critic's bound on the test split, averaged over test batches of ``min(batch_size, n_test)`` pairs.
+
+    Why the averaging and the 60% fit share: with a critic ``T = log r + e`` off the log density ratio
+    ``log r`` by ``e``, the DV value is ``I + E_p[e] - log E_p[e^e] ~ I - Var_p(e) / 2`` (NWJ and InfoNCE lose
+    the same order), so the shortfall of a held-out bound is mostly the variance of the critic fitted on
+    finitely many pairs. Averaging the iterates and fitting on more pairs both cut that variance; they
+    roughly halve the low bias on the closed-form tasks (docs/monitoring.md), whereas the bound of the exact
+    log ratio on the same test batches is within a few hundredths of a nat of the truth.
     """
     if bound not in BOUND_NAMES:
         raise ValueError(f"bound must be one of {', '.join(BOUND_NAMES)}, got {bound!r}")
@@ -221,6 +230,8 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
         raise ValueError(f"critic must be one of {', '.join(CRITICS)}, got {critic!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if not 0 <= average < 1:
+        raise ValueError(f"average must be in [0, 1), got {average}")
     t0 = time.perf_counter()
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     _check_pairs(x, y)
@@ -258,7 +269,8 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
         cls = SeparableCritic if critic == "separable" else ConcatCritic
         model = cls(x.shape[1], y.shape[1], hidden, layers, embed_dim).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-        best_val, best_state, best_step, bad, step = -math.inf, copy.deepcopy(model.state_dict()), 0, 0, 0
+        averaged = copy.deepcopy(model).eval()  # the critic that is validated and reported
+        best_val, best_state, best_step, bad, step = -math.inf, copy.deepcopy(averaged.state_dict()), 0, 0, 0
         while step < max_steps and bad < patience:
             perm = fit[torch.randperm(n_fit, generator=gen).to(device)]
             for sl in _batches(n_fit, train_bs):
@@ -268,19 +280,19 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
                 loss.backward()
                 opt.step()
                 step += 1
+                with torch.no_grad():
+                    for p_avg, p in zip(averaged.parameters(), model.parameters()):
+                        p_avg.lerp_(p, 1.0 - average)
                 if step % eval_every == 0 or step == max_steps:
-                    model.eval()
-                    v, _ = _evaluate(model, xs[val], ys[val], val_bs, bound, clip)
-                    model.train()
+                    v, _ = _evaluate(averaged, xs[val], ys[val], val_bs, bound, clip)
                     if v > best_val:
-                        best_val, best_state, best_step, bad = v, copy.deepcopy(model.state_dict()), step, 0
+                        best_val, best_state, best_step, bad = v, copy.deepcopy(averaged.state_dict()), step, 0
                     else:
                         bad += 1
                 if step >= max_steps or bad >= patience:
                     break
-        model.load_state_dict(best_state)
-        model.eval()
-        mi, terms = _evaluate(model, xs[test], ys[test], eval_bs, bound, clip)
+        averaged.load_state_dict(best_state)
+        mi, terms = _evaluate(averaged, xs[test], ys[test], eval_bs, bound, clip)
     se = terms.std().item() / math.sqrt(terms.numel()) if terms.numel() > 1 else math.inf
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     return MIEstimate(mi=mi, ci=(mi - z * se, mi + z * se), bound=bound, critic=critic, confidence=confidence,
