@@ -35,10 +35,11 @@ def rows(report: str) -> dict[str, list[str]]:
 
 
 def test_smoke_rows_train_and_report(tmp_path):
-    proc, report = smoke(tmp_path, "--only", "SimCLR/base,BYOL/base,SimCLR/workers,SimCLR/torchrun2")
+    proc, report = smoke(tmp_path, "--only", "SimCLR/base,SimCLR/workers,SimCLR/preempt,SimCLR/torchrun2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = rows(report)
-    assert list(table) == ["SimCLR/base", "BYOL/base", "SimCLR/workers", "SimCLR/torchrun2"]
+    assert list(table) == ["SimCLR/base", "SimCLR/workers", "SimCLR/preempt_resume", "SimCLR/torchrun2"]
+    assert "stopped by SIGTERM" in (tmp_path / "SimCLR_preempt_resume.log").read_text()
     for name, cells in table.items():
         assert cells[-1] == "ok" and cells[6] == "yes", cells
         assert float(cells[2]) > 0 and float(cells[3]) > 0, cells  # img/s and s/epoch read from metrics.csv
@@ -61,7 +62,7 @@ def test_every_method_and_setting_has_a_row():
     for setting in ("fp16", "channels_last", "compile", "workers"):
         assert f"SimCLR/{setting}" in names
     assert "SDMI/fp16" in names and "SDMI/compile" in names
-    assert "SimCLR/full_epoch" in names and "SimCLR/torchrun2" in names
+    assert "SimCLR/full_epoch" in names and "SimCLR/torchrun2" in names and "SimCLR/preempt_resume" in names
     assert "SimCLR/torchrun2" not in [c.name for c in gc.cases(gpus=1, smoke=False)]
     two = next(c for c in gc.cases(gpus=2, smoke=False) if c.name == "SimCLR/torchrun2")
     assert two.processes == 2 and "--sync_bn" in two.flags
@@ -72,4 +73,4 @@ def test_full_smoke_passes(tmp_path):
     proc, report = smoke(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = rows(report)
-    assert len(table) == 8 + 3 + 1 + 1 + 1 and all(cells[-1] == "ok" for cells in table.values()), report
+    assert len(table) == 8 + 3 + 1 + 2 + 1 and all(cells[-1] == "ok" for cells in table.values()), report
