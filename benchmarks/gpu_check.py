@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = args.out or Path(tempfile.mkdtemp(prefix="mimax_gpu_check_"))
     work.mkdir(parents=True, exist_ok=True)
-    print(machine(args.smoke), flush=True)
+    header = machine(args.smoke)
+    print(header, flush=True)
     t0 = time.perf_counter()
     data = write_dataset(work / "data", args.smoke)
     print(f"dataset written in {time.perf_counter() - t0:.1f} s: {data}", flush=True)
@@ -274,10 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(f"{case.name}: {'ok' if result.ok else 'FAILED ' + result.why} ({result.wall_s:.0f} s, "
               f"{result.images_per_s:.0f} img/s)", flush=True)
+        # rewritten after every row, so that a check cut short still leaves the rows it finished
+        (work / "gpu_check.md").write_text(header + "\n\n" + table(results, args.smoke) + "\n")
     report = table(results, args.smoke)
     print(report)
     print(f"total {time.perf_counter() - t0:.0f} s")
-    (work / "gpu_check.md").write_text(machine(args.smoke) + "\n\n" + report + "\n")
     if not args.out:
         shutil.rmtree(work / "data", ignore_errors=True)
     return 0 if all(r.ok for r in results) else 1
