@@ -205,6 +205,7 @@ class BatchedViews:
 
     def __init__(self, recipe: ViewRecipe):
         self.recipe = recipe
+        self._normalization: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def __call__(self, images: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         x = images.float().div_(255)
@@ -221,18 +222,27 @@ class BatchedViews:
                 ops.uniform(n, max(0.0, 1 - s), 1 + s, gen, dev) for s in spec.jitter[:3]
             ] + [ops.uniform(n, -spec.jitter[3], spec.jitter[3], gen, dev)], dim=1)
             order = torch.rand(n, 4, generator=gen, device=dev).argsort(dim=1)
-            order = torch.where(torch.tensor([s > 0 for s in spec.jitter], device=dev)[order], order, -1)
+            for op_index, strength in enumerate(spec.jitter):  # an op of strength 0 is skipped
+                if strength <= 0:
+                    order = order.masked_fill(order == op_index, -1)
             out = ops.color_jitter(out, factors, order, apply)
         if spec.grayscale_p:
             gray = torch.rand(n, generator=gen, device=dev) < spec.grayscale_p
-            out = ops.apply_where(out, gray, lambda v: ops.grayscale(v).expand_as(v))
+            out = ops.apply_where(out, gray, lambda v, _: ops.grayscale(v))
         if spec.blur_p:
             blur = torch.rand(n, generator=gen, device=dev) < spec.blur_p
             sigma = ops.uniform(n, *spec.blur_sigma, gen, dev)
-            out = ops.apply_where(out, blur, lambda v: ops.gaussian_blur(v, sigma[blur], recipe.blur_kernel))
+            out = ops.apply_where(out, blur, lambda v, idx: ops.gaussian_blur(v, sigma[idx], recipe.blur_kernel))
         if spec.solarize_p:
             sol = torch.rand(n, generator=gen, device=dev) < spec.solarize_p
-            out = ops.apply_where(out, sol, ops.solarize)
-        mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
-        std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
+            out = ops.apply_where(out, sol, lambda v, _: ops.solarize(v))
+        mean, std = self.normalization(dev)
         return (out - mean) / std
+
+    def normalization(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The recipe's mean and std as (1, C, 1, 1) tensors on ``device``, copied there once (a copy
+        from the host per batch would synchronize with the device)."""
+        if device not in self._normalization:
+            self._normalization[device] = tuple(torch.tensor(v).view(1, -1, 1, 1).to(device)
+                                                for v in (self.recipe.mean, self.recipe.std))
+        return self._normalization[device]
