@@ -118,7 +118,8 @@ def test_user_methods_train_resume_and_work_with_every_command(user_dir, tmp_pat
     assert "JSDJMI" in results["summary"] and results["summary"]["JSDJMI"]["linear"]["n"] == 2
     # eval, table, export, plot, methods: in this process, as the CLI entry point
     for argv in (["eval", str(out)], ["table", str(out)], ["export", str(out), "--out", str(tmp_path / "b.pt")],
-                 ["plot", "mi", str(out), "--out", str(tmp_path / "mi.png")], ["methods", saved["model_name"]]):
+                 ["plot", "mi", str(out), "--out", str(tmp_path / "mi.png")],
+                 ["analyze", str(out), "--output_dir", str(tmp_path / "an")], ["methods", saved["model_name"]]):
         code = main(argv)
         captured = capsys.readouterr()
         assert code == 0, (argv, captured.err)
@@ -127,6 +128,12 @@ def test_user_methods_train_resume_and_work_with_every_command(user_dir, tmp_pat
     listing = capsys.readouterr().out
     assert "SDBound" in listing and "--bound InfoNCE  MI bound maximized" in listing
     assert (tmp_path / "b.pt.json").is_file() and (tmp_path / "mi.png").is_file()
+    report = json.loads((tmp_path / "an" / "analysis.json").read_text())  # the user method's run, analyzed
+    assert "JSDJMI" in report["model"] and report["dataset"] == "Gaussian"
+    assert {"embedding", "backbone"} <= set(report["representations"])
+    emb = report["representations"]["embedding"]
+    assert emb["mi_infonce_low"] <= emb["mi_infonce"] <= emb["mi_infonce_high"] and emb["rankme"] >= 1
+    assert 0 <= report["probe"]["linear"] <= 1
     # the self-distillation example, as a module on the path, with its own option as a flag
     sd = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", "my_methods.sd_bound:SDBound", "--bound", "JSD",
                      "--epochs", "1", "--output_dir", str(tmp_path / "runs" / "sd")], cwd=tmp_path, extra_path=user_dir)
@@ -134,6 +141,11 @@ def test_user_methods_train_resume_and_work_with_every_command(user_dir, tmp_pat
     saved_sd = json.loads((tmp_path / "runs" / "sd" / "config.json").read_text())
     assert saved_sd["method_options"] == {"bound": "JSD"} and saved_sd["ema_momentum"] == 0.99
     assert rows(tmp_path / "runs" / "sd" / "seed_0" / "metrics.csv")[0]["mi"]
+    analyzed = mimax_proc(["analyze", str(tmp_path / "runs" / "sd"), "--output_dir", str(tmp_path / "an_sd")],
+                          cwd=tmp_path, extra_path=user_dir)  # a self-distillation user method: its f_theta
+    assert analyzed.returncode == 0, analyzed.stderr
+    report = json.loads((tmp_path / "an_sd" / "analysis.json").read_text())
+    assert "SDBound" in report["model"] and "embedding" in report["representations"]
     bad = mimax_proc(["train", *TINY_GAUSSIAN, "--model_name", "my_methods.sd_bound:SDBound", "--bound", "MINE",
                       "--output_dir", str(tmp_path / "runs" / "bad")], cwd=tmp_path, extra_path=user_dir)
     assert bad.returncode == 2 and bad.stderr.strip() == (

@@ -212,7 +212,8 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     (``"separable"`` or ``"concat"``, ``layers`` hidden layers of width ``hidden``) is trained with Adam on
     fit batches of ``batch_size`` pairs to maximize ``bound``, for at most ``max_steps`` steps. The critic
     that is validated and reported is the running average of the trained weights (Polyak & Juditsky, 1992),
-    ``w_avg <- average * w_avg + (1 - average) * w`` after every step (``average=0``: the last weights):
+    ``w_avg <- d_t * w_avg + (1 - d_t) * w`` after step ``t``, ``d_t = min(average, (1 + t) / (10 + t))`` (the
+    initial weights are forgotten within the first steps; ``average=0``: the last weights):
     every ``eval_every`` steps the averaged critic's bound is measured on the validation split, the best is
     kept, and training stops after ``patience`` checks without improvement. The returned ``mi`` is that
     critic's bound on the test split, averaged over test batches of ``min(batch_size, n_test)`` pairs.
@@ -269,7 +270,7 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
         cls = SeparableCritic if critic == "separable" else ConcatCritic
         model = cls(x.shape[1], y.shape[1], hidden, layers, embed_dim).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-        averaged = copy.deepcopy(model).eval()  # the critic that is validated and reported
+        averaged = copy.deepcopy(model).requires_grad_(False)  # the critic that is validated and reported
         best_val, best_state, best_step, bad, step = -math.inf, copy.deepcopy(averaged.state_dict()), 0, 0, 0
         while step < max_steps and bad < patience:
             perm = fit[torch.randperm(n_fit, generator=gen).to(device)]
@@ -280,9 +281,10 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
                 loss.backward()
                 opt.step()
                 step += 1
+                decay = min(average, (1.0 + step) / (10.0 + step))  # short runs: the average forgets the init
                 with torch.no_grad():
                     for p_avg, p in zip(averaged.parameters(), model.parameters()):
-                        p_avg.lerp_(p, 1.0 - average)
+                        p_avg.lerp_(p, 1.0 - decay)
                 if step % eval_every == 0 or step == max_steps:
                     v, _ = _evaluate(averaged, xs[val], ys[val], val_bs, bound, clip)
                     if v > best_val:
