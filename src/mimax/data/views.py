@@ -32,7 +32,7 @@ normalized float views:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import PIL.Image
 import torch
@@ -199,40 +199,82 @@ class TwoViewTransform:
 TorchvisionViews = TwoViewTransform  # the name the data pipeline uses
 
 
+@dataclass
+class ViewParams:
+    """The random parameters of one view for a batch of images, one row per image: crop boxes
+    ``(top, left, h, w)`` (n, 4), flips, colour-jitter switches, factors (n, 4) and orders (n, 4),
+    grayscale/blur/solarize switches and blur sigmas. Rows are independent draws, so any subset of
+    rows is the parameters of the corresponding images."""
+
+    boxes: Tensor
+    flip: Tensor
+    jitter: Tensor
+    factors: Tensor
+    order: Tensor
+    gray: Tensor
+    blur: Tensor
+    sigma: Tensor
+    solarize: Tensor
+
+    def rows(self, lo: int, hi: int, device: torch.device | None = None) -> ViewParams:
+        """Rows ``[lo, hi)``, on ``device`` if given."""
+        return ViewParams(*(getattr(self, f.name)[lo:hi].to(device or getattr(self, f.name).device)
+                            for f in fields(self)))
+
+
 class BatchedViews:
     """Two views of a uint8 batch (B, C, H, W) on its own device, independent random parameters per
-    image drawn from ``gen`` (a generator on the batch's device)."""
+    image. :meth:`draw` draws the parameter table of ``n`` images (on the CPU by default, so a seed gives
+    the same parameters on every device), :meth:`apply` applies it; calling the object does both."""
 
     def __init__(self, recipe: ViewRecipe):
         self.recipe = recipe
 
     def __call__(self, images: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        x = images.float().div_(255)
-        return self.view(x, 0, gen), self.view(x, 1, gen)
+        params = self.draw(images.shape[0], images.shape[2], images.shape[3], gen, gen.device)
+        return self.apply(images, params)
 
-    def view(self, x: Tensor, view: int, gen: torch.Generator) -> Tensor:
-        spec, recipe, n, dev = self.recipe.views[view], self.recipe, x.shape[0], x.device
-        boxes = ops.sample_crop_boxes(n, x.shape[2], x.shape[3], spec.crop_scale, spec.crop_ratio, gen, dev)
+    def draw(self, n: int, height: int, width: int, gen: torch.Generator,
+             device: torch.device | None = None) -> tuple[ViewParams, ViewParams]:
+        """The parameters of both views of ``n`` images of ``height`` x ``width`` pixels, drawn from ``gen``."""
+        dev = device or gen.device
+        return self._draw(0, n, height, width, gen, dev), self._draw(1, n, height, width, gen, dev)
+
+    def _draw(self, view: int, n: int, height: int, width: int, gen: torch.Generator,
+              dev: torch.device) -> ViewParams:
+        spec = self.recipe.views[view]
+        boxes = ops.sample_crop_boxes(n, height, width, spec.crop_scale, spec.crop_ratio, gen, dev)
         flip = torch.rand(n, generator=gen, device=dev) < spec.flip_p
-        out = ops.resized_crop_flip(x, boxes, flip, recipe.size)
+        jitter = torch.rand(n, generator=gen, device=dev) < spec.jitter_p
+        factors = torch.stack([ops.uniform(n, max(0.0, 1 - s), 1 + s, gen, dev) for s in spec.jitter[:3]]
+                              + [ops.uniform(n, -spec.jitter[3], spec.jitter[3], gen, dev)], dim=1)
+        order = torch.rand(n, 4, generator=gen, device=dev).argsort(dim=1)
+        order = torch.where(torch.tensor([s > 0 for s in spec.jitter], device=dev)[order], order, -1)
+        gray = torch.rand(n, generator=gen, device=dev) < spec.grayscale_p
+        blur = torch.rand(n, generator=gen, device=dev) < spec.blur_p
+        sigma = ops.uniform(n, *spec.blur_sigma, gen, dev)
+        solarize = torch.rand(n, generator=gen, device=dev) < spec.solarize_p
+        return ViewParams(boxes, flip, jitter, factors, order, gray, blur, sigma, solarize)
+
+    def apply(self, images: Tensor, params: tuple[ViewParams, ViewParams]) -> tuple[Tensor, Tensor]:
+        """The two normalized float views of the uint8 ``images`` under ``params`` (one row per image)."""
+        if params[0].boxes.shape[0] != images.shape[0]:
+            raise ValueError(f"{params[0].boxes.shape[0]} parameter rows for {images.shape[0]} images")
+        x = images.float().div_(255)
+        return self.view(x, 0, params[0]), self.view(x, 1, params[1])
+
+    def view(self, x: Tensor, view: int, p: ViewParams) -> Tensor:
+        spec, recipe, dev = self.recipe.views[view], self.recipe, x.device
+        p = p.rows(0, x.shape[0], dev)
+        out = ops.resized_crop_flip(x, p.boxes, p.flip, recipe.size)
         if spec.jitter_p:
-            apply = torch.rand(n, generator=gen, device=dev) < spec.jitter_p
-            factors = torch.stack([
-                ops.uniform(n, max(0.0, 1 - s), 1 + s, gen, dev) for s in spec.jitter[:3]
-            ] + [ops.uniform(n, -spec.jitter[3], spec.jitter[3], gen, dev)], dim=1)
-            order = torch.rand(n, 4, generator=gen, device=dev).argsort(dim=1)
-            order = torch.where(torch.tensor([s > 0 for s in spec.jitter], device=dev)[order], order, -1)
-            out = ops.color_jitter(out, factors, order, apply)
+            out = ops.color_jitter(out, p.factors, p.order, p.jitter)
         if spec.grayscale_p:
-            gray = torch.rand(n, generator=gen, device=dev) < spec.grayscale_p
-            out = ops.apply_where(out, gray, lambda v: ops.grayscale(v).expand_as(v))
+            out = ops.apply_where(out, p.gray, lambda v: ops.grayscale(v).expand_as(v))
         if spec.blur_p:
-            blur = torch.rand(n, generator=gen, device=dev) < spec.blur_p
-            sigma = ops.uniform(n, *spec.blur_sigma, gen, dev)
-            out = ops.apply_where(out, blur, lambda v: ops.gaussian_blur(v, sigma[blur], recipe.blur_kernel))
+            out = ops.apply_where(out, p.blur, lambda v: ops.gaussian_blur(v, p.sigma[p.blur], recipe.blur_kernel))
         if spec.solarize_p:
-            sol = torch.rand(n, generator=gen, device=dev) < spec.solarize_p
-            out = ops.apply_where(out, sol, ops.solarize)
+            out = ops.apply_where(out, p.solarize, ops.solarize)
         mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
         std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
         return (out - mean) / std
