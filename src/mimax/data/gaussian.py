@@ -18,7 +18,6 @@ from mimax import seeding
 from mimax.data.base import DataBundle, per_rank_batch
 
 
-
 @dataclass
 class GaussianMixture:
     means: Tensor  # (K, d)

@@ -28,8 +28,8 @@ from mimax.bounds import BOUNDS, cosine_scores
 from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches
 from mimax.monitors.collapse import normalized_embedding_std
-from mimax.store.atomic import read_csv, write_csv
 from mimax.seeding import SHUFFLE_SEED  # the shuffled baseline: one permutation for every run and epoch
+from mimax.store.atomic import read_csv, write_csv
 from mimax.store.rundir import SeedDir
 
 MI_CSV_COLUMNS = ["epoch", "step", "representation", "estimator", "value", "shuffled", "gap", "log_n",
