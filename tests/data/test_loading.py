@@ -68,9 +68,10 @@ def test_two_gloo_ranks_load_their_halves_of_the_single_process_batches(tmp_path
         data, gpu, workers = setting
         if workers:
             continue  # the single-process reference: 0 workers
+        reference = {}
         for epoch in (1, 2):
             single = build_data(_cfg(tmp_path, *setting), CPU, SEED).train_views
-            whole = _epochs(single, (epoch,))[epoch]
+            whole = reference[epoch] = _epochs(single, (epoch,))[epoch]
             assert len(whole) == 2
             for w in (0, 2):
                 parts = [ranks[r][(data, gpu, w)][epoch] for r in range(2)]
@@ -80,6 +81,19 @@ def test_two_gloo_ranks_load_their_halves_of_the_single_process_batches(tmp_path
                         assert parts[0][k][v].shape[0] == parts[1][k][v].shape[0] == 4
                         assert torch.equal(torch.cat([parts[0][k][v], parts[1][k][v]]), full), \
                             f"{data} gpu_augment={gpu} workers={w} epoch {epoch} step {k} view {v}"
+        other_seed = next(iter(build_data(_cfg(tmp_path, *setting), CPU, SEED + 1).train_views.epoch(1)))
+        for got in (reference[2][0], other_seed):  # another epoch or seed: other images or other views
+            assert not torch.equal(got[0], reference[1][0][0])
+        assert not torch.equal(reference[1][0][0], reference[1][0][1])  # two different views
+
+
+def test_seeds_are_derived_by_splitmix64():
+    from mimax import seeding
+
+    assert seeding._splitmix64(0) == 0xE220A8397B1DCDAF  # SplitMix64's first output from state 0 (Steele et al.)
+    seeds = {seeding.sample_seed(s, e, i) for s in range(3) for e in range(3) for i in range(200)}
+    assert len(seeds) == 1800 and all(0 <= x < 2**63 for x in seeds)
+    assert seeding.step_seed(1, 2, 3) != seeding.sample_seed(1, 2, 3)
 
 
 # --- the region a crop can draw from, on a non-square photo ---------------------------------------
