@@ -79,7 +79,7 @@ def instrument(log_dir: Path) -> None:
         os.close(fd)
 
     pairs, squares, apply = images.ViewPairs.__call__, images.Squares.__call__, BatchedViews.apply
-    steps = loading.RankSteps.steps
+    gather = loading.ImageViewLoader.gather
 
     def logged_pairs(self, index):
         log("read+augment", [index])
@@ -93,14 +93,12 @@ def instrument(log_dir: Path) -> None:
         log("augment", [x.shape[0]])
         return apply(self, x, params)
 
-    def logged_steps(self, epoch, start=0):  # in-memory batched path: the rows indexed on the device
-        for step, indices in steps(self, epoch, start):
-            if log_dir.joinpath("memory").exists():
-                log("read", indices)
-            yield step, indices
+    def logged_gather(self, indices):  # in-memory batched path: the rows indexed on the device
+        log("read", indices.tolist())
+        return gather(self, indices)
 
     images.ViewPairs.__call__, images.Squares.__call__ = logged_pairs, logged_squares
-    BatchedViews.apply, loading.RankSteps.steps = logged_apply, logged_steps
+    BatchedViews.apply, loading.ImageViewLoader.gather = logged_apply, logged_gather
 
 
 def rank_main(args) -> None:
@@ -118,8 +116,6 @@ def rank_main(args) -> None:
     rank, world = distributed.rank(), distributed.world_size()
     torch.set_num_threads(args.threads)
     data = build_data(cfg, device, 0, rank, world)
-    if rank == 0 and args.path == "batched" and args.dataset == "fmnist":
-        log_dir.joinpath("memory").touch()
     distributed.barrier()
     loader = data.train_views
     for _ in loader.epoch(0):  # warm-up: worker start

@@ -38,6 +38,13 @@ def test_epoch_line_holds_every_measured_value():
     assert bare == "seed 1 epoch 1/1: loss 1.235 | lr 0.05 | 512 img/s | 1:05"
 
 
+def test_epoch_line_shows_peak_gpu_memory_apart_from_the_loss_terms():
+    row = {"epoch": 1, "step": 4, "lr": 0.1, "loss": 2.0, "gpu_mem_peak_gb": 3.254, "epoch_time_s": 8.0,
+           "images_per_s": 6250.0}
+    assert format_epoch_line(0, 1, 1, row, None) == ("seed 0 epoch 1/1: loss 2 | lr 0.1 | 6250 img/s | 8 s | "
+                                                     "peak 3.25 GiB")
+
+
 def test_redirected_run_prints_its_progress(tmp_path):
     """Subprocess with stdout captured through a pipe, as `mimax train ... > log` on a cluster."""
     out = tmp_path / "run"

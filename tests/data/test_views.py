@@ -58,6 +58,34 @@ def test_color_jitter_applies_each_images_own_order():
     assert torch.equal(untouched[0], x[0])
 
 
+def test_gathered_and_selected_forms_give_the_same_images():
+    """The CPU gathers the images an op applies to; accelerators compute all and select with ``where``
+    (no host synchronization). Both forms must give the same images."""
+    x = images(8)
+    gen = torch.Generator().manual_seed(3)
+    factors = torch.rand(8, 4, generator=gen) + 0.5
+    order = torch.rand(8, 4, generator=gen).argsort(dim=1).masked_fill_(torch.rand(8, 4, generator=gen) < 0.2, -1)
+    apply = torch.rand(8, generator=gen) < 0.6
+    torch.testing.assert_close(ops.color_jitter(x, factors, order, apply, compact=False),
+                               ops.color_jitter(x, factors, order, apply, compact=True), atol=1e-6, rtol=0)
+    sigma = torch.rand(8, generator=gen) + 0.1
+    for fn in (lambda v, idx: ops.gaussian_blur(v, sigma[idx], 5), lambda v, _: ops.grayscale(v),
+               lambda v, _: ops.solarize(v)):
+        torch.testing.assert_close(ops.apply_where(x, apply, fn, compact=False),
+                                   ops.apply_where(x, apply, fn, compact=True), atol=1e-6, rtol=0)
+    assert torch.equal(ops.apply_where(x, torch.zeros(8, dtype=torch.bool), lambda v, _: ops.grayscale(v), compact=False), x)
+
+
+def test_batched_views_are_the_same_in_the_accelerator_form(monkeypatch):
+    recipe = make_recipe("simclr", "CIFAR10", 16, 3)
+    raw = (images(16, size=20) * 255).to(torch.uint8)
+    gathered = BatchedViews(recipe)(raw, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(ops, "compacts", lambda x: False)
+    selected = BatchedViews(recipe)(raw, torch.Generator().manual_seed(0))
+    for a, b in zip(gathered, selected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
 def test_crop_matches_torchvision_resized_crop_when_upsampling():
     x = images(4, size=24)
     boxes = torch.tensor([[0, 0, 24, 24], [3, 5, 10, 12], [10, 2, 14, 9], [0, 13, 11, 11]], dtype=torch.float32)

@@ -73,3 +73,34 @@ def test_param_groups_put_biases_and_norms_in_the_excluded_group():
     assert not weights["exclude_from_lars"] and others["exclude_from_lars"]
     assert all(p.ndim == 2 for p in weights["params"]) and len(weights["params"]) == 2
     assert all(p.ndim == 1 for p in others["params"]) and len(others["params"]) == 4
+
+
+def _lars_loop(params, grads_per_step, lr, mom, wd, eta):
+    """Reference: LARS written parameter by parameter, straight from the update rule."""
+    w = [p.clone() for p in params]
+    bufs = [None] * len(w)
+    for grads in grads_per_step:
+        for i, g0 in enumerate(grads):
+            g = g0 + wd * w[i]
+            wn, gn = w[i].norm(), g.norm()
+            g = g * (eta * wn / gn if wn > 0 and gn > 0 else 1.0)
+            bufs[i] = g.clone() if bufs[i] is None else mom * bufs[i] + g
+            w[i] = w[i] - lr * bufs[i]
+    return w
+
+
+def test_lars_over_many_parameters_matches_the_per_parameter_rule():
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(8, 3, 3, 3), (16,), (5, 7), (4,)]
+    start = [torch.randn(s, generator=gen) for s in shapes]
+    start[1].zero_()  # a zero weight: trust ratio 1
+    steps = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(3)]
+    params = [torch.nn.Parameter(w.clone()) for w in start]
+    opt = LARS([{"params": params, "exclude_from_lars": False}], lr=0.3, momentum=0.9, weight_decay=1e-2, eta=0.02)
+    for grads in steps:
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        assert all(torch.equal(p.grad, g) for p, g in zip(params, grads))  # gradients are left as they were
+    for p, ref in zip(params, _lars_loop(start, steps, 0.3, 0.9, 1e-2, 0.02)):
+        torch.testing.assert_close(p.data, ref, atol=1e-6, rtol=1e-6)

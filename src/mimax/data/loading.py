@@ -57,12 +57,20 @@ class RankSteps:
         """This rank's rows ``[lo, hi)`` of a global batch."""
         return self.rank * self.per_rank, (self.rank + 1) * self.per_rank
 
+    def order(self, epoch: int) -> Tensor:
+        """The order of the training images in ``epoch`` (the same on every rank)."""
+        return seeding.epoch_order(self.seed, epoch, self.n)
+
+    def span(self, step: int) -> slice:
+        """The positions of ``order`` this rank loads at ``step``."""
+        lo, hi = self.rows()
+        return slice(step * self.batch_size + lo, step * self.batch_size + hi)
+
     def steps(self, epoch: int, start: int = 0) -> Iterator[tuple[int, list[int]]]:
         """``(step, this rank's image indices)`` for the steps ``start, start+1, ...`` of ``epoch``."""
-        order = seeding.epoch_order(self.seed, epoch, self.n)
-        lo, hi = self.rows()
+        order = self.order(epoch)
         for step in range(max(0, start), len(self)):
-            yield step, order[step * self.batch_size + lo:step * self.batch_size + hi].tolist()
+            yield step, order[self.span(step)].tolist()
 
 
 class _EpochBatches(Sampler):
@@ -148,7 +156,11 @@ class ImageViewLoader:
         table = self.batched.draw(self.plan.batch_size, height, width,
                                   seeding.generator(seeding.step_seed(self.plan.seed, epoch, step)))
         lo, hi = self.plan.rows()
-        return tuple(p.rows(lo, hi, self.device) for p in table)
+        return tuple(p.rows(lo, hi).to(self.device) for p in table)
+
+    def gather(self, indices: Tensor) -> Tensor:
+        """The in-memory images ``indices`` (on the device)."""
+        return self.images[indices]
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's batches ``start, start+1, ...`` of ``epoch`` (views on the training device). One
@@ -158,9 +170,9 @@ class ImageViewLoader:
 
     def _epoch(self, epoch: int, start: int, generation: int) -> Iterator[tuple[Tensor, Tensor]]:
         if self.images is not None:
-            for step, indices in self.plan.steps(epoch, start):
-                idx = torch.tensor(indices, device=self.device)
-                yield self.batched.apply(self.images[idx], self.params(epoch, step))
+            order = self.plan.order(epoch).to(self.device)  # one copy per epoch, sliced on the device
+            for step in range(start, len(self.plan)):
+                yield self.batched.apply(self.gather(order[self.plan.span(step)]), self.params(epoch, step))
             return
         self.sampler.set(epoch, start)
         try:

@@ -4,6 +4,13 @@ Why our own: torchvision's functional ops (``v2.functional.adjust_hue``, ``resiz
 parameter per call, so a batch would get one crop, one jitter and one blur for all its images. These
 functions take a parameter *per image* and reproduce torchvision's definitions (cited per function) on
 float images in [0, 1] of shape (B, C, H, W), on whatever device the batch is on.
+
+Selecting the images an op applies to has two forms with the same result per image. On the CPU the
+selected images are gathered (``nonzero``) and only they are computed: fewer FLOPs, and the host is the
+device. On an accelerator every image is computed and the selection is a ``where``: gathering would need
+the number of selected images on the host, a synchronization per op that stalls the launch queue (a
+training step's views would otherwise wait for the GPU dozens of times), while the extra elementwise work
+is negligible there. :func:`compacts` decides; the views are bitwise the same either way.
 """
 
 from __future__ import annotations
@@ -15,6 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+
+
+def compacts(x: Tensor) -> bool:
+    """Whether ops on ``x`` gather their selected images (CPU) rather than compute all and select."""
+    return x.device.type == "cpu"
 
 
 def uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> Tensor:
@@ -124,7 +136,7 @@ def adjust_hue(x: Tensor, f: Tensor) -> Tensor:
     sextant = sextant + 6.0 * f.view(-1, 1, 1)
     # HSV -> RGB with v = max, v (1 - s) = min: channel k = max - delta clamp(min(p, 4 - p), 0, 1),
     # p = (n_k + 6 h) mod 6, n = (5, 3, 1) for (R, G, B)
-    offsets = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    offsets = torch.arange(5.0, 0.0, -2.0, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)  # no host copy
     p = torch.remainder(offsets + sextant.unsqueeze(1), 6.0)
     weight = torch.minimum(p, 4.0 - p).clamp_(0, 1)
     return maxc.unsqueeze(1) - delta.unsqueeze(1) * weight
@@ -133,17 +145,23 @@ def adjust_hue(x: Tensor, f: Tensor) -> Tensor:
 COLOR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
-def color_jitter(x: Tensor, factors: Tensor, order: Tensor, apply: Tensor) -> Tensor:
+def color_jitter(x: Tensor, factors: Tensor, order: Tensor, apply: Tensor, compact: bool | None = None) -> Tensor:
     """torchvision ``ColorJitter`` per image: image i (where ``apply[i]``) gets brightness, contrast,
     saturation and hue factors ``factors[i]`` (B, 4) applied in the order ``order[i]`` (B, 4), a
     permutation of 0..3 drawn per image as torchvision draws one per call. Each op runs once per
-    position on the images that take it there, so the cost is four ops on the batch, not sixteen."""
+    position on the images that take it there (gathered: four ops on the batch, not sixteen; with
+    ``compact=False`` all sixteen on every image, selected by ``where``; default: :func:`compacts`)."""
+    compact = compacts(x) if compact is None else compact
     out = x.clone()
     for position in range(4):
         for op_index, op in enumerate(COLOR_OPS):
-            idx = (apply & (order[:, position] == op_index)).nonzero().squeeze(1)
-            if idx.numel():
-                out[idx] = op(out[idx], factors[idx, op_index])
+            selected = apply & (order[:, position] == op_index)
+            if compact:
+                idx = selected.nonzero().squeeze(1)
+                if idx.numel():
+                    out[idx] = op(out[idx], factors[idx, op_index])
+            else:
+                out = torch.where(_per_image(selected), op(out, factors[:, op_index]), out)
     return out
 
 
@@ -169,10 +187,15 @@ def solarize(x: Tensor) -> Tensor:
     return torch.minimum(x, 1.0 - x)
 
 
-def apply_where(x: Tensor, mask: Tensor, fn) -> Tensor:
-    """``fn`` applied to the images selected by the boolean ``mask`` (B,), the others unchanged."""
+def apply_where(x: Tensor, mask: Tensor, fn, compact: bool | None = None) -> Tensor:
+    """``fn`` applied to the images selected by the boolean ``mask`` (B,), the others unchanged. ``fn``
+    takes the images and the indices they have in ``x`` (for per-image parameters). Gathered when
+    ``compact`` (default: :func:`compacts`), else computed on every image and selected by ``where``."""
+    if not (compacts(x) if compact is None else compact):
+        everything = torch.arange(x.shape[0], device=x.device)
+        return torch.where(_per_image(mask), fn(x, everything).expand_as(x), x)
     idx = mask.nonzero().squeeze(1)
     if idx.numel():
         x = x.clone()
-        x[idx] = fn(x[idx])
+        x[idx] = fn(x[idx], idx).expand_as(x[idx])
     return x

@@ -216,40 +216,55 @@ class ViewParams:
     sigma: Tensor
     solarize: Tensor
 
-    def rows(self, lo: int, hi: int, device: torch.device | None = None) -> ViewParams:
-        """Rows ``[lo, hi)``, on ``device`` if given."""
-        return ViewParams(*(getattr(self, f.name)[lo:hi].to(device or getattr(self, f.name).device)
-                            for f in fields(self)))
+    def rows(self, lo: int, hi: int) -> ViewParams:
+        """Rows ``[lo, hi)``."""
+        return ViewParams(*(getattr(self, f.name)[lo:hi] for f in fields(self)))
+
+    def to(self, device: torch.device) -> ViewParams:
+        """The table on ``device``: one packed float32 (n, 18) copy (asynchronous from pinned memory to
+        CUDA, so no host synchronization per field); every value is exact in float32."""
+        if self.boxes.device == device:
+            return self
+        parts = [getattr(self, f.name).float().reshape(self.boxes.shape[0], -1) for f in fields(self)]
+        packed = torch.cat(parts, dim=1)
+        if packed.device.type == "cpu" and device.type == "cuda":
+            packed = packed.pin_memory()
+        packed = packed.to(device, non_blocking=True)
+        boxes, flip, jitter, factors, order, gray, blur, sigma, solarize = packed.split(
+            [4, 1, 1, 4, 4, 1, 1, 1, 1], dim=1)
+        return ViewParams(boxes, flip[:, 0] > 0.5, jitter[:, 0] > 0.5, factors, order.long(), gray[:, 0] > 0.5,
+                          blur[:, 0] > 0.5, sigma[:, 0].contiguous(), solarize[:, 0] > 0.5)
 
 
 class BatchedViews:
     """Two views of a uint8 batch (B, C, H, W) on its own device, independent random parameters per
-    image. :meth:`draw` draws the parameter table of ``n`` images (on the CPU by default, so a seed gives
-    the same parameters on every device), :meth:`apply` applies it; calling the object does both."""
+    image. :meth:`draw` draws the parameter table of ``n`` images (the loader draws it on the CPU, so a
+    seed gives the same parameters on every device), :meth:`apply` applies it; calling the object does
+    both with a generator on the batch's device."""
 
     def __init__(self, recipe: ViewRecipe):
         self.recipe = recipe
+        self._normalization: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def __call__(self, images: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        params = self.draw(images.shape[0], images.shape[2], images.shape[3], gen, gen.device)
-        return self.apply(images, params)
+        return self.apply(images, self.draw(images.shape[0], images.shape[2], images.shape[3], gen))
 
-    def draw(self, n: int, height: int, width: int, gen: torch.Generator,
-             device: torch.device | None = None) -> tuple[ViewParams, ViewParams]:
-        """The parameters of both views of ``n`` images of ``height`` x ``width`` pixels, drawn from ``gen``."""
-        dev = device or gen.device
-        return self._draw(0, n, height, width, gen, dev), self._draw(1, n, height, width, gen, dev)
+    def draw(self, n: int, height: int, width: int, gen: torch.Generator) -> tuple[ViewParams, ViewParams]:
+        """The parameters of both views of ``n`` images of ``height`` x ``width`` pixels, drawn from ``gen``
+        on its device."""
+        return self._draw(0, n, height, width, gen), self._draw(1, n, height, width, gen)
 
-    def _draw(self, view: int, n: int, height: int, width: int, gen: torch.Generator,
-              dev: torch.device) -> ViewParams:
-        spec = self.recipe.views[view]
+    def _draw(self, view: int, n: int, height: int, width: int, gen: torch.Generator) -> ViewParams:
+        spec, dev = self.recipe.views[view], gen.device
         boxes = ops.sample_crop_boxes(n, height, width, spec.crop_scale, spec.crop_ratio, gen, dev)
         flip = torch.rand(n, generator=gen, device=dev) < spec.flip_p
         jitter = torch.rand(n, generator=gen, device=dev) < spec.jitter_p
         factors = torch.stack([ops.uniform(n, max(0.0, 1 - s), 1 + s, gen, dev) for s in spec.jitter[:3]]
                               + [ops.uniform(n, -spec.jitter[3], spec.jitter[3], gen, dev)], dim=1)
         order = torch.rand(n, 4, generator=gen, device=dev).argsort(dim=1)
-        order = torch.where(torch.tensor([s > 0 for s in spec.jitter], device=dev)[order], order, -1)
+        for op_index, strength in enumerate(spec.jitter):  # an op of strength 0 is skipped
+            if strength <= 0:
+                order = order.masked_fill(order == op_index, -1)
         gray = torch.rand(n, generator=gen, device=dev) < spec.grayscale_p
         blur = torch.rand(n, generator=gen, device=dev) < spec.blur_p
         sigma = ops.uniform(n, *spec.blur_sigma, gen, dev)
@@ -265,16 +280,23 @@ class BatchedViews:
 
     def view(self, x: Tensor, view: int, p: ViewParams) -> Tensor:
         spec, recipe, dev = self.recipe.views[view], self.recipe, x.device
-        p = p.rows(0, x.shape[0], dev)
+        p = p.to(dev)
         out = ops.resized_crop_flip(x, p.boxes, p.flip, recipe.size)
         if spec.jitter_p:
             out = ops.color_jitter(out, p.factors, p.order, p.jitter)
         if spec.grayscale_p:
-            out = ops.apply_where(out, p.gray, lambda v: ops.grayscale(v).expand_as(v))
+            out = ops.apply_where(out, p.gray, lambda v, _: ops.grayscale(v))
         if spec.blur_p:
-            out = ops.apply_where(out, p.blur, lambda v: ops.gaussian_blur(v, p.sigma[p.blur], recipe.blur_kernel))
+            out = ops.apply_where(out, p.blur, lambda v, idx: ops.gaussian_blur(v, p.sigma[idx], recipe.blur_kernel))
         if spec.solarize_p:
-            out = ops.apply_where(out, p.solarize, ops.solarize)
-        mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
-        std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
+            out = ops.apply_where(out, p.solarize, lambda v, _: ops.solarize(v))
+        mean, std = self.normalization(dev)
         return (out - mean) / std
+
+    def normalization(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The recipe's mean and std as (1, C, 1, 1) tensors on ``device``, copied there once (a copy
+        from the host per batch would synchronize with the device)."""
+        if device not in self._normalization:
+            self._normalization[device] = tuple(torch.tensor(v).view(1, -1, 1, 1).to(device)
+                                                for v in (self.recipe.mean, self.recipe.std))
+        return self._normalization[device]

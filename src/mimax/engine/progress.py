@@ -11,7 +11,7 @@ import sys
 from typing import Any, TextIO
 
 # Columns of a metrics.csv row that are not loss terms (they get their own place in the line).
-_NOT_TERMS = {"epoch", "step", "lr", "epoch_time_s", "images_per_s", "skipped_steps"}
+_NOT_TERMS = {"epoch", "step", "lr", "epoch_time_s", "images_per_s", "skipped_steps", "gpu_mem_peak_gb"}
 # MI estimators shown in the epoch line (all are in mi.csv): the embedding pair's estimate and MI gap.
 _SHOWN_REPRESENTATION = "embedding"
 
@@ -54,6 +54,8 @@ def format_epoch_line(seed: int, epoch: int, epochs: int, row: dict[str, Any], e
     parts = [f"seed {seed} epoch {epoch}/{epochs}:",
              " ".join(f"{k} {format_number(float(v))}" for k, v in terms.items())]
     parts.append(f"| lr {row['lr']:.3g} | {row['images_per_s']:.0f} img/s | {format_duration(row['epoch_time_s'])}")
+    if "gpu_mem_peak_gb" in row:
+        parts.append(f"| peak {float(row['gpu_mem_peak_gb']):.2f} GiB")
     if eta_s is not None:
         parts.append(f"| ETA {format_duration(eta_s)}")
     if row.get("skipped_steps"):

@@ -31,6 +31,7 @@ from mimax.evaluation.evaluate import evaluate
 from mimax.fit import knn_k_for
 from mimax.methods import build_method
 from mimax.runtime import distributed
+from mimax.runtime.device import peak_memory_gb, start_epoch_clock, stop_epoch_clock
 from mimax.seeding import seed_everything
 from mimax.store import faults
 from mimax.store.rundir import SeedDir
@@ -140,7 +141,7 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
         state.epoch += 1
         state.extra.pop("mi", None)  # the MI monitor puts this epoch's estimates here, if it measures
         first, totals = t.resume_point()  # mid-epoch after a preemption: its later steps only
-        clock = time.perf_counter()
+        clock = start_epoch_clock(state.device)
         bar = tqdm(t.batches(state.epoch, first), total=t.steps_per_epoch, initial=first,
                    desc=f"seed {state.seed} epoch {state.epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True,
                    disable=None if (progress and main) else True)  # on a terminal, rank 0 only
@@ -164,11 +165,14 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
             totals.show(bar, state.step, t.steps_per_epoch, terms, lr, clock, x_a.shape[0])
             t.after_step(in_epoch, totals, lr)  # --save_every_minutes, SIGTERM/SIGUSR1
         bar.close()
-        elapsed = time.perf_counter() - clock
+        elapsed = stop_epoch_clock(state.device, clock)
+        peak = peak_memory_gb(state.device)  # this epoch's training steps, before monitors and evaluation
         t.guard.check(t.steps_per_epoch, t.checkpoints.last_good())
         saved = False
         if main:
             extra = {k: v for cb in callbacks for k, v in cb.on_epoch_end(state).items()}
+            if peak is not None:
+                extra["gpu_mem_peak_gb"] = peak
             saved = end_epoch(t, totals.means(), lr, extra, elapsed, stop_epoch, clock)
         t.after_epoch(saved)
         distributed.barrier()

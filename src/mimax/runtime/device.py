@@ -1,8 +1,9 @@
-"""The training device."""
+"""The training device and the clock of an epoch on it."""
 
 from __future__ import annotations
 
 import re
+import time
 
 import torch
 
@@ -28,3 +29,28 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device", "mps requested but Apple's MPS is not available on this machine")
     return torch.device(name)
+
+
+def start_epoch_clock(device: torch.device) -> float:
+    """The start of an epoch's timing: on CUDA the queued work is finished first and the peak-memory
+    counter reset, so that an epoch's time and ``peak_memory_gb`` are its own."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    return time.perf_counter()
+
+
+def stop_epoch_clock(device: torch.device, start: float) -> float:
+    """Seconds since :func:`start_epoch_clock`, after the device has finished the epoch's kernels (CUDA
+    runs asynchronously: without the synchronization an epoch's time would miss its last queued steps)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def peak_memory_gb(device: torch.device) -> float | None:
+    """Peak memory allocated by tensors on a CUDA device since the epoch's clock started, in GiB
+    (``None`` elsewhere: the CPU has no allocator counter to read)."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 3)

@@ -1,0 +1,76 @@
+"""benchmarks/gpu_check.sh, the GPU acceptance run, in its CPU ``--smoke`` mode: the script itself
+(dataset in the official CIFAR format, one ``mimax train`` process per row, metrics read back, the table,
+the exit status) must keep working on machines without a GPU, where CI runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def smoke(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke", "--out", str(tmp_path),
+                           *extra], capture_output=True, text=True, timeout=600)
+    report = (tmp_path / "gpu_check.md").read_text() if (tmp_path / "gpu_check.md").exists() else ""
+    return proc, report
+
+
+def rows(report: str) -> dict[str, list[str]]:
+    table = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    return {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table)}
+
+
+def test_smoke_rows_train_and_report(tmp_path):
+    proc, report = smoke(tmp_path, "--only", "SimCLR/base,SimCLR/workers,SimCLR/preempt,SimCLR/torchrun2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = rows(report)
+    assert list(table) == ["SimCLR/base", "SimCLR/workers", "SimCLR/preempt_resume", "SimCLR/torchrun2"]
+    assert "stopped by SIGTERM" in (tmp_path / "SimCLR_preempt_resume.log").read_text()
+    for name, cells in table.items():
+        assert cells[-1] == "ok" and cells[6] == "yes", cells
+        assert float(cells[2]) > 0 and float(cells[3]) > 0, cells  # img/s and s/epoch read from metrics.csv
+    assert "machine:" in report and "torch" in report
+
+
+def test_a_failing_row_is_reported_and_fails_the_check(tmp_path):
+    gc = gpu_check()
+    data = gc.write_dataset(tmp_path / "data", smoke=True)
+    bad = gc.Case("SimCLR/bad", "SimCLR", "bad flag", ["--batch_size", "0"])
+    result = gc.run_case(bad, data, tmp_path, smoke=True, workers=0, timeout=300)
+    assert not result.ok and "exit 2" in result.why and "--batch_size" in result.why
+    assert "FAILED: exit 2" in gc.table([result], smoke=True)
+
+
+def test_every_method_and_setting_has_a_row():
+    gc = gpu_check()
+    names = [c.name for c in gc.cases(gpus=2, smoke=False)]
+    assert {n.split("/")[0] for n in names if n.endswith("/base")} == set(gc.METHODS)
+    for setting in ("fp16", "channels_last", "compile", "workers"):
+        assert f"SimCLR/{setting}" in names
+    assert "SDMI/fp16" in names and "SDMI/compile" in names
+    assert "SimCLR/full_epoch" in names and "SimCLR/torchrun2" in names and "SimCLR/preempt_resume" in names
+    assert "SimCLR/torchrun2" not in [c.name for c in gc.cases(gpus=1, smoke=False)]
+    two = next(c for c in gc.cases(gpus=2, smoke=False) if c.name == "SimCLR/torchrun2")
+    assert two.processes == 2 and "--sync_bn" in two.flags
+
+
+@pytest.mark.slow
+def test_full_smoke_passes(tmp_path):
+    proc, report = smoke(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = rows(report)
+    assert len(table) == 8 + 3 + 1 + 2 + 1 and all(cells[-1] == "ok" for cells in table.values()), report
