@@ -29,6 +29,7 @@ out of the smoke unless ``--compile_rows`` is given: inductor compiles C++ for m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -217,11 +218,9 @@ def machine(smoke: bool) -> str:
     else:
         accel = "no GPU"
     cpu = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import torchvision
 
     return (f"machine: {cpu}, {os.cpu_count()} cores, {accel}; load {os.getloadavg()[0]:.2f}\n"

@@ -35,12 +35,14 @@ def rows(report: str) -> dict[str, list[str]]:
 
 
 def test_smoke_rows_train_and_report(tmp_path):
-    proc, report = smoke(tmp_path, "--only", "SimCLR/base,SimCLR/workers,SimCLR/preempt,SimCLR/torchrun2")
+    """Two rows in the default run (the preemption row trains, is stopped, resumes; the torchrun row starts
+    two processes); the whole smoke is the slow test below."""
+    proc, report = smoke(tmp_path, "--only", "SimCLR/preempt,SimCLR/torchrun2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = rows(report)
-    assert list(table) == ["SimCLR/base", "SimCLR/workers", "SimCLR/preempt_resume", "SimCLR/torchrun2"]
+    assert list(table) == ["SimCLR/preempt_resume", "SimCLR/torchrun2"]
     assert "stopped by SIGTERM" in (tmp_path / "SimCLR_preempt_resume.log").read_text()
-    for name, cells in table.items():
+    for cells in table.values():
         assert cells[-1] == "ok" and cells[6] == "yes", cells
         assert float(cells[2]) > 0 and float(cells[3]) > 0, cells  # img/s and s/epoch read from metrics.csv
     assert "machine:" in report and "torch" in report
