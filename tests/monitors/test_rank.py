@@ -3,6 +3,8 @@ definitions, and their limiting cases."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,13 @@ def test_shape_errors():
         alignment(torch.zeros(5, 4), torch.zeros(5, 3))
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         rankme(torch.zeros(5))
+
+
+def test_lidar_of_a_tiny_wide_or_broken_monitor_set_is_a_value_or_nan_never_an_error():
+    # 4 samples x 2 views of 512-d features (a 4-image monitor set through a ResNet): degenerate scatter
+    rng = np.random.default_rng(3)
+    views = torch.tensor(rng.normal(size=(4, 2, 512)))
+    value = lidar(views).item()
+    assert math.isnan(value) or 1 <= value <= 4
+    views[1, 0, 7] = float("nan")
+    assert math.isnan(lidar(views).item())

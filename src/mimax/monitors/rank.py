@@ -53,7 +53,8 @@ def lidar(views: Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -> 
     ``S_b = 1/N sum_i (mu_i - mu)(mu_i - mu)^T`` (class means mu_i, grand mean mu),
     ``S_w = 1/(NQ) sum_{i,q} (z_iq - mu_i)(z_iq - mu_i)^T + delta I``,
     ``S_lidar = S_w^{-1/2} S_b S_w^{-1/2}``; LiDAR = ``exp(-sum_k p_k log p_k)``, ``p_k = lambda_k / ||lambda||_1
-    + eps`` over the eigenvalues of S_lidar.
+    + eps`` over the eigenvalues of S_lidar. NaN for non-finite views or when the eigensolver fails (a
+    monitor must not end a run).
     """
     if views.ndim != 3 or views.shape[0] < 2 or views.shape[1] < 2:
         raise ValueError(f"views must be (N, Q, D) with N >= 2 samples and Q >= 2 views, got {tuple(views.shape)}")
@@ -64,9 +65,15 @@ def lidar(views: Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -> 
     s_b = cb.T @ cb / v.shape[0]
     cw = (v - mu_i.unsqueeze(1)).reshape(-1, v.shape[2])
     s_w = cw.T @ cw / cw.shape[0] + delta * torch.eye(v.shape[2], dtype=torch.float64, device=v.device)
-    w_eig, w_vec = torch.linalg.eigh(s_w)
-    inv_sqrt = w_vec @ torch.diag(w_eig.clamp_min(1e-300).rsqrt()) @ w_vec.T
-    lam = torch.linalg.eigvalsh(inv_sqrt @ s_b @ inv_sqrt).clamp_min(0)
+    if not bool(torch.isfinite(v).all()):
+        return torch.tensor(float("nan"), dtype=torch.float64)
+    try:
+        w_eig, w_vec = torch.linalg.eigh(s_w)
+        inv_sqrt = w_vec @ torch.diag(w_eig.clamp_min(1e-300).rsqrt()) @ w_vec.T
+        m = inv_sqrt @ s_b @ inv_sqrt
+        lam = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0)
+    except torch.linalg.LinAlgError:  # LAPACK gave up (degenerate scatter of a tiny monitor set): no value
+        return torch.tensor(float("nan"), dtype=torch.float64)
     return _entropy_rank(lam, eps)
 
 
