@@ -92,7 +92,7 @@ def _seed_dirs(d: Path) -> tuple[list[SeedDir], Path]:
     if not d.is_dir():
         raise UserError(f"{d}: not a directory (expected a mimax run directory)")
     here = SeedDir.at(d)
-    if here.seed >= 0 and not ExperimentDir(d).is_experiment():  # one seed directory
+    if any(f.is_file() for f in (here.mi_csv, here.eval_csv, here.metrics_csv)):  # one seed directory
         return [here], here.config_json if here.config_json.is_file() else ExperimentDir(d.parent).config_json
     exp = ExperimentDir(d)
     return exp.seeds(), exp.config_json
