@@ -5,9 +5,12 @@
 trains, each in its own ``mimax train`` process as a user runs it:
 
 - every built-in method for two short epochs at CIFAR shape (ResNet-18, bf16, ``--gpu_augment``);
-- SimCLR and SDMI under each speed setting: fp16 (GradScaler), ``--channels_last``, ``--compile``,
-  per-image views in DataLoader workers instead of ``--gpu_augment``;
+- SimCLR under each speed setting: fp16 (GradScaler), ``--channels_last``, ``--compile``, per-image
+  views in DataLoader workers instead of ``--gpu_augment``; SDMI (two alternating optimizers) in fp16
+  and compiled;
 - SimCLR for a full 50,000-image epoch (the speed goal: a CIFAR-10 ResNet-18 SimCLR epoch);
+- SimCLR stopped by SIGTERM in its second epoch (a mid-epoch checkpoint, exit 75), then resumed to the end
+  (its img/s and s/epoch are those of the uninterrupted first epoch);
 - with two or more GPUs, SimCLR under ``torchrun --nproc_per_node 2`` with ``--sync_bn``.
 
 Each row reads the run's own ``metrics.csv``: img/s and seconds of the last epoch (the first holds the
@@ -26,11 +29,13 @@ out of the smoke unless ``--compile_rows`` is given: inductor compiles C++ for m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +59,7 @@ class Case:
     processes: int = 1
     full_epoch: bool = False
     gpu_augment: bool = True  # False: per-image views in DataLoader workers
+    preempt: bool = False  # SIGTERM during epoch 2 (exit 75), then ``--resume``
 
 
 @dataclass
@@ -69,20 +75,24 @@ class Result:
 
 
 def cases(gpus: int, smoke: bool, compile_rows: bool = True) -> list[Case]:
-    """The rows: every method at the base setting, then each speed setting on SimCLR and SDMI."""
+    """The rows: every method at the base setting, then the speed settings."""
     rows = [Case(f"{m}/base", m, "bf16 gpu_augment") for m in METHODS]
     half = "bf16 (fp16 needs CUDA)" if smoke else "fp16"
-    for m in ("SimCLR", "SDMI"):
-        rows += [
-            Case(f"{m}/fp16", m, half, ["--precision", "bf16" if smoke else "fp16"]),
-            Case(f"{m}/channels_last", m, "bf16 gpu_augment channels_last", ["--channels_last"]),
-            Case(f"{m}/compile", m, "bf16 gpu_augment compile", ["--compile"]),
-            Case(f"{m}/workers", m, "bf16 per-image workers", gpu_augment=False),
-        ]
+    rows += [
+        Case("SimCLR/fp16", "SimCLR", half, ["--precision", "bf16" if smoke else "fp16"]),
+        Case("SimCLR/channels_last", "SimCLR", "bf16 gpu_augment channels_last", ["--channels_last"]),
+        Case("SimCLR/compile", "SimCLR", "bf16 gpu_augment compile", ["--compile"]),
+        Case("SimCLR/workers", "SimCLR", "bf16 per-image workers", gpu_augment=False),
+        # SDMI's two optimizers alternate: one GradScaler over both, and two compiled backbones
+        Case("SDMI/fp16", "SDMI", half, ["--precision", "bf16" if smoke else "fp16"]),
+        Case("SDMI/compile", "SDMI", "bf16 gpu_augment compile", ["--compile"]),
+    ]
     if not compile_rows:
         rows = [c for c in rows if "--compile" not in c.flags]
     rows.append(Case("SimCLR/full_epoch", "SimCLR", "bf16 gpu_augment channels_last, whole train set",
                      ["--channels_last"], full_epoch=True))
+    rows.append(Case("SimCLR/preempt_resume", "SimCLR", "SIGTERM in epoch 2 → exit 75 → --resume",
+                     full_epoch=True, preempt=True))
     if smoke:
         rows.append(Case("SimCLR/torchrun2", "SimCLR", "2 processes (gloo; sync_bn needs CUDA)", processes=2))
     elif gpus >= 2:
@@ -106,10 +116,12 @@ def train_args(case: Case, data: Path, out: Path, smoke: bool, workers: int) -> 
             "--model_evaluation_interval", "1000", "--model_save_interval", "1000", "--output_dir", str(out),
             "--num_workers", str(workers), "--seed", "0"]
     if smoke:
-        args += ["--device", "cpu", "--resnet_width", "8", "--batch_size", "32", "--train_subset", "128",
-                 "--test_subset", "64", "--monitor_size", "32", "--num_threads", "1", "--knn_k", "5"]
+        args += ["--device", "cpu", "--resnet_width", "8", "--batch_size", "32", "--test_subset", "64",
+                 "--monitor_size", "32", "--num_threads", "1", "--knn_k", "5"]
+        if not case.full_epoch:
+            args += ["--train_subset", "128"]
     else:
-        args += ["--device", "cuda", "--batch_size", "256", "--test_subset", "2000", "--monitor_size", "512"]
+        args += ["--device", "cuda", "--batch_size", "256", "--test_subset", "1000", "--monitor_size", "512"]
         if not case.full_epoch:
             args += ["--train_subset", "10240"]
     if "--precision" not in case.flags:
@@ -139,20 +151,32 @@ def run_case(case: Case, data: Path, work: Path, smoke: bool, workers: int, time
     if smoke:
         env["OMP_NUM_THREADS"] = "1"
     start = time.perf_counter()
+    log = work / f"{out.name}.log"
+    cmd = command(case, train_args(case, data, out, smoke, workers))
     try:
-        proc = subprocess.run(command(case, train_args(case, data, out, smoke, workers)), capture_output=True,
-                              text=True, env=env, cwd=ROOT, timeout=timeout)
+        if case.preempt:
+            code, text = preempt(cmd, out, env, timeout)
+            if code == 75:
+                resumed = subprocess.run(command(case, ["--resume", str(out)]), capture_output=True, text=True,
+                                         env=env, cwd=ROOT, timeout=timeout)
+                code, text = resumed.returncode, text + resumed.stdout + resumed.stderr
+            elif code == 0:
+                code, text = -1, text + "\nthe run ended before the signal: no preemption happened"
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+            code, text = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired:
         return Result(case, False, why=f"timed out after {timeout:.0f} s")
     wall = time.perf_counter() - start
-    log = work / f"{out.name}.log"
-    log.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        return Result(case, False, wall_s=wall, why=f"exit {proc.returncode}: {last[:160]} (log {log})")
+    log.write_text(text)
+    if code != 0:
+        last = (text.strip() or "no output").splitlines()[-1]
+        return Result(case, False, wall_s=wall, why=f"exit {code}: {last[:160]} (log {log})")
     rows = read_metrics(out)
     losses = [float(r["loss"]) for r in rows]
-    last = rows[-1]
+    if case.preempt and [int(r["epoch"]) for r in rows] != [1, 2]:
+        return Result(case, False, wall_s=wall, why=f"resumed run logged epochs {[r['epoch'] for r in rows]}")
+    last = rows[0] if case.preempt else rows[-1]
     peak = float(last.get("gpu_mem_peak_gb") or "nan")
     finite = all(math.isfinite(v) for v in losses)
     why = "" if finite else "non-finite loss"
@@ -160,6 +184,28 @@ def run_case(case: Case, data: Path, work: Path, smoke: bool, workers: int, time
         finite, why = False, "no gpu_mem_peak_gb in metrics.csv (not a CUDA run?)"
     return Result(case, finite, float(last["images_per_s"]), float(last["epoch_time_s"]), peak, finite, wall,
                   why)
+
+
+def preempt(cmd: list[str], out: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Start the run, send SIGTERM once its first epoch is logged (so, during the second), and return
+    its exit status and output. mimax finishes the step, checkpoints mid-epoch and exits 75."""
+    metrics = out / "seed_0" / "metrics.csv"
+    with tempfile.TemporaryFile("w+") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:  # header + epoch 1
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.05)
+        try:
+            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        sink.seek(0)
+        return code, sink.read()
 
 
 def machine(smoke: bool) -> str:
@@ -172,11 +218,9 @@ def machine(smoke: bool) -> str:
     else:
         accel = "no GPU"
     cpu = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import torchvision
 
     return (f"machine: {cpu}, {os.cpu_count()} cores, {accel}; load {os.getloadavg()[0]:.2f}\n"
@@ -212,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = args.out or Path(tempfile.mkdtemp(prefix="mimax_gpu_check_"))
     work.mkdir(parents=True, exist_ok=True)
-    print(machine(args.smoke), flush=True)
+    header = machine(args.smoke)
+    print(header, flush=True)
     t0 = time.perf_counter()
     data = write_dataset(work / "data", args.smoke)
     print(f"dataset written in {time.perf_counter() - t0:.1f} s: {data}", flush=True)
@@ -229,10 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(f"{case.name}: {'ok' if result.ok else 'FAILED ' + result.why} ({result.wall_s:.0f} s, "
               f"{result.images_per_s:.0f} img/s)", flush=True)
+        # rewritten after every row, so that a check cut short still leaves the rows it finished
+        (work / "gpu_check.md").write_text(header + "\n\n" + table(results, args.smoke) + "\n")
     report = table(results, args.smoke)
     print(report)
     print(f"total {time.perf_counter() - t0:.0f} s")
-    (work / "gpu_check.md").write_text(machine(args.smoke) + "\n\n" + report + "\n")
     if not args.out:
         shutil.rmtree(work / "data", ignore_errors=True)
     return 0 if all(r.ok for r in results) else 1

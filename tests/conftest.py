@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -31,6 +33,26 @@ def run_mimax(args: list[str], cwd: Path | None = None, timeout: int = 300) -> s
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-m", "mimax", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=timeout, env=env)
+
+
+def run_cli(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``mimax ARGS`` through the CLI's own ``main`` in this process: the same parser, messages and exit
+    codes as the console script, without a new interpreter importing torch (seconds per call). For
+    commands that are refused during validation or only read files; what only a real process shows (no
+    traceback, signals, resource limits) is tested with :func:`run_mimax` / :func:`run_main`."""
+    from mimax.cli import main
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd or ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's --help and usage errors
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(["mimax", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

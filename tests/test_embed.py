@@ -8,7 +8,7 @@ import pytest
 import torch
 from image_fixtures import write_class_tree
 
-from conftest import run_main, run_mimax
+from conftest import run_cli, run_mimax
 
 RUN = ["--dataset", "ImageFolder", "--model_name", "SimCLR", "--resnet_width", "4", "--epochs", "1",
        "--batch_size", "16", "--num_threads", "1", "--num_workers", "0", "--mi_interval", "0",
@@ -19,7 +19,7 @@ RUN = ["--dataset", "ImageFolder", "--model_name", "SimCLR", "--resnet_width", "
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("embed")
     write_class_tree(root / "photos", ["cat", "dog"], per_class=12, size=(20, 16))
-    proc = run_main([*RUN, "--data_dir", str(root / "photos"), "--output_dir", str(root / "run")])
+    proc = run_cli(["train", *RUN, "--data_dir", str(root / "photos"), "--output_dir", str(root / "run")])
     assert proc.returncode == 0, proc.stderr[-2000:]
     return root
 
@@ -89,7 +89,7 @@ def test_projector_embeddings(trained, tmp_path):
 def test_embed_bad_input_is_one_line(trained, tmp_path, args, message):
     if "--run" not in args and "--backbone" not in args:
         args = ["--run", str(trained / "run"), *args]
-    proc = run_mimax(["embed", str(trained / "photos"), *args], cwd=tmp_path)
+    proc = run_cli(["embed", str(trained / "photos"), *args], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip() == f"mimax: error: {message}", proc.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -97,10 +97,10 @@ def test_embed_bad_input_is_one_line(trained, tmp_path, args, message):
 def test_embed_needs_the_export_description(trained, tmp_path):
     import shutil
 
-    proc = run_mimax(["export", str(trained / "run"), "--out", str(tmp_path / "f.pt")])
+    proc = run_cli(["export", str(trained / "run"), "--out", str(tmp_path / "f.pt")])
     assert proc.returncode == 0
     shutil.move(tmp_path / "f.pt.json", tmp_path / "elsewhere.json")
-    proc = run_mimax(["embed", str(trained / "photos"), "--backbone", str(tmp_path / "f.pt"), "--out",
+    proc = run_cli(["embed", str(trained / "photos"), "--backbone", str(tmp_path / "f.pt"), "--out",
                       str(tmp_path / "e.npz")])
     assert proc.returncode == 2 and "f.pt.json not found (mimax export writes it beside the backbone)" in proc.stderr
     assert not (tmp_path / "e.npz").exists()

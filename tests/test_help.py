@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 
-from conftest import run_mimax
+from conftest import run_cli
 from mimax.config import HELP_GROUPS, Config
 from mimax.config.schema import FLAG_FIELDS
 from mimax.data import DATASETS
@@ -36,7 +36,7 @@ def test_every_flag_has_a_help_group():
 
 
 def test_train_help_is_grouped():
-    proc = run_mimax(["train", "--help"])
+    proc = run_cli(["train", "--help"])
     assert proc.returncode == 0
     sections = help_sections(proc.stdout)
     assert [s for s in sections if s != "options"] == list(HELP_GROUPS)
@@ -49,7 +49,7 @@ def test_train_help_is_grouped():
 
 
 def test_dataset_help_lists_choices_and_folder_layouts():
-    text = " ".join(run_mimax(["train", "--help"]).stdout.split())
+    text = " ".join(run_cli(["train", "--help"]).stdout.split())
     for name in DATASETS:
         assert name in text
     assert "ImageFolder = one sub-folder of images per class (DATA_DIR/train/<class>/*.jpg" in text
@@ -57,10 +57,10 @@ def test_dataset_help_lists_choices_and_folder_layouts():
 
 
 def test_demo_speaks_trains_vocabulary():
-    text = run_mimax(["demo", "--help"]).stdout
+    text = run_cli(["demo", "--help"]).stdout
     assert "--output_dir" in text and "--num_workers" in text
     assert "--out " not in text and "--workers" not in text
-    proc = run_mimax(["demo", "--quick", "--num_workers", "0"])
+    proc = run_cli(["demo", "--quick", "--num_workers", "0"])
     assert proc.returncode == 2 and proc.stderr.strip() == "mimax: error: --num_workers: must be >= 1 (got 0)"
-    proc = run_mimax(["demo", "--quick", "--workers", "0"])  # the former name is still understood
+    proc = run_cli(["demo", "--quick", "--workers", "0"])  # the former name is still understood
     assert proc.returncode == 2 and "--num_workers: must be >= 1" in proc.stderr

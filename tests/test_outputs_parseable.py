@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import run_main, run_mimax
+from conftest import run_cli, run_mimax
 from mimax.naming import ascii_name, ascii_tag
 
 RUN = ["--model_name", "SDMI", "--dataset", "Digits", "--resnet_width", "4", "--epochs", "2", "--warmup_epochs", "0",
@@ -28,7 +28,7 @@ def test_ascii_names():
 def sdmi_run(tmp_path_factory):
     pytest.importorskip("tensorboard")
     out = tmp_path_factory.mktemp("outputs") / "sdmi"
-    proc = run_main([*RUN, "--tensorboard", "--output_dir", str(out)])
+    proc = run_cli(["train", *RUN, "--tensorboard", "--output_dir", str(out)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 

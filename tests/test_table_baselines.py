@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import run_main, run_mimax
+from conftest import run_cli
 
 DIGITS = ["--dataset", "Digits", "--epochs", "1", "--warmup_epochs", "0", "--batch_size", "64",
           "--num_threads", "1", "--num_workers", "0", "--train_subset", "256", "--test_subset", "128",
@@ -21,7 +21,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("table")
     made = {}
     for name, method, width in (("simclr_w4", "SimCLR", 4), ("byol_w8", "BYOL", 8), ("byol_w4", "BYOL", 4)):
-        proc = run_main(["--model_name", method, "--resnet_width", str(width), *DIGITS,
+        proc = run_cli(["train", "--model_name", method, "--resnet_width", str(width), *DIGITS,
                          "--output_dir", str(root / name)])
         assert proc.returncode == 0, proc.stderr[-2000:]
         made[name] = root / name
@@ -49,7 +49,7 @@ def test_baselines_of_different_widths_get_their_own_rows_in_any_order(runs):
     assert _baseline(a) != _baseline(b)  # the situation of the bug: same label, same seed, different numbers
     tables = []
     for order in ((a, b), (b, a)):
-        proc = run_mimax(["table", *map(str, order)])
+        proc = run_cli(["table", *map(str, order)])
         assert proc.returncode == 0, proc.stderr
         tables.append(_rows(proc.stdout))
     assert tables[0] == tables[1]
@@ -58,7 +58,7 @@ def test_baselines_of_different_widths_get_their_own_rows_in_any_order(runs):
         want = _baseline(run)
         assert rows[f"Random init (ResNet18, resnet_width {width})"] == [f"{100 * want['linear']:.2f}",
                                                                           f"{100 * want['knn']:.2f}"]
-    proc = run_mimax(["table", str(a), str(b)])
+    proc = run_cli(["table", str(a), str(b)])
     sources = [ln for ln in proc.stdout.splitlines() if ln.startswith("- `")]
     for line, width in zip(sources, (4, 8)):
         assert f"resnet_width {width}, " in line
@@ -68,7 +68,7 @@ def test_baselines_of_different_widths_get_their_own_rows_in_any_order(runs):
 def test_identical_baselines_of_two_methods_are_one_row(runs):
     a, c = runs["simclr_w4"], runs["byol_w4"]
     assert _baseline(a) == _baseline(c)  # same configuration and seed: the same initialization, evaluated alike
-    proc = run_mimax(["table", str(a), str(c)])
+    proc = run_cli(["table", str(a), str(c)])
     assert proc.returncode == 0, proc.stderr
     rows = _rows(proc.stdout)
     assert [r for r in rows if r.startswith("Random init")] == ["Random init (ResNet18)"]
@@ -85,6 +85,6 @@ def test_baselines_that_should_agree_but_do_not_are_refused(runs, tmp_path):
     stat["values"] = [stat["values"][0] + 0.01]
     stat["mean"] = stat["values"][0]
     (c / "results.json").write_text(json.dumps(results))
-    proc = run_mimax(["table", str(runs["simclr_w4"]), str(c)])
+    proc = run_cli(["table", str(runs["simclr_w4"]), str(c)])
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "same random-init configuration and seed 0" in proc.stderr and "refusing to merge" in proc.stderr

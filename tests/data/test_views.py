@@ -73,7 +73,8 @@ def test_gathered_and_selected_forms_give_the_same_images():
                lambda v, _: ops.solarize(v)):
         torch.testing.assert_close(ops.apply_where(x, apply, fn, compact=False),
                                    ops.apply_where(x, apply, fn, compact=True), atol=1e-6, rtol=0)
-    assert torch.equal(ops.apply_where(x, torch.zeros(8, dtype=torch.bool), lambda v, _: ops.grayscale(v), compact=False), x)
+    none = torch.zeros(8, dtype=torch.bool)
+    assert torch.equal(ops.apply_where(x, none, lambda v, _: ops.grayscale(v), compact=False), x)
 
 
 def test_batched_views_are_the_same_in_the_accelerator_form(monkeypatch):

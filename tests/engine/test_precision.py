@@ -8,7 +8,7 @@ import csv
 import pytest
 import torch
 
-from conftest import TINY_GAUSSIAN, run_main
+from conftest import TINY_GAUSSIAN, run_cli
 from mimax.config import resolve
 from mimax.engine.experiment import run_experiment
 from mimax.engine.precision import StepPrecision, prepare_model, to_layout
@@ -64,7 +64,8 @@ def test_objective_is_computed_in_fp32_under_autocast(name):
 
 
 def test_fp16_refused_on_cpu(tmp_path):
-    res = run_main([*TINY_GAUSSIAN, "--precision", "fp16", "--device", "cpu", "--output_dir", str(tmp_path / "r")])
+    res = run_cli(["train", *TINY_GAUSSIAN, "--precision", "fp16", "--device", "cpu", "--output_dir",
+                   str(tmp_path / "r")])
     assert res.returncode == 2
     assert res.stderr.strip() == ("mimax: error: --precision: fp16 needs a CUDA device (its GradScaler is "
                                   "CUDA-only); use bf16 on the CPU")
@@ -72,7 +73,7 @@ def test_fp16_refused_on_cpu(tmp_path):
 
 
 def test_unknown_precision_refused(tmp_path):
-    res = run_main([*TINY_GAUSSIAN, "--precision", "int8", "--output_dir", str(tmp_path / "r")])
+    res = run_cli(["train", *TINY_GAUSSIAN, "--precision", "int8", "--output_dir", str(tmp_path / "r")])
     assert res.returncode == 2 and "--precision: expected auto, fp32, bf16 or fp16 (got 'int8')" in res.stderr
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_GAUSSIAN, run_main
+from conftest import TINY_GAUSSIAN, run_cli, run_main
 
 pytest.importorskip("wandb")
 
@@ -75,7 +75,7 @@ def test_offline_wandb_run_is_continued_by_resume(tmp_path):
 
 
 def test_wandb_flags_are_validated(tmp_path):
-    proc = run_main([*TINY_GAUSSIAN, "--epochs", "1", "--wandb", "--wandb_mode", "sometimes",
+    proc = run_cli(["train", *TINY_GAUSSIAN, "--epochs", "1", "--wandb", "--wandb_mode", "sometimes",
                      "--output_dir", str(tmp_path / "r")])
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "mimax: error: --wandb_mode: expected online, offline or disabled (got 'sometimes')")

@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import TINY_GAUSSIAN, run_main, run_mimax
+from conftest import TINY_GAUSSIAN, run_cli, run_mimax
 from mimax.cli import main
 from mimax.config import Config
 from mimax.evaluation.results import aggregate
@@ -54,7 +54,7 @@ def digest(path: Path) -> str:
 def gaussian_run(tmp_path_factory) -> Path:
     """A finished 2-seed, 2-epoch JMI run on the tiny Gaussian mixture."""
     out = tmp_path_factory.mktemp("runs") / "jmi"
-    proc = run_main([*TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "2", "--num_runs", "2",
+    proc = run_cli(["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "2", "--num_runs", "2",
                      "--output_dir", str(out)])
     assert proc.returncode == 0, proc.stderr
     return out
@@ -153,7 +153,7 @@ def test_table_has_the_paper_shape(tmp_path, cli):
     write_results(tmp_path / "simclr_c10", "SimCLR", "CIFAR10", [run(["SimCLR"], "CIFAR10") for _ in range(3)])
     dirs = [str(tmp_path / d) for d in ("simclr_c100", "sdmi_c10", "simclr_c10")]
     out = tmp_path / "table.md"
-    proc = run_mimax(["table", *dirs, "--out", str(out)])
+    proc = run_cli(["table", *dirs, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert text.strip() in proc.stdout
@@ -268,7 +268,7 @@ def test_table_counts_each_random_init_seed_once(tmp_path):
     write_results(tmp_path / "a", "SimCLR", "CIFAR10", runs([0.20, 0.30], "SimCLR"), seeds=[0, 1])
     write_results(tmp_path / "b", "JMI", "CIFAR10", runs([0.20, 0.30], "JMI"), seeds=[0, 1])
     write_results(tmp_path / "c", "BYOL", "CIFAR10", runs([0.40], "BYOL"), seeds=[2])
-    proc = run_mimax(["table", *(str(tmp_path / d) for d in "abc")])
+    proc = run_cli(["table", *(str(tmp_path / d) for d in "abc")])
     assert proc.returncode == 0, proc.stderr
     rows = table_rows(proc.stdout, "Linear probe top-1 (%)")
     assert rows["Random init (ResNet18)"][0] == f"{cell([0.2, 0.3, 0.4])} (n=3)"
@@ -286,11 +286,11 @@ def test_table_merges_seeds_of_one_configuration_only(tmp_path):
         write_results(tmp_path / name, "SimCLR", "CIFAR10", runs(values), seeds=seeds)
         (tmp_path / name / "config.json").write_text(json.dumps({**cfg, "seed": seeds[0], "num_runs": len(seeds),
                                                                  "output_dir": str(tmp_path / name)}))
-    proc = run_mimax(["table", str(tmp_path / "s0"), str(tmp_path / "s12")])
+    proc = run_cli(["table", str(tmp_path / "s0"), str(tmp_path / "s12")])
     assert proc.returncode == 0, proc.stderr
     assert table_rows(proc.stdout, "Linear probe top-1 (%)")["SimCLR"] == [cell([0.5, 0.6, 0.7])]
     for clash in ("again", "other"):  # overlapping seeds, or another configuration: refused
-        proc = run_mimax(["table", str(tmp_path / "s0"), str(tmp_path / clash)])
+        proc = run_cli(["table", str(tmp_path / "s0"), str(tmp_path / clash)])
         assert proc.returncode == 2 and "both give 'SimCLR' on CIFAR10" in proc.stderr
 
 

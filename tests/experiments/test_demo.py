@@ -7,7 +7,7 @@ import json
 import matplotlib
 import pytest
 
-from conftest import TINY_GAUSSIAN, run_main, run_mimax
+from conftest import TINY_GAUSSIAN, run_cli, run_main, run_mimax
 from mimax.experiments.gaussian import DEMO_RUNS
 from mimax.experiments.report import collapse_flags
 from mimax.plots import plot_trajectories
@@ -55,13 +55,13 @@ def test_demo_refuses_an_existing_folder_and_bad_options(tmp_path):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "x").write_text("keep")
-    proc = run_mimax(["demo", "--quick", "--output_dir", str(out)])
+    proc = run_cli(["demo", "--quick", "--output_dir", str(out)])
     assert proc.returncode == 2 and "--output_dir" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    proc = run_mimax(["demo", "--quick", "--only", "nope", "--output_dir", str(tmp_path / "d2")])
+    proc = run_cli(["demo", "--quick", "--only", "nope", "--output_dir", str(tmp_path / "d2")])
     assert proc.returncode == 2 and "--only: unknown run(s) nope" in proc.stderr
     assert not (tmp_path / "d2" / "runs").exists()
     for flag, value in (("--num_runs", "0"), ("--epochs", "0"), ("--gm_train_size", "0")):
-        proc = run_mimax(["demo", "--quick", flag, value, "--output_dir", str(tmp_path / "d3")])
+        proc = run_cli(["demo", "--quick", flag, value, "--output_dir", str(tmp_path / "d3")])
         assert proc.returncode == 2 and f"{flag}: must be" in proc.stderr, proc.stderr
         assert not (tmp_path / "d3").exists()  # validated before the folder is made
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import TINY_GAUSSIAN, run_mimax
+from conftest import TINY_GAUSSIAN, run_cli, run_mimax
 from mimax.bounds import BOUNDS
 from mimax.cli import main
 from mimax.errors import UserError
@@ -111,7 +111,7 @@ def test_plot_command_writes_the_figure(tmp_path, two_runs, fmt, magic):
 
 
 def test_plot_command_bad_input_exits_2(tmp_path, two_runs):
-    proc = run_mimax(["plot", "mi", str(tmp_path / "nope"), "--out", str(tmp_path / "f.png")])
+    proc = run_cli(["plot", "mi", str(tmp_path / "nope"), "--out", str(tmp_path / "f.png")])
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "nope" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "f.png").exists()

@@ -206,6 +206,7 @@ def test_bad_model_names_are_one_line_errors(tmp_path, capsys, spec, fragment):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_user_method_under_torchrun(user_dir, tmp_path):
     """Two processes (gloo, CPU): every rank imports the method from its file."""
     out = tmp_path / "ddp"

@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from conftest import TINY_GAUSSIAN, run_main, run_mimax
+from conftest import TINY_GAUSSIAN, run_cli, run_main
 from mimax.cli import main
 from mimax.methods import METHODS
 
@@ -34,7 +34,8 @@ def eval_rows(run):
 @pytest.mark.parametrize("method", ALL)
 def test_two_epochs_beat_random_init_on_the_embedding_probe(tmp_path, method):
     out = tmp_path / "run"
-    proc = run_main([*TINY_GAUSSIAN, *LEARNS, "--model_name", method, "--epochs", "2", "--output_dir", str(out)])
+    proc = run_cli(["train", *TINY_GAUSSIAN, *LEARNS, "--model_name", method, "--epochs", "2", "--output_dir",
+                    str(out)])  # in this process: main.py in a new one is tests/engine/test_train_e2e.py
     assert proc.returncode == 0, proc.stderr
     rows = eval_rows(out)
     random_init = [float(r["linear_embedding"]) for r in rows if r["epoch"] == "0"]
@@ -107,7 +108,7 @@ def test_sdmi_no_marginal_and_jmi_no_marginal_train(tmp_path):
 
 
 def test_mimax_methods_lists_the_eight():
-    proc = run_mimax(["methods"])
+    proc = run_cli(["methods"])
     assert proc.returncode == 0, proc.stderr
     table, options = proc.stdout.split("\n\n", 1)
     lines = table.splitlines()

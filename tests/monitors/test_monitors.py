@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_GAUSSIAN, run_main
+from conftest import TINY_GAUSSIAN, run_cli, run_main
 from mimax.bounds import BOUNDS
 from mimax.cli import main
 from mimax.config import config_from_args
@@ -216,6 +216,6 @@ def test_bad_monitor_flags_are_one_line_errors(tmp_path, capsys, flag, value):
 
 
 def test_bad_monitor_flag_through_main_py(tmp_path):
-    proc = run_main([*TINY_GAUSSIAN, "--mi_batch_size", "1", "--output_dir", str(tmp_path / "r")])
+    proc = run_cli(["train", *TINY_GAUSSIAN, "--mi_batch_size", "1", "--output_dir", str(tmp_path / "r")])
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--mi_batch_size" in proc.stderr and "Traceback" not in proc.stderr
