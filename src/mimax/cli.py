@@ -28,7 +28,8 @@ COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
     "methods": "list the methods with their paradigm, target update, predictor and objective",
     "demo": "the controlled Gaussian-mixture experiments: Figures 2 and 3 and the paper's claims (no data needed)",
-    "plot": "draw figures from run directories: `mimax plot mi|trajectories|accuracy RUN_DIR ... --out FIG.png` (Figures 2, 3; accuracy vs time)",
+    "plot": "draw figures from run directories: `mimax plot mi|trajectories|accuracy RUN_DIR ... --out FIG.png` "
+            "(Figures 2, 3; accuracy vs time)",
     "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
     "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
     "export": "write one encoder's backbone for torchvision, timm or safetensors, with a JSON sidecar (how to load it)",

@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from mimax.config import ConfigError, config_from_args
-from mimax.engine.optim import build_optimizer
-from mimax.methods import build_method
-from mimax.objectives import simsiam_loss
 from mimax.config.presets import DATASET_PRESETS, method_preset
-from mimax.methods import METHODS
+from mimax.engine.optim import build_optimizer
+from mimax.methods import METHODS, build_method
+from mimax.objectives import simsiam_loss
 from mimax.paradigms.self_distillation import ema_base, ema_momentum, ema_time_constants
 
 TINY = ["--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "64", "--gm_monitor_size", "64",

@@ -8,7 +8,7 @@ from typing import Any
 
 from mimax.objectives import byol_loss
 from mimax.paradigms import MethodOptions, SelfDistillationMethod, option
-from mimax.paradigms.options import check_ema, check_predictor, ema_min_time_constants_option, check_target_init, recipe
+from mimax.paradigms.options import check_ema, check_predictor, check_target_init, ema_min_time_constants_option, recipe
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from mimax.objectives import moco_v3_loss
 from mimax.paradigms import SelfDistillationMethod, TemperatureOptions, option
-from mimax.paradigms.options import check_ema, check_predictor, ema_min_time_constants_option, check_target_init, recipe
+from mimax.paradigms.options import check_ema, check_predictor, check_target_init, ema_min_time_constants_option, recipe
 
 
 @dataclass(frozen=True)

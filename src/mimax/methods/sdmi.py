@@ -8,7 +8,15 @@ from typing import Any
 
 from mimax.objectives import dv_objective
 from mimax.paradigms import SelfDistillationMethod, TemperatureOptions, option
-from mimax.paradigms.options import REFERENCE_RECIPE, check_ema, check_predictor, ema_min_time_constants_option, check_target_init, recipe, require
+from mimax.paradigms.options import (
+    REFERENCE_RECIPE,
+    check_ema,
+    check_predictor,
+    check_target_init,
+    ema_min_time_constants_option,
+    recipe,
+    require,
+)
 
 OURS = "ours: the prototype's predictor/EMA are ablation options with no published setting"
 
