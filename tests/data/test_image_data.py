@@ -330,23 +330,6 @@ def test_subsets_are_fixed_and_shared_across_seeds(tmp_path):
     assert len(a.train_views) == 10 // 4
 
 
-@pytest.mark.parametrize("gpu_augment", [False, True])
-def test_view_batches_are_deterministic_per_seed_and_epoch(tmp_path, gpu_augment):
-    write_cifar(tmp_path, per_batch=4)
-
-    def first_batch(seed: int, epoch: int, workers: int = 0):
-        data = build_data(make_cfg("CIFAR10", tmp_path, augmentation=True, gpu_augment=gpu_augment,
-                                   num_workers=workers), CPU, seed)
-        return next(iter(data.train_views.epoch(epoch)))
-
-    base = first_batch(0, 1)
-    assert all(torch.equal(u, v) for u, v in zip(base, first_batch(0, 1)))
-    assert not torch.equal(base[0], first_batch(0, 2)[0])
-    assert not torch.equal(base[0], first_batch(1, 1)[0])
-    if not gpu_augment:  # per-item seeding: the same views whatever the number of workers
-        assert all(torch.equal(u, v) for u, v in zip(base, first_batch(0, 1, workers=1)))
-
-
 def test_num_classes_and_batch_size_checked_against_the_data(tmp_path):
     write_idx_set(tmp_path, n_train=10, n_test=5, gz=False)
     with pytest.raises(DataError, match="--num_classes: MNIST .* has 10 classes"):

@@ -19,14 +19,13 @@ from pathlib import Path
 import killharness as kh
 import pytest
 import torch
-from PIL import Image
+from image_fixtures import write_cifar, write_class_tree
 
 from conftest import ROOT
 from mimax.cli import main
+from mimax.config import resolve
+from mimax.data import build_data
 from mimax.data.gaussian import GaussianViewLoader
-from mimax.data.images import BatchedViewLoader, ImageSplit, WorkerViewLoader
-from mimax.data.loading import DataLoaderViews
-from mimax.data.views import BatchedViews, TorchvisionViews, make_recipe
 from mimax.engine.preemption import EXIT_PREEMPTED
 from mimax.store import faults
 from mimax.store.atomic import read_csv
@@ -53,58 +52,30 @@ def _same_batches(loader, epoch: int) -> None:
             assert torch.equal(a, fa) and torch.equal(b, fb), f"start={start}: batch {start + k} differs"
 
 
-def _images(n: int = 40, channels: int = 3, side: int = 12) -> torch.Tensor:
-    return torch.randint(0, 256, (n, channels, side, side), generator=torch.Generator().manual_seed(1),
-                         dtype=torch.uint8)
-
-
-def _png_split(tmp: Path, n: int = 24) -> ImageSplit:
-    files = []
-    for i, img in enumerate(_images(n, side=16)):
-        path = tmp / f"{i:03d}.png"
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
-        files.append(path)
-    return ImageSplit(3, files=files, labels=torch.zeros(n, dtype=torch.int64), eval_crop=1.0)
-
-
 def test_gaussian_loader_starts_at_a_step():
     x = torch.randn(100, 5, generator=torch.Generator().manual_seed(0))
     _same_batches(GaussianViewLoader(x, 16, noise=0.5, scaling=True, seed=3), epoch=2)
+    _same_batches(GaussianViewLoader(x, 16, noise=0.5, scaling=True, seed=3, rank=1, world=2), epoch=2)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_worker_view_loader_starts_at_a_step(workers):
-    split = ImageSplit(3, images=_images(), labels=torch.zeros(40, dtype=torch.int64))
-    recipe = make_recipe("simclr", "ImageFolder", 8, 3)
-    _same_batches(WorkerViewLoader(split, recipe, 8, workers, seed=5, device=CPU), epoch=3)
-
-
-def test_batched_view_loader_starts_at_a_step_in_memory_and_from_files(tmp_path):
-    recipe = make_recipe("byol", "ImageFolder", 8, 3)
-    in_memory = ImageSplit(3, images=_images(), labels=torch.zeros(40, dtype=torch.int64))
-    _same_batches(BatchedViewLoader(in_memory, recipe, 8, 0, seed=2, device=CPU), epoch=1)
-    _same_batches(BatchedViewLoader(_png_split(tmp_path), recipe, 6, 0, seed=2, device=CPU), epoch=4)
-
-
-class _Pairs(torch.utils.data.Dataset):
-    def __init__(self, images: torch.Tensor, views=None):
-        self.images, self.views = images, views
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.views(self.images[i]) if self.views is not None else self.images[i]
-
-
-def test_dataloader_views_start_at_a_step_per_sample_and_on_device():
-    recipe = make_recipe("simclr", "ImageFolder", 8, 3)
-    per_sample = DataLoaderViews(_Pairs(_images(), TorchvisionViews(recipe)), batch_size=8, seed=4, device=CPU)
-    _same_batches(per_sample, epoch=2)
-    on_device = DataLoaderViews(_Pairs(_images()), batch_size=8, seed=4, device=CPU, on_device=BatchedViews(recipe))
-    _same_batches(on_device, epoch=2)
-    sharded = on_device.shard(1, 2)  # a rank of a two-process run
-    _same_batches(sharded, epoch=3)
+@pytest.mark.parametrize("gpu_augment", [False, True])
+def test_image_view_loader_starts_at_a_step(tmp_path, gpu_augment):
+    """The loader training builds (build_data), on image files with 2 persistent workers and on in-memory
+    images, alone and as rank 1 of 2; the workers are not re-forked between epochs."""
+    write_class_tree(tmp_path / "jpg", ["a"], per_class=24, ext=".jpg", size=(20, 14))
+    write_cifar(tmp_path / "cifar", per_batch=8)
+    common = dict(model_name="BYOL", batch_size=8, augmentation=True, gpu_augment=gpu_augment, monitor_size=4)
+    files = resolve({**common, "dataset": "Folder", "data_dir": str(tmp_path / "jpg"), "image_size": 8,
+                     "num_workers": 2})
+    memory = resolve({**common, "dataset": "CIFAR10", "data_dir": str(tmp_path / "cifar"), "num_workers": 0})
+    loader = build_data(files, CPU, 5).train_views
+    _same_batches(loader, epoch=3)
+    pids = [w.pid for w in loader.loader._iterator._workers]
+    _same_batches(loader, epoch=4)
+    assert [w.pid for w in loader.loader._iterator._workers] == pids  # persistent workers
+    _same_batches(build_data(files, CPU, 5, rank=1, world=2).train_views, epoch=1)
+    _same_batches(build_data(memory, CPU, 5).train_views, epoch=2)
+    _same_batches(build_data(memory, CPU, 5, rank=1, world=2).train_views, epoch=2)
 
 
 # --- signals -------------------------------------------------------------------------------------

@@ -132,13 +132,14 @@ def test_sync_bn_refused_on_cpu_ranks(tmp_path):
 
 
 @pytest.mark.parametrize("world", [2, 4])
-def test_sliced_views_partition_every_global_batch(world):
+def test_gaussian_ranks_partition_every_global_batch(world):
     from mimax.data.gaussian import GaussianViewLoader
-    from mimax.data.loading import shard_views
 
-    loader = GaussianViewLoader(torch.randn(40, 3), batch_size=8, noise=0.5, scaling=True, seed=1)
-    shards = [shard_views(loader, r, world, 8) for r in range(world)]
-    assert all(len(s) == len(loader) == 5 for s in shards)
-    for whole, *parts in zip(loader.epoch(3), *(s.epoch(3) for s in shards)):
+    x = torch.randn(40, 3)
+    loader = GaussianViewLoader(x, batch_size=8, noise=0.5, scaling=True, seed=1)
+    ranks = [GaussianViewLoader(x, 8, 0.5, True, 1, rank=r, world=world) for r in range(world)]
+    assert all(len(s) == len(loader) == 5 for s in ranks)
+    for whole, *parts in zip(loader.epoch(3), *(s.epoch(3) for s in ranks)):
         for view in (0, 1):
+            assert all(p[view].shape[0] == 8 // world for p in parts)
             assert torch.equal(torch.cat([p[view] for p in parts]), whole[view])

@@ -1,4 +1,5 @@
-"""Datasets. ``DATASETS`` maps a ``--dataset`` name to a builder ``(cfg, device, seed) -> DataBundle``;
+"""Datasets. ``DATASETS`` maps a ``--dataset`` name to a builder ``(cfg, device, seed, rank, world) ->
+DataBundle`` (the bundle of one rank of a ``world``-process run: its view loader loads that rank's share);
 ``DATA_CHECKS`` maps it to a cheap check of the data's location and layout, run by config validation
 before any work starts (raises :class:`mimax.errors.DataError`). Image modules are imported on first use
 (torchvision costs seconds at start-up and vector-data runs never need it)."""
@@ -49,8 +50,10 @@ def check_data(cfg) -> None:
         check(cfg)
 
 
-def build_data(cfg, device: torch.device, seed: int) -> DataBundle:
-    return DATASETS[cfg.dataset](cfg, device, seed)
+def build_data(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1) -> DataBundle:
+    """The data of rank ``rank`` of a ``world``-process run: ``train_views`` yields this rank's
+    ``batch_size / world`` pairs of every step (docs/performance.md, "Input pipeline")."""
+    return DATASETS[cfg.dataset](cfg, device, seed, rank=rank, world=world)
 
 
 __all__ = ["DATASETS", "DATA_CHECKS", "DATASET_CHANNELS", "IMAGE_DATASETS", "DataBundle", "ViewLoader", "build_data",

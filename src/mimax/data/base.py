@@ -12,14 +12,23 @@ from torch.utils.data import Dataset
 
 
 class ViewLoader(Protocol):
-    """Pretraining batches. ``epoch(e)`` yields ``(x_a, x_b)`` view batches on the training device and
-    depends only on the run seed and ``e``, so a resumed run sees exactly the batches it would have seen.
+    """Pretraining batches of one rank. ``epoch(e)`` yields ``(x_a, x_b)`` view batches on the training
+    device, this rank's ``batch_size / world`` pairs of each step, and depends only on the run seed and
+    ``e``, so a resumed run sees exactly the batches it would have seen.
     ``epoch(e, start=k)`` yields exactly the batches ``k, k+1, ...`` of that same epoch (a run resumed
     from a mid-epoch checkpoint), without loading the ``k`` batches before them."""
 
     def __len__(self) -> int: ...
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+
+def per_rank_batch(batch_size: int, world: int) -> int:
+    """``batch_size / world``; the global batch must split evenly over the ranks (config validation
+    refuses other launches before any work)."""
+    if batch_size % world:
+        raise ValueError(f"the global batch {batch_size} must be divisible by the number of processes ({world})")
+    return batch_size // world
 
 
 @dataclass

@@ -159,9 +159,10 @@ def load(path: Path, dataset: str) -> tuple[ImageSplit, ImageSplit]:
             ImageSplit(3, images=torch.from_numpy(test_x), labels=torch.from_numpy(test_y)))
 
 
-def build_cifar(cfg, device: torch.device, seed: int):
+def build_cifar(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     path = locate(cfg)
     if not path.exists():
         _download(path.parent, cfg.dataset)
     train, test = load(path, cfg.dataset)
-    return build_image_bundle(cfg.dataset, train, test, FORMATS[cfg.dataset].num_classes, cfg, device, seed)
+    return build_image_bundle(cfg.dataset, train, test, FORMATS[cfg.dataset].num_classes, cfg, device, seed,
+                              rank=rank, world=world)

@@ -22,6 +22,6 @@ def load_digits_splits() -> tuple[ImageSplit, ImageSplit]:
             ImageSplit(1, images=torch.from_numpy(te_x), labels=torch.from_numpy(te_y)))
 
 
-def build_digits(cfg, device: torch.device, seed: int):
+def build_digits(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     train, test = load_digits_splits()
-    return build_image_bundle("Digits", train, test, 10, cfg, device, seed)
+    return build_image_bundle("Digits", train, test, 10, cfg, device, seed, rank=rank, world=world)

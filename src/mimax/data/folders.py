@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
+from mimax import seeding
 from mimax.data.images import (
     IMAGENET_EVAL_CROP,
-    SUBSET_SEED,
     ImageSplit,
     build_image_bundle,
     check_image_files,
@@ -103,7 +103,7 @@ def held_out_fraction(n_images: int) -> float:
 def held_out_split(files: list[Path], labels: list[int]) -> tuple[ImageSplit, ImageSplit]:
     """A fixed ``HELD_OUT`` fraction of each class (at least one image, and at least one kept);
     ``SMALL_HELD_OUT`` for datasets of fewer than ``SMALL_DATASET`` images (said in a note)."""
-    gen = torch.Generator().manual_seed(SUBSET_SEED)
+    gen = seeding.generator(seeding.SUBSET_SEED)
     fraction = held_out_fraction(len(files))
     y = torch.tensor(labels)
     test_mask = torch.zeros(len(files), dtype=torch.bool)
@@ -135,7 +135,7 @@ def locate_image_folder(cfg) -> tuple[Path, Path | None]:
     return root, None
 
 
-def build_image_folder(cfg, device: torch.device, seed: int):
+def build_image_folder(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     train_root, test_root = locate_image_folder(cfg)
     classes = class_names(train_root, CLASS_TREE)
     files, labels = scan_classes(train_root, classes, CLASS_TREE)
@@ -155,7 +155,7 @@ def build_image_folder(cfg, device: torch.device, seed: int):
         train, test = file_split(files, labels, IMAGENET_EVAL_CROP), file_split(test_files, test_labels,
                                                                                   IMAGENET_EVAL_CROP)
     check_image_files(train.files + test.files)
-    return build_image_bundle("ImageFolder", train, test, len(classes), cfg, device, seed, notes)
+    return build_image_bundle("ImageFolder", train, test, len(classes), cfg, device, seed, notes, rank, world)
 
 
 FLAT = "a folder of image files (searched recursively)"
@@ -165,10 +165,11 @@ def locate_folder(cfg) -> Path:
     return _data_dir(cfg, FLAT)
 
 
-def build_folder(cfg, device: torch.device, seed: int):
+def build_folder(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     root = locate_folder(cfg)
     files = image_files(root, recursive=True)
     if not files:
         raise DataError(f"{root}: no image files found; expected {FLAT}")
     check_image_files(files)
-    return build_image_bundle("Folder", file_split(files, None, IMAGENET_EVAL_CROP), None, None, cfg, device, seed)
+    return build_image_bundle("Folder", file_split(files, None, IMAGENET_EVAL_CROP), None, None, cfg, device, seed,
+                              rank=rank, world=world)

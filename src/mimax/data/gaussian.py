@@ -14,9 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from mimax.data.base import DataBundle
-
-MONITOR_VIEW_SEED = 2_147_483_000  # fixed: the MI monitor's view pairs are drawn once, the same for all runs
+from mimax import seeding
+from mimax.data.base import DataBundle, per_rank_batch
 
 
 @dataclass
@@ -47,10 +46,16 @@ def make_views(x: Tensor, noise: float, scaling: bool, generator: torch.Generato
 
 
 class GaussianViewLoader:
-    """Shuffled batches of two noisy views, generated on the training device (drop_last)."""
+    """Shuffled batches of two noisy views, generated on the training device (drop_last). Rank ``rank``
+    of ``world`` yields its rows ``[rank b, (rank + 1) b)`` (b = batch_size / world) of every global batch:
+    generating a whole batch of noise on the device costs next to nothing, and the union over ranks is
+    bit-identical to the single-process batch."""
 
-    def __init__(self, x: Tensor, batch_size: int, noise: float, scaling: bool, seed: int):
+    def __init__(self, x: Tensor, batch_size: int, noise: float, scaling: bool, seed: int, rank: int = 0,
+                 world: int = 1):
         self.x, self.batch_size, self.noise, self.scaling, self.seed = x, batch_size, noise, scaling, seed
+        b = per_rank_batch(batch_size, world)
+        self.rows = slice(rank * b, (rank + 1) * b)
 
     def __len__(self) -> int:
         return self.x.shape[0] // self.batch_size
@@ -58,17 +63,18 @@ class GaussianViewLoader:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches ``start, start+1, ...`` of ``epoch``. The noise of batch k comes from one generator after
         batches 0..k-1: skipped batches replay its draws (no views are built), so they come out the same."""
-        gen = torch.Generator(device=self.x.device).manual_seed(self.seed * 1_000_003 + epoch)
+        gen = seeding.generator(seeding.epoch_seed(self.seed, epoch), self.x.device)
         order = torch.randperm(self.x.shape[0], generator=gen, device=self.x.device)
         shape = (self.batch_size, self.x.shape[1])
         for _ in range(min(start, len(self))):
             make_views(torch.empty(shape, device=self.x.device), self.noise, self.scaling, gen)
         for step in range(start, len(self)):
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
-            yield make_views(self.x[idx], self.noise, self.scaling, gen)
+            x_a, x_b = make_views(self.x[idx], self.noise, self.scaling, gen)
+            yield x_a[self.rows], x_b[self.rows]
 
 
-def build_gaussian(cfg, device: torch.device, seed: int) -> DataBundle:
+def build_gaussian(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1) -> DataBundle:
     """Sample the mixture (fixed by ``--gm_data_seed``) and its train/test/monitor splits."""
     gen = torch.Generator().manual_seed(cfg.gm_data_seed)
     mixture = GaussianMixture.make(cfg.gm_clusters, cfg.gm_dim, cfg.gm_radius, cfg.gm_sigma, gen)
@@ -76,11 +82,11 @@ def build_gaussian(cfg, device: torch.device, seed: int) -> DataBundle:
     x_test, y_test = mixture.sample(cfg.gm_test_size, gen)
     x_mon, y_mon = mixture.sample(cfg.gm_monitor_size, gen)
     monitor_views = make_views(x_mon, cfg.gm_view_noise, cfg.augmentation,
-                               torch.Generator().manual_seed(MONITOR_VIEW_SEED))
+                               seeding.generator(seeding.MONITOR_VIEW_SEED))
     return DataBundle(
         name="Gaussian", input_shape=(cfg.gm_dim,), num_classes=cfg.gm_clusters,
         train_views=GaussianViewLoader(x_train.to(device), cfg.batch_size, cfg.gm_view_noise,
-                                       cfg.augmentation, seed),
+                                       cfg.augmentation, seed, rank, world),
         probe_train=TensorDataset(x_train, y_train), probe_test=TensorDataset(x_test, y_test),
         monitor_views=(monitor_views[0].to(device), monitor_views[1].to(device)), monitor_labels=y_mon,
         extras={"cluster_means": mixture.means, "test_inputs": x_test, "test_labels": y_test},

@@ -109,10 +109,10 @@ def _download(root: Path, dataset: str) -> None:
             raise DataError(f"--download: could not fetch {filename} into {root} ({'; '.join(errors)})")
 
 
-def build_idx(cfg, device: torch.device, seed: int):
+def build_idx(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     root = locate(cfg)
     if cfg.download:
         _download(root, cfg.dataset)
     paths = find_files(root)
     train, test = load_split(*paths["train"]), load_split(*paths["test"])
-    return build_image_bundle(cfg.dataset, train, test, 10, cfg, device, seed)
+    return build_image_bundle(cfg.dataset, train, test, 10, cfg, device, seed, rank=rank, world=world)

@@ -51,11 +51,11 @@ def locate(cfg) -> tuple[Path, list[str]]:
     return root, wnids
 
 
-def build_imagenet100(cfg, device: torch.device, seed: int):
+def build_imagenet100(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     root, wnids = locate(cfg)
     train_files, train_labels = scan_classes(root / "train", wnids, LAYOUT)
     val_files, val_labels = scan_classes(root / "val", wnids, LAYOUT)
     train = file_split(train_files, train_labels, IMAGENET_EVAL_CROP)
     test = file_split(val_files, val_labels, IMAGENET_EVAL_CROP)
     check_image_files(train.files + test.files)
-    return build_image_bundle("ImageNet100", train, test, len(wnids), cfg, device, seed)
+    return build_image_bundle("ImageNet100", train, test, len(wnids), cfg, device, seed, rank=rank, world=world)

@@ -1,5 +1,7 @@
-"""What every image dataset shares: a split (uint8 arrays in memory, or image files), the view loaders
-(per-image torchvision transforms in DataLoader workers, or batched on the training device), the clean
+"""What every image dataset shares: a split (uint8 arrays in memory, or image files), its view loader
+(:class:`mimax.data.loading.ImageViewLoader`: per-image torchvision views in DataLoader workers, or
+batched on the training device; the batched path crops image files from their full shorter-side
+square, :meth:`ImageSplit.square`), the clean
 evaluation sets, the fixed MI-monitor pairs, and :func:`build_image_bundle` that assembles a DataBundle.
 
 Corrupt image files are an error, not skipped: a skipped file silently changes the training and test
@@ -10,23 +12,22 @@ later raises a :class:`DataError` naming it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as TF
 
+from mimax import seeding
 from mimax.data.base import DataBundle
-from mimax.data.loading import SkipFirst
+from mimax.data.loading import ImageViewLoader, SeededItems
 from mimax.data.views import BatchedViews, TorchvisionViews, ViewRecipe, recipe_for
 from mimax.errors import DataError
 
-SUBSET_SEED = 1_234_567  # fixed: --train_subset/--test_subset and the monitor images are the same for all seeds
-MONITOR_VIEW_SEED = 2_147_483_000  # fixed: monitor views are drawn once, the same for all runs
 IMAGENET_EVAL_CROP = 0.875  # resize the shorter side to size / 0.875, center-crop size (224 from 256)
 
 
@@ -116,6 +117,11 @@ class ImageSplit:
         """The evaluation-geometry image: shorter side to ``size / eval_crop``, center crop ``size``."""
         return resize_center(self.raw(index), size, self.eval_crop)
 
+    def square(self, index: int, size: int) -> Tensor:
+        """The full shorter-side square: shorter side to ``size``, center crop ``size`` x ``size`` (what
+        the batched path's training and monitor views are cut from; no evaluation crop)."""
+        return resize_center(self.raw(index), size, 1.0)
+
 
 def resize_center(image: Tensor, size: int, crop: float) -> Tensor:
     """Resize the shorter side to ``round(size / crop)`` (antialiased), then center-crop ``size``."""
@@ -131,43 +137,28 @@ def fixed_subset(n: int, keep: int | None) -> Tensor:
     """The first ``keep`` of a fixed permutation of ``range(n)``, sorted (all of them if keep is None)."""
     if keep is None or keep >= n:
         return torch.arange(n)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SUBSET_SEED))
+    perm = torch.randperm(n, generator=seeding.generator(seeding.SUBSET_SEED))
     return perm[:keep].sort().values
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63 - 1)
+class ViewPairs:
+    """``pairs(i)``: the two per-image torchvision views of image ``i`` (from torch's global RNG)."""
+
+    def __init__(self, split: ImageSplit, recipe: ViewRecipe):
+        self.split, self.views = split, TorchvisionViews(recipe)
+
+    def __call__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.views(self.split.raw(index))
 
 
-class TwoViewDataset(Dataset):
-    """``(view_a, view_b)`` of image ``i`` with torchvision transforms. The global torch RNG is re-seeded
-    per item from (seed, epoch, i) inside ``fork_rng``, so the views do not depend on the number of
-    workers or on which worker draws them, and the caller's RNG is untouched."""
-
-    def __init__(self, split: ImageSplit, recipe: ViewRecipe, seed: int):
-        self.split, self.views, self.seed, self.epoch = split, TorchvisionViews(recipe), seed, 0
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image = self.split.raw(index)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed(self.seed, self.epoch, index))
-            return self.views(image)
-
-
-class FixedSizeImages(Dataset):
-    """uint8 images at a fixed square size (for the batched path over image files)."""
+class Squares:
+    """``squares(i)``: image ``i``'s full shorter-side square resized to ``size`` (batched-path input)."""
 
     def __init__(self, split: ImageSplit, size: int):
         self.split, self.size = split, size
 
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, index: int) -> Tensor:
-        return self.split.resized(index, self.size)
+    def __call__(self, index: int) -> Tensor:
+        return self.split.square(index, self.size)
 
 
 class EvalImages(Dataset):
@@ -186,122 +177,65 @@ class EvalImages(Dataset):
         return (x - self.mean) / self.std, self.split.labels[index]
 
 
-def _reraise_worker_error(exc: DataError) -> DataError:
-    """A DataError raised in a DataLoader worker arrives with the worker's traceback: keep one line."""
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-    last = lines[-1] if lines else str(exc)
-    return DataError(last.split("DataError: ", 1)[-1])
-
-
-class WorkerViewLoader:
-    """Per-image torchvision views in DataLoader workers; shuffled by a generator seeded by (seed, epoch)."""
-
-    def __init__(self, split: ImageSplit, recipe: ViewRecipe, batch_size: int, num_workers: int, seed: int,
-                 device: torch.device):
-        self.dataset = TwoViewDataset(split, recipe, seed)
-        self.batch_size, self.num_workers, self.seed, self.device = batch_size, num_workers, seed, device
-
-    def __len__(self) -> int:
-        return len(self.dataset) // self.batch_size
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches ``start, ...`` of ``epoch``: the shuffled order is drawn as in a full epoch and its first
-        ``start`` batches' indices are skipped before anything is loaded (views are seeded per sample)."""
-        self.dataset.epoch = epoch
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        sampler = SkipFirst(RandomSampler(self.dataset, generator=gen), start * self.batch_size)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
-                            generator=gen, num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
-        try:
-            for x_a, x_b in loader:
-                yield x_a.to(self.device, non_blocking=True), x_b.to(self.device, non_blocking=True)
-        except DataError as exc:
-            raise _reraise_worker_error(exc) from None
-
-
-class BatchedViewLoader:
-    """Batched views on the training device (``--gpu_augment``). In-memory images are moved to the
-    device once and indexed there; image files are decoded to a fixed size in DataLoader workers.
-    One generator on the device, seeded by (seed, epoch), draws the order and every view parameter."""
-
-    def __init__(self, split: ImageSplit, recipe: ViewRecipe, batch_size: int, num_workers: int, seed: int,
-                 device: torch.device):
-        self.views, self.batch_size, self.num_workers = BatchedViews(recipe), batch_size, num_workers
-        self.seed, self.device, self.n = seed, device, len(split)
-        self.images = split.images.to(device) if split.images is not None else None
-        load = round(recipe.size / split.eval_crop)
-        self.files = FixedSizeImages(split, load) if split.images is None else None
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches ``start, ...`` of ``epoch``. One device generator draws the order and then every batch's
-        view parameters in turn, so skipped batches replay their draws (on blank images of the same
-        shape: the draws do not depend on pixel values); files of skipped batches are never loaded."""
-        gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + epoch)
-        skip = min(start, len(self))
-        if self.images is not None:
-            order = torch.randperm(self.n, generator=gen, device=self.device)
-            blank = torch.zeros_like(self.images[:self.batch_size])
-            for _ in range(skip):
-                self.views(blank, gen)
-            for step in range(skip, len(self)):
-                yield self.views(self.images[order[step * self.batch_size:(step + 1) * self.batch_size]], gen)
-            return
-        cpu_gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        sampler = SkipFirst(RandomSampler(self.files, generator=cpu_gen), skip * self.batch_size)
-        loader = DataLoader(self.files, batch_size=self.batch_size, sampler=sampler, drop_last=True,
-                            generator=cpu_gen, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda")
-        if skip:
-            first = self.files[0]
-            blank = torch.zeros((self.batch_size, *first.shape), dtype=first.dtype, device=self.device)
-            for _ in range(skip):
-                self.views(blank, gen)
-        try:
-            for images in loader:
-                yield self.views(images.to(self.device, non_blocking=True), gen)
-        except DataError as exc:
-            raise _reraise_worker_error(exc) from None
+def square_side(split: ImageSplit, recipe: ViewRecipe) -> int:
+    """The side of the square the batched path crops from: ``image_size / eval_crop`` for photos (256
+    for 224), the stored size's counterpart ``image_size`` for fixed-size images."""
+    return round(recipe.size / split.eval_crop)
 
 
 def monitor_pairs(split: ImageSplit, recipe: ViewRecipe, count: int,
                   batched: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``count`` fixed images of ``split`` and one pair of views of each, drawn once with a fixed seed by
-    the same implementation as training (on the CPU, so they are the same on every device)."""
-    idx = fixed_subset(len(split), count)
-    chosen = split.subset(idx)
+    """``count`` fixed images of ``split`` and one pair of views of each, drawn once with a fixed seed
+    (:data:`mimax.seeding.MONITOR_VIEW_SEED`) by the same implementation as training, on the CPU (so
+    they are the same on every device)."""
+    chosen = split.subset(fixed_subset(len(split), count))
     if batched:
-        load = round(recipe.size / split.eval_crop)
         images = (chosen.images if chosen.images is not None
-                  else torch.stack([chosen.resized(i, load) for i in range(len(chosen))]))
-        x_a, x_b = BatchedViews(recipe)(images, torch.Generator().manual_seed(MONITOR_VIEW_SEED))
+                  else torch.stack([chosen.square(i, square_side(chosen, recipe)) for i in range(len(chosen))]))
+        x_a, x_b = BatchedViews(recipe)(images, seeding.generator(seeding.MONITOR_VIEW_SEED))
     else:
-        pairs = TwoViewDataset(chosen, recipe, MONITOR_VIEW_SEED)
-        views = [pairs[i] for i in range(len(chosen))]
+        pairs = SeededItems(ViewPairs(chosen, recipe), len(chosen))
+        views = [pairs[(i, seeding.sample_seed(seeding.MONITOR_VIEW_SEED, 0, i))] for i in range(len(chosen))]
         x_a, x_b = torch.stack([v[0] for v in views]), torch.stack([v[1] for v in views])
     return x_a, x_b, chosen.labels
 
 
-def _monitor(train: ImageSplit, test: ImageSplit | None, recipe: ViewRecipe, wanted: int,
-             batched: bool) -> tuple[tuple[Tensor, Tensor, Tensor | None], str | None]:
-    """The MI-monitor pairs: from the test split when it holds ``wanted`` images (or at least as many as
-    the training split), else from the training split; fewer than ``wanted`` pairs only when the data has
-    fewer images, which the returned note says (else None)."""
+def train_view_loader(train: ImageSplit, recipe: ViewRecipe, cfg, device: torch.device, seed: int, rank: int = 0,
+                      world: int = 1) -> ImageViewLoader:
+    """This rank's view loader of ``train``: per-image views in workers, or (``--gpu_augment``) batched
+    views on ``device`` of the in-memory images or of the files' squares decoded in workers."""
+    common = dict(rank=rank, world=world, num_workers=cfg.num_workers)
+    if not cfg.gpu_augment:
+        return ImageViewLoader(len(train), cfg.batch_size, seed, device, pairs=ViewPairs(train, recipe), **common)
+    batched = BatchedViews(recipe)
+    if train.images is not None:
+        return ImageViewLoader(len(train), cfg.batch_size, seed, device, batched=batched, images=train.images,
+                               **common)
+    side = square_side(train, recipe)
+    return ImageViewLoader(len(train), cfg.batch_size, seed, device, batched=batched,
+                           decode=Squares(train, side), decoded_shape=(train.channels, side, side), **common)
+
+
+def _monitor(train: ImageSplit, test: ImageSplit | None, recipe: ViewRecipe, wanted: int, batched: bool,
+             build: bool = True) -> tuple[tuple[Tensor, Tensor, Tensor | None] | None, str | None]:
+    """The MI-monitor pairs (None unless ``build``): from the test split when it holds ``wanted`` images
+    (or at least as many as the training split), else from the training split; fewer than ``wanted``
+    pairs only when the data has fewer images, which the returned note says (else None)."""
     source, where = (test, "test") if test is not None and len(test) >= min(wanted, len(train)) else (train, "training")
     count = min(wanted, len(source))
     note = None
     if count < wanted:
         note = (f"MI monitor set of {count} pairs from the {where} images (--monitor_size {wanted} reduced: the "
                 f"dataset has {len(source)} {where} images)")
-    return monitor_pairs(source, recipe, count, batched), note
+    return (monitor_pairs(source, recipe, count, batched) if build else None), note
 
 
 def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, num_classes: int | None,
-                       cfg, device: torch.device, seed: int, notes: list[str] | None = None) -> DataBundle:
-    """Assemble the DataBundle: subsets, recipe, view loader, evaluation sets and monitor pairs.
-    ``extras["notes"]``: the values fitted to a small dataset (the trainer prints them)."""
+                       cfg, device: torch.device, seed: int, notes: list[str] | None = None, rank: int = 0,
+                       world: int = 1) -> DataBundle:
+    """Assemble the DataBundle of rank ``rank`` of ``world``: subsets, recipe, this rank's view loader,
+    evaluation sets and (rank 0, which runs the monitors) the monitor pairs. ``extras["notes"]``: the
+    values fitted to a small dataset (the trainer prints them)."""
     notes = list(notes or [])
     train = train.subset(fixed_subset(len(train), cfg.train_subset))
     if test is not None:
@@ -315,9 +249,8 @@ def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, nu
         raise DataError(f"--batch_size: {name} has {len(train)} training images, fewer than one batch "
                         f"of {cfg.batch_size}")
     recipe = recipe_for(cfg, name, train.channels)
-    loader_cls = BatchedViewLoader if cfg.gpu_augment else WorkerViewLoader
-    views = loader_cls(train, recipe, cfg.batch_size, cfg.num_workers, seed, device)
-    (m_a, m_b, m_labels), note = _monitor(train, test, recipe, cfg.monitor_size or 2048, cfg.gpu_augment)
+    views = train_view_loader(train, recipe, cfg, device, seed, rank, world)
+    monitor, note = _monitor(train, test, recipe, cfg.monitor_size or 2048, cfg.gpu_augment, build=rank == 0)
     notes += [note] if note else []
     on_disk = train.files is not None
     return DataBundle(
@@ -325,6 +258,7 @@ def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, nu
         train_views=views,
         probe_train=EvalImages(train, recipe) if test is not None else None,
         probe_test=EvalImages(test, recipe) if test is not None else None,
-        monitor_views=(m_a.to(device), m_b.to(device)), monitor_labels=m_labels,
+        monitor_views=(monitor[0].to(device), monitor[1].to(device)) if monitor else None,
+        monitor_labels=monitor[2] if monitor else None,
         extras={"eval_workers": cfg.num_workers if on_disk else 0, "recipe": recipe, "notes": notes},
     )

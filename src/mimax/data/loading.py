@@ -1,58 +1,39 @@
-"""Generic input-pipeline pieces every view loader can use: per-rank sharding, a DataLoader-based view
-loader (DistributedSampler, per-epoch reseeding, persistent workers, pinned memory, non-blocking copies)
-and the host-to-device copy.
+"""The one view loader of every image dataset, born per rank.
 
-Sharding contract (see :func:`shard_views`): a :class:`~mimax.data.base.ViewLoader` yields GLOBAL batches
-(``--batch_size`` pairs). In a W-process run the engine replaces it by ``loader.shard(rank, W)`` when the
-loader defines ``shard`` (it then loads only this rank's ``batch_size / W`` pairs, e.g. through a
-DistributedSampler), and otherwise by :class:`SlicedViews`, which keeps this rank's slice of every global
-batch. Slicing is exact (the union over ranks is the single-process batch) and is what the Gaussian
-loader uses, since its batches are generated on the device at negligible cost.
+:class:`ImageViewLoader` yields one rank's share of every step's two-view batch, on the training device:
+
+- **Order.** Epoch e's order is a permutation of the N training images drawn from the run seed and e
+  (:func:`mimax.seeding.epoch_order`), the same on every rank; an epoch has ``N // B`` steps
+  (``--batch_size`` B, the global batch; the last partial batch is dropped). Step k's global batch is
+  the images at positions ``[k B, (k + 1) B)``; rank r of W takes positions
+  ``[k B + r b, k B + (r + 1) b)``, ``b = B / W``. So the concatenation of the ranks' batches, in rank
+  order, is exactly the single-process batch, and each rank reads, decodes and augments only its b pairs.
+- **Views** depend only on (run seed, e, image index): per-image torchvision views in DataLoader workers
+  seed torch's RNG per item (:func:`mimax.seeding.sample_seed`); batched views (``--gpu_augment``) draw
+  step k's parameter table of B rows from :func:`mimax.seeding.step_seed` and apply this rank's rows on
+  the training device. Neither depends on the number of workers, of ranks, on worker persistence or on
+  the step an epoch starts from.
+- **Start anywhere.** ``epoch(e, start=k)`` yields exactly the batches k, k+1, ... of the uninterrupted
+  epoch; nothing is loaded for the steps before k.
+- **Speed.** Persistent workers (no re-fork per epoch), ``prefetch_factor`` batches in flight per worker,
+  pinned host memory and non-blocking copies on CUDA. In-memory images on the batched path are moved to
+  the device once and indexed there; image files on the batched path are decoded in the workers to a
+  fixed square and augmented on the device.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-SEED_STRIDE = 1_000_003  # odd multiplier that keeps (seed, epoch, index) seeds apart
-
-
-def per_rank_batch(batch_size: int, world: int) -> int:
-    """``batch_size / world``; the global batch must split evenly over the ranks (config validation
-    refuses other launches before any work)."""
-    if batch_size % world:
-        raise ValueError(f"the global batch {batch_size} must be divisible by the number of processes ({world})")
-    return batch_size // world
-
-
-class SlicedViews:
-    """This rank's rows ``[rank * b, (rank + 1) * b)`` of every global batch of ``loader`` (b = B / W)."""
-
-    def __init__(self, loader: Any, rank: int, world: int, batch_size: int):
-        self.loader, self.rank, self.size = loader, rank, per_rank_batch(batch_size, world)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        lo, hi = self.rank * self.size, (self.rank + 1) * self.size
-        for x_a, x_b in (self.loader.epoch(epoch, start=start) if start else self.loader.epoch(epoch)):
-            yield x_a[lo:hi], x_b[lo:hi]
-
-
-def shard_views(loader: Any, rank: int, world: int, batch_size: int) -> Any:
-    """The view loader of one rank: the loader's own ``shard(rank, world)`` if it has one, else slices."""
-    if world == 1:
-        return loader
-    if hasattr(loader, "shard"):
-        return loader.shard(rank, world)
-    return SlicedViews(loader, rank, world, batch_size)
+from mimax import seeding
+from mimax.data.base import per_rank_batch
+from mimax.data.views import BatchedViews
+from mimax.errors import DataError
 
 
 def to_device(x: Tensor, device: torch.device) -> Tensor:
@@ -60,106 +41,149 @@ def to_device(x: Tensor, device: torch.device) -> Tensor:
     return x.to(device, non_blocking=x.is_pinned())
 
 
-class SkipFirst(Sampler):
-    """``sampler`` without its first ``skip`` indices: the DataLoader then loads only what follows. Used
-    with a multiple of the batch size, the remaining batches are exactly the original later batches."""
+class RankSteps:
+    """Which images rank ``rank`` of ``world`` loads at each step (see the module docstring)."""
 
-    def __init__(self, sampler: Sampler, skip: int = 0):
-        self.sampler, self.skip = sampler, skip
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside 0..{world - 1}")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.per_rank = per_rank_batch(batch_size, world)
 
     def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
+        return self.n // self.batch_size
+
+    def rows(self) -> tuple[int, int]:
+        """This rank's rows ``[lo, hi)`` of a global batch."""
+        return self.rank * self.per_rank, (self.rank + 1) * self.per_rank
+
+    def order(self, epoch: int) -> Tensor:
+        """The order of the training images in ``epoch`` (the same on every rank)."""
+        return seeding.epoch_order(self.seed, epoch, self.n)
+
+    def span(self, step: int) -> slice:
+        """The positions of ``order`` this rank loads at ``step``."""
+        lo, hi = self.rows()
+        return slice(step * self.batch_size + lo, step * self.batch_size + hi)
+
+    def steps(self, epoch: int, start: int = 0) -> Iterator[tuple[int, list[int]]]:
+        """``(step, this rank's image indices)`` for the steps ``start, start+1, ...`` of ``epoch``."""
+        order = self.order(epoch)
+        for step in range(max(0, start), len(self)):
+            yield step, order[self.span(step)].tolist()
+
+
+class _EpochBatches(Sampler):
+    """Batch sampler of the DataLoader: this rank's ``(index, sample seed)`` lists for the epoch and start
+    set by :meth:`set` (read when the DataLoader starts iterating, so persistent workers see it)."""
+
+    def __init__(self, steps: RankSteps):
+        self.plan, self.epoch, self.start = steps, 0, 0
+
+    def set(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return max(0, len(self.plan) - self.start)
 
     def __iter__(self):
-        return itertools.islice(iter(self.sampler), self.skip, None)
+        seed, epoch = self.plan.seed, self.epoch
+        for _, indices in self.plan.steps(epoch, self.start):
+            yield [(i, seeding.sample_seed(seed, epoch, i)) for i in indices]
 
 
-class _SeededIndices(Sampler):
-    """Yields ``(index, seed)`` with ``seed`` a function of (run seed, epoch, index) only, so per-sample
-    augmentations do not depend on worker count, worker persistence, rank or resumption. ``skip``
-    leaves out the first indices of the epoch (resuming mid-epoch)."""
+class SeededItems(Dataset):
+    """``items[(i, s)]``: ``load(i)`` with torch's global RNG seeded with ``s`` (torchvision transforms
+    draw from it), inside ``fork_rng`` so the caller's RNG is left as it was."""
 
-    def __init__(self, sampler: DistributedSampler, seed: int):
-        self.sampler, self.seed, self.epoch, self.skip = sampler, seed, 0, 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
-        self.sampler.set_epoch(epoch)
+    def __init__(self, load: Any, size: int):
+        self.load, self.size = load, size
 
     def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
-
-    def __iter__(self):
-        base = (self.seed * SEED_STRIDE + self.epoch) * SEED_STRIDE
-        return ((i, (base + i) % (2**63 - 1)) for i in itertools.islice(iter(self.sampler), self.skip, None))
-
-
-class _SeededItems(Dataset):
-    """``dataset[index]`` with torch's RNG (the one torchvision transforms draw from) seeded per sample."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return self.size
 
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
-        torch.manual_seed(seed)
-        return self.dataset[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.load(index)
 
 
-class DataLoaderViews:
-    """A :class:`~mimax.data.base.ViewLoader` over a map-style dataset, through a torch DataLoader.
+def _reraise_worker_error(exc: DataError) -> DataError:
+    """A DataError raised in a DataLoader worker arrives with the worker's traceback: keep one line."""
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    last = lines[-1] if lines else str(exc)
+    return DataError(last.split("DataError: ", 1)[-1])
 
-    - ``dataset[i]`` returns either a pair ``(view_a, view_b)`` (per-sample augmentation in the workers)
-      or one tensor, turned into two views on the training device by ``on_device(x, generator)``
-      (batched augmentation, ``--gpu_augment``).
-    - Order: a DistributedSampler over ``world`` ranks, reseeded per epoch (``set_epoch``) from the run
-      seed, ``drop_last``; with ``world == 1`` it is a plain seeded shuffle. Per-sample augmentation seeds
-      depend only on (seed, epoch, index), so runs are reproducible and resumable with any worker setup.
-    - Speed: persistent workers (no re-fork per epoch), pinned host memory and non-blocking copies when
-      the device is CUDA, ``prefetch_factor`` batches in flight per worker.
-    ``batch_size`` is the global batch; each rank loads ``batch_size / world`` pairs per step.
+
+class ImageViewLoader:
+    """A :class:`~mimax.data.base.ViewLoader` of one rank (module docstring).
+
+    Exactly one of:
+    - ``pairs``: ``pairs(i) -> (view_a, view_b)``, per-image views drawn from torch's global RNG (run in
+      DataLoader workers, seeded per item);
+    - ``batched`` with ``images``: a uint8 (N, C, H, W) tensor, moved to ``device`` once, augmented there;
+    - ``batched`` with ``decode``: ``decode(i) -> uint8 (C, S, S)`` (run in DataLoader workers), the batch
+      augmented on ``device``.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device, num_workers: int = 0,
-                 on_device: Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]] | None = None,
-                 rank: int = 0, world: int = 1, prefetch_factor: int = 4, collate_fn: Callable | None = None):
-        self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
-        self.num_workers, self.on_device, self.rank, self.world = num_workers, on_device, rank, world
-        self.prefetch_factor, self.collate_fn = prefetch_factor, collate_fn
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        self.sampler = _SeededIndices(sampler, seed)
-        workers = dict(persistent_workers=True, prefetch_factor=prefetch_factor) if num_workers > 0 else {}
-        self.loader = DataLoader(_SeededItems(dataset), batch_size=per_rank_batch(batch_size, world),
-                                 sampler=self.sampler, num_workers=num_workers, drop_last=True,
-                                 pin_memory=device.type == "cuda", collate_fn=collate_fn, **workers)
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device, *, rank: int = 0, world: int = 1,
+                 num_workers: int = 0, pairs: Any = None, batched: BatchedViews | None = None,
+                 images: Tensor | None = None, decode: Any = None, decoded_shape: Sequence[int] | None = None,
+                 prefetch_factor: int = 4):
+        if (pairs is None) == (batched is None) or (batched is not None and (images is None) == (decode is None)):
+            raise ValueError("give pairs, or batched views with images or decode")
+        self.plan = RankSteps(n, batch_size, seed, rank, world)
+        self.device, self.batched = device, batched
+        self.images = images.to(device) if images is not None else None
+        self.shape = tuple(images.shape[1:]) if images is not None else tuple(decoded_shape or ())
+        self.loader: DataLoader | None = None
+        self.generation = 0
+        if self.images is None:
+            self.sampler = _EpochBatches(self.plan)
+            workers = dict(persistent_workers=True, prefetch_factor=prefetch_factor) if num_workers > 0 else {}
+            self.loader = DataLoader(SeededItems(pairs if pairs is not None else decode, n),
+                                     batch_sampler=self.sampler, num_workers=num_workers,
+                                     pin_memory=device.type == "cuda",
+                                     generator=seeding.generator(seeding.derive(seed, "workers")), **workers)
 
     def __len__(self) -> int:
-        return len(self.sampler.sampler) // per_rank_batch(self.batch_size, self.world)
+        return len(self.plan)
 
-    def shard(self, rank: int, world: int) -> DataLoaderViews:
-        return DataLoaderViews(self.dataset, self.batch_size, self.seed, self.device, self.num_workers,
-                               self.on_device, rank, world, self.prefetch_factor, self.collate_fn)
+    def params(self, epoch: int, step: int) -> tuple[Any, Any]:
+        """This rank's rows of step ``step``'s view-parameter table (batched path), on the device."""
+        height, width = self.shape[-2:]
+        table = self.batched.draw(self.plan.batch_size, height, width,
+                                  seeding.generator(seeding.step_seed(self.plan.seed, epoch, step)))
+        lo, hi = self.plan.rows()
+        return tuple(p.rows(lo, hi).to(self.device) for p in table)
+
+    def gather(self, indices: Tensor) -> Tensor:
+        """The in-memory images ``indices`` (on the device)."""
+        return self.images[indices]
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches ``start, start+1, ...`` of ``epoch``: the sampler skips the first ``start`` batches'
-        indices (nothing is loaded for them); on-device views replay their generator draws on zeros."""
-        b = per_rank_batch(self.batch_size, self.world)
-        self.sampler.set_epoch(epoch, skip=start * b)
-        gen = None
-        if self.on_device is not None:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed((self.seed * SEED_STRIDE + epoch) * SEED_STRIDE + self.rank)
-            if start:
-                shape = tuple(self.dataset[0].shape)  # one decoded item fixes the batch shape
-                blank = torch.zeros((b, *shape), dtype=self.dataset[0].dtype, device=self.device)
-                for _ in range(min(start, len(self))):
-                    self.on_device(blank, gen)
-        for batch in self.loader:
-            if self.on_device is not None:
-                yield self.on_device(to_device(batch, self.device), gen)
-            else:
-                x_a, x_b = batch
-                yield to_device(x_a, self.device), to_device(x_b, self.device)
+        """This rank's batches ``start, start+1, ...`` of ``epoch`` (views on the training device). One
+        epoch at a time per loader: starting another one ends the previous one."""
+        self.generation += 1
+        return self._epoch(epoch, max(0, start), self.generation)
+
+    def _epoch(self, epoch: int, start: int, generation: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.images is not None:
+            order = self.plan.order(epoch).to(self.device)  # one copy per epoch, sliced on the device
+            for step in range(start, len(self.plan)):
+                yield self.batched.apply(self.gather(order[self.plan.span(step)]), self.params(epoch, step))
+            return
+        self.sampler.set(epoch, start)
+        try:
+            batches = iter(self.loader)  # persistent workers: drops what an abandoned epoch left in flight
+            for step in range(start, len(self.plan)):
+                if generation != self.generation:  # the DataLoader now serves another epoch
+                    raise RuntimeError("another epoch was started on this view loader while this one ran")
+                batch = next(batches)
+                if self.batched is not None:
+                    yield self.batched.apply(to_device(batch, self.device), self.params(epoch, step))
+                else:
+                    yield to_device(batch[0], self.device), to_device(batch[1], self.device)
+        except DataError as exc:
+            raise _reraise_worker_error(exc) from None

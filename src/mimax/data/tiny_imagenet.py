@@ -67,11 +67,11 @@ def read_val(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     return files, labels
 
 
-def build_tiny_imagenet(cfg, device: torch.device, seed: int):
+def build_tiny_imagenet(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     root = locate(cfg)
     wnids = read_wnids(root / "wnids.txt")
     train_files, train_labels = scan_classes(root / "train", wnids, LAYOUT, subdir="images")
     val_files, val_labels = read_val(root, wnids)
     train, test = file_split(train_files, train_labels, 1.0), file_split(val_files, val_labels, 1.0)
     check_image_files(train.files + test.files)
-    return build_image_bundle("TinyImageNet", train, test, len(wnids), cfg, device, seed)
+    return build_image_bundle("TinyImageNet", train, test, len(wnids), cfg, device, seed, rank=rank, world=world)

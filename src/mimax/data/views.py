@@ -32,7 +32,7 @@ normalized float views:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import PIL.Image
 import torch
@@ -199,43 +199,97 @@ class TwoViewTransform:
 TorchvisionViews = TwoViewTransform  # the name the data pipeline uses
 
 
+@dataclass
+class ViewParams:
+    """The random parameters of one view for a batch of images, one row per image: crop boxes
+    ``(top, left, h, w)`` (n, 4), flips, colour-jitter switches, factors (n, 4) and orders (n, 4),
+    grayscale/blur/solarize switches and blur sigmas. Rows are independent draws, so any subset of
+    rows is the parameters of the corresponding images."""
+
+    boxes: Tensor
+    flip: Tensor
+    jitter: Tensor
+    factors: Tensor
+    order: Tensor
+    gray: Tensor
+    blur: Tensor
+    sigma: Tensor
+    solarize: Tensor
+
+    def rows(self, lo: int, hi: int) -> ViewParams:
+        """Rows ``[lo, hi)``."""
+        return ViewParams(*(getattr(self, f.name)[lo:hi] for f in fields(self)))
+
+    def to(self, device: torch.device) -> ViewParams:
+        """The table on ``device``: one packed float32 (n, 18) copy (asynchronous from pinned memory to
+        CUDA, so no host synchronization per field); every value is exact in float32."""
+        if self.boxes.device == device:
+            return self
+        parts = [getattr(self, f.name).float().reshape(self.boxes.shape[0], -1) for f in fields(self)]
+        packed = torch.cat(parts, dim=1)
+        if packed.device.type == "cpu" and device.type == "cuda":
+            packed = packed.pin_memory()
+        packed = packed.to(device, non_blocking=True)
+        boxes, flip, jitter, factors, order, gray, blur, sigma, solarize = packed.split(
+            [4, 1, 1, 4, 4, 1, 1, 1, 1], dim=1)
+        return ViewParams(boxes, flip[:, 0] > 0.5, jitter[:, 0] > 0.5, factors, order.long(), gray[:, 0] > 0.5,
+                          blur[:, 0] > 0.5, sigma[:, 0].contiguous(), solarize[:, 0] > 0.5)
+
+
 class BatchedViews:
     """Two views of a uint8 batch (B, C, H, W) on its own device, independent random parameters per
-    image drawn from ``gen`` (a generator on the batch's device)."""
+    image. :meth:`draw` draws the parameter table of ``n`` images (the loader draws it on the CPU, so a
+    seed gives the same parameters on every device), :meth:`apply` applies it; calling the object does
+    both with a generator on the batch's device."""
 
     def __init__(self, recipe: ViewRecipe):
         self.recipe = recipe
         self._normalization: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def __call__(self, images: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        x = images.float().div_(255)
-        return self.view(x, 0, gen), self.view(x, 1, gen)
+        return self.apply(images, self.draw(images.shape[0], images.shape[2], images.shape[3], gen))
 
-    def view(self, x: Tensor, view: int, gen: torch.Generator) -> Tensor:
-        spec, recipe, n, dev = self.recipe.views[view], self.recipe, x.shape[0], x.device
-        boxes = ops.sample_crop_boxes(n, x.shape[2], x.shape[3], spec.crop_scale, spec.crop_ratio, gen, dev)
+    def draw(self, n: int, height: int, width: int, gen: torch.Generator) -> tuple[ViewParams, ViewParams]:
+        """The parameters of both views of ``n`` images of ``height`` x ``width`` pixels, drawn from ``gen``
+        on its device."""
+        return self._draw(0, n, height, width, gen), self._draw(1, n, height, width, gen)
+
+    def _draw(self, view: int, n: int, height: int, width: int, gen: torch.Generator) -> ViewParams:
+        spec, dev = self.recipe.views[view], gen.device
+        boxes = ops.sample_crop_boxes(n, height, width, spec.crop_scale, spec.crop_ratio, gen, dev)
         flip = torch.rand(n, generator=gen, device=dev) < spec.flip_p
-        out = ops.resized_crop_flip(x, boxes, flip, recipe.size)
+        jitter = torch.rand(n, generator=gen, device=dev) < spec.jitter_p
+        factors = torch.stack([ops.uniform(n, max(0.0, 1 - s), 1 + s, gen, dev) for s in spec.jitter[:3]]
+                              + [ops.uniform(n, -spec.jitter[3], spec.jitter[3], gen, dev)], dim=1)
+        order = torch.rand(n, 4, generator=gen, device=dev).argsort(dim=1)
+        for op_index, strength in enumerate(spec.jitter):  # an op of strength 0 is skipped
+            if strength <= 0:
+                order = order.masked_fill(order == op_index, -1)
+        gray = torch.rand(n, generator=gen, device=dev) < spec.grayscale_p
+        blur = torch.rand(n, generator=gen, device=dev) < spec.blur_p
+        sigma = ops.uniform(n, *spec.blur_sigma, gen, dev)
+        solarize = torch.rand(n, generator=gen, device=dev) < spec.solarize_p
+        return ViewParams(boxes, flip, jitter, factors, order, gray, blur, sigma, solarize)
+
+    def apply(self, images: Tensor, params: tuple[ViewParams, ViewParams]) -> tuple[Tensor, Tensor]:
+        """The two normalized float views of the uint8 ``images`` under ``params`` (one row per image)."""
+        if params[0].boxes.shape[0] != images.shape[0]:
+            raise ValueError(f"{params[0].boxes.shape[0]} parameter rows for {images.shape[0]} images")
+        x = images.float().div_(255)
+        return self.view(x, 0, params[0]), self.view(x, 1, params[1])
+
+    def view(self, x: Tensor, view: int, p: ViewParams) -> Tensor:
+        spec, recipe, dev = self.recipe.views[view], self.recipe, x.device
+        p = p.to(dev)
+        out = ops.resized_crop_flip(x, p.boxes, p.flip, recipe.size)
         if spec.jitter_p:
-            apply = torch.rand(n, generator=gen, device=dev) < spec.jitter_p
-            factors = torch.stack([
-                ops.uniform(n, max(0.0, 1 - s), 1 + s, gen, dev) for s in spec.jitter[:3]
-            ] + [ops.uniform(n, -spec.jitter[3], spec.jitter[3], gen, dev)], dim=1)
-            order = torch.rand(n, 4, generator=gen, device=dev).argsort(dim=1)
-            for op_index, strength in enumerate(spec.jitter):  # an op of strength 0 is skipped
-                if strength <= 0:
-                    order = order.masked_fill(order == op_index, -1)
-            out = ops.color_jitter(out, factors, order, apply)
+            out = ops.color_jitter(out, p.factors, p.order, p.jitter)
         if spec.grayscale_p:
-            gray = torch.rand(n, generator=gen, device=dev) < spec.grayscale_p
-            out = ops.apply_where(out, gray, lambda v, _: ops.grayscale(v))
+            out = ops.apply_where(out, p.gray, lambda v, _: ops.grayscale(v))
         if spec.blur_p:
-            blur = torch.rand(n, generator=gen, device=dev) < spec.blur_p
-            sigma = ops.uniform(n, *spec.blur_sigma, gen, dev)
-            out = ops.apply_where(out, blur, lambda v, idx: ops.gaussian_blur(v, sigma[idx], recipe.blur_kernel))
+            out = ops.apply_where(out, p.blur, lambda v, idx: ops.gaussian_blur(v, p.sigma[idx], recipe.blur_kernel))
         if spec.solarize_p:
-            sol = torch.rand(n, generator=gen, device=dev) < spec.solarize_p
-            out = ops.apply_where(out, sol, lambda v, _: ops.solarize(v))
+            out = ops.apply_where(out, p.solarize, lambda v, _: ops.solarize(v))
         mean, std = self.normalization(dev)
         return (out - mean) / std
 

@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from mimax.callbacks import Callback, RunState
 from mimax.config import Config
 from mimax.data import build_data
-from mimax.data.loading import shard_views
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.loggers import build_loggers
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
@@ -32,7 +31,8 @@ from mimax.evaluation.evaluate import evaluate
 from mimax.fit import knn_k_for
 from mimax.methods import build_method
 from mimax.runtime import distributed
-from mimax.runtime.device import peak_memory_gb, seed_everything, start_epoch_clock, stop_epoch_clock
+from mimax.runtime.device import peak_memory_gb, start_epoch_clock, stop_epoch_clock
+from mimax.seeding import seed_everything
 from mimax.store import faults
 from mimax.store.rundir import SeedDir
 
@@ -256,8 +256,7 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
     if cfg.precision == "auto":  # run_experiment resolves it first; a direct call resolves it here
         cfg.precision = resolve_precision(cfg.precision, device, cfg.architecture)[0]
     seed_everything(seed_dir.seed)
-    data = build_data(cfg, device, seed_dir.seed)
-    data.train_views = shard_views(data.train_views, rank, world, cfg.batch_size)  # this rank's share
+    data = build_data(cfg, device, seed_dir.seed, rank, world)  # its view loader loads this rank's share
     # Re-seeded after the data, whose set-up draws a method-dependent amount of randomness (view recipes):
     # the same seed builds the same first backbone whatever the method, so random-init baselines agree.
     torch.manual_seed(seed_dir.seed)

@@ -28,10 +28,10 @@ from mimax.bounds import BOUNDS, cosine_scores
 from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches
 from mimax.monitors.collapse import normalized_embedding_std
+from mimax.seeding import SHUFFLE_SEED  # the shuffled baseline: one permutation for every run and epoch
 from mimax.store.atomic import read_csv, write_csv
 from mimax.store.rundir import SeedDir
 
-SHUFFLE_SEED = 1_234_567  # fixed: the shuffled baseline uses the same permutation in every run and epoch
 MI_CSV_COLUMNS = ["epoch", "step", "representation", "estimator", "value", "shuffled", "gap", "log_n",
                   "batch_size", "num_batches", "tau_est", "std_u", "std_v"]
 

@@ -1,12 +1,10 @@
-"""The training device and the global seeding of a run."""
+"""The training device and the clock of an epoch on it."""
 
 from __future__ import annotations
 
-import random
 import re
 import time
 
-import numpy as np
 import torch
 
 from mimax.errors import ConfigError
@@ -31,13 +29,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device", "mps requested but Apple's MPS is not available on this machine")
     return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (model initialization draws from torch's)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def start_epoch_clock(device: torch.device) -> float:
