@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mimax.bounds import BOUNDS
+from mimax.config import RUNTIME_FIELDS
 from mimax.errors import UserError
 from mimax.experiments.trajectories import load_trajectories
 from mimax.methods import METHODS
@@ -102,8 +103,6 @@ def group_runs(run_dirs: Sequence[str | Path]) -> list[list[Path]]:
     """The run directories grouped by configuration, in the order given: directories whose ``config.json``
     agree apart from the seed, the number of runs and runtime flags are seeds of one configuration (one
     curve); a directory without a readable config is a group of its own."""
-    from mimax.config import RUNTIME_FIELDS
-
     groups: dict[Any, list[Path]] = {}
     for i, d in enumerate(map(Path, run_dirs)):
         config = _seed_dirs(d)[1] if d.is_dir() else None
