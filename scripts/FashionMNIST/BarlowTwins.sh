@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# BarlowTwins on Fashion-MNIST: the CPU-scale protocol, which is the FashionMNIST preset (width-16 ResNet-18, 3 epochs on a fixed 10,000-image subset); this script adds how it runs: auto precision (bf16 where the CPU computes it natively, else fp32) on 2 threads.
+# BarlowTwins on Fashion-MNIST: the CPU-scale protocol, which is the FashionMNIST preset (width-16 ResNet-18, 2 epochs of all 60,000 training images); this script adds how it runs: auto precision (bf16 where the CPU computes it natively, else fp32) on 2 threads.
 # Hyperparameters and their sources: scripts/README.md. Extra flags are passed through, e.g.
 #   bash scripts/FashionMNIST/BarlowTwins.sh --data_dir /path/to/data --output_dir runs/FashionMNIST_BarlowTwins
 set -euo pipefail

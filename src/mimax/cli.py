@@ -28,7 +28,8 @@ COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
     "methods": "list the methods with their paradigm, target update, predictor and objective",
     "demo": "the controlled Gaussian-mixture experiments: Figures 2 and 3 and the paper's claims (no data needed)",
-    "plot": "draw figures from run directories: `mimax plot mi|trajectories RUN_DIR ... --out FIG.png` (Figures 2, 3)",
+    "plot": "draw figures from run directories: `mimax plot mi|trajectories|accuracy RUN_DIR ... --out FIG.png` "
+            "(Figures 2, 3; accuracy vs time)",
     "eval": "re-evaluate a run's checkpoints (linear probe + kNN for every encoder)",
     "table": "the paper's Table 1 (methods x datasets, mean ± std) from finished runs",
     "export": "write one encoder's backbone for torchvision, timm or safetensors, with a JSON sidecar (how to load it)",
@@ -89,7 +90,8 @@ def plot_mi_command(argv: list[str]) -> int:
     """``mimax plot mi RUN_DIR [RUN_DIR ...] --out FIG.png [--format pdf|svg]``: the paper's Figure 2."""
     parser = OneLineParser(prog="mimax plot mi", description="MI estimates over training (mi.csv) in the "
                            "paper's Figure 2 layout: SDMI family top row, JMI family bottom row, one column per "
-                           "estimator, one curve per run directory.")
+                           "estimator, one curve per configuration (run directories that differ only in their "
+                           "seeds are one curve).")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="experiment directories (seeds averaged) or seed_<k> directories")
     parser.add_argument("--out", required=True, metavar="FIG", help="output file")
@@ -103,10 +105,10 @@ def plot_mi_command(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     check_output_file(Path(args.out), args.overwrite)
-    from mimax.plots import load_mi_curves, plot_mi, save_figure  # matplotlib: imported where it draws
+    from mimax.plots import group_runs, load_mi_curves, plot_mi, save_figure  # matplotlib: imported where it draws
 
     fmt = args.format or figure_format(args.out)
-    runs = [load_mi_curves(d, args.representation) for d in args.run_dirs]  # all read before drawing
+    runs = [load_mi_curves(g, args.representation) for g in group_runs(args.run_dirs)]  # all read before drawing
     out = save_figure(plot_mi(runs, representation=args.representation, quantity=args.quantity), args.out, fmt)
     print(f"wrote {out}")
     return 0
@@ -143,7 +145,27 @@ def plot_trajectories_command(argv: list[str]) -> int:
     return 0
 
 
-PLOTS = {"mi": plot_mi_command, "trajectories": plot_trajectories_command}
+def plot_accuracy_command(argv: list[str]) -> int:
+    """``mimax plot accuracy RUN_DIR [RUN_DIR ...] --out FIG.png``: accuracy against training time."""
+    parser = OneLineParser(prog="mimax plot accuracy", description="Linear-probe and kNN accuracy (eval.csv) "
+                           "against training wall time (metrics.csv), one curve per configuration and encoder "
+                           "(run directories that differ only in their seeds are one curve, seeds averaged).")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="experiment or seed_<k> directories")
+    parser.add_argument("--out", required=True, metavar="FIG", help="output file")
+    parser.add_argument("--format", choices=("png", "pdf", "svg"), default=None,
+                        help="file format (default: from --out's suffix, else png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    args = parser.parse_args(argv)
+    check_output_file(Path(args.out), args.overwrite)
+    from mimax.plots import group_runs, plot_accuracy_vs_time, save_figure  # matplotlib: imported where it draws
+
+    out = save_figure(plot_accuracy_vs_time(group_runs(args.run_dirs)), args.out,
+                      args.format or figure_format(args.out))
+    print(f"wrote {out}")
+    return 0
+
+
+PLOTS = {"mi": plot_mi_command, "trajectories": plot_trajectories_command, "accuracy": plot_accuracy_command}
 
 
 def cmd_plot(argv: list[str]) -> int:

@@ -5,6 +5,14 @@ Figure 2 of the paper (:func:`plot_mi`): the MI estimates of ``mi.csv`` over tra
 layout, the SDMI family (self-distillation) in the top row and the JMI family (joint) in the bottom row,
 one column per estimator; every configuration has its own colour and marker.
 
+Accuracy against training time (:func:`plot_accuracy_vs_time`): each evaluation of ``eval.csv`` at the
+training wall time spent up to its epoch (the sum of ``metrics.csv``'s ``epoch_time_s``), one curve per
+configuration (seeds averaged), linear probe and kNN side by side; the random init is the point at time 0.
+
+Run directories of one configuration that differ only in their seeds (``config.json`` equal apart from the
+seed, the number of runs and runtime flags; what ``mimax table`` merges) are one curve in both figures
+(:func:`group_runs`).
+
 Figure 3 of the paper (:func:`plot_trajectories`): cluster-center embeddings over training, one panel per
 run. For a 2-D embedding the centers move on the unit circle; for 3-D on the unit sphere (drawn in 3-D
 axes with a light wireframe). Each of the K trajectories is drawn with opacity rising with training time,
@@ -29,6 +37,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mimax.bounds import BOUNDS
+from mimax.config import RUNTIME_FIELDS
 from mimax.errors import UserError
 from mimax.experiments.trajectories import load_trajectories
 from mimax.methods import METHODS
@@ -78,20 +87,42 @@ def _read_mi_csv(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def load_mi_curves(run_dir: str | Path, representation: str = "embedding") -> MICurves:
-    """Read a run directory: an experiment directory (``config.json`` + ``seed_<k>/mi.csv``, averaged over
-    the seeds at the epochs they share) or one ``seed_<k>`` directory. Raises a one-line ``UserError``."""
-    d = Path(run_dir)
+def _seed_dirs(d: Path) -> tuple[list[SeedDir], Path]:
+    """``(seed directories, config.json)`` of a run directory: an experiment (its seeds in numeric order) or
+    one ``seed_<k>`` directory."""
     if not d.is_dir():
         raise UserError(f"{d}: not a directory (expected a mimax run directory)")
     here = SeedDir.at(d)
-    if here.mi_csv.is_file():  # one seed directory
-        csv_files = [here.mi_csv]
-        config = here.config_json if here.config_json.is_file() else ExperimentDir(d.parent).config_json
-    else:  # an experiment: its seeds in numeric order
-        exp = ExperimentDir(d)
-        csv_files = [s.mi_csv for s in exp.seeds() if s.mi_csv.is_file()]
-        config = exp.config_json
+    if any(f.is_file() for f in (here.mi_csv, here.eval_csv, here.metrics_csv)):  # one seed directory
+        return [here], here.config_json if here.config_json.is_file() else ExperimentDir(d.parent).config_json
+    exp = ExperimentDir(d)
+    return exp.seeds(), exp.config_json
+
+
+def group_runs(run_dirs: Sequence[str | Path]) -> list[list[Path]]:
+    """The run directories grouped by configuration, in the order given: directories whose ``config.json``
+    agree apart from the seed, the number of runs and runtime flags are seeds of one configuration (one
+    curve); a directory without a readable config is a group of its own."""
+    groups: dict[Any, list[Path]] = {}
+    for i, d in enumerate(map(Path, run_dirs)):
+        config = _seed_dirs(d)[1] if d.is_dir() else None
+        try:
+            saved = json.loads(config.read_text()) if config is not None else None
+            key = json.dumps({k: v for k, v in saved.items() if k not in RUNTIME_FIELDS | {"seed", "num_runs"}},
+                             sort_keys=True, default=str) if isinstance(saved, dict) else ("dir", i)
+        except (OSError, ValueError):
+            key = ("dir", i)
+        groups.setdefault(key, []).append(d)
+    return list(groups.values())
+
+
+def load_mi_curves(run_dir: str | Path | Sequence[str | Path], representation: str = "embedding") -> MICurves:
+    """Read a run directory: an experiment directory (``config.json`` + ``seed_<k>/mi.csv``, averaged over
+    the seeds at the epochs they share) or one ``seed_<k>`` directory; or a list of run directories of one
+    configuration (:func:`group_runs`), their seeds averaged together. Raises a one-line ``UserError``."""
+    dirs = [Path(run_dir)] if isinstance(run_dir, (str, Path)) else [Path(r) for r in run_dir]
+    d, config = dirs[0], _seed_dirs(dirs[0])[1]
+    csv_files = [s.mi_csv for one in dirs for s in _seed_dirs(one)[0] if s.mi_csv.is_file()]
     if not csv_files:
         raise UserError(f"{d}: no mi.csv found (not a mimax run directory, or trained with --mi_interval 0)")
     try:
@@ -111,7 +142,7 @@ def load_mi_curves(run_dir: str | Path, representation: str = "embedding") -> MI
     epochs = sorted(set.intersection(*({e for e, _ in seed} for seed in per_seed)))
     if not epochs:
         raise UserError(f"{d}: its seeds' mi.csv files share no epoch")
-    source = run_label(d)
+    source = run_label(d) if len(dirs) == 1 else f"{run_label(d)} + {len(dirs) - 1}"
     try:
         curves = MICurves(label=method, source=source, method=method, paradigm=_paradigm(method),
                           tau_est=float(next(iter(per_seed[0].values()))["tau_est"]), epochs=np.array(epochs))
@@ -243,6 +274,76 @@ def plot_mi(runs: Sequence[str | Path | MICurves], labels: Sequence[str] | None 
     taus = sorted({r.tau_est for r in runs})
     fig.suptitle(f"MI on the monitor set ({representation} pairs), cosine critic, "
                  f"τ_est = {', '.join(f'{t:g}' for t in taus)}; mean over seeds, band = sample std")
+    fig.tight_layout()
+    return fig
+
+
+# --- accuracy against training time ----------------------------------------------------------------
+@dataclass(eq=False)
+class AccuracyCurves:
+    """One configuration's evaluations over training: per encoder, the training minutes at each evaluated
+    epoch and the linear/kNN accuracy (%), means over seeds at the epochs every seed evaluated."""
+
+    method: str
+    source: str  # the first directory, for labels when two configurations share a method
+    minutes: dict[str, np.ndarray] = field(default_factory=dict)
+    accuracy: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # encoder -> metric -> values
+
+
+def load_accuracy_curves(run_dirs: Sequence[str | Path]) -> AccuracyCurves:
+    """Read ``eval.csv`` and ``metrics.csv`` of every seed of ``run_dirs`` (one configuration). The time of an
+    evaluation at epoch e is the training time of epochs 1..e (``epoch_time_s``, evaluation and monitors
+    excluded), averaged over the seeds. Raises a one-line ``UserError``."""
+    seeds, config = [], None
+    for d in map(Path, run_dirs):
+        found, cfg_file = _seed_dirs(d)
+        config = config or cfg_file
+        seeds += [s for s in found if s.eval_csv.is_file() and s.metrics_csv.is_file()]
+    if not seeds:
+        raise UserError(f"{run_dirs[0]}: no seed with eval.csv and metrics.csv (not a finished mimax run?)")
+    try:
+        method = str(json.loads(config.read_text())["model_name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{config}: missing or unreadable run config (needs model_name)") from None
+    per_seed = []
+    for s in seeds:
+        try:
+            elapsed = np.cumsum([0.0] + [float(r["epoch_time_s"]) for r in read_csv(s.metrics_csv)])
+            rows = {(int(r["epoch"]), r["encoder"]): r for r in read_csv(s.eval_csv)}
+        except (OSError, KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"{s.path}: unreadable eval.csv/metrics.csv ({exc})") from None
+        per_seed.append((elapsed, rows))
+    keys = sorted(set.intersection(*(set(rows) for _, rows in per_seed)))
+    curves = AccuracyCurves(method=method, source=run_label(Path(run_dirs[0])))
+    for encoder in dict.fromkeys(e for _, e in keys):
+        epochs = [ep for ep, e in keys if e == encoder and all(ep < len(el) for el, _ in per_seed)]
+        curves.minutes[encoder] = np.mean([[el[ep] / 60 for ep in epochs] for el, _ in per_seed], 0)
+        curves.accuracy[encoder] = {m: np.mean([[100 * float(rows[(ep, encoder)][m]) for ep in epochs]
+                                                for _, rows in per_seed], 0) for m in ("linear", "knn")}
+    return curves
+
+
+def plot_accuracy_vs_time(groups: Sequence[Sequence[str | Path]]) -> Figure:
+    """Linear-probe and kNN top-1 against training wall time, one curve per configuration and encoder
+    (seeds averaged; the first point, at time 0, is the random init)."""
+    curves = [load_accuracy_curves(g) for g in groups]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    i, methods = 0, [c.method for c in curves]
+    for c in curves:
+        for encoder in c.minutes:
+            colour, marker = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
+            i += 1
+            label = encoder if encoder == c.method or encoder.startswith(c.method) else f"{c.method} ({encoder})"
+            label += f" ({c.source})" if methods.count(c.method) > 1 else ""
+            for ax, metric in zip(axes, ("linear", "knn")):
+                ax.plot(c.minutes[encoder], c.accuracy[encoder][metric], "-", color=colour, marker=marker, ms=5,
+                        label=label)
+    for ax, title in zip(axes, ("linear probe top-1 (%)", "kNN top-1 (%)")):
+        ax.set_xlabel("training wall time (min; evaluations and monitors excluded)")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.suptitle("Accuracy against training time (mean over seeds; time 0 = random init)")
     fig.tight_layout()
     return fig
 

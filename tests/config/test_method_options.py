@@ -39,6 +39,7 @@ def test_every_method_option_is_a_config_field_and_the_reverse():
     ("VICReg", ["--predictor_dim", "64"], "--predictor_dim"),
     ("BarlowTwins", ["--vicreg_sim_coeff", "1"], "--vicreg_sim_coeff"),
     ("SDMI", ["--ema_momentum", "0.9"], "--ema_momentum"),  # read only with --target_update ema
+    ("SDMI", ["--ema_min_time_constants", "10"], "--ema_min_time_constants"),
     ("SDMI", ["--predictor_dim", "8"], "--predictor_dim"),  # read only with --predictor
     ("SDMI", ["--target_update", "copy", "--target_init", "copy"], "--target_init"),
 ])

@@ -292,3 +292,23 @@ def test_table_merges_seeds_of_one_configuration_only(tmp_path):
     for clash in ("again", "other"):  # overlapping seeds, or another configuration: refused
         proc = run_cli(["table", str(tmp_path / "s0"), str(tmp_path / clash)])
         assert proc.returncode == 2 and "both give 'SimCLR' on CIFAR10" in proc.stderr
+
+
+def test_table_delta_is_paired_per_seed(tmp_path):
+    """Δ vs random init = mean ± sample std over seeds of (trained - the same seed's random init), in points;
+    experiments of one configuration with disjoint seeds are pooled, as their accuracy is."""
+    trained = {"linear": [0.80, 0.83, 0.78], "knn": [0.70, 0.74, 0.69]}
+    random = {"linear": [0.75, 0.74, 0.76], "knn": [0.66, 0.65, 0.67]}
+    runs = [{"final": {"SimCLR": {m: trained[m][i] for m in trained}},
+             "random_init": {"Random init (ResNet18)": {m: random[m][i] for m in random}}} for i in range(3)]
+    config = json.dumps({"model_name": "SimCLR", "dataset": "FashionMNIST", "epochs": 2})
+    for name, seeds in (("a", [0]), ("b", [1, 2])):
+        write_results(tmp_path / name, "SimCLR", "FashionMNIST", runs[seeds[0]:seeds[-1] + 1], seeds=seeds)
+        (tmp_path / name / "config.json").write_text(config)
+    proc = run_mimax(["table", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert proc.returncode == 0, proc.stderr
+    for metric, title in (("linear", "Linear probe top-1"), ("knn", "kNN top-1")):
+        rows = table_rows(proc.stdout, f"{title}: Δ vs random init (points, per seed: trained − random init)")
+        diff = 100 * (np.array(trained[metric]) - np.array(random[metric]))
+        assert rows["SimCLR"] == [f"{diff.mean():+.2f} ± {diff.std(ddof=1):.2f}"]
+        assert "Random init (ResNet18)" not in rows

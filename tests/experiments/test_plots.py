@@ -130,3 +130,36 @@ def test_experiment_dir_averages_its_seeds(tmp_path):
         np.testing.assert_allclose(both.series[est]["gap"][0], per_seed.mean(0))
         np.testing.assert_allclose(both.series[est]["gap"][1], per_seed.std(0, ddof=1))
     assert seeds[0].source == "exp/seed_0"
+
+
+def _seed(path, method, evals, epoch_times, seed=0):
+    """A seed directory with eval.csv (epoch, encoder, linear, knn) and metrics.csv (epoch_time_s)."""
+    d = path / f"seed_{seed}"
+    d.mkdir(parents=True)
+    (path / "config.json").write_text(f'{{"model_name": "{method}", "dataset": "FashionMNIST", "seed": {seed}}}')
+    (d / "eval.csv").write_text("epoch,encoder,linear,knn\n" + "".join(
+        f"{e},{method},{lin},{knn}\n" for e, lin, knn in evals))
+    (d / "metrics.csv").write_text("epoch,epoch_time_s\n" + "".join(
+        f"{i + 1},{t}\n" for i, t in enumerate(epoch_times)))
+
+
+def test_accuracy_curves_average_seeds_at_their_training_time(tmp_path):
+    """Two seeds of one configuration (two experiment directories) are one curve: at epoch e the mean over
+    seeds of the training time of epochs 1..e (minutes) and of the accuracy (%)."""
+    from mimax.plots import group_runs, load_accuracy_curves, plot_accuracy_vs_time
+
+    _seed(tmp_path / "s0", "BYOL", [(0, 0.5, 0.4), (2, 0.8, 0.7)], [60, 120], seed=0)
+    _seed(tmp_path / "s1", "BYOL", [(0, 0.6, 0.5), (2, 0.9, 0.8)], [90, 90], seed=1)
+    (tmp_path / "other").mkdir()
+    _seed(tmp_path / "other", "SimCLR", [(0, 0.5, 0.4), (1, 0.7, 0.6)], [30])
+    groups = group_runs([tmp_path / "s0", tmp_path / "other", tmp_path / "s1"])
+    assert groups == [[tmp_path / "s0", tmp_path / "s1"], [tmp_path / "other"]]
+    curves = load_accuracy_curves(groups[0])
+    np.testing.assert_allclose(curves.minutes["BYOL"], [0.0, (180 + 180) / 2 / 60])
+    np.testing.assert_allclose(curves.accuracy["BYOL"]["linear"], [55.0, 85.0])
+    np.testing.assert_allclose(curves.accuracy["BYOL"]["knn"], [45.0, 75.0])
+    fig = plot_accuracy_vs_time(groups)
+    assert [line.get_label() for line in fig.axes[0].lines] == ["BYOL", "SimCLR"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no seed with eval.csv"):
+        load_accuracy_curves([tmp_path / "empty"])

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from mimax.config import ConfigError, config_from_args
+from mimax.config.presets import DATASET_PRESETS, method_preset
 from mimax.engine.optim import build_optimizer
-from mimax.methods import build_method
+from mimax.methods import METHODS, build_method
 from mimax.objectives import simsiam_loss
-from mimax.paradigms.self_distillation import ema_momentum
+from mimax.paradigms.self_distillation import ema_base, ema_momentum, ema_time_constants
 
 TINY = ["--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "64", "--gm_monitor_size", "64",
         "--batch_size", "32"]
@@ -114,6 +115,69 @@ def test_ema_update_matches_hand_computation():
     assert ema_momentum(0, 10, 0.9) == pytest.approx(0.9) and ema_momentum(10, 10, 0.9) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("base,total", [(0.99, 1), (0.99, 7), (0.9, 1000), (0.996, 2345), (0.5, 64)])
+def test_ema_schedule_against_its_closed_forms(base, total):
+    """m_k = 1 - (1 - m_0)(cos(pi k/K) + 1)/2 per step, and the time constants spanned over the run,
+    sum_k (1 - m_k) = (1 - m_0)(K + 1)/2, against a loop; the initial target's weight left is prod_k m_k."""
+    ks = range(total)
+    m = [1 - (1 - base) * (math.cos(math.pi * k / total) + 1) / 2 for k in ks]
+    assert [ema_momentum(k, total, base) for k in ks] == pytest.approx(m, abs=1e-15)
+    assert ema_momentum(total, total, base) == pytest.approx(1.0)
+    assert ema_time_constants(base, total) == pytest.approx(sum(1 - mk for mk in m), rel=1e-12)
+    assert math.prod(m) <= math.exp(-ema_time_constants(base, total)) + 1e-12  # log m <= m - 1
+
+
+@pytest.mark.parametrize("base,total,n_min,expected", [
+    (0.99, 195_000, 50, 0.99),  # a long run keeps m_0: it spans ~975 time constants
+    (0.99, 9_999, 50, 0.99),  # (1 - 0.99)(9,999 + 1)/2 = 50 exactly: kept
+    (0.99, 999, 50, 0.9),  # 1 - 2 * 50 / 1,000
+    (0.99, 1_999, 50, 0.95),  # 1 - 2 * 50 / 2,000
+    (0.99, 234, 50, 0.9),  # 1 - 100/235 < 0.9: the floor
+    (0.996, 5_999, 20, 1 - 40 / 6000),
+    (0.5, 100, 50, 0.5),  # never raised above the given m_0
+    (0.99, 234, 0, 0.99),  # 0: the given m_0, whatever the run
+])
+def test_short_run_rule_values(base, total, n_min, expected):
+    got = ema_base(base, total, n_min)
+    assert got == pytest.approx(expected, abs=1e-12)
+    if expected not in (base, 0.9):  # lowered, not floored: the run spans exactly n_min time constants
+        assert ema_time_constants(got, total) == pytest.approx(n_min)
+
+
+# Training images of the datasets whose presets are the published long recipes (CIFAR train: 50,000;
+# Tiny-ImageNet: 100,000; ImageNet-100: 126,689).
+LONG_RUNS = {"CIFAR10": 50_000, "CIFAR100": 50_000, "TinyImageNet": 100_000, "ImageNet100": 126_689}
+
+
+@pytest.mark.parametrize("dataset", sorted(LONG_RUNS))
+@pytest.mark.parametrize("name", ["BYOL", "MoCoV3", "SDMI"])
+def test_long_presets_keep_the_published_momentum(dataset, name):
+    preset = {**DATASET_PRESETS[dataset], **method_preset(METHODS[name], dataset)}
+    assert preset["ema_momentum"] == 0.99  # solo-learn's CIFAR/ImageNet-100 configs (scripts/README.md)
+    total = preset["epochs"] * math.ceil(LONG_RUNS[dataset] / preset.get("batch_size", 256))
+    assert ema_base(preset["ema_momentum"], total, preset["ema_min_time_constants"]) == 0.99  # exactly
+
+
+def test_ema_update_uses_the_short_run_momentum_and_says_so():
+    """A 10-step BYOL run with m_0 = 0.99 spans 0.055 time constants: the rule lowers m_0 to the floor 0.9,
+    and the target moves by that schedule; ``--ema_min_time_constants 0`` keeps 0.99."""
+    for flags, base in ((["--ema_momentum", "0.99"], 0.9),
+                        (["--ema_momentum", "0.99", "--ema_min_time_constants", "0"], 0.99)):
+        method, _ = make("BYOL", *flags)
+        with torch.no_grad():
+            for p in method.target.parameters():
+                p.add_(torch.randn_like(p))
+        theta = [p.detach().clone() for p in method.online.parameters()]
+        xi = [p.detach().clone() for p in method.target.parameters()]
+        m = 1 - (1 - base) * (math.cos(math.pi * 4 / 10) + 1) / 2
+        method.after_step(4, 10)
+        for t, s, new in zip(xi, theta, method.target.parameters()):
+            torch.testing.assert_close(new, m * t + (1 - m) * s, rtol=1e-6, atol=1e-7)
+        note = method.notes(10)[0]
+        assert f"m_0 = {base:g}" in note and (("lowered" in note) == (base != 0.99)), note
+    assert make("SimSiam")[0].notes(10) == [] and make("SDMI")[0].notes(10) == []
+
+
 def test_ema_target_starts_as_a_copy_and_has_no_optimizer():
     method, _ = make("MoCoV3")
     for a, b in zip(method.online.parameters(), method.target.parameters()):
@@ -195,6 +259,8 @@ def test_encoders_rows_and_monitor_pairs():
     ("SDMI", ["--target_update", "sometimes"], "--target_update"),
     ("SDMI", ["--alternation_period", "0"], "--alternation_period"),
     ("SDMI", ["--ema_momentum", "1.0"], "--ema_momentum"),
+    ("BYOL", ["--ema_min_time_constants", "-1"], "--ema_min_time_constants"),
+    ("SimSiam", ["--ema_min_time_constants", "10"], "--ema_min_time_constants"),
 ])
 def test_method_options_are_validated(name, flags, flag):
     with pytest.raises(ConfigError, match=f"^{flag}"):

@@ -94,6 +94,9 @@ class Config:
                                         "S_ij = cos(q(u_i), v_j)/tau", method_option=True, group="method")
     ema_momentum: float | None = _opt(None, "EMA target (BYOL, MoCoV3, SDMI ema): base momentum m_0, raised to 1 "
                                             "on a cosine over the run", method_option=True, group="method")
+    ema_min_time_constants: float | None = _opt(
+        None, "EMA target: the run spans at least this many target time constants 1/(1-m); a run too short "
+              "for m_0 lowers it (not below 0.9; 0 keeps m_0; docs/methods.md §3)", method_option=True, group="method")
     predictor_dim: int | None = _opt(None, "predictor hidden width h (BYOL, MoCoV3, SimSiam, SDMI --predictor)",
                                      method_option=True, group="method")
     barlow_lambda: float | None = _opt(None, "Barlow Twins: weight of the off-diagonal (redundancy) term",

@@ -312,8 +312,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     t = setup(cfg, seed_dir, resume_from, preemption or Preemption())
     state, log = t.state, ConsoleLog(enabled=progress and main)
     t.log = log
-    for note in state.data.extras.get("notes", []):  # values the data builder fitted to a small dataset
-        log.line(f"note: {note}")
+    for note in [*state.data.extras.get("notes", []), *state.method.notes(state.total_steps)]:
+        log.line(f"note: {note}")  # values the data builder and the method fitted to the run
     probe_train = state.data.probe_train
     if probe_train is not None and knn_k_for(cfg.knn_k, len(probe_train)) != cfg.knn_k:
         log.line(f"note: kNN k = {knn_k_for(cfg.knn_k, len(probe_train))} (--knn_k {cfg.knn_k} reduced to a fifth "

@@ -14,6 +14,10 @@ experiment's baseline is. A trained row given by two experiments
 for one dataset is merged only when they are the same configuration (``config.json`` equal apart from
 the seed, the number of runs and runtime flags) with disjoint seeds, e.g. seeds 0 and 1-2 trained
 separately; anything else is an error, never silently merged or dropped.
+
+Δ vs random init: per trained row, the mean ± sample std over seeds of the paired difference (trained minus
+the same experiment's random init of the same seed), in points, for the experiments that evaluated their
+random init.
 """
 
 from __future__ import annotations
@@ -111,6 +115,32 @@ def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str
     return cells
 
 
+def paired_deltas(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """``{(row label, dataset): {metric: per-seed differences}}``: ``trained_i - random_init_i`` for each seed
+    ``i`` of an experiment that has a random-init row (its rows list the seeds in the same order)."""
+    deltas: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for exp in experiments:
+        random = [m for label, m in exp["summary"].items() if label.startswith(RANDOM_INIT)]
+        if not random:
+            continue
+        for label, metrics in exp["summary"].items():
+            if label.startswith(RANDOM_INIT):
+                continue
+            for metric in TABLE_METRICS:
+                trained, base = metrics.get(metric, {}).get("values"), random[0].get(metric, {}).get("values")
+                if trained and base and len(trained) == len(base):
+                    deltas.setdefault((label, exp["dataset"]), {}).setdefault(metric, []).extend(
+                        float(t) - float(b) for t, b in zip(trained, base))
+    return deltas
+
+
+def format_delta(values: list[float], n_common: int | None) -> str:
+    """``+3.40 ± 1.20`` (points, signed)."""
+    stat = mean_std(values)
+    text = f"{100 * stat['mean']:+.2f}" + ("" if math.isnan(stat["std"]) else f" ± {100 * stat['std']:.2f}")
+    return text if stat["n"] == n_common else f"{text} (n={stat['n']})"
+
+
 def _pool_baseline(per_seed: dict[Any, tuple[dict[str, float], str]], exp: dict[str, Any],
                    metrics: dict[str, Any]) -> None:
     """Add an experiment's random-init values, one per seed; a seed already pooled must agree exactly."""
@@ -178,6 +208,17 @@ def table_markdown(experiments: list[dict[str, Any]]) -> str:
         for row in rows:
             values = [cells.get((row, d), {}).get(metric) for d in datasets]
             lines.append(f"| {row} | " + " | ".join(format_cell(v, n_common) if v else "–" for v in values) + " |")
+        lines.append("")
+    deltas = paired_deltas(experiments)
+    for metric, title in TABLE_METRICS.items():
+        delta_rows = [row for row in rows if any(metric in deltas.get((row, d), {}) for d in datasets)]
+        if not delta_rows:
+            continue
+        lines += [f"## {title.replace(' (%)', '')}: Δ vs random init (points, per seed: trained − random init)", "",
+                  "| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+        for row in delta_rows:
+            values = [deltas.get((row, d), {}).get(metric) for d in datasets]
+            lines.append(f"| {row} | " + " | ".join(format_delta(v, n_common) if v else "–" for v in values) + " |")
         lines.append("")
     lines += ["Sources:", ""]
     row_of = baseline_row_of(experiments)

@@ -63,11 +63,13 @@ DEMO_RUNS: tuple[DemoRun, ...] = (
     # The analogues at the setting under which the paper's separation claim was found to hold
     # (docs/methods.md §7: m_0 = 0.99, predictor width 16), beside the tuned defaults above.
     DemoRun("BYOL (m0=0.99, pred 16)", "byol_paper", "paper-setting",
-            ("--model_name", "BYOL", "--ema_momentum", "0.99", "--predictor_dim", "16")),
+            ("--model_name", "BYOL", "--ema_momentum", "0.99", "--ema_min_time_constants", "0",
+             "--predictor_dim", "16")),
     DemoRun("SimSiam (pred 16)", "simsiam_paper", "paper-setting",
             ("--model_name", "SimSiam", "--predictor_dim", "16")),
     DemoRun("MoCo-v3 (m0=0.99, pred 16)", "mocov3_paper", "paper-setting",
-            ("--model_name", "MoCoV3", "--ema_momentum", "0.99", "--predictor_dim", "16")),
+            ("--model_name", "MoCoV3", "--ema_momentum", "0.99", "--ema_min_time_constants", "0",
+             "--predictor_dim", "16")),
 )
 
 

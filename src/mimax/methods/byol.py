@@ -8,13 +8,14 @@ from typing import Any
 
 from mimax.objectives import byol_loss
 from mimax.paradigms import MethodOptions, SelfDistillationMethod, option
-from mimax.paradigms.options import check_ema, check_predictor, check_target_init, recipe
+from mimax.paradigms.options import check_ema, check_predictor, check_target_init, ema_min_time_constants_option, recipe
 
 
 @dataclass(frozen=True)
 class BYOLOptions(MethodOptions):
     ema_momentum: float = option(0.99, "base EMA momentum m_0, raised to 1 on a cosine over the run",
                                  "solo-learn's CIFAR/ImageNet-100 BYOL configs (the paper: 0.996)")
+    ema_min_time_constants: float = ema_min_time_constants_option()
     predictor_dim: int = option(4096, "predictor hidden width h (MLP D-h-D)", "BYOL paper §3.3; solo-learn")
     target_init: str | None = option(None, "g_ξ initialized as a copy of f_θ (auto) or independently",
                                      "BYOL paper")

@@ -9,7 +9,7 @@ from typing import Any
 
 from mimax.objectives import moco_v3_loss
 from mimax.paradigms import SelfDistillationMethod, TemperatureOptions, option
-from mimax.paradigms.options import check_ema, check_predictor, check_target_init, recipe
+from mimax.paradigms.options import check_ema, check_predictor, check_target_init, ema_min_time_constants_option, recipe
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class MoCoV3Options(TemperatureOptions):
     temperature: float = option(0.2, "InfoNCE temperature tau", "solo-learn's CIFAR MoCo-v3 config")
     ema_momentum: float = option(0.99, "base EMA momentum m_0, raised to 1 on a cosine over the run",
                                  "solo-learn's CIFAR MoCo-v3 config")
+    ema_min_time_constants: float = ema_min_time_constants_option()
     predictor_dim: int = option(4096, "predictor hidden width h (MLP D-h-D)", "MoCo-v3 paper; solo-learn")
     target_init: str | None = option(None, "g_ξ initialized as a copy of f_θ (auto) or independently",
                                      "MoCo-v3 paper")

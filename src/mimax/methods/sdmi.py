@@ -8,7 +8,15 @@ from typing import Any
 
 from mimax.objectives import dv_objective
 from mimax.paradigms import SelfDistillationMethod, TemperatureOptions, option
-from mimax.paradigms.options import REFERENCE_RECIPE, check_ema, check_predictor, check_target_init, recipe, require
+from mimax.paradigms.options import (
+    REFERENCE_RECIPE,
+    check_ema,
+    check_predictor,
+    check_target_init,
+    ema_min_time_constants_option,
+    recipe,
+    require,
+)
 
 OURS = "ours: the prototype's predictor/EMA are ablation options with no published setting"
 
@@ -26,6 +34,7 @@ class SDMIOptions(TemperatureOptions):
     predictor: bool = option(False, "add an MLP predictor q on the online side, S_ij = cos(q(u_i), v_j)/tau",
                              "ablation option")
     ema_momentum: float = option(0.99, "base EMA momentum m_0 (with --target_update ema)", OURS)
+    ema_min_time_constants: float = ema_min_time_constants_option()
     predictor_dim: int = option(512, "predictor hidden width (with --predictor)", OURS)
 
     @classmethod
@@ -38,6 +47,7 @@ class SDMIOptions(TemperatureOptions):
         unread = {}
         if self.target_update != "ema":
             unread["ema_momentum"] = "without --target_update ema"
+            unread["ema_min_time_constants"] = "without --target_update ema"
         if not self.predictor:
             unread["predictor_dim"] = "without --predictor"
         if self.target_update != "alternate":

@@ -5,6 +5,7 @@ The engine never branches on a method's name. It asks a method for
 - ``active_optimizer(step)``: which optimizer steps at a global step (alternation lives here);
 - ``training_loss(x_a, x_b, step)``: named loss terms, ``"loss"`` being minimized;
 - ``after_step(step, total_steps)``: state updated after the optimizer step (EMA targets);
+- ``notes(total_steps)``: lines printed before training (a schedule fitted to the run's length);
 - ``encoders()``: the encoders to evaluate, by label (SDMI returns f_theta and g_xi);
 - ``monitor_pairs(x_a, x_b)``: the embedding pairs whose MI the monitors estimate;
 - ``forward(x_a, x_b, step)`` is ``training_loss``: the engine calls the method (or its DDP wrapper) so
@@ -121,6 +122,10 @@ class Method(nn.Module):
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step; EMA targets update here."""
+
+    def notes(self, total_steps: int) -> list[str]:
+        """Lines printed before training: what the method fitted to a run of ``total_steps`` steps."""
+        return []
 
     def encoders(self) -> dict[str, Encoder]:
         raise NotImplementedError

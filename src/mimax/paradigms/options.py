@@ -122,8 +122,24 @@ class TemperatureOptions(MethodOptions):
         require(self.temperature > 0, "temperature", f"must be > 0 (got {self.temperature})")
 
 
+EMA_MIN_TIME_CONSTANTS = 50.0  # BYOL's ablation: m_0 = 0.999 over its 300 epochs (~47) still trained well
+EMA_FLOOR = 0.9  # the lowest m_0 the short-run rule lowers to: a 10-step time constant, BYOL's fastest good one
+EMA_MIN_TIME_CONSTANTS_HELP = ("the EMA target spans at least this many of its time constants 1/(1-m) over the "
+                               f"run: a run too short for m_0 lowers it (not below {EMA_FLOOR:g}); 0 keeps m_0")
+EMA_MIN_TIME_CONSTANTS_SOURCE = ("ours: the fewest time constants of a setting BYOL's own ablation trained well "
+                                 "(docs/methods.md §3); no effect on the CIFAR/ImageNet presets")
+
+
+def ema_min_time_constants_option() -> Any:
+    """The short-run rule of EMA targets (:func:`mimax.paradigms.self_distillation.ema_base`), one declaration
+    for every method with an EMA target."""
+    return option(EMA_MIN_TIME_CONSTANTS, EMA_MIN_TIME_CONSTANTS_HELP, EMA_MIN_TIME_CONSTANTS_SOURCE)
+
+
 def check_ema(options: Any) -> None:
     require(0 <= options.ema_momentum < 1, "ema_momentum", f"must be in [0, 1) (got {options.ema_momentum})")
+    spans = getattr(options, "ema_min_time_constants", EMA_MIN_TIME_CONSTANTS)
+    require(spans >= 0, "ema_min_time_constants", f"must be >= 0 (got {spans})")
 
 
 def check_predictor(options: Any) -> None:

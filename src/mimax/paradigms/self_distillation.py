@@ -8,7 +8,8 @@ over the view swap, ``q`` an optional predictor. The ξ-step is the target-updat
   (``"target"``); the ξ-step is a gradient step on ``J(sg(q(f_θ(x^A))), g_ξ(x^B))``. Steps alternate
   θ, ξ, θ, ... with period ``--alternation_period``.
 - ``ema`` (BYOL, MoCo-v3): ``ξ <- m ξ + (1 - m) θ`` after every θ-step, ``m`` raised from ``m_0`` to 1 on
-  a cosine; g_ξ has no optimizer.
+  a cosine; g_ξ has no optimizer. A run too short for the method's ``m_0`` lowers it (:func:`ema_base`) so
+  that the target still spans ``--ema_min_time_constants`` of its time constants (docs/methods.md §3).
 - ``copy`` (SimSiam): g_ξ is f_θ itself; the target embedding is the online output detached.
 
 The side that is not updated runs under ``torch.no_grad()``, so a step costs one backward pass. A method
@@ -28,13 +29,30 @@ from torch import Tensor, nn
 from mimax.nets import Encoder, EncoderSpec, build_encoder, mlp_head
 from mimax.objectives import LossTerms
 from mimax.paradigms.base import Method, ParamGroup, param_groups
-from mimax.paradigms.options import MethodOptions
+from mimax.paradigms.options import EMA_FLOOR, EMA_MIN_TIME_CONSTANTS, MethodOptions
 
 
 def ema_momentum(step: int, total_steps: int, base: float) -> float:
     """Cosine EMA schedule (BYOL, Grill et al., 2020, §3.2): ``m_k = 1 - (1 - m_0)(cos(pi k / K) + 1) / 2``,
     from ``m_0`` at ``k = 0`` up to 1 at ``k = K``."""
     return 1.0 - (1.0 - base) * (math.cos(math.pi * step / max(1, total_steps)) + 1.0) / 2.0
+
+
+def ema_time_constants(base: float, total_steps: int) -> float:
+    """How many of its time constants the target travels in a run of ``K`` steps under :func:`ema_momentum`:
+    ``N = sum_{k=0}^{K-1} (1 - m_k) = (1 - m_0)(K + 1) / 2`` (the cosines of ``k`` and ``K - k`` cancel,
+    leaving ``cos 0 = 1``). The initial target's weight left in ξ is ``prod_k m_k ≈ exp(-N)``."""
+    return (1.0 - base) * (max(1, total_steps) + 1) / 2.0
+
+
+def ema_base(base: float, total_steps: int, min_time_constants: float) -> float:
+    """The base momentum a run of ``K`` steps uses: ``m_0`` itself when the run spans at least ``N_min``
+    time constants (:func:`ema_time_constants`), else the ``m_0`` that spans exactly ``N_min``,
+    ``1 - 2 N_min / (K + 1)``, but never below :data:`EMA_FLOOR` (nor above the given ``m_0``):
+    ``min(m_0, max(EMA_FLOOR, 1 - 2 N_min / (K + 1)))``. ``N_min = 0`` keeps ``m_0`` (docs/methods.md §3)."""
+    if min_time_constants <= 0 or ema_time_constants(base, total_steps) >= min_time_constants:
+        return base
+    return min(base, max(EMA_FLOOR, 1.0 - 2.0 * min_time_constants / (max(1, total_steps) + 1)))
 
 
 @torch.no_grad()
@@ -55,7 +73,7 @@ class SelfDistillationMethod(Method):
     def __init__(self, options: MethodOptions, encoder: EncoderSpec, input_shape: tuple[int, ...]):
         super().__init__(options, encoder, input_shape)
         # options a method may declare: target_update and predictor (SDMI), alternation_period,
-        # target_init, ema_momentum (EMA targets), predictor_dim (methods with a predictor)
+        # target_init, ema_momentum and ema_min_time_constants (EMA targets), predictor_dim (methods with a predictor)
         self.rule = getattr(options, "target_update", None) or self.rule
         self.period = getattr(options, "alternation_period", 1)
         self.online = build_encoder(encoder, input_shape, self.projector_last_bn)
@@ -120,9 +138,29 @@ class SelfDistillationMethod(Method):
         return self._combine(self.global_objective(self.objective, p_a, t_b),
                              self.global_objective(self.objective, p_b, t_a))
 
+    def ema_base(self, total_steps: int) -> float:
+        """The base momentum of this run's EMA schedule (:func:`ema_base` of the method's options)."""
+        return ema_base(self.options.ema_momentum, total_steps, self.ema_min_time_constants)
+
+    @property
+    def ema_min_time_constants(self) -> float:
+        """The method's ``--ema_min_time_constants``; the default rule for a method that does not declare it."""
+        return getattr(self.options, "ema_min_time_constants", EMA_MIN_TIME_CONSTANTS)
+
     def after_step(self, step: int, total_steps: int) -> None:
         if self.rule == "ema":
-            ema_update(self.target, self.online, ema_momentum(step, total_steps, self.options.ema_momentum))
+            ema_update(self.target, self.online, ema_momentum(step, total_steps, self.ema_base(total_steps)))
+
+    def notes(self, total_steps: int) -> list[str]:
+        if self.rule != "ema":
+            return []
+        base, given = self.ema_base(total_steps), self.options.ema_momentum
+        spans = ema_time_constants(base, total_steps)
+        if base == given:
+            return [f"EMA target: m_0 = {given:g}, {spans:.4g} time constants over the {total_steps} steps"]
+        return [f"EMA target: m_0 = {base:.4g} (--ema_momentum {given:g} lowered so that the target spans "
+                f"{spans:.3g} of its time constants over the run's {total_steps} steps, --ema_min_time_constants "
+                f"{self.ema_min_time_constants:g}; give --ema_min_time_constants 0 to keep {given:g})"]
 
     def encoders(self) -> dict[str, Encoder]:
         if self.rule == "alternate":
