@@ -186,3 +186,25 @@ def test_augmentation_flag_and_view_recipe_select_the_recipe():
     assert kind(model_name="BYOL", augmentation=True) == "byol"  # the method's declared family
     assert kind(model_name="SimCLR", augmentation=True) == "simclr"
     assert kind(model_name="BYOL", augmentation=True, view_recipe="simclr") == "simclr"
+
+
+def test_crop_min_scale_sets_the_smallest_crop_area_on_both_paths():
+    """``--crop_min_scale`` reaches both implementations: crop areas read back from a ramp image lie in
+    (min scale, 1), and their smallest values sit near the bound (the default 0.08 would go far below)."""
+    from mimax.config import resolve
+    from mimax.data.views import recipe_for
+
+    n, size = 600, 64
+    cfg = resolve({"dataset": "Digits", "image_size": size, "crop_min_scale": 0.5})  # weak: crop + flip
+    recipe = recipe_for(cfg, "ImageNet", 3)
+    assert [v.crop_scale for v in recipe.views] == [(0.5, 1.0), (0.5, 1.0)]
+    default = resolve({"dataset": "Digits", "image_size": size})
+    assert recipe_for(default, "ImageNet", 3).views[0].crop_scale == (0.08, 1.0)
+    image = ramp_image(size)
+    torch.manual_seed(0)
+    per_image = TorchvisionViews(recipe)
+    tv = torch.stack([per_image(image)[0] for _ in range(n)])
+    batched = BatchedViews(recipe)(image.expand(n, -1, -1, -1), torch.Generator().manual_seed(0))[0]
+    for views in (tv, batched):
+        scale, _ = crop_scale_and_flip(views, recipe)
+        assert scale.min() > 0.47 and scale.max() < 1.02 and scale.min() < 0.56

@@ -104,3 +104,23 @@ def test_lars_over_many_parameters_matches_the_per_parameter_rule():
         assert all(torch.equal(p.grad, g) for p, g in zip(params, grads))  # gradients are left as they were
     for p, ref in zip(params, _lars_loop(start, steps, 0.3, 0.9, 1e-2, 0.02)):
         torch.testing.assert_close(p.data, ref, atol=1e-6, rtol=1e-6)
+
+
+def test_fractional_warmup_epochs_warm_up_over_that_share_of_the_steps(tmp_path):
+    """``--warmup_epochs 0.5`` of 8-step epochs warms up over 4 steps: the LR of the epoch's last step
+    (metrics.csv) is already on the cosine, where 1 warmup epoch would still be at the base LR."""
+    import csv
+
+    from conftest import TINY_GAUSSIAN, run_cli
+
+    res = run_cli(["train", *TINY_GAUSSIAN, "--epochs", "2", "--warmup_epochs", "0.5", "--initial_lr", "0.01",
+                   "--mi_interval", "0", "--output_dir", str(tmp_path / "r")])
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(tmp_path / "r" / "seed_0" / "metrics.csv")))
+    steps = int(rows[0]["step"])  # 512 points / batch 64 = 8 steps per epoch
+    assert steps == 8
+    expected = 0.01 * 0.5 * (1 + math.cos(math.pi * (steps - 1 - 4) / (2 * steps - 4)))
+    assert float(rows[0]["lr"]) == pytest.approx(expected, rel=1e-6)
+    bad = run_cli(["train", *TINY_GAUSSIAN, "--epochs", "2", "--warmup_epochs", "2.5",
+                   "--output_dir", str(tmp_path / "bad")])
+    assert bad.returncode == 2 and "--warmup_epochs" in bad.stderr and not (tmp_path / "bad").exists()

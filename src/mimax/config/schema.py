@@ -28,8 +28,9 @@ class Config:
                                           "timm:<model> (timm extra); auto by dataset", group="model")
     num_classes: int | None = _opt(None, "number of classes; checked against the dataset when given", group="data")
     epochs: int | None = _opt(None, "pretraining epochs", group="optimization")
-    warmup_epochs: int | None = _opt(None, "epochs of linear LR warmup (per step) before cosine decay",
-                                     group="optimization")
+    warmup_epochs: float | None = _opt(None, "epochs of linear LR warmup (per step) before cosine decay; may be "
+                                             "fractional (0.25 = a quarter of an epoch's steps)",
+                                       group="optimization")
     batch_size: int | None = _opt(None, "images (or vectors) per step; each gives two views", group="optimization")
     initial_lr: float | None = _opt(None, "base learning rate (after warmup, before cosine decay)",
                                     group="optimization")
@@ -139,6 +140,9 @@ class Config:
     image_size: int | None = _opt(None, "side of the square crops trained and evaluated on (auto: the "
                                         "dataset's native size; 224 for ImageNet100/ImageFolder/Folder)", optional=True,
                                   group="data")
+    crop_min_scale: float | None = _opt(None, "smallest area fraction of the random resized crop, in (0, 1] "
+                                              "(auto: 0.08 as in SimCLR/BYOL; 0.5 below 16 px; 0.25 on FashionMNIST, "
+                                              "the CPU protocol)", optional=True, group="data")
     view_recipe: str | None = _opt(None, "augmentation family used with --augmentation: simclr (symmetric), "
                                          "byol (asymmetric), auto (the method's choice)", group="data")
     train_subset: int | None = _opt(None, "use a fixed subset of N training images (the same for every seed)",

@@ -53,6 +53,8 @@ def _validate_training(cfg: Config) -> None:
     _check(cfg.epochs >= 1, "epochs", f"must be >= 1 (got {cfg.epochs})")
     _check(0 <= cfg.warmup_epochs < cfg.epochs, "warmup_epochs",
            f"must be >= 0 and < --epochs={cfg.epochs} (got {cfg.warmup_epochs})")
+    _check(cfg.crop_min_scale is None or 0 < cfg.crop_min_scale <= 1, "crop_min_scale",
+           f"must be in (0, 1] (got {cfg.crop_min_scale})")
     _check(cfg.batch_size >= 2, "batch_size", f"must be >= 2: every objective needs a pair (got {cfg.batch_size})")
     _check(cfg.initial_lr > 0, "initial_lr", f"must be > 0 (got {cfg.initial_lr})")
     _check(cfg.weight_decay >= 0, "weight_decay", f"must be >= 0 (got {cfg.weight_decay})")

@@ -93,12 +93,13 @@ def normalization(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return NORMALIZATION[NORMALIZATION_FOR.get(dataset, dataset)]
 
 
-def make_recipe(kind: str, dataset: str, size: int, channels: int) -> ViewRecipe:
-    """The ``kind`` (weak, simclr, byol) recipe for ``dataset`` at ``size`` px with ``channels``."""
+def make_recipe(kind: str, dataset: str, size: int, channels: int, crop_min_scale: float | None = None) -> ViewRecipe:
+    """The ``kind`` (weak, simclr, byol) recipe for ``dataset`` at ``size`` px with ``channels``; the random
+    resized crop draws areas in ``(crop_min_scale, 1)`` of the image (default 0.08, 0.5 below 16 px)."""
     mean, std = normalization(dataset)
     if len(mean) != channels:
         mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
-    scale = (0.5, 1.0) if size < 16 else (0.08, 1.0)
+    scale = (crop_min_scale, 1.0) if crop_min_scale is not None else (0.5, 1.0) if size < 16 else (0.08, 1.0)
     base = ViewSpec(crop_scale=scale)
     small, color = size < 64, channels == 3
     if kind == "weak":
@@ -122,7 +123,7 @@ def recipe_for(cfg, dataset: str, channels: int) -> ViewRecipe:
     """The recipe a run uses: ``weak`` without ``--augmentation``, else ``--view_recipe`` (which config
     resolution sets to the method's family when left to auto)."""
     kind = cfg.view_recipe if cfg.augmentation else "weak"
-    return make_recipe(kind, dataset, cfg.image_size, channels)
+    return make_recipe(kind, dataset, cfg.image_size, channels, getattr(cfg, "crop_min_scale", None))
 
 
 def torchvision_view(recipe: ViewRecipe, view: int) -> v2.Compose:

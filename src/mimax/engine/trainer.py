@@ -282,7 +282,7 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
     steps = len(data.train_views)
     state = RunState(cfg, method, data, device, seed_dir.path, seed_dir.seed, total_steps=cfg.epochs * steps)
     t = Training(state, model, optimizers, StepPrecision(cfg.precision, device), NonFiniteGuard(cfg.on_nan),
-                 steps, cfg.warmup_epochs * steps, None, EvalLog(seed_dir), Checkpoints(seed_dir, cfg),
+                 steps, round(cfg.warmup_epochs * steps), None, EvalLog(seed_dir), Checkpoints(seed_dir, cfg),
                  SeedRecord(seed_dir), preemption=preemption)
     ckpt_file = resume_from or seed_dir.latest_checkpoint()
     if ckpt_file is not None:
