@@ -42,3 +42,28 @@ def test_evaluate_matches_probes_on_hand_extracted_features():
                 "knn": knn_accuracy(h_tr, y_tr, h_te, y_te, k, 20, 0.1),
                 "linear_embedding": linear_probe(z_tr, y_tr, z_te, y_te, k)}
         assert got[label] == want
+
+
+def test_evaluate_extracts_features_under_the_given_autocast_dtype():
+    """``dtype``: the features come from the encoder run under autocast (what a bf16 run trained in),
+    matching hand-extracted autocast features; the probes then fit in fp32. Without it, fp32 features."""
+    cfg = config_from_args([*TINY, "--model_name", "SimCLR"])
+    data = build_data(cfg, torch.device("cpu"), 0)
+    torch.manual_seed(0)
+    method = build_method(cfg, data.input_shape).eval()
+    encoder = next(iter(method.encoders().values()))
+    got = evaluate(method, data, torch.device("cpu"), knn_k=20, knn_temperature=0.1, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h_tr, z_tr, y_tr = _features(encoder, data.probe_train)
+        h_te, z_te, y_te = _features(encoder, data.probe_test)
+    assert h_tr.dtype == torch.bfloat16  # the MLP's linear layers do run in bf16 under autocast
+    h_tr, z_tr, h_te, z_te = (t.float() for t in (h_tr, z_tr, h_te, z_te))
+    k = data.num_classes
+    want = {"linear": linear_probe(h_tr, y_tr, h_te, y_te, k),
+            "knn": knn_accuracy(h_tr, y_tr, h_te, y_te, k, 20, 0.1),
+            "linear_embedding": linear_probe(z_tr, y_tr, z_te, y_te, k)}
+    assert next(iter(got.values())) == want
+    fp32 = evaluate(method, data, torch.device("cpu"), knn_k=20, knn_temperature=0.1)
+    h32 = _features(encoder, data.probe_train)[0]
+    assert not torch.equal(h32, h_tr)  # bf16 rounding is visible in the features the probes see
+    assert set(fp32) == set(got)

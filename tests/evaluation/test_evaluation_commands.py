@@ -312,3 +312,19 @@ def test_table_delta_is_paired_per_seed(tmp_path):
         diff = 100 * (np.array(trained[metric]) - np.array(random[metric]))
         assert rows["SimCLR"] == [f"{diff.mean():+.2f} ± {diff.std(ddof=1):.2f}"]
         assert "Random init (ResNet18)" not in rows
+
+
+def test_eval_of_a_bf16_image_run_reproduces_its_numbers(tmp_path, cli):
+    """A bf16 channels-last ResNet run: `mimax eval` extracts features in the run's precision and memory
+    layout, so the re-evaluation gives training's numbers bit for bit."""
+    out = tmp_path / "digits"
+    proc = run_cli(["train", "--dataset", "Digits", "--model_name", "SimCLR", "--resnet_width", "4", "--epochs", "1",
+                    "--warmup_epochs", "0", "--train_subset", "256", "--test_subset", "128", "--batch_size", "64",
+                    "--precision", "bf16", "--channels_last", "--num_threads", "1", "--mi_interval", "0",
+                    "--mi_critic_interval", "-1", "--output_dir", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "config.json").read_text())["precision"] == "bf16"
+    proc = cli("eval", str(out), "--device", "cpu", "--num_threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "seed_0" / "eval_ckpt_epoch_0001.json").read_text())
+    assert record["final"] == json.loads((out / "seed_0" / "results.json").read_text())["final"]

@@ -23,7 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from mimax.runtime.device import PRECISION_DTYPES
+
+DTYPES = PRECISION_DTYPES
 PRECISIONS = ("auto", *DTYPES)
 
 

@@ -243,7 +243,8 @@ def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, 
         check_weights(state.method, state.step, t.checkpoints.last_good())
     results = None
     if evaluating:
-        results = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature)
+        results = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature,
+                           t.precision.dtype)
         t.evals.add(state.epoch, results)
         t.metrics.log_eval(state.epoch, results)
     if saving:
@@ -332,7 +333,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         log.phase(seed, f"{cfg.model_name} on {cfg.dataset}: {cfg.epochs} epochs of {t.steps_per_epoch} steps; "
                         "evaluating the random init and estimating MI before the first step")
         clock = time.perf_counter()
-        initial = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature)
+        initial = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature,
+                           t.precision.dtype)
         first = next(iter(initial.values()), None)
         if first is not None:
             t.random_init = {f"Random init ({cfg.architecture})": first}

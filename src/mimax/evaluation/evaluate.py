@@ -16,9 +16,10 @@ from mimax.store import faults
 
 @torch.no_grad()
 def evaluate(method: Method, data: DataBundle, device: torch.device, knn_k: int = 200,
-             knn_temperature: float = 0.07) -> dict[str, dict[str, float]]:
+             knn_temperature: float = 0.07, dtype: torch.dtype | None = None) -> dict[str, dict[str, float]]:
     """``{row label: {"linear", "knn", "linear_embedding": top-1}}`` for every encoder of the method, in
-    eval mode (the training flags are restored). Empty if the dataset has no labels."""
+    eval mode (the training flags are restored). Empty if the dataset has no labels. ``dtype``: the
+    features are extracted under autocast to it (the run's ``--precision``), the probes fit in fp32."""
     if data.probe_train is None or data.probe_test is None or not data.num_classes:
         return {}
     results = {}
@@ -26,20 +27,21 @@ def evaluate(method: Method, data: DataBundle, device: torch.device, knn_k: int 
     method.eval()
     try:
         for key, label in method.row_labels().items():
-            results[label] = evaluate_encoder(method.encoders()[key], data, device, knn_k, knn_temperature)
+            results[label] = evaluate_encoder(method.encoders()[key], data, device, knn_k, knn_temperature, dtype)
     finally:
         method.train(was_training)
     return results
 
 
 def evaluate_encoder(encoder: nn.Module, data: DataBundle, device: torch.device, knn_k: int = 200,
-                     knn_temperature: float = 0.07) -> dict[str, float]:
-    """Backbone features h = f(x) and embeddings z = g(h) of the clean probe splits; linear probe and
-    kNN on h, linear probe on z."""
+                     knn_temperature: float = 0.07, dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Backbone features h = f(x) and embeddings z = g(h) of the clean probe splits (extracted under
+    autocast to ``dtype`` when given, returned in fp32); linear probe and kNN on h, linear probe on z."""
 
     def backbone_and_embedding(x: Tensor) -> tuple[Tensor, Tensor]:
-        h = encoder.backbone(x)
-        return h, encoder.projector(h)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            h = encoder.backbone(x)
+            return h, encoder.projector(h)
 
     workers = data.extras.get("eval_workers", 0)
     (h_tr, z_tr), y_tr = extract_features(backbone_and_embedding, data.probe_train, device, num_workers=workers)

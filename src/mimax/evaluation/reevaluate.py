@@ -3,8 +3,9 @@
 For each seed (or the one ``--checkpoint``), the method is rebuilt from the run's ``config.json`` through
 the registry, the checkpoint is loaded with ``weights_only=True``, and every encoder the method exposes
 (SDMI: f_θ and g_ξ) gets the linear probe and kNN of :func:`mimax.evaluation.evaluate.evaluate`, in the
-memory layout (``--channels_last``) and with the CPU thread count (``--num_threads``) training used, so the
-numbers are the ones training reported (both change the rounding of the convolutions). The result
+memory layout (``--channels_last``), autocast precision (``--precision``) and CPU thread count
+(``--num_threads``) training used, so the numbers are the ones training reported (all three change the
+rounding of the convolutions). The result
 goes to ``seed_<k>/eval_ckpt_epoch_<n>.json`` (written atomically; the training outputs ``eval.csv`` and
 ``results.json`` are never touched; an existing re-evaluation file is replaced only with ``--overwrite``).
 """
@@ -20,6 +21,7 @@ from mimax.data import build_data
 from mimax.errors import UserError
 from mimax.evaluation.evaluate import evaluate
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
+from mimax.runtime.device import PRECISION_DTYPES
 from mimax.store.atomic import write_json
 from mimax.store.checkpoint import load_checkpoint
 from mimax.store.rundir import git_commit
@@ -54,7 +56,8 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
             "checkpoint": str(path), "epoch": int(ckpt["epoch"]), "seed": seed, "method": cfg.model_name,
             "dataset": cfg.dataset, "architecture": cfg.architecture, "device": str(device),
             "git_commit": git_commit(), "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "final": evaluate(method, data, device, cfg.knn_k, cfg.knn_temperature),
+            "final": evaluate(method, data, device, cfg.knn_k, cfg.knn_temperature,
+                              PRECISION_DTYPES.get(cfg.precision)),
             "random_init": ckpt.get("random_init", {}),
         }
         write_json(out, record)

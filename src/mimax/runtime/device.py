@@ -9,6 +9,9 @@ import torch
 
 from mimax.errors import ConfigError
 
+# the autocast dtype of each --precision (fp32: no autocast); training, evaluation and re-evaluation share it
+PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
 
 
