@@ -52,7 +52,7 @@ DATASET_PRESETS.update({
     "TinyImageNet": dict(_RECIPE, epochs=400, image_size=64),
     "ImageNet100": dict(_RECIPE, epochs=400, image_size=224, monitor_size=512),
     "FashionMNIST": dict(_RECIPE, epochs=2, warmup_epochs=1, batch_size=128, image_size=28, resnet_width=16,
-                         model_save_interval=1),
+                         crop_min_scale=0.25, model_save_interval=1),
     # ImageFolder/Folder: image_size from the images (mimax.fit)
     "ImageFolder": dict(_IMAGE, epochs=200, monitor_size=512),
     "Folder": dict(_IMAGE, epochs=200, monitor_size=512),

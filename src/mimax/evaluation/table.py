@@ -37,7 +37,7 @@ RANDOM_INIT = "Random init"
 # The configuration fields that determine a random-init evaluation (with the seed): the backbone built,
 # the data it sees, how the evaluation is done. Gaussian-mixture fields matter for that dataset only.
 BASELINE_FIELDS = ("architecture", "resnet_width", "mlp_hidden_dim", "image_size", "train_subset", "test_subset",
-                   "class_list", "no_labels", "knn_k", "knn_temperature", "channels_last")
+                   "class_list", "no_labels", "knn_k", "knn_temperature", "channels_last", "precision")
 GAUSSIAN_BASELINE_FIELDS = ("gm_clusters", "gm_dim", "gm_radius", "gm_sigma", "gm_view_noise", "gm_train_size",
                             "gm_test_size", "gm_data_seed", "augmentation")
 
