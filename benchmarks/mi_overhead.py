@@ -197,7 +197,9 @@ def demo_table(slugs: list[str], repeats: int) -> None:
     (one thread, as the demo's workers). Process CPU time, not wall time, so that other jobs on the machine
     do not enter the shares: monitors' CPU / CPU of the rest of the run (training steps, evaluation,
     checkpoints: the run without its monitors). Each configuration's first seed carries the trained critic,
-    the second stands for the demo's other two seeds (weighted twice in the demo's share)."""
+    the second stands for the demo's other two seeds (weighted twice in the demo's share). The configurations
+    share one demo folder, in the demo's order, so that, as in the demo, an epoch-0 critic estimate already
+    fitted for the same initialization is read from the demo's critic cache."""
 
     from mimax.experiments.gaussian import DEMO_RUNS, build_parser, demo_callbacks, run_flags
 
@@ -208,13 +210,15 @@ def demo_table(slugs: list[str], repeats: int) -> None:
     args = build_parser().parse_args([])
     totals = {"train": 0.0, "mon": 0.0, "traj": 0.0}
     for _ in range(repeats):
-        for run in [r for r in DEMO_RUNS if r.slug in slugs]:
-            with tempfile.TemporaryDirectory() as tmp:
-                flags = run_flags(args, run, Path(tmp))
+        # one demo folder for all configurations: the trained-critic cache is shared as in the demo
+        with tempfile.TemporaryDirectory() as demo_dir:
+            for run in [r for r in DEMO_RUNS if r.slug in slugs]:
+                flags = run_flags(args, run, Path(demo_dir))
+                run_out = Path(flags[flags.index("--output_dir") + 1])
                 cfg = config_from_args([*flags[:flags.index("--num_runs")], *flags[flags.index("--num_runs") + 2:],
                                         "--num_runs", "1"])
                 for seed, weight in ((cfg.seed, 1), (cfg.seed + 1, 2)):  # the first seed carries the critic
-                    rd = Path(tmp) / f"seed_{seed}"
+                    rd = run_out / f"seed_{seed}"
                     callbacks = [Timed(cb) for cb in demo_callbacks(cfg, rd)]
                     c0 = time.process_time()
                     train_run(cfg, rd, seed, callbacks, progress=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mimax.bounds import BOUNDS, cosine_scores, dv_bound, infonce_bound, jsd_bound
+from mimax.bounds import BOUNDS, bound_values, cosine_scores, dv_bound, infonce_bound, jsd_bound
 
 
 def np_logmeanexp(x: np.ndarray) -> float:
@@ -47,6 +47,23 @@ def test_bounds_match_numpy_on_random_score_matrices(n, scale):
         assert got32 == pytest.approx(NP_REFERENCE[name](s), rel=1e-4, abs=1e-4), name
 
 
+@pytest.mark.parametrize("n,scale", [(2, 1.0), (5, 3.0), (64, 10.0), (200, 20.0), (16, 100.0)])
+def test_bound_values_match_numpy_batched(n, scale):
+    """The one-pass evaluation of every bound, on a stack of matrices, against NumPy per matrix (scale 100:
+    row maxima above the shared-exponential limit, the direct softplus path)."""
+    rng = np.random.default_rng(n)
+    s = rng.normal(size=(3, n, n)) * scale + np.eye(n) * rng.uniform(0, scale)
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
+        got = bound_values(torch.tensor(s, dtype=dtype))
+        assert set(got) == set(BOUNDS)
+        for name, values in got.items():
+            assert values.shape == (3,)
+            for k in range(3):
+                assert values[k].item() == pytest.approx(NP_REFERENCE[name](s[k]), rel=tol, abs=tol), (name, dtype)
+    with pytest.raises(ValueError, match="square"):
+        bound_values(torch.zeros(3, 4))
+
+
 def test_cosine_scores_match_numpy():
     rng = np.random.default_rng(1)
     u, v = rng.normal(size=(7, 5)), rng.normal(size=(7, 5))
@@ -59,6 +76,8 @@ def test_large_scores_do_not_overflow():
     s = torch.full((8, 8), 1e4) + torch.eye(8)  # tau = 1e-4 on cosines: exp would overflow
     for name, bound in BOUNDS.items():
         assert math.isfinite(bound(s).item()), name
+        # float32 resolves scores of 1e4 to ~1e-3: compared with the float64 value
+        assert bound_values(s)[name].item() == pytest.approx(bound(s.double()).item(), abs=2e-3), name
 
 
 def test_infonce_never_exceeds_log_n():
