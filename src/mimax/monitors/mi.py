@@ -57,12 +57,9 @@ def derangement(n: int, seed: int = SHUFFLE_SEED) -> Tensor:
 
 def paired_and_shuffled(u: Tensor, v: Tensor, temperature: float, perm: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
     """``{estimator: (I(S), I(S'))}`` for ``S = cosine_scores(u, v, temperature)`` and its shuffled-pair
-    counterpart ``S' = cosine_scores(u, v[perm], temperature) = S[:, perm]`` (a second product of the
-    small (N, D) inputs is cheaper than gathering the columns of the N x N matrix), every bound of a
-    matrix from one pass (:func:`mimax.bounds.bound_values`)."""
-    u, v = u.float(), v.float()
-    paired = bound_values(cosine_scores(u, v, temperature))
-    shuffled = bound_values(cosine_scores(u, v[perm.to(v.device)], temperature))
+    counterpart ``S' = cosine_scores(u, v[perm], temperature) = S[:, perm]``, both from one pass over ``S``
+    (:func:`mimax.bounds.bound_values`)."""
+    paired, shuffled = bound_values(cosine_scores(u.float(), v.float(), temperature), perm)
     return {name: (paired[name], shuffled[name]) for name in BOUNDS}
 
 
