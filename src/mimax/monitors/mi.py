@@ -119,7 +119,7 @@ def critic_key(u: Tensor, v: Tensor, options: dict[str, Any]) -> str:
     for t in (u, v):
         t = t.detach().cpu().contiguous()
         h.update(f"{tuple(t.shape)} {t.dtype};".encode())
-        h.update(t.numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 included
     return h.hexdigest()
 
 
