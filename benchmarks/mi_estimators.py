@@ -7,12 +7,16 @@ coverage of the 95% interval (share of samples whose interval holds the truth), 
 tolerance 0.1 nat + 10%, the ceiling log N, and the mean CPU time of one estimate (one thread).
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/mi_estimators.py [--pairs 4000] [--repeats 5] [--out FILE.md]
-[--shard K/M]``
+[--shard K/M] [--bounds infonce ...] [--tasks SUBSTRING ...] [--demo_critic] [--critic_options JSON]``
+
+``--demo_critic`` estimates with ``mimax demo``'s critic (:data:`mimax.experiments.gaussian.DEMO_CRITIC`)
+instead of the defaults; ``--critic_options`` overrides single options (e.g. ``'{"max_steps": 200}'``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
+from mimax.experiments.gaussian import DEMO_CRITIC  # noqa: E402
 from mimax.experiments.mi_tasks import MITask, canonical_cov, standard_tasks  # noqa: E402
 from mimax.monitors.estimators import BOUND_NAMES, estimate_mi  # noqa: E402
 
@@ -42,24 +47,31 @@ def main() -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--shard", default="0/1", help="K/M: only the tasks whose index is K modulo M (to run M "
                    "processes side by side and concatenate their rows)")
+    p.add_argument("--bounds", nargs="+", default=list(BOUND_NAMES), choices=BOUND_NAMES)
+    p.add_argument("--tasks", nargs="+", default=None, help="only tasks whose name contains one of these")
+    p.add_argument("--demo_critic", action="store_true", help="mimax demo's critic options instead of the defaults")
+    p.add_argument("--critic_options", default="{}", help="JSON object of estimate_mi options to override")
     args = p.parse_args()
+    options = {**(DEMO_CRITIC if args.demo_critic else {}), **json.loads(args.critic_options)}
     torch.set_num_threads(1)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     head = [f"machine: {cpu}, 1 thread; load before: {open('/proc/loadavg').read().split()[:3]}",
-            f"python {platform.python_version()}, torch {torch.__version__}; {args.repeats} samples per task",
+            f"python {platform.python_version()}, torch {torch.__version__}; {args.repeats} samples per task; "
+            f"critic options {options or 'defaults'}",
             "", "| task | N | true MI | estimator | mean estimate | bias | sd | 95% CI coverage | within 0.1+10% "
             "| log N | CPU time / estimate (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(head), flush=True)
     lines = list(head)
     k, m = (int(v) for v in args.shard.split("/"))
-    for task, n in tasks(args.pairs)[k::m]:
-        for bound in BOUND_NAMES:
+    selected = [(t, n) for t, n in tasks(args.pairs) if args.tasks is None or any(w in t.name for w in args.tasks)]
+    for task, n in selected[k::m]:
+        for bound in args.bounds:
             ests, covered, ok, secs = [], 0, 0, []
             for r in range(args.repeats):
                 x, y = task.sample(n, seed=1000 + r)
                 t0 = time.process_time()  # CPU seconds of this process: other jobs on the machine do not enter
-                e = estimate_mi(x, y, bound=bound, seed=r)
+                e = estimate_mi(x, y, bound=bound, seed=r, **options)
                 secs.append(time.process_time() - t0)
                 ests.append(e.mi)
                 covered += e.ci[0] <= task.mi <= e.ci[1]

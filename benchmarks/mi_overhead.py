@@ -9,8 +9,9 @@ Two settings (docs/performance.md, "MI monitor overhead"):
    ``--resnet_width`` 16, batch 256, SGD, 60,000 training images, 2,048 monitor pairs). A full epoch on
    this CPU takes minutes, so the benchmark times ``--steps`` real training steps (``training_loss`` +
    backward + optimizer step; median after one warm-up) and one MI estimate and one collapse measurement
-   on the monitor set, and reports the share for an epoch of ``--train_size`` images:
-   ``(t_collapse + t_mi / interval) / (steps_per_epoch * t_step)``.
+   on the monitor set, and reports the share of a whole run of the preset's epochs of ``--train_size``
+   images: ``(E t_collapse + R t_mi + 2 t_critic) / (E steps_per_epoch t_step)``, R the MI records of the run
+   (epoch 0, every interval-th epoch, the last).
 
 Usage: ``python benchmarks/mi_overhead.py [--methods JMI SDMI] [--steps 3] [--skip_resnet | --skip_gaussian]``
 """
@@ -172,6 +173,18 @@ def gaussian_table(methods: list[str]) -> None:
                   f"{100 * r['share']:.1f}% | {100 * (r['collapse_s'] + r['mi_s']) / r['wall_s']:.1f}% |")
 
 
+def mi_records(interval: int, epochs: int) -> int:
+    """How many times a run of ``epochs`` epochs measures the fixed-critic scores: before the first step,
+    every ``interval``-th epoch and at the last epoch (:class:`mimax.monitors.MIMonitor`)."""
+    return len({0, epochs} | {e for e in range(1, epochs + 1) if e % interval == 0})
+
+
+def run_monitor_seconds(r: dict[str, float], interval: int) -> float:
+    """A whole run's monitor seconds: the collapse monitor every epoch, the fixed critic + geometry at its
+    records, the trained critic (every representation it estimates) at the first and the last epoch."""
+    return r["epochs"] * r["collapse_s"] + mi_records(interval, r["epochs"]) * r["mi_s"] + 2 * r["critic_s"]
+
+
 def resnet_table(args: argparse.Namespace) -> None:
     print(f"\n## ResNet-18 layout on 28x28x1 synthetic tensors (epoch = {args.train_size:,} images, "
           f"{args.monitor_size:,} monitor pairs)\n")
@@ -183,13 +196,13 @@ def resnet_table(args: argparse.Namespace) -> None:
         epoch = args.train_size // r["batch"] * r["step_s"]
         # per epoch: collapse + rank every epoch, fixed critic + geometry every k epochs and before the first
         # step, the trained critic (embedding + backbone) before the first step and at the last epoch
-        shares = [100 * (r["collapse_s"] + r["mi_s"] / k + (r["mi_s"] + 2 * r["critic_s"]) / r["epochs"]) / epoch
-                  for k in args.intervals]
+        shares = [100 * run_monitor_seconds(r, k) / (r["epochs"] * epoch) for k in args.intervals]
         print(f"| {method} | {r['width']} | {r['params'] / 1e6:.2f} M | {r['step_s']:.3f} ({r['batch']}) | "
               f"{epoch:.0f} | {r['collapse_s']:.2f} | {r['mi_s']:.2f} | {r['critic_s']:.2f} | "
               + " | ".join(f"{s:.2f}%" for s in shares) + " |")
     print(f"\n(default --mi_interval {r['interval']}, --mi_batch_size {r['mi_batch']}, {r['epochs']} epochs; share = "
-          "(collapse + MI / interval + (MI + 2 critic) / epochs) / epoch)")
+          "(epochs x collapse + MI records x MI + 2 x critic) / (epochs x epoch), the MI records being epoch 0, "
+          "every interval-th epoch and the last)")
 
 
 def demo_table(slugs: list[str], repeats: int) -> None:
@@ -197,7 +210,9 @@ def demo_table(slugs: list[str], repeats: int) -> None:
     (one thread, as the demo's workers). Process CPU time, not wall time, so that other jobs on the machine
     do not enter the shares: monitors' CPU / CPU of the rest of the run (training steps, evaluation,
     checkpoints: the run without its monitors). Each configuration's first seed carries the trained critic,
-    the second stands for the demo's other two seeds (weighted twice in the demo's share)."""
+    the second stands for the demo's other two seeds (weighted twice in the demo's share). The configurations
+    share one demo folder, in the demo's order, so that, as in the demo, an epoch-0 critic estimate already
+    fitted for the same initialization is read from the demo's critic cache."""
 
     from mimax.experiments.gaussian import DEMO_RUNS, build_parser, demo_callbacks, run_flags
 
@@ -208,13 +223,15 @@ def demo_table(slugs: list[str], repeats: int) -> None:
     args = build_parser().parse_args([])
     totals = {"train": 0.0, "mon": 0.0, "traj": 0.0}
     for _ in range(repeats):
-        for run in [r for r in DEMO_RUNS if r.slug in slugs]:
-            with tempfile.TemporaryDirectory() as tmp:
-                flags = run_flags(args, run, Path(tmp))
+        # one demo folder for all configurations: the trained-critic cache is shared as in the demo
+        with tempfile.TemporaryDirectory() as demo_dir:
+            for run in [r for r in DEMO_RUNS if r.slug in slugs]:
+                flags = run_flags(args, run, Path(demo_dir))
+                run_out = Path(flags[flags.index("--output_dir") + 1])
                 cfg = config_from_args([*flags[:flags.index("--num_runs")], *flags[flags.index("--num_runs") + 2:],
                                         "--num_runs", "1"])
                 for seed, weight in ((cfg.seed, 1), (cfg.seed + 1, 2)):  # the first seed carries the critic
-                    rd = Path(tmp) / f"seed_{seed}"
+                    rd = run_out / f"seed_{seed}"
                     callbacks = [Timed(cb) for cb in demo_callbacks(cfg, rd)]
                     c0 = time.process_time()
                     train_run(cfg, rd, seed, callbacks, progress=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mimax.bounds import BOUNDS, cosine_scores, dv_bound, infonce_bound, jsd_bound
+from mimax.bounds import BOUNDS, bound_values, cosine_scores, dv_bound, infonce_bound, jsd_bound
 
 
 def np_logmeanexp(x: np.ndarray) -> float:
@@ -47,6 +47,39 @@ def test_bounds_match_numpy_on_random_score_matrices(n, scale):
         assert got32 == pytest.approx(NP_REFERENCE[name](s), rel=1e-4, abs=1e-4), name
 
 
+def _derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    order = rng.permutation(n)
+    perm = np.empty(n, dtype=np.int64)
+    perm[order] = np.roll(order, -1)
+    return perm
+
+
+@pytest.mark.parametrize("n,scale,dominant", [(2, 1.0, 0.0), (5, 3.0, 0.0), (64, 10.0, 0.0), (200, 20.0, 0.0),
+                                              (16, 100.0, 0.0), (128, 0.5, 40.0)])
+def test_bound_values_match_numpy_for_paired_and_shuffled(n, scale, dominant):
+    """The one-pass evaluation of every bound of S and of S[:, perm], against NumPy on each matrix. Scale 100:
+    row maxima above the shared-exponential limit (the direct softplus path); dominant: a diagonal 40 above
+    every other score, where subtracting e^{S_ii} from a row sum would lose the off-diagonal terms."""
+    rng = np.random.default_rng(n)
+    s = rng.normal(size=(n, n)) * scale + np.eye(n) * (dominant or rng.uniform(0, scale))
+    perm = _derangement(n, rng)
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
+        paired, shuffled = bound_values(torch.tensor(s, dtype=dtype), torch.tensor(perm))
+        assert set(paired) == set(shuffled) == set(BOUNDS)
+        for name in BOUNDS:
+            assert paired[name].item() == pytest.approx(NP_REFERENCE[name](s), rel=tol, abs=tol), (name, dtype)
+            assert shuffled[name].item() == pytest.approx(NP_REFERENCE[name](s[:, perm]), rel=tol, abs=tol), (
+                name, dtype)
+
+
+def test_bound_values_checks_its_inputs():
+    with pytest.raises(ValueError, match="square"):
+        bound_values(torch.zeros(3, 4), torch.tensor([1, 2, 0]))
+    for bad in ([0, 2, 1], [1, 1, 0], [1, 2]):  # a fixed point, not a permutation, wrong length
+        with pytest.raises(ValueError, match="without fixed points"):
+            bound_values(torch.zeros(3, 3), torch.tensor(bad))
+
+
 def test_cosine_scores_match_numpy():
     rng = np.random.default_rng(1)
     u, v = rng.normal(size=(7, 5)), rng.normal(size=(7, 5))
@@ -59,6 +92,11 @@ def test_large_scores_do_not_overflow():
     s = torch.full((8, 8), 1e4) + torch.eye(8)  # tau = 1e-4 on cosines: exp would overflow
     for name, bound in BOUNDS.items():
         assert math.isfinite(bound(s).item()), name
+        # float32 resolves scores of 1e4 to ~1e-3: compared with the float64 value
+        paired, shuffled = bound_values(s, torch.arange(8).roll(1))
+        assert paired[name].item() == pytest.approx(bound(s.double()).item(), abs=2e-3), name
+        assert shuffled[name].item() == pytest.approx(bound(s.double()[:, torch.arange(8).roll(1)]).item(),
+                                                      abs=2e-3), name
 
 
 def test_infonce_never_exceeds_log_n():

@@ -111,3 +111,55 @@ def smile_bound(scores: Tensor, clip: float = 5.0) -> Tensor:
 
 
 BOUNDS = {"cos-DV": dv_bound, "InfoNCE": infonce_bound, "JSD": jsd_bound}
+
+# Above this row maximum, exp(S_ij) could overflow float32; the shared-exponential path is then not used.
+_SHARED_EXP_LIMIT = 60.0
+
+
+def bound_values(scores: Tensor, perm: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Every bound of :data:`BOUNDS` of a score matrix ``S`` (N, N) and of its column-permuted counterpart
+    ``S' = S[:, perm]`` (``perm`` a permutation without fixed points), from one exponential of ``S``.
+
+    Equal to ``({name: bound(S)}, {name: bound(S[:, perm])})`` (tested against the bounds and NumPy), at half
+    their cost or less: row i of ``S'`` holds the same values as row i of ``S``, its diagonal entry being
+    ``S_{i,p(i)}`` instead of ``S_ii``. With row maxima ``m_i``, ``E_ij = exp(S_ij - m_i)`` and the row sums
+    ``q_i`` of ``E`` without the two entries ``j = i`` and ``j = p(i)`` (sums of positive terms only, so no
+    cancellation), the off-diagonal sums are ``r_i = q_i + E_{i,p(i)}`` for ``S`` and ``r'_i = q_i + E_ii`` for
+    ``S'``, and, per matrix with diagonal ``d``:
+
+    - InfoNCE: ``log N + mean_i (d_i - m_i - log(q_i + E_ii + E_{i,p(i)}))``;
+    - cos-DV: ``mean_i d_i - log( 1/(N(N-1)) sum_i e^{m_i} r_i )``, the outer sum by logsumexp over i;
+    - JSD: ``mean_i(-softplus(-d_i)) - 1/(N(N-1)) (Q + sum_i softplus(o_i))``, ``Q`` the sum of
+      ``softplus(S_ij) = log(1 + E_ij e^{m_i})`` over the entries left out of ``q`` and ``o`` the other matrix's
+      diagonal; when some ``m_i`` exceeds ``_SHARED_EXP_LIMIT`` the softplus is computed directly instead,
+      so that no entry overflows.
+    """
+    n = _check_square(scores)
+    perm = perm.to(scores.device)
+    rows = torch.arange(n, device=scores.device)
+    if perm.shape != (n,) or bool((perm == rows).any()) or not torch.equal(perm.sort().values, rows):
+        raise ValueError(f"perm must be a permutation of range({n}) without fixed points")
+    d, d_perm = scores.diagonal(), scores[rows, perm]
+    m = scores.amax(dim=1, keepdim=True)
+    e = torch.exp(scores - m)
+    e_d, e_perm = e.diagonal().clone(), e[rows, perm]
+    e.diagonal().zero_()
+    e[rows, perm] = 0
+    q = e.sum(dim=1)
+    m = m.squeeze(1)
+    if bool(m.max() <= _SHARED_EXP_LIMIT):
+        q_sp = e.mul_(torch.exp(m).unsqueeze(1)).add_(1.0).log_().sum()
+    else:
+        sp = _softplus(scores)
+        sp.diagonal().zero_()
+        sp[rows, perm] = 0
+        q_sp = sp.sum()
+    lse = m + torch.log(q + e_d + e_perm)
+    pairs = n * (n - 1)
+
+    def values(diag: Tensor, off: Tensor, other_diag: Tensor) -> dict[str, Tensor]:
+        return {"cos-DV": diag.mean() - (torch.logsumexp(m + torch.log(off), dim=0) - math.log(pairs)),
+                "InfoNCE": math.log(n) + (diag - lse).mean(),
+                "JSD": (-_softplus(-diag)).mean() - (q_sp + _softplus(other_diag).sum()) / pairs}
+
+    return values(d, q + e_perm, d_perm), values(d_perm, q + e_d, d)

@@ -26,6 +26,11 @@ def test_demo_quick_end_to_end(tmp_path):
     assert len(done) == len(DEMO_RUNS) and done[-1].startswith(f"demo: {len(DEMO_RUNS)}/{len(DEMO_RUNS)} done: ")
     for name in ("trajectories.png", "mi.png", "results.md", "results.json", "claims.md"):
         assert (out / name).is_file(), name
+    assert not (out / "critic_cache").exists()  # the shared critic estimates are a working folder
+    # configurations with the same initialization share their epoch-0 embeddings, hence the critic's estimate
+    first = {slug: next(r for r in read_csv(out / "runs" / slug / "seed_0" / "mi.csv")
+                        if r["estimator"] == "critic-InfoNCE" and r["epoch"] == "0") for slug in ("jmi", "simclr")}
+    assert first["jmi"] == first["simclr"]
     results = json.loads((out / "results.json").read_text())
     configs = results["configurations"]
     assert [c["slug"] for c in configs] == [r.slug for r in DEMO_RUNS]

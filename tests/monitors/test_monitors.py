@@ -20,7 +20,7 @@ from mimax.methods import build_method
 from mimax.monitors import default_callbacks
 from mimax.monitors.base import evaluation_mode
 from mimax.monitors.collapse import effective_rank, normalized_embedding_std
-from mimax.monitors.mi import MI_CSV_COLUMNS, derangement, paired_and_shuffled
+from mimax.monitors.mi import MI_CSV_COLUMNS, derangement, paired_and_shuffled, trained_critic_rows
 from mimax.monitors.mi import fixed_critic_scores as estimate_mi
 
 
@@ -151,6 +151,27 @@ def test_estimate_mi_rows_and_no_global_rng_use():
             assert r["log_n"] == pytest.approx(math.log(100))
             assert r["value"] <= r["log_n"]
     assert rows == estimate_mi(method, x_a, x_b, 100, 0.1, torch.device("cpu"))  # deterministic
+
+
+def test_trained_critic_cache_gives_the_fitted_rows_without_fitting_again(tmp_path, monkeypatch):
+    u, v = _gaussian_pairs(0.8, n=128, d=2)
+    pairs = {"embedding": (u, v), "backbone": (u, v.flip(0))}
+    opts = dict(hidden=8, embed_dim=4, batch_size=32, max_steps=20, eval_every=10)
+    fresh = trained_critic_rows(pairs, ("embedding", "backbone"), None, **opts)
+    assert trained_critic_rows(pairs, ("embedding", "backbone"), tmp_path, **opts) == fresh
+    assert len(list(tmp_path.glob("*.json"))) == 2  # one per distinct pair
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr("mimax.monitors.mi.estimate_mi", no_fit)
+    assert trained_critic_rows(pairs, ("embedding", "backbone"), tmp_path, **opts) == fresh  # read back, equal
+    # another representation name with the same pair is the same estimate
+    assert trained_critic_rows({"other": (u, v)}, ("other",), tmp_path, **opts)[0]["value"] == fresh[0]["value"]
+    for changed, o in (({"embedding": (u, v * 1.5)}, opts), ({"embedding": (u * 1.5, v)}, opts),
+                       ({"embedding": (u, v)}, {**opts, "max_steps": 21})):
+        with pytest.raises(AssertionError, match="fitted again"):  # other data or options: a miss
+            trained_critic_rows(changed, ("embedding",), tmp_path, **o)
 
 
 def test_monitoring_does_not_change_training(tmp_path):

@@ -71,6 +71,8 @@ def test_against_numpy(data):
     assert alpha_req(tu).item() == pytest.approx(np_alpha(u), rel=1e-9)
     assert alignment(tu, tv).item() == pytest.approx(np_alignment(u, v), rel=1e-9)
     assert uniformity(tu).item() == pytest.approx(np_uniformity(u), rel=1e-9)
+    assert uniformity(tu, t=30.0).item() == pytest.approx(np_uniformity(u, t=30.0), rel=1e-9)  # logsumexp path
+    assert uniformity(tu.float(), t=30.0).item() == pytest.approx(np_uniformity(u, t=30.0), rel=1e-5)
     g = geometry(tu.float(), tv.float())
     assert g["uniformity"] == pytest.approx((np_uniformity(u) + np_uniformity(v)) / 2, rel=1e-5)
     assert set(spectrum(tu)) == {"rankme", "alpha_req"}

@@ -75,7 +75,8 @@ class TrajectoryRecorder(Callback):
             })
         finally:
             encoder.train(was_training)
-        write_json(self.path, {"method": state.cfg.model_name, "records": self.records})
+        # compact: rewritten after every epoch with every epoch so far
+        write_json(self.path, {"method": state.cfg.model_name, "records": self.records}, indent=None)
 
     def on_train_start(self, state: RunState) -> None:
         self.records = []

@@ -19,6 +19,8 @@ subtracts a negative baseline) and is no lower bound. The MI itself is estimated
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import warnings
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mimax.bounds import BOUNDS, cosine_scores
+from mimax.bounds import BOUNDS, bound_values, cosine_scores
 from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches
 from mimax.monitors.collapse import normalized_embedding_std
@@ -35,7 +37,7 @@ from mimax.monitors.estimators import estimate_mi
 from mimax.monitors.rank import geometry
 from mimax.naming import ascii_name
 from mimax.seeding import SHUFFLE_SEED  # the shuffled baseline: one permutation for every run and epoch
-from mimax.store.atomic import read_csv, write_csv
+from mimax.store.atomic import read_csv, write_csv, write_json
 from mimax.store.rundir import SeedDir
 
 MI_CSV_COLUMNS = ["epoch", "step", "representation", "estimator", "value", "shuffled", "gap", "log_n",
@@ -55,12 +57,10 @@ def derangement(n: int, seed: int = SHUFFLE_SEED) -> Tensor:
 
 def paired_and_shuffled(u: Tensor, v: Tensor, temperature: float, perm: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
     """``{estimator: (I(S), I(S'))}`` for ``S = cosine_scores(u, v, temperature)`` and its shuffled-pair
-    counterpart ``S' = cosine_scores(u, v[perm], temperature) = S[:, perm]`` (a second product of the
-    small (N, D) inputs is cheaper than gathering the columns of the N x N matrix)."""
-    u, v = u.float(), v.float()
-    scores = cosine_scores(u, v, temperature)
-    shuffled = cosine_scores(u, v[perm.to(v.device)], temperature)
-    return {name: (bound(scores), bound(shuffled)) for name, bound in BOUNDS.items()}
+    counterpart ``S' = cosine_scores(u, v[perm], temperature) = S[:, perm]``, both from one pass over ``S``
+    (:func:`mimax.bounds.bound_values`)."""
+    paired, shuffled = bound_values(cosine_scores(u.float(), v.float(), temperature), perm)
+    return {name: (paired[name], shuffled[name]) for name in BOUNDS}
 
 
 def monitor_embeddings(method: torch.nn.Module, x_a: Tensor, x_b: Tensor, batch_size: int,
@@ -112,23 +112,57 @@ CRITIC_REPRESENTATIONS = ("embedding", "backbone")
 CRITIC_ESTIMATOR = "critic-InfoNCE"
 
 
+def critic_key(u: Tensor, v: Tensor, options: dict[str, Any]) -> str:
+    """SHA-256 of what determines a trained-critic estimate: both embedding matrices (shape, dtype, bytes)
+    and the estimator's options."""
+    h = hashlib.sha256(json.dumps(sorted(options.items()), default=str).encode())
+    for t in (u, v):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{tuple(t.shape)} {t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 included
+    return h.hexdigest()
+
+
+def _critic_row(rep: str, u: Tensor, v: Tensor, options: dict[str, Any]) -> dict[str, Any]:
+    est = estimate_mi(u.cpu(), v.cpu(), **options)
+    return {"representation": rep, "estimator": CRITIC_ESTIMATOR, "value": est.mi, "shuffled": "",
+            "gap": "", "log_n": est.log_n, "batch_size": est.batch_size,
+            "num_batches": est.n_test // est.batch_size, "tau_est": "",
+            "std_u": normalized_embedding_std(u).item(), "std_v": normalized_embedding_std(v).item(),
+            "ci_low": est.ci[0], "ci_high": est.ci[1]}
+
+
 def trained_critic_rows(pairs: dict[str, tuple[Tensor, Tensor]],
-                        representations: tuple[str, ...] = CRITIC_REPRESENTATIONS,
+                        representations: tuple[str, ...] = CRITIC_REPRESENTATIONS, cache: Path | None = None,
                         **critic_options: Any) -> list[dict[str, Any]]:
     """One ``critic-InfoNCE`` row per representation: the held-out trained-critic InfoNCE estimate of
     :func:`mimax.monitors.estimators.estimate_mi` (nats; ``critic_options`` passed on) with its 95% interval
-    (``ci_low``, ``ci_high``)."""
+    (``ci_low``, ``ci_high``).
+
+    ``cache``: a folder of rows keyed by :func:`critic_key`. A pair already estimated there with the same
+    options (e.g. by another run whose networks start from the same initialization) is read back instead
+    of fitted again; the estimator draws from its own seeded generators only, so on the same machine and
+    thread count the row is the one the fit would give. New rows are written atomically, so concurrent
+    runs may share the folder."""
+    options = {"bound": "infonce", "seed": 0, **critic_options}
     rows = []
     for rep in representations:
         if rep not in pairs or pairs[rep][0].shape[0] < 16:
             continue
         u, v = pairs[rep]
-        est = estimate_mi(u.cpu(), v.cpu(), **{"bound": "infonce", "seed": 0, **critic_options})
-        rows.append({"representation": rep, "estimator": CRITIC_ESTIMATOR, "value": est.mi, "shuffled": "",
-                     "gap": "", "log_n": est.log_n, "batch_size": est.batch_size,
-                     "num_batches": est.n_test // est.batch_size, "tau_est": "",
-                     "std_u": normalized_embedding_std(u).item(), "std_v": normalized_embedding_std(v).item(),
-                     "ci_low": est.ci[0], "ci_high": est.ci[1]})
+        path = Path(cache) / f"{critic_key(u, v, options)}.json" if cache is not None else None
+        row = None
+        if path is not None and path.is_file():
+            try:
+                row = {**json.loads(path.read_text()), "representation": rep}
+            except (OSError, ValueError):
+                row = None  # unreadable: fitted again and rewritten
+        if row is None:
+            row = _critic_row(rep, u, v, options)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_json(path, row)
+        rows.append(row)
     return rows
 
 
@@ -147,11 +181,13 @@ class MIMonitor(Callback):
     step (epoch 0, step 0), every ``interval`` epochs and at the last epoch; the trained-critic estimate at
     epoch 0, the last epoch and every ``critic_interval`` epochs (0: first and last only, -1: never). At the
     epochs it measures (>= 1) it also returns the geometry monitors and the trained-critic estimate as
-    ``metrics.csv`` columns. On resume, rows past the resumed epoch are dropped."""
+    ``metrics.csv`` columns. On resume, rows past the resumed epoch are dropped. ``critic_cache``: a folder
+    shared by runs whose trained-critic estimates may coincide (:func:`trained_critic_rows`)."""
 
     def __init__(self, run_dir: Path, interval: int, batch_size: int, temperature: float, epochs: int,
                  critic_interval: int = 0, critic_representations: tuple[str, ...] = CRITIC_REPRESENTATIONS,
-                 critic_options: dict[str, Any] | None = None, representations: tuple[str, ...] | None = None):
+                 critic_options: dict[str, Any] | None = None, representations: tuple[str, ...] | None = None,
+                 critic_cache: Path | None = None):
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         if critic_interval < -1:
@@ -161,6 +197,7 @@ class MIMonitor(Callback):
         self.critic_interval = critic_interval
         self.critic_representations, self.critic_options = critic_representations, dict(critic_options or {})
         self.representations = representations  # None: every pair the method monitors
+        self.critic_cache = critic_cache  # trained_critic_rows' cache folder (None: every estimate is fitted)
         self.rows: list[dict[str, Any]] | None = None  # None until started or resumed
 
     def _critic_due(self, epoch: int) -> bool:
@@ -176,7 +213,8 @@ class MIMonitor(Callback):
         if self.representations is not None:
             pairs = {k: v for k, v in pairs.items() if k in self.representations}
         new = fixed_critic_rows(pairs, self.batch_size, self.temperature) if fixed else []
-        new += trained_critic_rows(pairs, self.critic_representations, **self.critic_options) if critic else []
+        new += (trained_critic_rows(pairs, self.critic_representations, self.critic_cache, **self.critic_options)
+                if critic else [])
         latest = [{"epoch": state.epoch, "step": state.step, **row} for row in new]
         self.rows += latest
         state.extra["mi"] = latest  # this epoch's rows, for the epoch's printed line and TensorBoard

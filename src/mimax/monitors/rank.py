@@ -106,13 +106,16 @@ def alignment(u: Tensor, v: Tensor, alpha: float = 2.0) -> Tensor:
 
 def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     """``log E_{i != j} exp(-t || z_i/||z_i|| - z_j/||z_j|| ||^2)`` (lower: more uniform on the sphere; 0 under
-    complete collapse). On the unit sphere ``||a - b||^2 = 2 - 2 a.b``: one Gram matrix, in ``z``'s precision."""
+    complete collapse). On the unit sphere ``||a - b||^2 = 2 - 2 a.b``: one Gram matrix, in ``z``'s precision,
+    whose exponent ``-t ||a - b||^2 = 2t a.b - 2t`` lies in [-4t, 0]: for ``4t <= 80`` its exponentials
+    neither overflow nor underflow and are summed directly, otherwise through logsumexp."""
     _check(z)
     zn = F.normalize(z, dim=1)
     n = zn.shape[0]
-    sq = (2 - 2 * zn @ zn.T).clamp_min(0)
-    off = sq.flatten()[1:].view(n - 1, n + 1)[:, :-1].flatten()
-    return (torch.logsumexp(-t * off, dim=0) - math.log(off.numel())).double()
+    k = torch.addmm(torch.tensor(-2.0 * t, dtype=zn.dtype, device=zn.device), zn, zn.T, alpha=2.0 * t)
+    k.clamp_max_(0).diagonal().fill_(-math.inf)  # the i = j terms are left out
+    total = torch.log(k.exp_().sum()) if 4 * t <= 80 else torch.logsumexp(k.flatten(), dim=0)
+    return (total - math.log(n * (n - 1))).double()
 
 
 UNIFORMITY_POINTS = 1024

@@ -110,8 +110,9 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
     return stale
 
 
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
+    """Rewrite a JSON file atomically, keys sorted; ``indent=None``: compact, for files rewritten often."""
+    atomic_write_text(Path(path), json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
