@@ -34,9 +34,11 @@ import torch  # noqa: E402
 from mimax.callbacks import Callback, RunState  # noqa: E402
 from mimax.config import config_from_args  # noqa: E402
 from mimax.engine.optim import build_optimizer  # noqa: E402
+from mimax.engine.precision import StepPrecision, prepare_model, resolve_precision, to_layout  # noqa: E402
 from mimax.engine.trainer import train_run  # noqa: E402
 from mimax.methods import METHODS, build_method  # noqa: E402
 from mimax.monitors import default_callbacks  # noqa: E402
+from mimax.monitors.base import run_dtype  # noqa: E402
 from mimax.monitors.collapse import CollapseMonitor  # noqa: E402
 from mimax.monitors.mi import (  # noqa: E402
     fixed_critic_rows,
@@ -87,26 +89,32 @@ def gaussian_run(method: str, mi_interval: int | None) -> dict[str, float]:
 
 
 def resnet_costs(method: str, steps: int, monitor_size: int, width: int) -> dict[str, float]:
-    """Fashion-MNIST's preset (ResNet-18, batch 256, SGD, heads 512-512-256) on synthetic 28x28x1 tensors."""
+    """Fashion-MNIST's preset (ResNet-18, its batch, optimizer and heads) on synthetic 28x28x1 tensors, trained
+    and monitored as the protocol's scripts run it: ``--precision auto`` (bf16 autocast where the CPU has
+    native bf16, else fp32) and ``--channels_last``; the monitors embed in the run's precision."""
     cfg = config_from_args(["--model_name", method, "--dataset", "FashionMNIST", "--resnet_width", str(width),
-                            "--num_threads", "1", "--device", "cpu"])
+                            "--num_threads", "1", "--device", "cpu", "--channels_last"])
     device = torch.device("cpu")
+    cfg.precision = resolve_precision(cfg.precision, device, cfg.architecture)[0]
+    precision = StepPrecision(cfg.precision, device)
     gen = torch.Generator().manual_seed(0)
     method_ = build_method(cfg, (1, 28, 28)).to(device)
+    prepare_model(method_, cfg.channels_last, False)
     params = sum(p.numel() for p in method_.parameters())
     opts = {n: build_optimizer(cfg.optimizer, g, cfg.initial_lr, cfg.weight_decay, cfg.momentum, cfg.lars_eta)
             for n, g in method_.optimizer_groups().items()}
-    x_a = torch.randn(cfg.batch_size, 1, 28, 28, generator=gen)
-    x_b = torch.randn(cfg.batch_size, 1, 28, 28, generator=gen)
+    x_a = to_layout(torch.randn(cfg.batch_size, 1, 28, 28, generator=gen), cfg.channels_last)
+    x_b = to_layout(torch.randn(cfg.batch_size, 1, 28, 28, generator=gen), cfg.channels_last)
     step_times = []
     method_.train()
     for step in range(steps + 1):  # the first step is warm-up
         t0 = time.perf_counter()
         opt = opts[method_.active_optimizer(step)]
-        loss = method_.training_loss(x_a, x_b, step)["loss"]
+        with precision.autocast():
+            loss = method_.training_loss(x_a, x_b, step)["loss"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        precision.backward(loss)
+        precision.step(opt)
         method_.after_step(step, steps + 1)
         step_times.append(time.perf_counter() - t0)
     mon = (torch.randn(monitor_size, 1, 28, 28, generator=gen), torch.randn(monitor_size, 1, 28, 28, generator=gen))
@@ -117,7 +125,7 @@ def resnet_costs(method: str, steps: int, monitor_size: int, width: int) -> dict
     t_collapse = time.perf_counter() - t0
     t0 = time.perf_counter()
     with torch.no_grad():
-        pairs = monitor_embeddings(method_, *mon, cfg.mi_batch_size, device)
+        pairs = monitor_embeddings(method_, *mon, cfg.mi_batch_size, device, run_dtype(cfg))
     fixed_critic_rows(pairs, cfg.mi_batch_size, cfg.mi_temperature)
     geometry_values(pairs)
     t_mi = time.perf_counter() - t0
@@ -127,7 +135,7 @@ def resnet_costs(method: str, steps: int, monitor_size: int, width: int) -> dict
     return {"step_s": statistics.median(step_times[1:]), "collapse_s": t_collapse, "mi_s": t_mi,
             "critic_s": t_critic, "epochs": cfg.epochs,
             "batch": cfg.batch_size, "params": params, "interval": cfg.mi_interval, "mi_batch": cfg.mi_batch_size,
-            "width": width}
+            "width": width, "precision": cfg.precision}
 
 
 def main() -> None:
@@ -135,7 +143,7 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["JMI", "SimCLR"], choices=sorted(METHODS))
     p.add_argument("--steps", type=int, default=3, help="timed ResNet training steps (after one warm-up)")
     p.add_argument("--train_size", type=int, default=60000, help="images per epoch for the ResNet share")
-    p.add_argument("--monitor_size", type=int, default=2048)
+    p.add_argument("--monitor_size", type=int, default=1024, help="monitor pairs (the FashionMNIST preset's)")
     p.add_argument("--resnet_width", type=int, default=16, help="base width of the ResNet-18 layout")
     p.add_argument("--intervals", type=int, nargs="+", default=[1, 2, 5, 10])
     p.add_argument("--skip_resnet", action="store_true")
@@ -200,7 +208,8 @@ def resnet_table(args: argparse.Namespace) -> None:
         print(f"| {method} | {r['width']} | {r['params'] / 1e6:.2f} M | {r['step_s']:.3f} ({r['batch']}) | "
               f"{epoch:.0f} | {r['collapse_s']:.2f} | {r['mi_s']:.2f} | {r['critic_s']:.2f} | "
               + " | ".join(f"{s:.2f}%" for s in shares) + " |")
-    print(f"\n(default --mi_interval {r['interval']}, --mi_batch_size {r['mi_batch']}, {r['epochs']} epochs; share = "
+    print(f"\n(precision {r['precision']}, channels-last; default --mi_interval {r['interval']}, "
+          f"--mi_batch_size {r['mi_batch']}, {r['epochs']} epochs; share = "
           "(epochs x collapse + MI records x MI + 2 x critic) / (epochs x epoch), the MI records being epoch 0, "
           "every interval-th epoch and the last)")
 

@@ -110,6 +110,7 @@ def test_fractional_warmup_epochs_warm_up_over_that_share_of_the_steps(tmp_path)
     """``--warmup_epochs 0.5`` of 8-step epochs warms up over 4 steps: the LR of the epoch's last step
     (metrics.csv) is already on the cosine, where 1 warmup epoch would still be at the base LR."""
     import csv
+    import json
 
     from conftest import TINY_GAUSSIAN, run_cli
 
@@ -121,6 +122,15 @@ def test_fractional_warmup_epochs_warm_up_over_that_share_of_the_steps(tmp_path)
     assert steps == 8
     expected = 0.01 * 0.5 * (1 + math.cos(math.pi * (steps - 1 - 4) / (2 * steps - 4)))
     assert float(rows[0]["lr"]) == pytest.approx(expected, rel=1e-6)
+    # a fractional warmup resumes (the saved value reads back to the run's identity), and so does a whole one
+    # given as a float flag, which must match the preset's int
+    for warmup in ("0.5", "1.0"):
+        part = tmp_path / f"part{warmup}"
+        assert run_cli(["train", *TINY_GAUSSIAN, "--epochs", "2", "--warmup_epochs", warmup, "--mi_interval", "0",
+                        "--stop_after", "1", "--output_dir", str(part)]).returncode == 0
+        resumed = run_cli(["train", "--resume", str(part)])
+        assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((tmp_path / "part1.0" / "config.json").read_text())["warmup_epochs"] == 1
     bad = run_cli(["train", *TINY_GAUSSIAN, "--epochs", "2", "--warmup_epochs", "2.5",
                    "--output_dir", str(tmp_path / "bad")])
     assert bad.returncode == 2 and "--warmup_epochs" in bad.stderr and not (tmp_path / "bad").exists()

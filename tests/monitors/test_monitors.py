@@ -260,3 +260,36 @@ def test_bad_monitor_flag_through_main_py(tmp_path):
     proc = run_cli(["train", *TINY_GAUSSIAN, "--mi_batch_size", "1", "--output_dir", str(tmp_path / "r")])
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--mi_batch_size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_monitors_of_a_bf16_run_embed_in_bf16_like_the_run():
+    """A run trained under bf16 autocast is monitored through the same autocast: the MI monitor's pairs and
+    the collapse monitor's statistics equal those of embeddings computed by hand under autocast (and the
+    fp32 ones differ, so the check can tell). An fp32 run's monitors stay fp32."""
+    from mimax.monitors.base import run_dtype
+    from mimax.monitors.collapse import CollapseMonitor, encoder_embeddings
+    from mimax.monitors.mi import monitor_embeddings
+
+    cfg = config_from_args(["--dataset", "Digits", "--model_name", "SimCLR", "--resnet_width", "4",
+                            "--precision", "bf16", "--monitor_size", "64", "--mi_batch_size", "32"])
+    assert run_dtype(cfg) == torch.bfloat16 and run_dtype(None) is None
+    assert run_dtype(config_from_args(["--precision", "fp32"])) is None
+    data = build_data(cfg, torch.device("cpu"), 0)
+    torch.manual_seed(0)
+    method = build_method(cfg, data.input_shape)
+    x_a, x_b = data.monitor_views
+    cpu = torch.device("cpu")
+    got = monitor_embeddings(method, x_a, x_b, 32, cpu, run_dtype(cfg))
+    with evaluation_mode(method), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = {rep: (u.float(), v.float()) for rep, (u, v) in method.monitor_pairs(x_a[:32], x_b[:32]).items()}
+        encoder = next(iter(method.encoders().values()))
+        z = encoder_embeddings(encoder, x_a, 32, cpu)
+    with evaluation_mode(method):
+        fp32 = monitor_embeddings(method, x_a, x_b, 32, cpu)
+    for rep, (u, v) in want.items():
+        assert torch.equal(got[rep][0][:32], u) and torch.equal(got[rep][1][:32], v), rep
+        assert not torch.equal(fp32[rep][0][:32], u), rep
+    state = type("State", (), {"cfg": cfg, "method": method, "data": data, "device": cpu})()
+    key = next(iter(method.encoders()))
+    measured = CollapseMonitor(32).measure(state)
+    assert measured[f"emb_std_{key}"] == pytest.approx(normalized_embedding_std(z).item(), rel=1e-6)

@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config
+from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config, whole_warmup
 from mimax.data import DATASETS
 from mimax.data.folders import CLASS_TREE, FLAT
 from mimax.errors import ConfigError, OneLineParser
@@ -191,6 +191,8 @@ def coerce(name: str, value: Any, kind: tuple[type, bool] | None = None) -> Any:
         ok = isinstance(value, base)
     if not ok:
         raise ConfigError(f"--{name}", f"expected {base.__name__}, got {value!r}")
+    if name == "warmup_epochs":
+        return whole_warmup(float(value))
     return float(value) if base is float else value
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mimax.config.schema import FIELD_NAMES, METHOD_OPTION_FIELDS, REFERENCE_FLAGS, Config
+from mimax.config.schema import FIELD_NAMES, METHOD_OPTION_FIELDS, REFERENCE_FLAGS, Config, whole_warmup
 from mimax.config.validation import validate
 from mimax.data import DATASETS
 from mimax.errors import ConfigError
@@ -52,7 +52,7 @@ DATASET_PRESETS.update({
     "TinyImageNet": dict(_RECIPE, epochs=400, image_size=64),
     "ImageNet100": dict(_RECIPE, epochs=400, image_size=224, monitor_size=512),
     "FashionMNIST": dict(_RECIPE, epochs=2, warmup_epochs=1, batch_size=128, image_size=28, resnet_width=16,
-                         crop_min_scale=0.25, model_save_interval=1),
+                         crop_min_scale=0.25, model_save_interval=1, monitor_size=1024),
     # ImageFolder/Folder: image_size from the images (mimax.fit)
     "ImageFolder": dict(_IMAGE, epochs=200, monitor_size=512),
     "Folder": dict(_IMAGE, epochs=200, monitor_size=512),
@@ -127,6 +127,7 @@ def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
     values["method_options"] = own
     values["unused"] = unused
     fitted = fit_to_run(values, given)
+    values["warmup_epochs"] = whole_warmup(values.get("warmup_epochs"))
     cfg = Config(**values)
     validate(cfg)
     refuse_unread(method, given, method.Options.from_config(cfg))

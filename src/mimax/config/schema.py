@@ -213,3 +213,10 @@ RUNTIME_FIELDS = frozenset({"resume", "overwrite", "stop_after", "device", "num_
 OPTIONAL_FIELDS = frozenset({"num_classes", "output_dir", "resume", "stop_after", "num_threads", "data_dir",
                              "save_every_minutes"}) | {
     f.name for f in fields(Config) if f.metadata.get("optional") or f.metadata.get("method_option")}
+
+
+def whole_warmup(value: Any) -> Any:
+    """``--warmup_epochs`` as an int when it is a whole number (1.0 -> 1), else unchanged: a run's identity
+    hashes its config, so a flag, a YAML value or a saved ``config.json`` read back must give the same value
+    as the preset's int."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value

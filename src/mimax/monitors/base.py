@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from mimax.runtime.device import PRECISION_DTYPES
+
 
 @contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[None]:
@@ -46,3 +48,14 @@ def monitor_batches(x_a: Tensor, x_b: Tensor, batch_size: int,
     n = monitor_batch_size(x_a.shape[0], batch_size)
     for start in range(0, x_a.shape[0] - n + 1, n):
         yield x_a[start:start + n].to(device), x_b[start:start + n].to(device)
+
+
+def run_dtype(cfg) -> torch.dtype | None:
+    """The autocast dtype of the run's ``--precision`` (None: fp32, or no run config). Monitors embed in it,
+    as training and the evaluation do: a bf16 run is watched through the network it trains, at bf16's cost."""
+    return PRECISION_DTYPES.get(getattr(cfg, "precision", None) or "fp32")
+
+
+def autocast_to(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op for ``dtype=None`` (fp32)."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mimax.callbacks import Callback, RunState
-from mimax.monitors.base import evaluation_mode
+from mimax.monitors.base import autocast_to, evaluation_mode, run_dtype
 from mimax.monitors.rank import spectrum
 from mimax.naming import ascii_name
 
@@ -90,7 +90,7 @@ class CollapseMonitor(Callback):
             return {}
         x = state.data.monitor_views[0]
         out: dict[str, float] = {}
-        with evaluation_mode(state.method):
+        with evaluation_mode(state.method), autocast_to(state.device, run_dtype(state.cfg)):
             for key, encoder in state.method.encoders().items():
                 z = encoder_embeddings(encoder, x, self.batch_size, state.device)
                 key = ascii_name(key)

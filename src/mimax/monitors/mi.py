@@ -31,7 +31,7 @@ from torch import Tensor
 
 from mimax.bounds import BOUNDS, bound_values, cosine_scores
 from mimax.callbacks import Callback, RunState
-from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches
+from mimax.monitors.base import autocast_to, evaluation_mode, monitor_batch_size, monitor_batches, run_dtype
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.monitors.estimators import estimate_mi
 from mimax.monitors.rank import geometry
@@ -64,12 +64,13 @@ def paired_and_shuffled(u: Tensor, v: Tensor, temperature: float, perm: Tensor) 
 
 
 def monitor_embeddings(method: torch.nn.Module, x_a: Tensor, x_b: Tensor, batch_size: int,
-                       device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
+                       device: torch.device, dtype: torch.dtype | None = None) -> dict[str, tuple[Tensor, Tensor]]:
     """``{representation: (U, V)}``: ``method.monitor_pairs`` on consecutive full batches of the monitor set
-    (:func:`monitor_batches`), concatenated, in eval mode under ``no_grad`` (modules' modes restored)."""
+    (:func:`monitor_batches`), concatenated in fp32, in eval mode under ``no_grad`` (modules' modes
+    restored), under autocast to ``dtype`` when given (the run's precision)."""
     n = monitor_batch_size(x_a.shape[0], batch_size)
     out: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
-    with evaluation_mode(method):
+    with evaluation_mode(method), autocast_to(device, dtype):
         for xa, xb in monitor_batches(x_a, x_b, n, device):
             for rep, (u, v) in method.monitor_pairs(xa, xb).items():
                 us, vs = out.setdefault(rep, ([], []))
@@ -209,7 +210,7 @@ class MIMonitor(Callback):
         if state.data.monitor_views is None:
             return {}
         x_a, x_b = state.data.monitor_views
-        pairs = monitor_embeddings(state.method, x_a, x_b, self.batch_size, state.device)
+        pairs = monitor_embeddings(state.method, x_a, x_b, self.batch_size, state.device, run_dtype(state.cfg))
         if self.representations is not None:
             pairs = {k: v for k, v in pairs.items() if k in self.representations}
         new = fixed_critic_rows(pairs, self.batch_size, self.temperature) if fixed else []
