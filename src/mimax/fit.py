@@ -64,8 +64,8 @@ def fit_to_run(values: dict[str, Any], given: dict[str, Any]) -> list[str]:
         values["no_labels"] = True
     epochs, warmup = values.get("epochs"), values.get("warmup_epochs")
     # a preset's warmup fits the preset's epochs; it is fitted when the user chose the epochs but not the warmup
-    if "warmup_epochs" not in given and "epochs" in given and isinstance(epochs, int) and isinstance(warmup, (int, float)) \
-            and epochs >= 1:
+    if "warmup_epochs" not in given and "epochs" in given and isinstance(epochs, int) \
+            and isinstance(warmup, (int, float)) and epochs >= 1:
         fitted = warmup_for(warmup, epochs)
         if fitted != warmup:
             values["warmup_epochs"] = fitted

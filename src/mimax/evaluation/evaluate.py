@@ -11,6 +11,7 @@ from mimax.data import DataBundle
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.fit import knn_k_for
 from mimax.paradigms import Method
+from mimax.runtime.device import autocast_to
 from mimax.store import faults
 
 
@@ -39,7 +40,7 @@ def evaluate_encoder(encoder: nn.Module, data: DataBundle, device: torch.device,
     autocast to ``dtype`` when given, returned in fp32); linear probe and kNN on h, linear probe on z."""
 
     def backbone_and_embedding(x: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast_to(device, dtype):
             h = encoder.backbone(x)
             return h, encoder.projector(h)
 

@@ -55,7 +55,3 @@ def run_dtype(cfg) -> torch.dtype | None:
     as training and the evaluation do: a bf16 run is watched through the network it trains, at bf16's cost."""
     return PRECISION_DTYPES.get(getattr(cfg, "precision", None) or "fp32")
 
-
-def autocast_to(device: torch.device, dtype: torch.dtype | None):
-    """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op for ``dtype=None`` (fp32)."""
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mimax.callbacks import Callback, RunState
-from mimax.monitors.base import autocast_to, evaluation_mode, run_dtype
+from mimax.monitors.base import evaluation_mode, run_dtype
 from mimax.monitors.rank import spectrum
 from mimax.naming import ascii_name
+from mimax.runtime.device import autocast_to
 
 # Complete collapse when the std of the L2-normalized embeddings falls below 0.1 (uniform on the sphere
 # gives 1/sqrt(D): 0.577 at D = 3); dimensional collapse when the effective rank falls below 1.2.

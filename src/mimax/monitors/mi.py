@@ -31,11 +31,12 @@ from torch import Tensor
 
 from mimax.bounds import BOUNDS, bound_values, cosine_scores
 from mimax.callbacks import Callback, RunState
-from mimax.monitors.base import autocast_to, evaluation_mode, monitor_batch_size, monitor_batches, run_dtype
+from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches, run_dtype
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.monitors.estimators import estimate_mi
 from mimax.monitors.rank import geometry
 from mimax.naming import ascii_name
+from mimax.runtime.device import autocast_to
 from mimax.seeding import SHUFFLE_SEED  # the shuffled baseline: one permutation for every run and epoch
 from mimax.store.atomic import read_csv, write_csv, write_json
 from mimax.store.rundir import SeedDir

@@ -12,6 +12,11 @@ from mimax.errors import ConfigError
 # the autocast dtype of each --precision (fp32: no autocast); training, evaluation and re-evaluation share it
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+
+def autocast_to(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op for ``dtype=None`` (fp32)."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
 
 
