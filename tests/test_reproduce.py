@@ -55,6 +55,25 @@ def test_reproduce_smoke_writes_the_table_figures_and_docs_copy(tmp_path):
     assert {p.name for p in (copied / "seed_3").iterdir()} == {"results.json", "config.json", "metrics.csv",
                                                                "eval.csv", "mi.csv"}
     assert not list(docs.rglob("*.pt"))  # no checkpoint travels to docs
+
+    # a later sitting on another method: the summaries keep every finished run, not only this sitting's
+    more = reproduce("--seeds", "3", "--methods", "JMI", "--out", str(out), "--docs", str(docs), "--", *SMOKE)
+    assert more.returncode == 0, more.stdout + more.stderr
+    for where in (out, docs):
+        assert "| SimCLR |" in (where / "table.md").read_text() and "| JMI |" in (where / "table.md").read_text()
+        speed = (where / "speed.md").read_text()
+        assert "| SimCLR | 3 |" in speed and "| JMI | 3 |" in speed, speed
+    with open(docs / "timings.csv", newline="") as f:
+        assert [(r["method"], r["seed"]) for r in csv.DictReader(f)] == [("SimCLR", "3"), ("JMI", "3")]
+    # DOCS keeps the runs of earlier sittings even when OUT no longer has them
+    shutil.rmtree(out / "SimCLR")
+    again = reproduce("--seeds", "3", "--methods", "JMI", "--out", str(out), "--docs", str(docs), "--", *SMOKE)
+    assert again.returncode == 0 and "JMI seed 3: finished, skipped" in again.stdout, again.stdout + again.stderr
+    assert "| SimCLR |" not in (out / "table.md").read_text()
+    assert "| SimCLR |" in (docs / "table.md").read_text() and "| JMI |" in (docs / "table.md").read_text()
+    with open(docs / "timings.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2  # merged, not duplicated
+
     shutil.rmtree(out)  # the table from docs alone
     rebuilt = subprocess.run(["python", "-m", "mimax", "table", str(copied)], capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=300)

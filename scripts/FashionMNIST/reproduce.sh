@@ -10,14 +10,17 @@
 # (results.json) is skipped, an unfinished one resumed from its last checkpoint (--resume auto), so rerunning
 # the same command after an interruption continues where it stopped. Per sitting of each run it appends to
 # OUT/timings.csv: method, seed, UTC start, wall seconds, exit code, load average at start and at end.
-# After the runs (also when some are left unfinished) it writes, from the finished ones:
+# After the runs (also when some are left unfinished) it writes, from every finished run under OUT -- all
+# methods and seeds, not only this command's --methods and --seeds, so a sitting on a subset never shrinks them:
 #   OUT/table.md       linear probe and kNN, mean ± std over seeds, Δ vs random init (`mimax table`)
 #   OUT/speed.md       wall time (all sittings) and training images/s per run
 #   OUT/accuracy.png   accuracy against training time, all methods (`mimax plot accuracy`)
 #   OUT/mi.png         the MI curves, SDMI family and JMI family (`mimax plot mi`)
 # and copies the small files of each finished run (results.json, config.json, env.json, and the seed's
-# metrics.csv, eval.csv, mi.csv, results.json) to DOCS/<method>/seed<k>/, with timings.csv, so that
-# `mimax table DOCS/*/seed*` and the plots rebuild from docs/ alone.
+# metrics.csv, eval.csv, mi.csv, results.json) to DOCS/<method>/seed<k>/, merges OUT/timings.csv into
+# DOCS/timings.csv, and writes the same four summaries in DOCS from every run kept there (those of earlier
+# sittings and other OUT folders included), so that `mimax table DOCS/*/seed*` and the plots rebuild from
+# docs/ alone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seeds=0,1,2
@@ -65,24 +68,36 @@ for seed in "${seed_list[@]}"; do  # seed-major: after a first sitting every met
   done
 done
 
-finished=()
-for m in "${method_list[@]}"; do
-  for seed in "${seed_list[@]}"; do
-    [ -f "$out/$m/seed$seed/results.json" ] && finished+=("$out/$m/seed$seed")
+all_methods=(SDMI JMI SimCLR BYOL SimSiam MoCoV3 BarlowTwins VICReg)
+finished_in() {  # every finished run under $1, as $1/<method>/seed<k>, methods in the table's order
+  local m run
+  for m in "${all_methods[@]}"; do
+    [ -d "$1/$m" ] || continue
+    printf '%s\n' "$1/$m"/seed* | sort -V | while IFS= read -r run; do
+      if [[ ${run##*/} =~ ^seed[0-9]+$ ]] && [ -f "$run/results.json" ]; then echo "$run"; fi
+    done
   done
-done
-if [ ${#finished[@]} -eq 0 ]; then echo "reproduce.sh: no finished run yet" >&2; exit 1; fi
-python -m mimax table "${finished[@]}" --out "$out/table.md" --overwrite
-python -m mimax plot accuracy "${finished[@]}" --out "$out/accuracy.png" --overwrite
-python -m mimax plot mi "${finished[@]}" --out "$out/mi.png" --overwrite
-python - "$out" "${finished[@]}" <<'EOF'
-"""OUT/speed.md: per finished run, the wall time over all its sittings (timings.csv) and the training
+  return 0
+}
+summarize() {  # table.md, accuracy.png, mi.png and speed.md in $1 from the finished runs under it
+  local dir=$1 runs
+  mapfile -t runs < <(finished_in "$dir")
+  [ ${#runs[@]} -gt 0 ] || return 1
+  python - "$dir" "${runs[@]}" <<'EOF'
+"""In one process (one torch import, not four): `mimax table`, `mimax plot accuracy` and `mimax plot mi` of the
+runs, then speed.md: per finished run, the wall time over all its sittings (timings.csv) and the training
 images/s (training images of all epochs / the epochs' training time, metrics.csv)."""
 import csv
 import sys
 from pathlib import Path
 
+from mimax.cli import main
+
 out, runs = Path(sys.argv[1]), sys.argv[2:]
+for command, name in ((["table"], "table.md"), (["plot", "accuracy"], "accuracy.png"), (["plot", "mi"], "mi.png")):
+    code = main([*command, *runs, "--out", str(out / name), "--overwrite"])
+    if code:
+        sys.exit(code)
 wall, sittings = {}, {}
 with open(out / "timings.csv", newline="") as f:
     for row in csv.DictReader(f):
@@ -104,6 +119,11 @@ for run in map(Path, runs):
 (out / "speed.md").write_text("\n".join(lines) + "\n")
 print(f"wrote {out / 'speed.md'}")
 EOF
+}
+
+mapfile -t finished < <(finished_in "$out")
+if [ ${#finished[@]} -eq 0 ]; then echo "reproduce.sh: no finished run yet" >&2; exit 1; fi
+summarize "$out"
 
 if [ "$docs" != none ]; then
   for run in "${finished[@]}"; do
@@ -115,7 +135,15 @@ if [ "$docs" != none ]; then
       [ -f "$run/seed_$k/$f" ] && cp "$run/seed_$k/$f" "$dest/seed_$k/$f"
     done
   done
-  cp "$out/timings.csv" "$out/speed.md" "$out/table.md" "$out/accuracy.png" "$out/mi.png" "$docs/"
-  echo "copied the small files of ${#finished[@]} finished run(s) to $docs (mimax table $docs/*/seed*)"
+  # DOCS/timings.csv: the rows it had plus OUT's new ones (a row is one sitting: method, seed, start, ...)
+  if [ -f "$docs/timings.csv" ]; then
+    { head -n1 "$out/timings.csv"; tail -n +2 -q "$docs/timings.csv" "$out/timings.csv" | awk '!seen[$0]++'; } \
+      > "$docs/timings.csv.tmp"
+    mv "$docs/timings.csv.tmp" "$docs/timings.csv"
+  else
+    cp "$out/timings.csv" "$docs/timings.csv"
+  fi
+  summarize "$docs"
+  echo "copied the small files of ${#finished[@]} finished run(s) to $docs; its summaries cover every run kept there"
 fi
 exit $failed
