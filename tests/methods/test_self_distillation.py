@@ -196,6 +196,20 @@ def test_sdmi_target_init_independent_by_default_and_copy_as_option():
     assert all(torch.equal(a, b) for a, b in zip(copied.online.parameters(), copied.target.parameters()))
 
 
+def test_sdmi_projector_bn_centers_both_encoders_embeddings_over_the_batch():
+    plain, _ = make("SDMI")
+    centered, _ = make("SDMI", "--projector_bn")
+    x_a, _ = views(n=64)
+    for method, bn in ((plain, False), (centered, True)):
+        for encoder in (method.online, method.target):
+            assert isinstance(encoder.projector[-1], torch.nn.BatchNorm1d) == bn
+            mean = encoder.train()(x_a).mean(0)  # per embedding dimension, over the batch
+            if bn:  # BatchNorm's affine bias starts at 0: every dimension centered
+                torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-5, rtol=0)
+            else:
+                assert mean.abs().max() > 1e-2
+
+
 def test_simsiam_predictor_has_a_fixed_learning_rate():
     method, _ = make("SimSiam")
     groups = method.optimizer_groups()["online"]

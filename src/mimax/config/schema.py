@@ -93,6 +93,8 @@ class Config:
                                           method_option=True, group="method")
     predictor: bool | None = _opt(None, "SDMI: add an MLP predictor q on the online side, "
                                         "S_ij = cos(q(u_i), v_j)/tau", method_option=True, group="method")
+    projector_bn: bool | None = _opt(None, "SDMI: end the projectors of f_θ and g_ξ in BatchNorm (centered "
+                                           "embeddings, as MoCo-v3's)", method_option=True, group="method")
     ema_momentum: float | None = _opt(None, "EMA target (BYOL, MoCoV3, SDMI ema): base momentum m_0, raised to 1 "
                                             "on a cosine over the run", method_option=True, group="method")
     ema_min_time_constants: float | None = _opt(

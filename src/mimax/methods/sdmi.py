@@ -36,6 +36,9 @@ class SDMIOptions(TemperatureOptions):
     ema_momentum: float = option(0.99, "base EMA momentum m_0 (with --target_update ema)", OURS)
     ema_min_time_constants: float = ema_min_time_constants_option()
     predictor_dim: int = option(512, "predictor hidden width (with --predictor)", OURS)
+    projector_bn: bool = option(False, "end the projectors of f_θ and g_ξ in BatchNorm, which centers each "
+                                       "embedding dimension over the batch (as MoCo-v3's and SimSiam's do)",
+                                "ours: the paper's projector has none; see docs/methods.md, SDMI at short budgets")
 
     @classmethod
     def presets(cls, dataset: str) -> dict[str, Any]:

@@ -72,11 +72,13 @@ class SelfDistillationMethod(Method):
 
     def __init__(self, options: MethodOptions, encoder: EncoderSpec, input_shape: tuple[int, ...]):
         super().__init__(options, encoder, input_shape)
-        # options a method may declare: target_update and predictor (SDMI), alternation_period,
+        # options a method may declare: target_update, predictor and projector_bn (SDMI), alternation_period,
         # target_init, ema_momentum and ema_min_time_constants (EMA targets), predictor_dim (methods with a predictor)
         self.rule = getattr(options, "target_update", None) or self.rule
         self.period = getattr(options, "alternation_period", 1)
-        self.online = build_encoder(encoder, input_shape, self.projector_last_bn)
+        # a method's projector ends in BatchNorm by declaration (MoCo-v3, SimSiam) or by option (SDMI's projector_bn)
+        last_bn = getattr(options, "projector_bn", self.projector_last_bn)
+        self.online = build_encoder(encoder, input_shape, last_bn)
         uses_predictor = getattr(options, "predictor", self.has_predictor)
         self.predictor = (mlp_head(encoder.projection_dim, options.predictor_dim, encoder.projection_dim, 2)
                           if uses_predictor else None)
@@ -85,7 +87,7 @@ class SelfDistillationMethod(Method):
             # default: the paper's two independent encoders for alternate; BYOL's/MoCo-v3's copy for ema
             init = getattr(options, "target_init", None) or ("independent" if self.rule == "alternate" else "copy")
             self.target = (copy.deepcopy(self.online) if init == "copy"
-                           else build_encoder(encoder, input_shape, self.projector_last_bn))
+                           else build_encoder(encoder, input_shape, last_bn))
         if self.rule == "ema":
             self.target.requires_grad_(False)  # moved by after_step, never by an optimizer
 
