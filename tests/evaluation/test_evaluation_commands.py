@@ -314,6 +314,22 @@ def test_table_delta_is_paired_per_seed(tmp_path):
         assert "Random init (ResNet18)" not in rows
 
 
+def test_table_pools_a_run_made_before_a_field_existed_with_one_at_its_default(tmp_path):
+    """A config.json written before a field was added to mimax lacks it; the run behaved as its default, so it
+    pools with a run that records the default, and stays apart from one that sets another value."""
+    runs = [{"final": {"SDMI (f_θ)": {"linear": v, "knn": v}}} for v in (0.7, 0.8)]
+    older = {"model_name": "SDMI", "dataset": "FashionMNIST", "epochs": 2}
+    made = (("old", 0, {}), ("default", 1, {"projector_bn": None}), ("other", 1, {"projector_bn": True}))
+    for name, seed, extra in made:
+        write_results(tmp_path / name, "SDMI", "FashionMNIST", runs[seed:seed + 1], seeds=[seed])
+        (tmp_path / name / "config.json").write_text(json.dumps({**older, **extra}))
+    proc = run_mimax(["table", str(tmp_path / "old"), str(tmp_path / "default")])
+    assert proc.returncode == 0, proc.stderr
+    assert table_rows(proc.stdout, "Linear probe top-1 (%)")["SDMI (f_θ)"] == [cell([0.7, 0.8])]
+    proc = run_mimax(["table", str(tmp_path / "old"), str(tmp_path / "other")])
+    assert proc.returncode == 2 and "both give 'SDMI (f_θ)' on FashionMNIST" in proc.stderr, proc.stderr
+
+
 def test_eval_of_a_bf16_image_run_reproduces_its_numbers(tmp_path, cli):
     """A bf16 channels-last ResNet run: `mimax eval` extracts features in the run's precision and memory
     layout, so the re-evaluation gives training's numbers bit for bit."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mimax.config import RUNTIME_FIELDS
+from mimax.config import RUNTIME_FIELDS, Config
 from mimax.errors import UserError
 from mimax.evaluation.results import format_mean_std, mean_std
 from mimax.methods import METHODS
@@ -54,6 +54,8 @@ def read_results(path: str) -> dict[str, Any]:
     saved = exp.read_config_dict()
     if saved is None and exp.config_json.exists():  # there but damaged: never merge on a guess
         raise UserError(f"{exp.config_json}: not a mimax config (unreadable, or not a JSON object)")
+    if saved is not None:  # a field added to mimax after the run was made: the run had its default
+        saved = {**{k: v for k, v in Config().to_dict().items() if k not in saved}, **saved}
     config = None if saved is None else {k: v for k, v in saved.items()
                                          if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
     return {"dir": str(exp.path), "dataset": dataset, "method": method, "summary": summary, "config": config,
