@@ -26,7 +26,8 @@ cd "$(dirname "$0")/../.."
 seeds=0,1,2
 out=runs/fashion_mnist
 docs=docs/results/fashion_mnist
-methods=SDMI,JMI,SimCLR,BYOL,SimSiam,MoCoV3,BarlowTwins,VICReg
+all_methods=(SDMI JMI SimCLR BYOL SimSiam MoCoV3 BarlowTwins VICReg)  # the protocol's methods, in the table's order
+methods=$(IFS=,; echo "${all_methods[*]}")
 data_dir=${MIMAX_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 die() { echo "reproduce.sh: error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -68,7 +69,6 @@ for seed in "${seed_list[@]}"; do  # seed-major: after a first sitting every met
   done
 done
 
-all_methods=(SDMI JMI SimCLR BYOL SimSiam MoCoV3 BarlowTwins VICReg)
 finished_in() {  # every finished run under $1, as $1/<method>/seed<k>, methods in the table's order
   local m run
   for m in "${all_methods[@]}"; do

@@ -17,6 +17,7 @@ def autocast_to(device: torch.device, dtype: torch.dtype | None):
     """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op for ``dtype=None`` (fp32)."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
+
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
 
 
