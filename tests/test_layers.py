@@ -25,8 +25,10 @@ LAYERS: list[set[str]] = [
     {"mimax.experiments", "mimax.plots", "mimax.integrations", "mimax.api"},
     {"mimax.cli", "mimax.__main__"},
 ]
-# Modules that import matplotlib at import time: a command imports them where it draws.
-HEAVY = {"mimax.plots", "mimax.experiments.report"}
+# Modules imported inside the functions that need them: matplotlib, and torchvision (the image data and the
+# commands that read images), which cost seconds at start-up that vector-data runs and the demo never need.
+HEAVY = {"mimax.plots", "mimax.experiments.report", "mimax.data.folders", "mimax.evaluation.commands",
+         "mimax.monitors.analyze"}
 
 
 def module_name(path: Path) -> str:

@@ -17,11 +17,9 @@ from mimax.config import explicit_values, notes
 from mimax.engine.experiment import run_experiment
 from mimax.engine.preemption import EXIT_PREEMPTED, Preempted
 from mimax.errors import CollapseStopped, OneLineParser, TrainingDiverged, UserError, environment_error
-from mimax.evaluation import commands as evaluation_commands
 from mimax.evaluation.results import results_markdown
 from mimax.experiments import gaussian
 from mimax.methods import METHODS
-from mimax.monitors import analyze as analyze_command
 from mimax.store.atomic import check_output_file
 from mimax.store.rundir import ExperimentDir
 
@@ -184,10 +182,40 @@ def cmd_demo(argv: list[str]) -> int:
     return gaussian.main(argv)
 
 
-HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot,
-            "eval": evaluation_commands.cmd_eval, "table": evaluation_commands.cmd_table,
-            "export": evaluation_commands.cmd_export, "analyze": analyze_command.cmd_analyze,
-            "embed": evaluation_commands.cmd_embed}
+# The evaluation commands read images (torchvision: seconds at start-up, which `mimax train` on vector data and
+# `mimax demo` never need): imported when they run.
+def cmd_eval(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_eval
+
+    return cmd_eval(argv)
+
+
+def cmd_table(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_table
+
+    return cmd_table(argv)
+
+
+def cmd_export(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_export
+
+    return cmd_export(argv)
+
+
+def cmd_embed(argv: list[str]) -> int:
+    from mimax.evaluation.commands import cmd_embed
+
+    return cmd_embed(argv)
+
+
+def cmd_analyze(argv: list[str]) -> int:
+    from mimax.monitors.analyze import cmd_analyze
+
+    return cmd_analyze(argv)
+
+
+HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot, "eval": cmd_eval,
+            "table": cmd_table, "export": cmd_export, "analyze": cmd_analyze, "embed": cmd_embed}
 
 
 def _safe_streams() -> None:

@@ -20,7 +20,6 @@ from typing import Any
 
 from PIL import Image
 
-from mimax.data import folders
 from mimax.errors import DataError
 
 WARMUP_FRACTION = 0.1
@@ -85,7 +84,7 @@ def fit_to_run(values: dict[str, Any], given: dict[str, Any]) -> list[str]:
 def _folder_files(values: dict[str, Any]) -> list[Path]:
     """The training images of an ImageFolder/Folder dataset, or [] if the layout is wrong (validation then
     reports it)."""
-
+    from mimax.data import folders  # torchvision: imported for the image-folder datasets only
 
     cfg = SimpleNamespace(**{"class_list": None, **values})
     try:

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config, whole_warmup
-from mimax.data import DATASETS
-from mimax.data.folders import CLASS_TREE, FLAT
+from mimax.data import CLASS_TREE, DATASETS, FLAT
 from mimax.errors import ConfigError, OneLineParser
 from mimax.methods import METHODS
 

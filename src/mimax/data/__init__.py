@@ -39,6 +39,11 @@ DATA_CHECKS: dict[str, Callable] = {
     "FashionMNIST": _lazy("idx", "locate"), "MNIST": _lazy("idx", "locate"),
     "ImageFolder": _lazy("folders", "locate_image_folder"), "Folder": _lazy("folders", "locate_folder"),
 }
+# The layouts of the user-folder datasets, as messages name them (here, not in mimax.data.folders, so that
+# config validation can name them without importing torchvision)
+CLASS_TREE = "one sub-folder of images per class (DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/, " \
+             "or DATA_DIR/<class>/*.jpg)"
+FLAT = "a folder of image files (searched recursively)"
 IMAGE_DATASETS = frozenset(DATASETS) - {"Gaussian"}
 DATASET_CHANNELS = {"FashionMNIST": 1, "MNIST": 1, "Digits": 1}  # image datasets not listed are RGB
 

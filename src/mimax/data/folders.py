@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from mimax import seeding
+from mimax.data import CLASS_TREE, FLAT
 from mimax.data.images import (
     IMAGENET_EVAL_CROP,
     ImageSplit,
@@ -27,8 +28,6 @@ from mimax.data.images import (
 )
 from mimax.errors import DataError
 
-CLASS_TREE = "one sub-folder of images per class (DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/, " \
-             "or DATA_DIR/<class>/*.jpg)"
 HELD_OUT = 0.1
 SMALL_DATASET = 1000  # below this many images, hold out SMALL_HELD_OUT: a 10% test split would be too coarse
 SMALL_HELD_OUT = 0.2
@@ -157,8 +156,6 @@ def build_image_folder(cfg, device: torch.device, seed: int, rank: int = 0, worl
     check_image_files(train.files + test.files)
     return build_image_bundle("ImageFolder", train, test, len(classes), cfg, device, seed, notes, rank, world)
 
-
-FLAT = "a folder of image files (searched recursively)"
 
 
 def locate_folder(cfg) -> Path:

@@ -11,18 +11,27 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+from mimax.bounds import BOUNDS
+from mimax.callbacks import Callback, RunState
+from mimax.monitors.mi import CRITIC_ESTIMATOR
+from mimax.store.atomic import atomic_write_bytes, read_csv
+from mimax.store.rundir import SeedDir
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-from mimax.bounds import BOUNDS  # noqa: E402
-from mimax.callbacks import Callback, RunState  # noqa: E402
-from mimax.monitors.mi import CRITIC_ESTIMATOR  # noqa: E402
-from mimax.store.atomic import atomic_write_bytes, read_csv  # noqa: E402
-from mimax.store.rundir import SeedDir  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the file backend, imported when a figure is drawn: the monitors are imported by
+    every run (and by each of the demo's workers), most of which draw no figure here."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _num(v: str) -> float:
@@ -50,7 +59,7 @@ def plot_monitors(seed_dir: str | Path, title: str | None = None) -> Figure:
     sd = SeedDir.at(d)
     metrics = read_csv(sd.metrics_csv)
     mi = read_csv(sd.mi_csv)
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    fig, axes = _pyplot().subplots(2, 3, figsize=(15, 8), constrained_layout=True)
     ax = axes[0, 0]
     for rep, colour in (("embedding", "#1f77b4"), ("backbone", "#d62728")):
         rows = [r for r in mi if r["estimator"] == CRITIC_ESTIMATOR and r["representation"] == rep]
@@ -93,7 +102,7 @@ def save_monitors_figure(seed_dir: str | Path, out: str | Path | None = None, ti
     fig = plot_monitors(seed_dir, title)
     buf = io.BytesIO()
     fig.savefig(buf, format=out.suffix.lstrip(".") or "png", dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return out
 
