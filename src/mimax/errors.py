@@ -43,6 +43,27 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ConfigError("", message)
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """argparse's ``parse_args``, except that a value given to a flag that takes none
+        (``--projector_bn maybe``) is refused naming that flag, not as an unrecognized argument."""
+        import sys
+
+        argv = list(sys.argv[1:] if args is None else args)
+        namespace, extras = self.parse_known_args(argv, namespace)
+        if extras:
+            self.error(self._value_of_a_switch(argv, extras[0]) or f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
+    def _value_of_a_switch(self, argv: list[str], token: str) -> str | None:
+        """The message for ``token`` left over right after a flag that takes no value, else None."""
+        if token.startswith("-"):
+            return None
+        for before, after in zip(argv, argv[1:]):
+            action = self._option_string_actions.get(before)
+            if after == token and action is not None and action.nargs == 0 and before.startswith("--"):
+                return f"{before}: a switch takes no value (got {token!r}); give {before} alone, or leave it out"
+        return None
+
 
 def environment_error(exc: BaseException) -> str | None:
     """The one-line message for a failure of the machine rather than of mimax (a full disk or inode

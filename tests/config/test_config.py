@@ -85,6 +85,21 @@ def test_cli_reports_one_line_and_exit_code_2(capsys):
     assert "unrecognized arguments: --no_such_flag" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "--dataset", "Gaussian", "--projector_bn", "maybe"], "--projector_bn"),  # store_true
+    (["train", "--dataset", "Gaussian", "--no_marginal", "yes", "--epochs", "2"], "--no_marginal"),
+    (["demo", "--quick", "1"], "--quick"),
+])
+def test_a_value_given_to_a_switch_is_refused_naming_the_switch(tmp_path, capsys, argv, flag):
+    """argparse would report 'unrecognized arguments: maybe', naming no flag."""
+    assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"mimax: error: {flag}: a switch takes no value (got '"), err
+    assert not (tmp_path / "out").exists()
+    assert main(["train", "--dataset", "Gaussian", "--epochs", "2", "stray", "--output_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "mimax: error: unrecognized arguments: stray"
+
+
 def test_main_py_bad_flag_in_subprocess_has_no_traceback():
     proc = run_main(["--batch_size", "1"])
     assert proc.returncode == 2
