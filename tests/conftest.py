@@ -57,6 +57,15 @@ def run_cli(args: list[str], cwd: Path | None = None) -> subprocess.CompletedPro
     return subprocess.CompletedProcess(["mimax", *args], code, out.getvalue(), err.getvalue())
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """Workers of ``-n auto`` (pyproject.toml's addopts): one per core this process may use, at most 8. Each
+    test runs one torch thread (its subprocesses too), so more workers than cores only contend; past 8 the
+    memory of one torch import per worker buys little. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it."""
+    given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return int(given) if given else max(1, min(8, cores))
+
+
 @pytest.fixture
 def tiny_gaussian() -> list[str]:
     return list(TINY_GAUSSIAN)

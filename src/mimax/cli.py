@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mimax: error: {err}", file=sys.stderr)
         return 2
     except Preempted as err:  # SIGTERM / SIGUSR1: checkpointed, run the same command with --resume
-        print(f"mimax: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops at the same step; rank 0 says so
+            print(f"mimax: {err}", file=sys.stderr)
         return EXIT_PREEMPTED
     except (OSError, MemoryError, RuntimeError) as exc:  # the machine, not the code: full disk, no memory
         message = environment_error(exc)
