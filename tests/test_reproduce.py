@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 SCRIPT = ROOT / "scripts" / "FashionMNIST" / "reproduce.sh"
@@ -75,8 +75,7 @@ def test_reproduce_smoke_writes_the_table_figures_and_docs_copy(tmp_path):
         assert len(list(csv.DictReader(f))) == 2  # merged, not duplicated
 
     shutil.rmtree(out)  # the table from docs alone
-    rebuilt = subprocess.run(["python", "-m", "mimax", "table", str(copied)], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=300)
+    rebuilt = run_cli(["table", str(copied)])
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert table_lines(rebuilt.stdout) == table_lines(table)
 
