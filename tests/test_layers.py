@@ -1,5 +1,5 @@
 """The package's import structure: layers import downward only, no import cycles, and no function-local
-``mimax`` import except of the modules that wrap an optional heavy dependency (matplotlib). Parsed with
+``mimax`` import except of the modules that wrap a heavy dependency (matplotlib, torchvision). Parsed with
 ``ast``, so the test sees every import statement, including ones inside functions."""
 
 from __future__ import annotations

@@ -173,6 +173,35 @@ def test_sigterm_from_outside_at_a_random_moment(tmp_path, capsys):
     _assert_same(_snapshot(out), _snapshot(ref))
 
 
+@pytest.mark.parametrize("gpu_augment", [False, True])
+def test_sigterm_to_the_process_group_reaches_dataloader_workers_and_still_checkpoints(tmp_path, gpu_augment):
+    """What SLURM's scancel and time limit do: SIGTERM to every process of the job, DataLoader workers
+    included. The workers leave it to the training process (before, a worker died of it and the run
+    crashed with "DataLoader worker ... is killed by signal: Terminated", losing the steps since the last
+    checkpoint): exit 75, the one line, a checkpoint at the step; `--resume` continues."""
+    write_class_tree(tmp_path / "jpg", ["a", "b"], per_class=96, ext=".jpg", size=(20, 14))
+    out = tmp_path / "exp"
+    args = ["--dataset", "Folder", "--data_dir", str(tmp_path / "jpg"), "--image_size", "16", "--model_name", "SimCLR",
+            "--resnet_width", "4", "--feature_dim", "16", "--projection_dim", "8", "--batch_size", "16",
+            "--num_workers", "2", "--num_threads", "1", "--epochs", "40", "--mi_interval", "0", "--monitor_size", "16",
+            "--model_save_interval", "40", *(["--gpu_augment"] if gpu_augment else [])]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args, "--output_dir", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "seed_0" / "metrics.csv").is_file():  # epoch 1 is done: the workers are up
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)  # the training process and its DataLoader workers
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived (machine too fast for this trial)")
+    assert proc.returncode == EXIT_PREEMPTED, err[-3000:]
+    assert "Traceback" not in err and err.strip().startswith("mimax: stopped by SIGTERM at "), err[-3000:]
+    assert len(_checkpoints(out / "seed_0")) == 1  # the step's (mid-epoch) or the epoch's checkpoint
+    assert main(["train", "--resume", str(out), "--stop_after", "1"]) == 0
+
+
 # --- time-based checkpoints, --resume auto ---------------------------------------------------------
 
 def test_save_every_minutes_checkpoints_mid_epoch_and_a_kill_loses_at_most_one_step(tmp_path, reference):

@@ -34,6 +34,7 @@ from mimax import seeding
 from mimax.data.base import per_rank_batch
 from mimax.data.views import BatchedViews
 from mimax.errors import DataError
+from mimax.runtime.signals import leave_preemption_to_the_main_process
 
 
 def to_device(x: Tensor, device: torch.device) -> Tensor:
@@ -145,6 +146,7 @@ class ImageViewLoader:
             self.loader = DataLoader(SeededItems(pairs if pairs is not None else decode, n),
                                      batch_sampler=self.sampler, num_workers=num_workers,
                                      pin_memory=device.type == "cuda",
+                                     worker_init_fn=leave_preemption_to_the_main_process,
                                      generator=seeding.generator(seeding.derive(seed, "workers")), **workers)
 
     def __len__(self) -> int:

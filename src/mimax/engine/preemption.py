@@ -15,9 +15,10 @@ import threading
 import time
 
 from mimax.runtime import distributed
+from mimax.runtime.signals import PREEMPTION_SIGNALS
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run the same command again
-SIGNALS = ("SIGTERM", "SIGUSR1")
+SIGNALS = PREEMPTION_SIGNALS  # their DataLoader workers ignore them (mimax.runtime.signals)
 SYNC_INTERVAL = 10
 
 

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from mimax.runtime.signals import leave_preemption_to_the_main_process
+
 
 @torch.no_grad()
 def extract_features(fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]], dataset: Dataset, device: torch.device,
@@ -31,7 +33,8 @@ def extract_features(fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]], datase
     """Apply ``fn`` to every input of a ``(x, y)`` dataset in order; returns fp32 features and labels.
     ``fn`` may return a tuple of feature tensors (e.g. backbone features and embeddings): the features
     are then a tuple of the same length, each its own (n, d_i) matrix."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        worker_init_fn=leave_preemption_to_the_main_process)
     feats, labels = [], []
     for x, y in loader:
         out = fn(x.to(device, non_blocking=True))
