@@ -35,7 +35,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from mpl_toolkits.mplot3d.art3d import Line3DCollection  # noqa: E402
 
 from mimax.bounds import BOUNDS
 from mimax.config import RUNTIME_FIELDS
@@ -377,8 +379,14 @@ def _draw_panel(ax: Any, centers: np.ndarray, title: str) -> None:
                          azim=float(np.degrees(np.arctan2(m[1], m[0]))))
     for k in range(clusters):
         path = centers[:, k, :3]
-        for i in range(steps - 1):
-            ax.plot(*path[i:i + 2].T, color=colors[k], alpha=float(alphas[i]), lw=1.8)
+        if steps > 1:  # one collection of the path's segments per cluster (one artist, not one per segment)
+            rgba = np.repeat(np.asarray(colors[k])[None], steps - 1, axis=0)
+            rgba[:, 3] = alphas[: steps - 1]
+            segments = np.stack([path[:-1], path[1:]], axis=1)  # (steps - 1, 2, dim)
+            if dim > 2:
+                ax.add_collection3d(Line3DCollection(segments, colors=rgba, linewidths=1.8))
+            else:
+                ax.add_collection(LineCollection(segments, colors=rgba, linewidths=1.8))
         ax.scatter(*path[-1][:, None], color=colors[k], s=30, edgecolors="k", linewidths=0.5, zorder=5)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])

@@ -163,3 +163,37 @@ def test_accuracy_curves_average_seeds_at_their_training_time(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no seed with eval.csv"):
         load_accuracy_curves([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_trajectory_panel_draws_each_cluster_path_as_its_segments_fading_in(dim):
+    """Figure 3's panel: per cluster, the segments between consecutive records of the (T, K, D) centers, in
+    order, in the cluster's colour with opacity rising from 0.1 to 1, and the last center marked."""
+    import matplotlib.pyplot as plt
+
+    from mimax.plots import _draw_panel
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(6, 3, dim))
+    centers /= np.linalg.norm(centers, axis=2, keepdims=True)
+    fig = plt.figure()
+    ax = fig.add_subplot(111, **({"projection": "3d"} if dim == 3 else {}))
+    _draw_panel(ax, centers, "panel")
+    from matplotlib.collections import LineCollection
+
+    def segments_of(coll):  # a 3D collection keeps its data coordinates apart from its 2D projection
+        return list(coll._segments3d if dim == 3 else coll.get_segments())
+
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    paths = [c for c in lines if len(segments_of(c)) == 5]
+    assert len(paths) == 3 and len(lines) == 3 + (dim == 3)  # one per cluster (+ the sphere's wireframe)
+    tab10 = plt.get_cmap("tab10")(np.arange(3))
+    for k, coll in enumerate(paths):
+        segments = np.asarray(segments_of(coll))
+        for i in range(5):  # segment i joins record i to record i + 1 (a loop over the records as reference)
+            np.testing.assert_allclose(segments[i], [centers[i, k], centers[i + 1, k]])
+        rgba = coll.get_color()
+        np.testing.assert_allclose(rgba[:, :3], np.repeat(tab10[k][None, :3], 5, 0))
+        np.testing.assert_allclose(rgba[:, 3], np.linspace(0.1, 1.0, 5))
+    assert ax.get_title() == "panel"
+    plt.close(fig)
