@@ -225,6 +225,17 @@ def test_mi_csv_is_reproducible_and_complete_through_main_py(tmp_path):
     for e in (2, 3):
         assert 1 <= float(by_epoch[e]["lidar_embedding"]) <= 3 and 0 <= float(by_epoch[e]["alignment_embedding"]) <= 4
         assert -4 <= float(by_epoch[e]["uniformity_backbone"]) <= 0
+    # the run's monitors figure: written, its trained-critic panel drawn from mi.csv, whole epochs on every axis
+    from mimax.monitors.figure import plot_monitors
+
+    assert (tmp_path / "a" / "seed_0" / "monitors.png").read_bytes()[:4] == b"\x89PNG"
+    fig = plot_monitors(tmp_path / "a" / "seed_0")
+    curve = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "embedding (trained critic)")
+    assert list(curve.get_xdata()) == [0, 3]
+    assert list(curve.get_ydata()) == [float(r["value"]) for r in critic if r["representation"] == "embedding"]
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
 
 
 def test_resumed_run_writes_the_same_mi_csv(tmp_path):

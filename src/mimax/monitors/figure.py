@@ -59,6 +59,8 @@ def plot_monitors(seed_dir: str | Path, title: str | None = None) -> Figure:
     sd = SeedDir.at(d)
     metrics = read_csv(sd.metrics_csv)
     mi = read_csv(sd.mi_csv)
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = _pyplot().subplots(2, 3, figsize=(15, 8), constrained_layout=True)
     ax = axes[0, 0]
     for rep, colour in (("embedding", "#1f77b4"), ("backbone", "#d62728")):
@@ -88,6 +90,10 @@ def plot_monitors(seed_dir: str | Path, title: str | None = None) -> Figure:
         ax.set_title(title_)
     for ax in axes.flat:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 0.5 ticks on short runs
+        lo, hi = ax.get_xlim()
+        if hi - lo < 2:  # one epoch measured (e.g. LiDAR at the last epoch only): a span whole ticks can mark
+            ax.set_xlim((lo + hi) / 2 - 1, (lo + hi) / 2 + 1)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         else:
