@@ -182,40 +182,27 @@ def cmd_demo(argv: list[str]) -> int:
     return gaussian.main(argv)
 
 
-# The evaluation commands read images (torchvision: seconds at start-up, which `mimax train` on vector data and
-# `mimax demo` never need): imported when they run.
-def cmd_eval(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_eval
+def _evaluation_command(name: str):
+    """The evaluation command ``name``, imported when it runs: the evaluation commands read images
+    (torchvision, seconds at start-up, which `mimax train` on vector data and `mimax demo` never need)."""
+    def command(argv: list[str]) -> int:
+        from mimax.evaluation import commands
 
-    return cmd_eval(argv)
+        return getattr(commands, name)(argv)
 
-
-def cmd_table(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_table
-
-    return cmd_table(argv)
-
-
-def cmd_export(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_export
-
-    return cmd_export(argv)
-
-
-def cmd_embed(argv: list[str]) -> int:
-    from mimax.evaluation.commands import cmd_embed
-
-    return cmd_embed(argv)
+    return command
 
 
 def cmd_analyze(argv: list[str]) -> int:
-    from mimax.monitors.analyze import cmd_analyze
+    from mimax.monitors.analyze import cmd_analyze  # torchvision, as the evaluation commands
 
     return cmd_analyze(argv)
 
 
-HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot, "eval": cmd_eval,
-            "table": cmd_table, "export": cmd_export, "analyze": cmd_analyze, "embed": cmd_embed}
+HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot": cmd_plot,
+            "eval": _evaluation_command("cmd_eval"), "table": _evaluation_command("cmd_table"),
+            "export": _evaluation_command("cmd_export"), "analyze": cmd_analyze,
+            "embed": _evaluation_command("cmd_embed")}
 
 
 def _safe_streams() -> None:

@@ -8,6 +8,7 @@ from mimax.
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 class UserError(Exception):
@@ -46,8 +47,6 @@ class OneLineParser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         """argparse's ``parse_args``, except that a value given to a flag that takes none
         (``--projector_bn maybe``) is refused naming that flag, not as an unrecognized argument."""
-        import sys
-
         argv = list(sys.argv[1:] if args is None else args)
         namespace, extras = self.parse_known_args(argv, namespace)
         if extras:

@@ -18,7 +18,6 @@ from mimax.runtime import distributed
 from mimax.runtime.signals import PREEMPTION_SIGNALS
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run the same command again
-SIGNALS = PREEMPTION_SIGNALS  # their DataLoader workers ignore them (mimax.runtime.signals)
 SYNC_INTERVAL = 10
 
 
@@ -38,7 +37,7 @@ class Preemption:
 
     def __enter__(self) -> Preemption:
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-            for name in SIGNALS:
+            for name in PREEMPTION_SIGNALS:  # DataLoader workers ignore them (mimax.runtime.signals)
                 if hasattr(signal, name):
                     sig = getattr(signal, name)
                     self._previous[sig] = signal.signal(sig, self._record)
