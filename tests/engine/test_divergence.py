@@ -96,9 +96,10 @@ def test_skip_leaves_weights_and_batchnorm_statistics_untouched():
     assert guard.epoch_report("here") == 1
 
 
-def test_stop_flag_is_read_only_at_the_check_interval():
+@pytest.mark.parametrize("host_record", [True, False], ids=["host-record", "device-side"])
+def test_stop_flag_is_read_only_at_the_check_interval(host_record):
     net = _mlp()
-    guard = NonFiniteGuard("stop", check_interval=3)
+    guard = NonFiniteGuard("stop", check_interval=3, host_record=host_record)
     for step in range(3):
         net.zero_grad()
         loss = net(torch.randn(16, 4)).pow(2).sum() * (float("inf") if step == 1 else 1.0)
@@ -109,9 +110,10 @@ def test_stop_flag_is_read_only_at_the_check_interval():
         guard.check(steps_per_epoch=10, last_good="c")
 
 
-def test_finite_steps_pass_the_check():
+@pytest.mark.parametrize("host_record", [True, False], ids=["host-record", "device-side"])
+def test_finite_steps_pass_the_check(host_record):
     net = _mlp()
-    guard = NonFiniteGuard("stop")
+    guard = NonFiniteGuard("stop", host_record=host_record)
     loss = net(torch.randn(16, 4)).sum()
     loss.backward()
     guard.observe(0, {"loss": loss}, net.parameters())

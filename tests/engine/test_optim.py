@@ -134,3 +134,61 @@ def test_fractional_warmup_epochs_warm_up_over_that_share_of_the_steps(tmp_path)
     bad = run_cli(["train", *TINY_GAUSSIAN, "--epochs", "2", "--warmup_epochs", "2.5",
                    "--output_dir", str(tmp_path / "bad")])
     assert bad.returncode == 2 and "--warmup_epochs" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def _adam_loop(w: torch.Tensor, grads: list[torch.Tensor], lr: float, wd: float, decoupled: bool,
+               betas=(0.9, 0.999), eps=1e-8) -> torch.Tensor:
+    """Reference: Adam (Kingma & Ba, 2015, Alg. 1) and AdamW (Loshchilov & Hutter, 2019), element by element
+    in float64, straight from the update rule."""
+    w = w.double().clone()
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        g = g.double()
+        if decoupled:
+            w = w * (1 - lr * wd)
+        else:
+            g = g + wd * w
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        m_hat, v_hat = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
+        w = w - lr * m_hat / (v_hat.sqrt() + eps)
+    return w
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_cpu_optimizers_use_the_fused_kernels_and_follow_the_update_rule(name):
+    torch.manual_seed(0)
+    w0 = torch.randn(5, 4)
+    grads = [torch.randn(5, 4) for _ in range(20)]
+    p = torch.nn.Parameter(w0.clone())
+    opt = build_optimizer(name, [{"params": [p]}], lr=0.01, weight_decay=0.1, momentum=0.9)
+    assert opt.param_groups[0]["fused"] is True
+    for g in grads:
+        p.grad = g.clone()
+        opt.step()
+    if name == "sgd":  # buf <- mu buf + (g + wd w) (buf = g + wd w at the first step); w <- w - lr buf
+        w, buf = w0.double(), None
+        for g in grads:
+            d = g.double() + 0.1 * w
+            buf = d if buf is None else 0.9 * buf + d
+            w = w - 0.01 * buf
+    else:
+        w = _adam_loop(w0, grads, lr=0.01, wd=0.1, decoupled=name == "adamw")
+    assert torch.allclose(p.data.double(), w, atol=1e-6, rtol=1e-5)
+
+
+def test_a_checkpoint_of_unfused_kernels_resumes_on_them():
+    """Runs saved before the fused kernels resume with the kernels they trained with: the optimizer state
+    carries its group options, and the fused and per-parameter kernels round differently in the last bit."""
+    p = torch.nn.Parameter(torch.ones(3))
+    old = torch.optim.Adam([{"params": [p], "base_lr": 0.1, "fixed_lr": False}], lr=0.1)
+    p.grad = torch.ones(3)
+    old.step()
+    new = build_optimizer("adam", [{"params": [p]}], lr=0.1, weight_decay=0.0, momentum=0.9)
+    assert new.param_groups[0]["fused"] is True
+    new.load_state_dict(old.state_dict())
+    assert not new.param_groups[0]["fused"]
+    saved = build_optimizer("adam", [{"params": [p]}], lr=0.1, weight_decay=0.0, momentum=0.9).state_dict()
+    again = build_optimizer("adam", [{"params": [p]}], lr=0.1, weight_decay=0.0, momentum=0.9)
+    again.load_state_dict(saved)
+    assert again.param_groups[0]["fused"] is True

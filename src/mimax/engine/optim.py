@@ -84,15 +84,33 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], lr: float, weight_d
         if name != "lars":
             g.pop("exclude_from_lars", None)
         prepared.append(g)
+    fused = {"fused": True} if fused_kernels_apply(prepared) else {}
     if name == "sgd":
-        return torch.optim.SGD(prepared, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(prepared, lr=lr, momentum=momentum, weight_decay=weight_decay, **fused)
     if name == "lars":
         return LARS(prepared, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=lars_eta)
     if name == "adam":
-        return torch.optim.Adam(prepared, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(prepared, lr=lr, weight_decay=weight_decay, **fused)
     if name == "adamw":
-        return torch.optim.AdamW(prepared, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(prepared, lr=lr, weight_decay=weight_decay, **fused)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def fused_kernels_apply(groups: list[dict[str, Any]]) -> bool:
+    """Whether torch's fused SGD/Adam/AdamW kernels can update every parameter of ``groups``: dense
+    floating-point tensors on one device type that has them (CPU and CUDA among others).
+
+    The fused kernel updates a whole parameter in one vectorized pass instead of torch's default
+    (on the CPU) of about ten elementwise kernels per parameter, each a separate dispatch. On the
+    Gaussian MLPs of ``mimax demo`` an Adam step took 0.60 ms single-tensor, 0.43 ms ``foreach`` and 0.16 ms
+    fused (docs/performance.md). Same update rule; the rounding differs from the per-parameter kernels
+    in the last bit (a checkpoint remembers whether its run was fused, so a resumed run keeps its kernels)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and len({p.device.type for p in params}) == 1 and all(
+        p.device.type in _get_fused_kernels_supported_devices() and torch.is_floating_point(p) and not p.is_sparse
+        for p in params)
 
 
 def set_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> float:
