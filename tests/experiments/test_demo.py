@@ -88,3 +88,27 @@ def test_collapse_flag_on_real_runs(tmp_path, method, flags, collapsed):
 def test_collapse_flag_needs_monitor_columns():
     with pytest.raises(ValueError, match="collapse-monitor"):
         collapse_flags({"epoch": "1", "loss": "0.3"})
+
+
+def test_demo_seeds_in_parallel_make_the_experiments_mimax_trains(tmp_path):
+    """The demo trains every seed as its own task (a configuration's seeds side by side in the workers);
+    each configuration's folder is still the experiment `run_experiment` makes: the same seeds, the same
+    aggregated results to the last digit."""
+    import argparse
+
+    from mimax.config import config_from_args
+    from mimax.engine.experiment import run_experiment
+    from mimax.experiments.gaussian import build_parser, demo_callbacks, run_flags
+
+    out = tmp_path / "demo"
+    proc = run_mimax(["demo", "--quick", "--only", "sdmi,byol", "--num_runs", "2", "--epochs", "2",
+                      "--output_dir", str(out)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    args: argparse.Namespace = build_parser().parse_args(["--quick", "--num_runs", "2", "--epochs", "2"])
+    for run in (r for r in DEMO_RUNS if r.slug in ("sdmi", "byol")):
+        demo = json.loads((out / "runs" / run.slug / "results.json").read_text())
+        assert json.loads((out / "runs" / run.slug / "status.json").read_text())["status"] == "complete"
+        cfg = config_from_args(run_flags(args, run, tmp_path / "reference"))
+        reference = run_experiment(cfg, callbacks_factory=demo_callbacks, progress=False)
+        assert demo["seeds"] == reference["seeds"] == [0, 1]
+        assert demo["summary"] == reference["summary"] and demo["runs"] == reference["runs"]

@@ -76,16 +76,8 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
         created: str | UserError = ""
         if main:  # one process creates the directory (its default name has a timestamp)
             try:
-                mine = ExperimentDir.create(cfg.output_dir, cfg.overwrite, ExperimentDir.default_path(cfg),
-                                            run_id=run_identity(cfg))
+                mine = create_experiment(cfg, device)
                 held.append(mine)
-                try:
-                    mine.write_config(cfg)
-                    mine.write_env(device, world_size=distributed.world_size())
-                except UserError:
-                    held.remove(mine)
-                    mine.discard()
-                    raise
                 created = str(mine.path)
             except UserError as err:
                 created = err
@@ -132,6 +124,28 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
         runs.append(result)
     if not main:
         return None
+    return finish_experiment(exp, cfg, runs)
+
+
+def create_experiment(cfg: Config, device: torch.device) -> ExperimentDir:
+    """A fresh experiment directory, locked by this process, with its ``config.json`` and ``env.json``
+    (``cfg.precision`` already resolved); nothing is left behind if writing them fails."""
+    exp = ExperimentDir.create(cfg.output_dir, cfg.overwrite, ExperimentDir.default_path(cfg), run_id=run_identity(cfg))
+    try:
+        exp.write_config(cfg)
+        exp.write_env(device, world_size=distributed.world_size())
+    except UserError:
+        exp.discard()
+        raise
+    except BaseException:  # e.g. a full disk: the caller reports it; the lock is not kept
+        exp.release()
+        raise
+    return exp
+
+
+def finish_experiment(exp: ExperimentDir, cfg: Config, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate the seeds' results (mean ± std) into the experiment's ``results.json`` / ``results.md``
+    and mark it complete. Returns the results."""
     summary = aggregate(runs)
     results = {"method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "num_runs": cfg.num_runs, "seeds": [r["seed"] for r in runs],

@@ -25,11 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from mimax.config import Config, config_from_args, resolve
-from mimax.engine.experiment import run_experiment
+from mimax.engine.experiment import create_experiment, finish_experiment
+from mimax.engine.precision import resolve_precision
+from mimax.engine.trainer import train_run
 from mimax.errors import ConfigError, OneLineParser
 from mimax.experiments.trajectories import TrajectoryRecorder
 from mimax.methods import METHODS
 from mimax.monitors import MIMonitor, default_callbacks
+from mimax.runtime.allocator import keep_freed_memory
 from mimax.store.rundir import ExperimentDir, SeedDir
 
 
@@ -180,13 +183,14 @@ def demo_callbacks(cfg, run_dir: Path) -> list:
     return [*callbacks, TrajectoryRecorder(run_dir)]
 
 
-def _train_one(flags: list[str]) -> str:
-    """Worker: one configuration (all its seeds), one CPU thread, monitors + trajectory recorder."""
+def _train_seed(cfg: Config, seed: int) -> dict | None:
+    """Worker: one seed of one configuration (its experiment directory made by the demo's process), one CPU
+    thread, monitors + trajectory recorder. Returns the seed's results."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
-    cfg = config_from_args(flags)
-    run_experiment(cfg, callbacks_factory=demo_callbacks, progress=False)
-    return cfg.output_dir
+    keep_freed_memory()
+    run_dir = ExperimentDir(cfg.output_dir).seed(seed).path
+    return train_run(cfg, run_dir, seed, demo_callbacks(cfg, run_dir), progress=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,37 +206,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_workers < 1:
         raise ConfigError("--num_workers", f"must be >= 1 (got {args.num_workers})")
     out_dir = args.output_dir or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
-    all_flags = [run_flags(args, r, Path(out_dir)) for r in runs]
-    for flags in all_flags:  # validate every configuration before anything is written
-        config_from_args(flags)
+    cfgs = [config_from_args(run_flags(args, r, Path(out_dir))) for r in runs]  # every one valid before any write
     demo = ExperimentDir.create(out_dir, overwrite=False, run_id="demo")  # locked: one demo per folder
     try:
-        return _run_demo(demo.path, runs, all_flags, args)
+        return _run_demo(demo.path, runs, cfgs, args)
     finally:
         demo.release()
 
 
-def _run_demo(out: Path, runs: list, all_flags: list[list[str]], args: argparse.Namespace) -> int:
+def _run_demo(out: Path, runs: list[DemoRun], cfgs: list[Config], args: argparse.Namespace) -> int:
+    """Every seed of every configuration is one task for the worker pool (a configuration's seeds run in
+    parallel, so no worker idles while the last configuration trains its seeds one after the other); this
+    process creates and holds each configuration's experiment directory and writes its results when its
+    last seed is done."""
     t0 = time.perf_counter()
-    ctx = multiprocessing.get_context("spawn")
+    device = torch.device("cpu")
+    experiments: list[ExperimentDir] = []
     # the bar on a terminal only (disable=None); one line per finished configuration in every mode
     bar = tqdm(total=len(runs), desc="demo", unit="config", dynamic_ncols=True, file=sys.stdout, disable=None)
     print(f"demo: {len(runs)} configurations, {args.num_workers} in parallel, into {out}", flush=True)
-    with ProcessPoolExecutor(max_workers=min(args.num_workers, len(runs)), mp_context=ctx) as pool:
-        futures = [(pool.submit(_train_one, f), r) for f, r in zip(all_flags, runs)]
-        while True:
-            running = [r.label for f, r in futures if not f.done()][: args.num_workers]
-            if not running:
-                break
-            bar.set_postfix_str("training: " + "; ".join(running))
-            done, _ = wait([f for f, _ in futures if not f.done()], return_when=FIRST_COMPLETED)
-            for fut in done:
-                fut.result()  # re-raise a worker's error here
-                label = next(r.label for f, r in futures if f is fut)
-                tqdm.write(f"demo: {sum(f.done() for f, _ in futures)}/{len(runs)} done: {label} "
-                           f"({time.perf_counter() - t0:.0f} s)", file=sys.stdout)
-                sys.stdout.flush()
-            bar.update(sum(f.done() for f, _ in futures) - bar.n)
+    torch.set_num_threads(1)  # as its workers: every env.json records the threads the runs trained with
+    try:
+        for cfg in cfgs:
+            cfg.precision = resolve_precision(cfg.precision, device, cfg.architecture)[0]
+            experiments.append(create_experiment(cfg, device))
+            experiments[-1].write_status("incomplete")
+        _train_all(runs, cfgs, experiments, bar, args.num_workers, t0)
+    finally:
+        for exp in experiments:
+            exp.release()
     bar.close()
     elapsed = time.perf_counter() - t0
     shutil.rmtree(out / CRITIC_CACHE, ignore_errors=True)  # the demo's own working folder, not a result
@@ -242,3 +244,34 @@ def _run_demo(out: Path, runs: list, all_flags: list[list[str]], args: argparse.
     write_report(out, runs, args, elapsed)
     print(f"demo written to {out} in {elapsed:.0f} s: trajectories.png, mi.png, results.md, claims.md")
     return 0
+
+
+def _train_all(runs: list[DemoRun], cfgs: list[Config], experiments: list[ExperimentDir], bar, num_workers: int,
+               t0: float) -> None:
+    """Train every seed in ``num_workers`` spawned processes; write a configuration's results as soon as its
+    last seed is done. A failed seed ends the demo: the seeds not started yet never start."""
+    seeds = [[cfg.seed + k for k in range(cfg.num_runs)] for cfg in cfgs]
+    results: list[dict[int, dict]] = [{} for _ in cfgs]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(num_workers, sum(map(len, seeds))), mp_context=ctx) as pool:
+        tasks = {pool.submit(_train_seed, cfg, seed): (i, seed) for i, cfg in enumerate(cfgs) for seed in seeds[i]}
+        try:
+            while tasks:
+                training = dict.fromkeys(runs[i].label for i, _ in sorted(tasks.values()))
+                bar.set_postfix_str("training: " + "; ".join(list(training)[:num_workers]))
+                done, _ = wait(list(tasks), return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: tasks[f]):
+                    i, seed = tasks.pop(fut)
+                    results[i][seed] = fut.result()  # re-raises a worker's error here
+                    if len(results[i]) < len(seeds[i]):
+                        continue
+                    finish_experiment(experiments[i], cfgs[i], [results[i][s] for s in seeds[i]])
+                    finished = sum(len(r) == len(s) for r, s in zip(results, seeds))
+                    tqdm.write(f"demo: {finished}/{len(runs)} done: {runs[i].label} "
+                               f"({time.perf_counter() - t0:.0f} s)", file=sys.stdout)
+                    sys.stdout.flush()
+                    bar.update(finished - bar.n)
+        except BaseException:
+            for fut in tasks:
+                fut.cancel()
+            raise
