@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from mimax.runtime.signals import leave_preemption_to_the_main_process
 
@@ -33,8 +33,14 @@ def extract_features(fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]], datase
     """Apply ``fn`` to every input of a ``(x, y)`` dataset in order; returns fp32 features and labels.
     ``fn`` may return a tuple of feature tensors (e.g. backbone features and embeddings): the features
     are then a tuple of the same length, each its own (n, d_i) matrix."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        worker_init_fn=leave_preemption_to_the_main_process)
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+        # tensors in memory (the Gaussian mixture): the same batches as a DataLoader's, sliced instead of
+        # indexed row by row and collated (~55 ms per pass over 6,000 rows, twice per encoder evaluation)
+        x_all, y_all = dataset.tensors
+        loader = ((x_all[i:i + batch_size], y_all[i:i + batch_size]) for i in range(0, len(dataset), batch_size))
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                            worker_init_fn=leave_preemption_to_the_main_process)
     feats, labels = [], []
     for x, y in loader:
         out = fn(x.to(device, non_blocking=True))
@@ -74,9 +80,16 @@ def fit_linear_probe(z: Tensor, y: Tensor, num_classes: int, l2: float = 1e-4,
     opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
 
+    # The logits class-major, (C, n): the log-softmax then runs along n-long rows, and the product is
+    # (C x d) @ (d x n). Row-major (n, C) logits put the log-softmax on n rows of C entries and BLAS on an
+    # (n x d) @ (d x C) product with C ~ 10 columns, which took 1.8x as long per closure on the CPU
+    # (5,000 x 64 features, 5 classes). Same objective; the sums round in another order.
+    z_t, rows = z.T.contiguous(), torch.arange(z.shape[0], device=z.device)
+
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(z @ weight.T + bias, y) + l2 * weight.pow(2).sum()
+        log_p = torch.addmm(bias[:, None], weight, z_t).log_softmax(0)
+        loss = -log_p[y, rows].mean() + l2 * weight.pow(2).sum()
         loss.backward()
         return loss
 
