@@ -43,5 +43,9 @@ class Callback:
         """After each epoch; returned values become extra columns of that epoch's ``metrics.csv`` row."""
         return {}
 
+    def before_checkpoint(self, state: RunState) -> None:
+        """Before every checkpoint is written (rank 0, at an epoch's end or mid-epoch): a callback whose file
+        a resumed run reads back writes it here, so every checkpoint has it up to date."""
+
     def on_train_end(self, state: RunState) -> None:
         """After the last epoch of a completed run."""

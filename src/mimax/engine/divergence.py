@@ -19,6 +19,7 @@ Design (keeping host syncs out of the training step):
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable
 
@@ -80,8 +81,14 @@ class NonFiniteGuard:
 
     def observe(self, step: int, terms: dict[str, Tensor], params: Iterable[Tensor]) -> bool:
         """Call after ``backward()``; returns whether to take the optimizer step."""
-        loss = terms["loss"].detach().float()
-        gnorm = grad_norm(params, loss.device).detach().float()
+        loss = terms["loss"].detach()
+        gnorm = grad_norm(params, loss.device).detach()
+        if self.mode == "stop" and (self.host_record if self.host_record is not None else loss.device.type == "cpu"):
+            if self._first_bad is None and not math.isfinite(float(loss) + float(gnorm)):
+                self._first_bad = (step, {k: float(v.detach()) for k, v in terms.items()}, float(gnorm))
+            self._since_check += 1
+            return True
+        loss, gnorm = loss.float(), gnorm.float()
         finite = torch.isfinite(loss + gnorm)  # NaN/Inf in either propagates
         if self.mode == "skip":
             if bool(finite):  # host sync: the decision is needed before optimizer.step()
@@ -92,11 +99,6 @@ class NonFiniteGuard:
             if self.first_skip is None:
                 self.first_skip = (step, {k: float(v.detach()) for k, v in terms.items()}, float(gnorm))
             return False
-        if self.host_record if self.host_record is not None else finite.device.type == "cpu":
-            if self._first_bad is None and not bool(finite):
-                self._first_bad = (step, {k: float(v.detach()) for k, v in terms.items()}, float(gnorm))
-            self._since_check += 1
-            return True
         if self._bad_step is None:
             self._bad_step = torch.full((), -1, dtype=torch.long, device=gnorm.device)
             self._bad_gnorm = torch.zeros((), device=gnorm.device)

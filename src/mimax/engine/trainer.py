@@ -59,9 +59,16 @@ class Training:
     epoch_times: list[float] = field(default_factory=list)  # wall time of this invocation's epochs (ETA)
     preemption: Preemption = field(default_factory=Preemption)
     partial: dict[str, Any] = field(default_factory=dict)  # where a mid-epoch checkpoint left its epoch
+    callbacks: list[Callback] = field(default_factory=list)  # the run's monitors and recorders (rank 0)
 
     def __post_init__(self) -> None:
         self.params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in self.optimizers.items()}
+
+    def save_checkpoint(self, in_epoch: int = 0, partial: dict[str, Any] | None = None) -> Path:
+        """The callbacks' files first (:meth:`Callback.before_checkpoint`), then the checkpoint (rank 0)."""
+        for cb in self.callbacks:
+            cb.before_checkpoint(self.state)
+        return self.checkpoints.save(self.state, self.optimizers, self.precision, self.random_init, in_epoch, partial)
 
     def checked_params(self, name: str) -> list[torch.nn.Parameter] | tuple:
         """The parameters the non-finite guard checks after a backward of optimizer ``name``: none under
@@ -97,8 +104,7 @@ class Training:
         path = None
         if distributed.is_main():
             check_weights(self.state.method, self.state.step, self.checkpoints.last_good())
-            path = self.checkpoints.save(self.state, self.optimizers, self.precision, self.random_init, in_epoch,
-                                         totals.partial(lr, self.guard.skipped))
+            path = self.save_checkpoint(in_epoch, totals.partial(lr, self.guard.skipped))
             self.record.status(self.state.epoch - 1, step=self.state.step)
         self.preemption.saved()
         distributed.barrier()
@@ -114,7 +120,7 @@ class Training:
         if due and distributed.is_main():
             if not saved:
                 check_weights(state.method, state.step, self.checkpoints.last_good())
-                self.checkpoints.save(state, self.optimizers, self.precision, self.random_init)
+                self.save_checkpoint()
                 self.record.status(state.epoch)
             path = self.checkpoints.last_good()
         if due:
@@ -137,6 +143,7 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
     (rank 0) the records: metrics, evaluation, checkpoint. Other ranks wait at the epoch's barrier."""
     state, method, cfg = t.state, t.state.method, t.state.cfg
     main = distributed.is_main()
+    t.callbacks = callbacks if main else []  # their before_checkpoint, wherever the loop checkpoints
     method.train()
     while state.epoch < stop_epoch:
         state.epoch += 1
@@ -248,7 +255,7 @@ def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, 
         t.evals.add(state.epoch, results)
         t.metrics.log_eval(state.epoch, results)
     if saving:
-        t.checkpoints.save(state, t.optimizers, t.precision, t.random_init)
+        t.save_checkpoint()
         t.record.status(state.epoch)
     t.epoch_times.append(time.perf_counter() - clock)
     t.log.epoch(state.seed, state.epoch, cfg.epochs, row, eta_seconds(t.epoch_times, stop_epoch - state.epoch),
