@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli, run_mimax
 from mimax.naming import ascii_name, ascii_tag
 
-RUN = ["--model_name", "SDMI", "--dataset", "Digits", "--resnet_width", "4", "--epochs", "2", "--warmup_epochs", "0",
+RUN = ["--model_name", "SDMI", "--dataset", "Digits", "--resnet_width", "8", "--epochs", "2", "--warmup_epochs", "0",
        "--batch_size", "64", "--num_workers", "0", "--train_subset", "256", "--test_subset", "128",
        "--monitor_size", "64", "--mi_batch_size", "32", "--mi_interval", "1", "--model_evaluation_interval", "1",
        "--channels_last", "--num_threads", "1"]

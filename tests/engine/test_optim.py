@@ -192,3 +192,23 @@ def test_a_checkpoint_of_unfused_kernels_resumes_on_them():
     again = build_optimizer("adam", [{"params": [p]}], lr=0.1, weight_decay=0.0, momentum=0.9)
     again.load_state_dict(saved)
     assert again.param_groups[0]["fused"] is True
+
+
+def test_channels_last_parameters_keep_the_per_parameter_kernels():
+    """torch's fused CPU kernels update the wrong elements when a channels-last parameter gets a
+    standard-layout gradient (and corrupted the heap of a `--channels_last` run): such parameters are
+    stepped by the per-parameter kernels, whose update matches the same optimizer on contiguous copies."""
+    torch.manual_seed(0)
+    w0 = torch.randn(8, 4, 3, 3)
+    grads = [torch.randn(8, 4, 3, 3) for _ in range(5)]  # standard layout, as autograd may produce
+    for name in ("adam", "sgd"):
+        cl = torch.nn.Parameter(w0.clone().contiguous(memory_format=torch.channels_last))
+        ref = torch.nn.Parameter(w0.clone())
+        opt = build_optimizer(name, [{"params": [cl]}], lr=0.1, weight_decay=0.0, momentum=0.9)
+        ref_opt = build_optimizer(name, [{"params": [ref]}], lr=0.1, weight_decay=0.0, momentum=0.9)
+        assert not opt.param_groups[0].get("fused") and ref_opt.param_groups[0]["fused"] is True
+        for g in grads:
+            cl.grad, ref.grad = g.clone(), g.clone()
+            opt.step()
+            ref_opt.step()
+        assert torch.allclose(cl.data, ref.data, atol=1e-6), name

@@ -107,3 +107,31 @@ def test_compiled_training_matches_eager(tmp_path):
     compiled = _epoch_losses(tmp_path / "c", "SimCLR", "fp32", compile=True)
     for a, b in zip(eager, compiled):
         assert abs(a - b) <= 1e-3 * max(1.0, abs(a)), (eager, compiled)
+
+
+@pytest.mark.parametrize("capability", ["AVX2", "AVX512"])
+def test_channels_last_with_a_narrow_resnet_is_refused_where_onednn_corrupts_memory(tmp_path, monkeypatch, capsys,
+                                                                                  capability):
+    """On AVX2 kernels, torch's channels-last 1x1 stride-2 convolution with 2-6 input channels corrupts the
+    heap in its weight gradient (SIGABRT mid-training): refused before anything is written, naming the flag.
+    Elsewhere (validated only: this test machine may have AVX2 kernels) the same flags are accepted."""
+    from mimax.cli import main
+    from mimax.errors import ConfigError
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    narrow = {"dataset": "Digits", "model_name": "SimCLR", "resnet_width": 4, "channels_last": True, "device": "cpu"}
+    if capability != "AVX2":
+        assert resolve(narrow).channels_last  # accepted
+        return
+    with pytest.raises(ConfigError, match="--channels_last"):
+        resolve(narrow)
+    args = ["train", "--dataset", "Digits", "--model_name", "SimCLR", "--epochs", "1", "--train_subset", "128",
+            "--test_subset", "64", "--batch_size", "32", "--num_threads", "1", "--mi_interval", "0",
+            "--mi_critic_interval", "-1", "--channels_last", "--device", "cpu"]
+    assert main([*args, "--resnet_width", "4", "--output_dir", str(tmp_path / "narrow")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mimax: error: --channels_last: on this CPU (AVX2 kernels)") and "--resnet_width 4" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "narrow").exists()
+    assert main([*args, "--resnet_width", "8", "--output_dir", str(tmp_path / "wide")]) == 0
+    contiguous = [a for a in args if a != "--channels_last"]
+    assert main([*contiguous, "--resnet_width", "4", "--output_dir", str(tmp_path / "contiguous")]) == 0

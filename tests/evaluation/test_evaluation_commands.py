@@ -334,7 +334,7 @@ def test_eval_of_a_bf16_image_run_reproduces_its_numbers(tmp_path, cli):
     """A bf16 channels-last ResNet run: `mimax eval` extracts features in the run's precision and memory
     layout, so the re-evaluation gives training's numbers bit for bit."""
     out = tmp_path / "digits"
-    proc = run_cli(["train", "--dataset", "Digits", "--model_name", "SimCLR", "--resnet_width", "4", "--epochs", "1",
+    proc = run_cli(["train", "--dataset", "Digits", "--model_name", "SimCLR", "--resnet_width", "8", "--epochs", "1",
                     "--warmup_epochs", "0", "--train_subset", "256", "--test_subset", "128", "--batch_size", "64",
                     "--precision", "bf16", "--channels_last", "--num_threads", "1", "--mi_interval", "0",
                     "--mi_critic_interval", "-1", "--output_dir", str(out)])

@@ -110,6 +110,14 @@ def validate_launch(cfg: Config) -> None:
     _check(not (cfg.sync_bn and world > 1 and device.type != "cuda"), "sync_bn",
            "torch's SyncBatchNorm needs CUDA devices; on CPU ranks each rank's BatchNorm normalizes its own "
            "share of the batch (drop --sync_bn)")
+    # torch 2.14's oneDNN AVX2 kernels corrupt the heap in the weight gradient of a channels-last 1x1 stride-2
+    # convolution with 2-6 input channels (measured on an AMD EPYC: "corrupted double-linked list", SIGABRT);
+    # a mimax ResNet's first downsampling convolution has resnet_width input channels.
+    _check(not (cfg.channels_last and device.type == "cpu" and cfg.resnet_width < 8
+                and cfg.architecture in ("ResNet18", "ResNet50") and torch.backends.cpu.get_cpu_capability() == "AVX2"),
+           "channels_last", f"on this CPU (AVX2 kernels) torch's channels-last 1x1 strided convolution corrupts memory "
+           f"with fewer than 8 input channels (--resnet_width {cfg.resnet_width}); use --resnet_width 8 or more, or "
+           "leave --channels_last out (it speeds up GPUs and AVX-512 CPUs, not this one)")
     if cfg.tensorboard:
         try:
             import tensorboard  # noqa: F401
