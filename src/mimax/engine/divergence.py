@@ -83,7 +83,7 @@ class NonFiniteGuard:
         """Call after ``backward()``; returns whether to take the optimizer step."""
         loss = terms["loss"].detach()
         gnorm = grad_norm(params, loss.device).detach()
-        if self.mode == "stop" and (self.host_record if self.host_record is not None else loss.device.type == "cpu"):
+        if self.mode == "stop" and self._records_on_host(loss.device):
             if self._first_bad is None and not math.isfinite(float(loss) + float(gnorm)):
                 self._first_bad = (step, {k: float(v.detach()) for k, v in terms.items()}, float(gnorm))
             self._since_check += 1
@@ -113,6 +113,10 @@ class NonFiniteGuard:
         self._bad_terms[keys] = (torch.where(newly, values, prev[0]), prev[1] | newly)
         self._since_check += 1
         return True
+
+    def _records_on_host(self, device: torch.device) -> bool:
+        """Mode stop: the first bad step is kept on the host for CPU tensors (unless told otherwise)."""
+        return self.host_record if self.host_record is not None else device.type == "cpu"
 
     def due(self) -> bool:
         """Whether the bounded check interval has elapsed (mode ``stop``)."""

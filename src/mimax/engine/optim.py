@@ -111,7 +111,7 @@ def fused_kernels_apply(groups: list[dict[str, Any]]) -> bool:
     Gaussian MLPs of ``mimax demo`` an Adam step took 0.60 ms single-tensor, 0.43 ms ``foreach`` and 0.16 ms
     fused (docs/performance.md). Same update rule; the rounding differs from the per-parameter kernels
     in the last bit (a checkpoint remembers whether its run was fused, so a resumed run keeps its kernels)."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices  # the list torch's optimizers check
 
     params = [p for g in groups for p in g["params"]]
     return bool(params) and len({p.device.type for p in params}) == 1 and all(

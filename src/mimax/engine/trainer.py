@@ -143,7 +143,6 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
     (rank 0) the records: metrics, evaluation, checkpoint. Other ranks wait at the epoch's barrier."""
     state, method, cfg = t.state, t.state.method, t.state.cfg
     main = distributed.is_main()
-    t.callbacks = callbacks if main else []  # their before_checkpoint, wherever the loop checkpoints
     method.train()
     while state.epoch < stop_epoch:
         state.epoch += 1
@@ -326,6 +325,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         return done
     started = time.perf_counter()
     t = setup(cfg, seed_dir, resume_from, preemption or Preemption())
+    t.callbacks = list(callbacks) if main else []  # rank 0 watches and writes; before_checkpoint at every save
     state, log = t.state, ConsoleLog(enabled=progress and main)
     t.log = log
     for note in [*state.data.extras.get("notes", []), *state.method.notes(state.total_steps)]:
