@@ -107,3 +107,33 @@ def test_probe_rejects_mismatched_inputs(splits, fn):
         fn(xtr, ytr, xte[:, :-1], yte, 4)
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         fn(xtr, ytr, xte, yte, 3)
+
+
+def test_tensor_datasets_are_extracted_as_a_dataloader_would():
+    """In-memory TensorDatasets are sliced into batches instead of going through a DataLoader: the same
+    features and labels, bit for bit, including a last partial batch and a tuple-valued ``fn``."""
+    from torch.utils.data import Dataset, TensorDataset
+
+    from mimax.evaluation.probe import extract_features
+
+    class Rows(Dataset):  # the same data, not a TensorDataset: DataLoader path
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i], self.y[i]
+
+    torch.manual_seed(0)
+    x, y = torch.randn(1030, 7), torch.randint(0, 4, (1030,))
+    lin = torch.nn.Linear(7, 5)
+
+    def fn(b):
+        h = lin(b)
+        return h, h.tanh()
+
+    (h1, z1), y1 = extract_features(fn, TensorDataset(x, y), torch.device("cpu"), batch_size=256)
+    (h2, z2), y2 = extract_features(fn, Rows(x, y), torch.device("cpu"), batch_size=256)
+    assert torch.equal(h1, h2) and torch.equal(z1, z2) and torch.equal(y1, y2) and h1.shape == (1030, 5)
