@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mimax.bounds import cosine_scores, dv_joint_term, dv_marginal_term, infonce_bound
+from mimax.bounds import cosine_scores, dv_joint_term, dv_marginal_term, infonce_bound, pair_products
 
 LossTerms = dict[str, Tensor]
 
@@ -60,9 +60,9 @@ def nt_xent_loss(u: Tensor, v: Tensor, temperature: float) -> LossTerms:
     u, v = _pair(u, v)
     n = u.shape[0]
     z = F.normalize(torch.cat([u, v]), dim=1)
-    logits = z @ z.T / temperature
-    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    logits = pair_products(z * (1.0 / temperature), z)  # 1/tau on the (2N, D) side, not on the (2N, 2N) logits
+    logits.fill_diagonal_(float("-inf"))  # k != i; in place: the product keeps its inputs, not its output
+    targets = torch.arange(2 * n, device=z.device).roll(n)  # anchor i's positive: i + N for view A, i - N for B
     loss = F.cross_entropy(logits, targets)
     return {"loss": loss}
 
