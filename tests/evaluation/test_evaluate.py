@@ -3,6 +3,7 @@ checked against the probe functions applied to features computed by hand (no con
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mimax.config import config_from_args
@@ -67,3 +68,27 @@ def test_evaluate_extracts_features_under_the_given_autocast_dtype():
     h32 = _features(encoder, data.probe_train)[0]
     assert not torch.equal(h32, h_tr)  # bf16 rounding is visible in the features the probes see
     assert set(fp32) == set(got)
+
+
+def test_evaluate_with_a_cache_reads_back_what_the_probes_gave(tmp_path, monkeypatch):
+    """``cache``: the accuracies of the first call, read back for the same features without fitting again;
+    other features (another initialization) or another kNN setting are fitted."""
+    cfg = config_from_args([*TINY, "--model_name", "SimCLR"])
+    data = build_data(cfg, torch.device("cpu"), 0)
+    torch.manual_seed(0)
+    method = build_method(cfg, data.input_shape)
+    fresh = evaluate(method, data, torch.device("cpu"), knn_k=20, knn_temperature=0.1)
+    assert evaluate(method, data, torch.device("cpu"), knn_k=20, knn_temperature=0.1, cache=tmp_path) == fresh
+    assert len(list(tmp_path.glob("*.json"))) == 3  # linear and kNN on the backbone, linear on the embedding
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr("mimax.evaluation.evaluate.linear_probe", no_fit)
+    monkeypatch.setattr("mimax.evaluation.evaluate.knn_accuracy", no_fit)
+    assert evaluate(method, data, torch.device("cpu"), knn_k=20, knn_temperature=0.1, cache=tmp_path) == fresh
+    torch.manual_seed(1)
+    other = build_method(cfg, data.input_shape)
+    for m, k in ((other, 20), (method, 10)):
+        with pytest.raises(AssertionError, match="fitted again"):
+            evaluate(m, data, torch.device("cpu"), knn_k=k, knn_temperature=0.1, cache=tmp_path)

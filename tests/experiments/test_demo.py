@@ -26,7 +26,7 @@ def test_demo_quick_end_to_end(tmp_path):
     assert len(done) == len(DEMO_RUNS) and done[-1].startswith(f"demo: {len(DEMO_RUNS)}/{len(DEMO_RUNS)} done: ")
     for name in ("trajectories.png", "mi.png", "results.md", "results.json", "claims.md"):
         assert (out / name).is_file(), name
-    assert not (out / "critic_cache").exists()  # the shared critic estimates are a working folder
+    assert not (out / "critic_cache").exists() and not (out / "probe_cache").exists()  # working folders
     # configurations with the same initialization share their epoch-0 embeddings, hence the critic's estimate
     first = {slug: next(r for r in read_csv(out / "runs" / slug / "seed_0" / "mi.csv")
                         if r["estimator"] == "critic-InfoNCE" and r["epoch"] == "0") for slug in ("jmi", "simclr")}
@@ -65,7 +65,7 @@ def test_demo_refuses_an_existing_folder_and_bad_options(tmp_path):
     proc = run_cli(["demo", "--quick", "--only", "nope", "--output_dir", str(tmp_path / "d2")])
     assert proc.returncode == 2 and "--only: unknown run(s) nope" in proc.stderr
     assert not (tmp_path / "d2" / "runs").exists()
-    for flag, value in (("--num_runs", "0"), ("--epochs", "0"), ("--gm_train_size", "0")):
+    for flag, value in (("--num_runs", "0"), ("--epochs", "0"), ("--gm_train_size", "0"), ("--mi_interval", "0")):
         proc = run_cli(["demo", "--quick", flag, value, "--output_dir", str(tmp_path / "d3")])
         assert proc.returncode == 2 and f"{flag}: must be" in proc.stderr, proc.stderr
         assert not (tmp_path / "d3").exists()  # validated before the folder is made

@@ -304,3 +304,21 @@ def test_monitors_of_a_bf16_run_embed_in_bf16_like_the_run():
     key = next(iter(method.encoders()))
     measured = CollapseMonitor(32).measure(state)
     assert measured[f"emb_std_{key}"] == pytest.approx(normalized_embedding_std(z).item(), rel=1e-6)
+
+
+def test_collapse_monitor_interval_measures_every_kth_and_the_last_epoch(tmp_path):
+    """``mimax demo``'s setting: the collapse monitor at every k-th epoch and the last, with the values an
+    every-epoch monitor records at those epochs (monitors do not change training)."""
+    from mimax.monitors.collapse import CollapseMonitor
+
+    cfg = config_from_args([*TINY_GAUSSIAN, "--model_name", "SimCLR", "--epochs", "5", "--mi_interval", "0"])
+    train_run(cfg, tmp_path / "every", 0, [CollapseMonitor(64)], progress=False)
+    train_run(cfg, tmp_path / "some", 0, [CollapseMonitor(64, interval=2)], progress=False)
+    every, some = (read_rows(tmp_path / d / "metrics.csv") for d in ("every", "some"))
+    assert [int(r["epoch"]) for r in some if r.get("emb_std_f")] == [2, 4, 5]
+    for a, b in zip(every, some):
+        if b.get("emb_std_f"):
+            assert {k: v for k, v in a.items() if k.startswith(("emb_", "rankme", "alpha_req"))} == {
+                k: v for k, v in b.items() if k.startswith(("emb_", "rankme", "alpha_req"))}
+    with pytest.raises(ValueError, match="interval"):
+        CollapseMonitor(64, stop_on_collapse=2, interval=2)  # consecutive epochs need every epoch

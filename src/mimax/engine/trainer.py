@@ -60,6 +60,7 @@ class Training:
     preemption: Preemption = field(default_factory=Preemption)
     partial: dict[str, Any] = field(default_factory=dict)  # where a mid-epoch checkpoint left its epoch
     callbacks: list[Callback] = field(default_factory=list)  # the run's monitors and recorders (rank 0)
+    eval_cache: Path | None = None  # probe accuracies shared with other runs (evaluate's cache; mimax demo)
 
     def __post_init__(self) -> None:
         self.params = {n: [p for g in o.param_groups for p in g["params"]] for n, o in self.optimizers.items()}
@@ -250,7 +251,7 @@ def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, 
     results = None
     if evaluating:
         results = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature,
-                           t.precision.dtype)
+                           t.precision.dtype, t.eval_cache)
         t.evals.add(state.epoch, results)
         t.metrics.log_eval(state.epoch, results)
     if saving:
@@ -309,10 +310,12 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
 
 def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
               resume_from: Path | None = None, progress: bool = True,
-              preemption: Preemption | None = None) -> dict[str, Any] | None:
+              preemption: Preemption | None = None, eval_cache: Path | None = None) -> dict[str, Any] | None:
     """Train (or resume) one seed in ``run_dir``. Returns its results, or None if stopped by
     ``--stop_after`` before the last epoch (the run stays resumable). On a signal seen by ``preemption``
-    it checkpoints where it stands (mid-epoch if need be) and raises :class:`Preempted`."""
+    it checkpoints where it stands (mid-epoch if need be) and raises :class:`Preempted`. ``eval_cache``:
+    a folder of probe accuracies shared with runs whose features may coincide
+    (:func:`mimax.evaluation.evaluate.evaluate_encoder`)."""
     seed_dir = SeedDir(Path(run_dir), seed)
     seed_dir.create()
     main = distributed.is_main()
@@ -326,6 +329,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     started = time.perf_counter()
     t = setup(cfg, seed_dir, resume_from, preemption or Preemption())
     t.callbacks = list(callbacks) if main else []  # rank 0 watches and writes; before_checkpoint at every save
+    t.eval_cache = eval_cache
     state, log = t.state, ConsoleLog(enabled=progress and main)
     t.log = log
     for note in [*state.data.extras.get("notes", []), *state.method.notes(state.total_steps)]:
@@ -341,7 +345,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                         "evaluating the random init and estimating MI before the first step")
         clock = time.perf_counter()
         initial = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature,
-                           t.precision.dtype)
+                           t.precision.dtype, t.eval_cache)
         first = next(iter(initial.values()), None)
         if first is not None:
             t.random_init = {f"Random init ({cfg.architecture})": first}

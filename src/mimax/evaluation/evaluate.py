@@ -4,6 +4,8 @@ embedding (the projector's output), each extracted as its own feature matrix."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -13,14 +15,17 @@ from mimax.fit import knn_k_for
 from mimax.paradigms import Method
 from mimax.runtime.device import autocast_to
 from mimax.store import faults
+from mimax.store.memo import recall, tensor_key
 
 
 @torch.no_grad()
 def evaluate(method: Method, data: DataBundle, device: torch.device, knn_k: int = 200,
-             knn_temperature: float = 0.07, dtype: torch.dtype | None = None) -> dict[str, dict[str, float]]:
+             knn_temperature: float = 0.07, dtype: torch.dtype | None = None,
+             cache: Path | None = None) -> dict[str, dict[str, float]]:
     """``{row label: {"linear", "knn", "linear_embedding": top-1}}`` for every encoder of the method, in
     eval mode (the training flags are restored). Empty if the dataset has no labels. ``dtype``: the
-    features are extracted under autocast to it (the run's ``--precision``), the probes fit in fp32."""
+    features are extracted under autocast to it (the run's ``--precision``), the probes fit in fp32.
+    ``cache``: a folder shared by runs whose features may coincide (:func:`evaluate_encoder`)."""
     if data.probe_train is None or data.probe_test is None or not data.num_classes:
         return {}
     results = {}
@@ -28,16 +33,23 @@ def evaluate(method: Method, data: DataBundle, device: torch.device, knn_k: int 
     method.eval()
     try:
         for key, label in method.row_labels().items():
-            results[label] = evaluate_encoder(method.encoders()[key], data, device, knn_k, knn_temperature, dtype)
+            results[label] = evaluate_encoder(method.encoders()[key], data, device, knn_k, knn_temperature, dtype,
+                                              cache)
     finally:
         method.train(was_training)
     return results
 
 
 def evaluate_encoder(encoder: nn.Module, data: DataBundle, device: torch.device, knn_k: int = 200,
-                     knn_temperature: float = 0.07, dtype: torch.dtype | None = None) -> dict[str, float]:
+                     knn_temperature: float = 0.07, dtype: torch.dtype | None = None,
+                     cache: Path | None = None) -> dict[str, float]:
     """Backbone features h = f(x) and embeddings z = g(h) of the clean probe splits (extracted under
-    autocast to ``dtype`` when given, returned in fp32); linear probe and kNN on h, linear probe on z."""
+    autocast to ``dtype`` when given, returned in fp32); linear probe and kNN on h, linear probe on z.
+
+    ``cache``: each probe's accuracy is kept in this folder under the SHA-256 of its features, labels and
+    settings (:mod:`mimax.store.memo`) and read back for the same inputs: ``mimax demo``'s configurations
+    share their encoders' initialization, hence their epoch-0 features. The probes are deterministic, so a
+    hit is the accuracy the fit would give on this machine and thread count."""
 
     def backbone_and_embedding(x: Tensor) -> tuple[Tensor, Tensor]:
         with autocast_to(device, dtype):
@@ -49,7 +61,13 @@ def evaluate_encoder(encoder: nn.Module, data: DataBundle, device: torch.device,
     if faults.ARMED:
         faults.hit("eval")
     (h_te, z_te), y_te = extract_features(backbone_and_embedding, data.probe_test, device, num_workers=workers)
-    k = data.num_classes
-    return {"linear": linear_probe(h_tr, y_tr, h_te, y_te, k),
-            "knn": knn_accuracy(h_tr, y_tr, h_te, y_te, k, knn_k_for(knn_k, h_tr.shape[0]), knn_temperature),
-            "linear_embedding": linear_probe(z_tr, y_tr, z_te, y_te, k)}
+    k, knn_k = data.num_classes, knn_k_for(knn_k, h_tr.shape[0])
+
+    def probe(name: str, features: tuple[Tensor, Tensor], fit, **options) -> float:
+        key = tensor_key((features[0], y_tr, features[1], y_te), {"probe": name, "classes": k, **options})
+        return recall(cache, key, lambda: {"accuracy": fit(features[0], y_tr, features[1], y_te, k, **options)})[
+            "accuracy"]
+
+    return {"linear": probe("linear", (h_tr, h_te), linear_probe),
+            "knn": probe("knn", (h_tr, h_te), knn_accuracy, k=knn_k, temperature=knn_temperature),
+            "linear_embedding": probe("linear", (z_tr, z_te), linear_probe)}

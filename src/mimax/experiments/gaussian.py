@@ -31,7 +31,7 @@ from mimax.engine.trainer import train_run
 from mimax.errors import ConfigError, OneLineParser
 from mimax.experiments.trajectories import TrajectoryRecorder
 from mimax.methods import METHODS
-from mimax.monitors import MIMonitor, default_callbacks
+from mimax.monitors import CollapseMonitor, MIMonitor, default_callbacks
 from mimax.runtime.allocator import keep_freed_memory
 from mimax.store.rundir import ExperimentDir, SeedDir
 
@@ -160,6 +160,9 @@ DEMO_CRITIC = dict(hidden=32, embed_dim=16, batch_size=128, lr=5e-3, max_steps=1
 # Trained-critic estimates shared by the configurations (OUT/critic_cache): configurations that start from the
 # same initialization have the same epoch-0 embeddings, whose estimate is then fitted once.
 CRITIC_CACHE = "critic_cache"
+# Probe accuracies shared the same way (OUT/probe_cache): the epoch-0 evaluation of an encoder whose features
+# another configuration has already evaluated is read back (mimax.store.memo).
+PROBE_CACHE = "probe_cache"
 
 
 def critic_cache_dir(cfg) -> Path:
@@ -167,13 +170,21 @@ def critic_cache_dir(cfg) -> Path:
     return Path(cfg.output_dir).parents[1] / CRITIC_CACHE
 
 
+def probe_cache_dir(cfg) -> Path:
+    """The demo folder's probe cache (beside :func:`critic_cache_dir`)."""
+    return Path(cfg.output_dir).parents[1] / PROBE_CACHE
+
+
 def demo_callbacks(cfg, run_dir: Path) -> list:
-    """The demo's monitors: the default ones without the per-run figure (the demo draws its own), the MI
-    monitor on the embedding pair only (what its figures and claims read), the trained critic as
-    :data:`DEMO_CRITIC` on the first seed only, its estimates shared through :func:`critic_cache_dir`, and
-    the trajectory recorder (Figure 3)."""
+    """The demo's monitors: the default ones without the per-run figure (the demo draws its own), the
+    collapse monitor at the MI monitor's epochs (the report reads the last epoch's), the MI monitor on the
+    embedding pair only (what its figures and claims read), the trained critic as :data:`DEMO_CRITIC` on the
+    first seed only, its estimates shared through :func:`critic_cache_dir`, and the trajectory recorder
+    (Figure 3)."""
     callbacks = default_callbacks(cfg, run_dir, figure=False)
     for cb in callbacks:
+        if isinstance(cb, CollapseMonitor):
+            cb.interval = cfg.mi_interval
         if isinstance(cb, MIMonitor):
             cb.critic_representations, cb.critic_options = ("embedding",), dict(DEMO_CRITIC)
             cb.representations = ("embedding",)  # the demo's figures and claims read the embedding only
@@ -190,7 +201,8 @@ def _train_seed(cfg: Config, seed: int) -> dict | None:
     torch.set_num_threads(1)
     keep_freed_memory()
     run_dir = ExperimentDir(cfg.output_dir).seed(seed).path
-    return train_run(cfg, run_dir, seed, demo_callbacks(cfg, run_dir), progress=False)
+    return train_run(cfg, run_dir, seed, demo_callbacks(cfg, run_dir), progress=False,
+                     eval_cache=probe_cache_dir(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = [r for r in runs if r.slug in wanted]
     if args.num_workers < 1:
         raise ConfigError("--num_workers", f"must be >= 1 (got {args.num_workers})")
+    if args.mi_interval < 1:  # 0 switches the MI monitor off in `mimax train`; the demo's figures and claims read it
+        raise ConfigError("--mi_interval", f"must be >= 1: Figure 2 and the claims read the MI monitor "
+                                           f"(got {args.mi_interval})")
     out_dir = args.output_dir or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
     cfgs = [config_from_args(run_flags(args, r, Path(out_dir))) for r in runs]  # every one valid before any write
     demo = ExperimentDir.create(out_dir, overwrite=False, run_id="demo")  # locked: one demo per folder
@@ -237,7 +252,8 @@ def _run_demo(out: Path, runs: list[DemoRun], cfgs: list[Config], args: argparse
             exp.release()
     bar.close()
     elapsed = time.perf_counter() - t0
-    shutil.rmtree(out / CRITIC_CACHE, ignore_errors=True)  # the demo's own working folder, not a result
+    for cache in (CRITIC_CACHE, PROBE_CACHE):  # the demo's own working folders, not results
+        shutil.rmtree(out / cache, ignore_errors=True)
 
     from mimax.experiments.report import write_report  # matplotlib: imported where it draws
 

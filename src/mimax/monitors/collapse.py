@@ -77,13 +77,18 @@ class CollapseMonitor(Callback):
     every epoch's ``metrics.csv`` row, computed on view A of the fixed monitor set, for every encoder the
     method exposes (SDMI: f_θ and g_ξ, named in ASCII by :func:`mimax.naming.ascii_name`: ``emb_std_f_theta``,
     ``emb_std_g_xi``). With ``stop_on_collapse = N > 0`` it asks the loop to end the run once the collapse
-    criterion has held for N consecutive epochs (counted from the session's start)."""
+    criterion has held for N consecutive epochs (counted from the session's start). ``interval = k > 1``
+    measures only every k-th epoch and the last one (``mimax demo``, whose report reads the last epoch's
+    values; not with ``stop_on_collapse``, which counts consecutive epochs)."""
 
-    def __init__(self, batch_size: int, stop_on_collapse: int = 0):
+    def __init__(self, batch_size: int, stop_on_collapse: int = 0, interval: int = 1):
         if stop_on_collapse < 0:
             raise ValueError(f"stop_on_collapse must be >= 0, got {stop_on_collapse}")
+        if interval < 1 or (interval > 1 and stop_on_collapse):
+            raise ValueError(f"interval must be >= 1, and 1 with stop_on_collapse (got {interval})")
         self.batch_size = batch_size
         self.stop_on_collapse = stop_on_collapse
+        self.interval = interval
         self.collapsed_epochs = 0
 
     def measure(self, state: RunState) -> dict[str, float]:
@@ -101,6 +106,8 @@ class CollapseMonitor(Callback):
         return out
 
     def on_epoch_end(self, state: RunState) -> dict[str, float]:
+        if state.epoch % self.interval and state.epoch != state.cfg.epochs:
+            return {}
         out = self.measure(state)
         keys = [k[len("emb_std_"):] for k in out if k.startswith("emb_std_")]
         collapsed = [k for k in keys if is_collapsed(out[f"emb_std_{k}"], out[f"emb_erank_{k}"])]

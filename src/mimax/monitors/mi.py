@@ -19,8 +19,6 @@ subtracts a negative baseline) and is no lower bound. The MI itself is estimated
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import warnings
 from pathlib import Path
@@ -38,7 +36,8 @@ from mimax.monitors.rank import geometry
 from mimax.naming import ascii_name
 from mimax.runtime.device import autocast_to
 from mimax.seeding import SHUFFLE_SEED  # the shuffled baseline: one permutation for every run and epoch
-from mimax.store.atomic import read_csv, write_csv, write_json
+from mimax.store.atomic import read_csv, write_csv
+from mimax.store.memo import recall, tensor_key
 from mimax.store.rundir import SeedDir
 
 MI_CSV_COLUMNS = ["epoch", "step", "representation", "estimator", "value", "shuffled", "gap", "log_n",
@@ -117,12 +116,7 @@ CRITIC_ESTIMATOR = "critic-InfoNCE"
 def critic_key(u: Tensor, v: Tensor, options: dict[str, Any]) -> str:
     """SHA-256 of what determines a trained-critic estimate: both embedding matrices (shape, dtype, bytes)
     and the estimator's options."""
-    h = hashlib.sha256(json.dumps(sorted(options.items()), default=str).encode())
-    for t in (u, v):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{tuple(t.shape)} {t.dtype};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 included
-    return h.hexdigest()
+    return tensor_key((u, v), options)
 
 
 def _critic_row(rep: str, u: Tensor, v: Tensor, options: dict[str, Any]) -> dict[str, Any]:
@@ -152,19 +146,8 @@ def trained_critic_rows(pairs: dict[str, tuple[Tensor, Tensor]],
         if rep not in pairs or pairs[rep][0].shape[0] < 16:
             continue
         u, v = pairs[rep]
-        path = Path(cache) / f"{critic_key(u, v, options)}.json" if cache is not None else None
-        row = None
-        if path is not None and path.is_file():
-            try:
-                row = {**json.loads(path.read_text()), "representation": rep}
-            except (OSError, ValueError):
-                row = None  # unreadable: fitted again and rewritten
-        if row is None:
-            row = _critic_row(rep, u, v, options)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_json(path, row)
-        rows.append(row)
+        row = recall(cache, critic_key(u, v, options), lambda u=u, v=v, rep=rep: _critic_row(rep, u, v, options))
+        rows.append({**row, "representation": rep})
     return rows
 
 
