@@ -19,15 +19,19 @@ def test_tensor_key_follows_shape_dtype_bytes_and_options():
 
 def test_recall_computes_once_per_key_and_survives_a_torn_entry(tmp_path):
     calls = []
+    a = torch.arange(4.0)
 
     def compute():
         calls.append(1)
         return {"accuracy": 0.25 * len(calls)}
 
-    assert recall(None, "k", compute) == {"accuracy": 0.25} and recall(None, "k", compute) == {"accuracy": 0.5}
+    assert recall(None, (a,), {}, compute) == {"accuracy": 0.25}
+    assert recall(None, (a,), {}, compute) == {"accuracy": 0.5}  # no folder: always computed
     calls.clear()
-    assert recall(tmp_path, "k", compute) == {"accuracy": 0.25}
-    assert recall(tmp_path, "k", compute) == {"accuracy": 0.25} and len(calls) == 1  # read back
-    (tmp_path / "k.json").write_text('{"accur')  # torn (not by mimax's atomic writes): computed again
-    assert recall(tmp_path, "k", compute) == {"accuracy": 0.5}
-    assert recall(tmp_path, "k", compute) == {"accuracy": 0.5} and len(calls) == 2
+    assert recall(tmp_path, (a,), {}, compute) == {"accuracy": 0.25}
+    assert recall(tmp_path, (a,), {}, compute) == {"accuracy": 0.25} and len(calls) == 1  # read back
+    assert recall(tmp_path, (a,), {"k": 1}, compute) == {"accuracy": 0.5} and len(calls) == 2  # other options
+    entry = tmp_path / f"{tensor_key((a,), {})}.json"
+    entry.write_text('{"accur')  # torn (not by mimax's atomic writes): computed again
+    assert recall(tmp_path, (a,), {}, compute) == {"accuracy": 0.75}
+    assert recall(tmp_path, (a,), {}, compute) == {"accuracy": 0.75} and len(calls) == 3

@@ -15,7 +15,7 @@ from mimax.fit import knn_k_for
 from mimax.paradigms import Method
 from mimax.runtime.device import autocast_to
 from mimax.store import faults
-from mimax.store.memo import recall, tensor_key
+from mimax.store.memo import recall
 
 
 @torch.no_grad()
@@ -64,9 +64,9 @@ def evaluate_encoder(encoder: nn.Module, data: DataBundle, device: torch.device,
     k, knn_k = data.num_classes, knn_k_for(knn_k, h_tr.shape[0])
 
     def probe(name: str, features: tuple[Tensor, Tensor], fit, **options) -> float:
-        key = tensor_key((features[0], y_tr, features[1], y_te), {"probe": name, "classes": k, **options})
-        return recall(cache, key, lambda: {"accuracy": fit(features[0], y_tr, features[1], y_te, k, **options)})[
-            "accuracy"]
+        inputs = (features[0], y_tr, features[1], y_te)
+        return recall(cache, inputs, {"probe": name, "classes": k, **options},
+                      lambda: {"accuracy": fit(*inputs, k, **options)})["accuracy"]
 
     return {"linear": probe("linear", (h_tr, h_te), linear_probe),
             "knn": probe("knn", (h_tr, h_te), knn_accuracy, k=knn_k, temperature=knn_temperature),

@@ -37,7 +37,7 @@ from mimax.naming import ascii_name
 from mimax.runtime.device import autocast_to
 from mimax.seeding import SHUFFLE_SEED  # the shuffled baseline: one permutation for every run and epoch
 from mimax.store.atomic import read_csv, write_csv
-from mimax.store.memo import recall, tensor_key
+from mimax.store.memo import recall
 from mimax.store.rundir import SeedDir
 
 MI_CSV_COLUMNS = ["epoch", "step", "representation", "estimator", "value", "shuffled", "gap", "log_n",
@@ -113,12 +113,6 @@ CRITIC_REPRESENTATIONS = ("embedding", "backbone")
 CRITIC_ESTIMATOR = "critic-InfoNCE"
 
 
-def critic_key(u: Tensor, v: Tensor, options: dict[str, Any]) -> str:
-    """SHA-256 of what determines a trained-critic estimate: both embedding matrices (shape, dtype, bytes)
-    and the estimator's options."""
-    return tensor_key((u, v), options)
-
-
 def _critic_row(rep: str, u: Tensor, v: Tensor, options: dict[str, Any]) -> dict[str, Any]:
     est = estimate_mi(u.cpu(), v.cpu(), **options)
     return {"representation": rep, "estimator": CRITIC_ESTIMATOR, "value": est.mi, "shuffled": "",
@@ -135,18 +129,18 @@ def trained_critic_rows(pairs: dict[str, tuple[Tensor, Tensor]],
     :func:`mimax.monitors.estimators.estimate_mi` (nats; ``critic_options`` passed on) with its 95% interval
     (``ci_low``, ``ci_high``).
 
-    ``cache``: a folder of rows keyed by :func:`critic_key`. A pair already estimated there with the same
-    options (e.g. by another run whose networks start from the same initialization) is read back instead
-    of fitted again; the estimator draws from its own seeded generators only, so on the same machine and
-    thread count the row is the one the fit would give. New rows are written atomically, so concurrent
-    runs may share the folder."""
+    ``cache``: a folder of rows keyed by both matrices and the options (:mod:`mimax.store.memo`). A pair
+    already estimated there with the same options (e.g. by another run whose networks start from the same
+    initialization) is read back instead of fitted again; the estimator draws from its own seeded generators
+    only, so on the same machine and thread count the row is the one the fit would give. New rows are written
+    atomically, so concurrent runs may share the folder."""
     options = {"bound": "infonce", "seed": 0, **critic_options}
     rows = []
     for rep in representations:
         if rep not in pairs or pairs[rep][0].shape[0] < 16:
             continue
         u, v = pairs[rep]
-        row = recall(cache, critic_key(u, v, options), lambda u=u, v=v, rep=rep: _critic_row(rep, u, v, options))
+        row = recall(cache, (u, v), options, lambda u=u, v=v, rep=rep: _critic_row(rep, u, v, options))
         rows.append({**row, "representation": rep})
     return rows
 

@@ -31,18 +31,21 @@ def tensor_key(tensors: Sequence[Tensor], options: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def recall(folder: Path | None, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``compute()``, or the result stored under ``key`` in ``folder`` by an earlier call (``folder`` None:
-    always computed). New results are written atomically, so concurrent processes may share the folder;
-    an unreadable entry is computed again and rewritten."""
-    path = Path(folder) / f"{key}.json" if folder is not None else None
-    if path is not None and path.is_file():
+def recall(folder: Path | None, tensors: Sequence[Tensor], options: dict[str, Any],
+           compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``, or the result an earlier call stored in ``folder`` for the same ``tensors`` and
+    ``options`` (:func:`tensor_key`). ``folder`` None: computed, nothing hashed. New results are written
+    atomically, so concurrent processes may share the folder; an unreadable entry is computed again and
+    rewritten."""
+    if folder is None:
+        return compute()
+    path = Path(folder) / f"{tensor_key(tensors, options)}.json"
+    if path.is_file():
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             pass
     result = compute()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, result)
     return result
