@@ -119,7 +119,24 @@ def gather_batch(x: Tensor) -> Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    return _ContiguousGrad.apply(torch.cat(all_gather(x), dim=0))
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous gradient.
+
+    Why: the backward of ``torch.distributed.nn.functional.all_gather`` passes the gradient's slices to the
+    collective as they come, and a gradient in another memory layout (a column-major one, as
+    :func:`mimax.bounds.pair_products` produces on purpose) then came back wrong from gloo's all-to-all:
+    the 2-process SDMI gradients were off by up to 100% (tests/runtime/test_distributed.py)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
