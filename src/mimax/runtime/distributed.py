@@ -128,7 +128,8 @@ class _ContiguousGrad(torch.autograd.Function):
     Why: the backward of ``torch.distributed.nn.functional.all_gather`` passes the gradient's slices to the
     collective as they come, and a gradient in another memory layout (a column-major one, as
     :func:`mimax.bounds.pair_products` produces on purpose) then came back wrong from gloo's all-to-all:
-    the 2-process SDMI gradients were off by up to 100% (tests/runtime/test_distributed.py)."""
+    the 2-process SDMI gradients were off by up to 100% (tests/runtime/test_distributed.py). Gloo collectives
+    given non-contiguous tensors return wrong results silently (pytorch/pytorch#192920, open)."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
