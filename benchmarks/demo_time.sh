@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d)/demo}
+mkdir -p "$(dirname "$out")"  # the log goes beside the output folder, which the demo creates itself
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 python -c "import platform, torch; print(f'python {platform.python_version()}, torch {torch.__version__}')"
 /usr/bin/time -f "mimax demo: %e s wall, %U s user, %S s system, max RSS %M KB" \

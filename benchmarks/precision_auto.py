@@ -20,13 +20,13 @@ def step_fn(precision: str, channels_last: bool, width: int, batch: int):
     from mimax.config import resolve
     from mimax.engine.optim import build_optimizer
     from mimax.engine.precision import StepPrecision, prepare_model, to_layout
-    from mimax.methods import METHODS
+    from mimax.methods import build_method
 
     cfg = resolve({"model_name": "SimCLR", "dataset": "Digits", "resnet_width": width, "feature_dim": 512,
                    "projection_dim": 128, "projection_layer": 2, "optimizer": "lars", "initial_lr": 0.2,
                    "temperature": 0.2, "batch_size": batch})
     torch.manual_seed(0)
-    method = METHODS["SimCLR"](cfg, (1, 28, 28))
+    method = build_method(cfg, (1, 28, 28))
     prepare_model(method, channels_last, compile_backbones=False)
     opts = {k: build_optimizer("lars", g, 0.2, 1e-4, 0.9, 0.02) for k, g in method.optimizer_groups().items()}
     prec = StepPrecision(precision, torch.device("cpu"))

@@ -1,0 +1,65 @@
+"""Every script in benchmarks/ runs, tiny, and prints its result line: a benchmark that the code's API has left
+behind fails here instead of on the day someone needs its numbers (benchmarks/precision_auto.py once built
+methods with an outdated signature and crashed before printing anything). The numbers are not checked:
+timings belong to benchmarks, not to tests. benchmarks/gpu_check.py has its own test (test_gpu_check.py)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+NUMBER = r"[0-9][0-9.,]*"
+
+# script, tiny arguments, a line the full run prints too (its numbers as numbers)
+CASES = [
+    ("precision_auto.py", ["--threads", "1", "--rounds", "1", "--steps", "1", "--width", "4", "--batch", "8"],
+     rf"bf16 \+ channels_last\s+{NUMBER} ms/step\s+{NUMBER} images/s\s+fp32 / this = {NUMBER}"),
+    ("objectives.py", ["--rounds", "1"], rf"NT-Xent\s+1024\s+128\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}"),
+    ("augmentation_throughput.py", ["--batch", "8", "--per_image_count", "4", "--size", "16"],
+     rf"simclr\s+batched\s+{NUMBER}\s+per-image torchvision\s+{NUMBER}"),
+    ("nan_guard_overhead.py", ["--steps", "2", "--rounds", "1"],
+     rf"skip: before_step \+ observe alone {NUMBER} ms/step"),
+    ("user_method_overhead.py", ["--steps", "2"], rf"BYOL: built-in {NUMBER} ms wall .* user / built-in: wall {NUMBER}"),
+    ("step_time.py", ["--steps", "1", "--warmup", "1", "--methods", "SimCLR,SDMI", "--settings", "fp32",
+                      "--batch", "8", "--width", "4", "--threads", "1"],
+     rf"\| SDMI \| {NUMBER} / {NUMBER} / {NUMBER} \| {NUMBER} \|"),
+    ("mi_estimators.py", ["--pairs", "256", "--repeats", "1", "--tasks", "gauss 2x2", "--bounds", "infonce"],
+     rf"\| gauss 2x2 [^|]*\| 256 \| {NUMBER} \| infonce \| -?{NUMBER} \|"),
+    ("fashion_protocol.py", ["--rounds", "1", "--steps", "1", "--candidates", "4x16x8", "--threads", "1"],
+     rf"SimCLR\s+4\s+16\s+8\s+{NUMBER}\s+{NUMBER}"),
+    ("mi_overhead.py", ["--steps", "1", "--skip_gaussian", "--train_size", "512", "--monitor_size", "64",
+                        "--resnet_width", "4", "--intervals", "5", "--methods", "JMI"],
+     rf"\| JMI \| 4 \| {NUMBER} M \| {NUMBER} \(128\) \|.*\| {NUMBER}% \|"),
+]
+
+
+def _run(script: str, args: list[str], cwd: Path) -> str:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.mark.parametrize("script, args, expected", CASES, ids=[c[0] for c in CASES])
+def test_benchmark_runs_and_prints_its_result(script, args, expected, tmp_path):
+    out = _run(script, args, tmp_path)
+    assert re.search(expected, out), f"{script}: no line matching {expected!r} in:\n{out[-3000:]}"
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_runs_two_ranks(tmp_path):
+    """The pipeline benchmark starts torchrun ranks (about a minute even tiny): slow suite only."""
+    out = _run("pipeline.py", ["--images", "64", "--batch", "16", "--steps", "1", "--jpeg_dir", str(tmp_path / "jpegs"),
+                               "--work", str(tmp_path / "work"), "--jpeg_size", "16"], tmp_path)
+    assert re.search(rf"\| JPEG folder \| batched \| 2 \| 32, 32 \| 32, 32 \| 32 \| yes \| {NUMBER} \|", out), out[-3000:]
+
+
+def test_every_benchmark_script_is_covered():
+    """A new benchmark gets a case here (or is named as covered elsewhere)."""
+    covered = {c[0] for c in CASES} | {"pipeline.py", "gpu_check.py", "common.py"}
+    assert {p.name for p in BENCHMARKS.glob("*.py")} == covered
