@@ -78,15 +78,41 @@ def test_analyze_a_torchvision_architecture_with_weights(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["resnet18", "--dataset", "Digits"], "--weights: a torchvision architecture name (resnet18) needs a weights file"),
-    (["notanet", "--weights", "x.pth", "--dataset", "Digits"], "MODEL: 'notanet' is neither a path nor a torchvision"),
+    (["notanet", "--weights", "x.pth", "--dataset", "Digits"], "MODEL: 'notanet' is neither an existing path"),
+    (["notanet", "--dataset", "Digits"], "MODEL: 'notanet' is neither an existing path"),  # not "needs --weights"
+    (["no/such/run", "--dataset", "Digits"], "MODEL: 'no/such/run' is neither an existing path"),
+    # the model is checked before any data is read: the missing CIFAR-10 folder is not what is reported
+    (["notanet", "--dataset", "CIFAR10", "--data_dir", "nowhere"], "MODEL: 'notanet' is neither an existing path"),
+    (["resnet18", "--weights", "x.pth", "--dataset", "CIFAR10", "--data_dir", "nowhere"],
+     "x.pth: not a PyTorch file that loads with weights_only=True"),
     (["resnet18", "--weights", "x.pth"], "--dataset: required unless MODEL is a mimax run or checkpoint"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     (tmp_path / "x.pth").write_bytes(b"junk")
     args = [a.replace("x.pth", str(tmp_path / "x.pth")) for a in args]
+    message = message.replace("x.pth", str(tmp_path / "x.pth"))
     assert main(["analyze", *args, "--output_dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mimax: error: " + message) and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda sd: {"foo": torch.zeros(3)}, "120 missing keys (conv1.weight, bn1.weight, bn1.bias, ...); 1 unexpected "
+                                         "keys (foo)"),
+    (lambda sd: {**sd, "layer1.0.conv1.weight": torch.zeros(3, 3)},
+     "1 shape mismatches (layer1.0.conv1.weight (3, 3) vs (64, 64, 3, 3))"),
+    (lambda sd: {k: v for k, v in sd.items() if k != "bn1.bias"}, "1 missing keys (bn1.bias)"),
+])
+def test_weights_that_do_not_fit_the_architecture_are_summarized_in_one_line(tmp_path, capsys, edit, expected):
+    import torchvision
+
+    torch.save(edit(torchvision.models.resnet18().state_dict()), tmp_path / "w.pth")
+    # CIFAR10 without data: the weights are checked before any data is read
+    assert main(["analyze", "resnet18", "--weights", str(tmp_path / "w.pth"), "--dataset", "CIFAR10", "--data_dir",
+                 str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"mimax: error: --weights: {tmp_path / 'w.pth'} does not match torchvision's resnet18: {expected}"
     assert not (tmp_path / "out").exists()
 
 

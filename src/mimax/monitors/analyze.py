@@ -140,26 +140,50 @@ def _exported_backbone(state: dict[str, Any], path: Path, cfg, input_shape: tupl
                     "for another architecture pass its torchvision name and --weights")
 
 
-def _torchvision_model(name: str, weights: Path, input_shape: tuple[int, ...]) -> tuple[_Encoder, str, list[str]]:
+def _torchvision_name(name: str) -> str:
+    """``name`` if torchvision knows the architecture; else the one-line error for a MODEL that is neither an
+    existing path nor such a name."""
     import torchvision
 
     if name not in torchvision.models.list_models():
-        raise UserError(f"MODEL: {name!r} is neither a path nor a torchvision architecture "
-                        f"(e.g. resnet18, resnet50, vit_b_16)")
-    if len(input_shape) != 3:
-        raise UserError(f"MODEL: a torchvision image model needs an image dataset (got inputs {tuple(input_shape)})")
+        raise UserError(f"MODEL: {name!r} is neither an existing path (a mimax run, checkpoint or exported backbone) "
+                        f"nor a torchvision architecture name (e.g. resnet18, resnet50, vit_b_16)")
+    return name
+
+
+def _mismatch(expected: dict[str, Tensor], given: dict[str, Any]) -> str:
+    """What keeps ``given`` from loading into a module whose state is ``expected``: missing and unexpected keys
+    and shape mismatches, counted, with the first few named."""
+    def named(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [f"{k} {tuple(given[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in given and isinstance(given[k], Tensor) and given[k].shape != v.shape]
+    parts = [f"{len(ks)} {what} ({named(ks)})" for what, ks in
+             (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if ks]
+    return "; ".join(parts) or "values that are not tensors"
+
+
+def _torchvision_model(name: str, weights: Path) -> tuple[nn.Module, list[str]]:
+    """torchvision's ``name`` with the state_dict ``weights``, its classification head replaced by the identity
+    (the head's weights ignored: their keys are returned)."""
+    import torchvision
+
     state = _load_state(weights)
     net = torchvision.models.get_model(name, weights=None)
     head = [a for a in ("fc", "classifier", "heads", "head") if isinstance(getattr(net, a, None), nn.Module)]
-    for h in head:  # the classification head: replaced by the identity, its weights ignored
+    for h in head:
         setattr(net, h, nn.Identity())
     ignored = sorted(k for k in state if any(k.startswith(h + ".") for h in head))
+    kept = {k: v for k, v in state.items() if k not in ignored}
     try:
-        net.load_state_dict({k: v for k, v in state.items() if k not in ignored}, strict=True)
-    except RuntimeError as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise UserError(f"--weights: {weights} does not match torchvision's {name} ({reason})") from None
-    return _Encoder(net, grey_to_rgb=input_shape[0] == 1), f"torchvision {name}, weights {weights}", ignored
+        net.load_state_dict(kept, strict=True)
+    except (RuntimeError, TypeError, AttributeError):
+        raise UserError(f"--weights: {weights} does not match torchvision's {name}: "
+                        f"{_mismatch(net.state_dict(), kept)}") from None
+    return net, ignored
 
 
 @torch.no_grad()
@@ -189,6 +213,15 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError("--dataset: required unless MODEL is a mimax run or checkpoint")
     if args.weights is not None and (path.exists() or run_cfg is not None):
         raise UserError("--weights: only applies to a torchvision architecture name")
+    if path.exists() and not path.is_file() and run_cfg is None:
+        raise UserError(f"MODEL: {path} is neither a file nor a mimax run directory")
+    architecture = None if path.exists() else _torchvision_name(args.model)
+    if architecture is not None:  # checked before any data is read
+        if args.weights is None:
+            raise UserError(f"--weights: a torchvision architecture name ({architecture}) needs a weights file")
+        if not Path(args.weights).is_file():
+            raise UserError(f"--weights: {args.weights} is not a file")
+        net, ignored = _torchvision_model(architecture, Path(args.weights))
     cfg = _data_config(run_cfg, args.dataset, args.data_dir, args.monitor_size)
     data = build_data(cfg, torch.device("cpu"), cfg.seed)
     if data.monitor_views is None:
@@ -196,14 +229,12 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     if run_cfg is None:
         if path.is_file():
             encoder, source = _exported_backbone(state, path, cfg, tuple(data.input_shape))
-        elif path.exists():
-            raise UserError(f"MODEL: {path} is neither a file nor a mimax run directory")
         else:
-            if args.weights is None:
-                raise UserError(f"--weights: a torchvision architecture name ({args.model}) needs a weights file")
-            if not Path(args.weights).is_file():
-                raise UserError(f"--weights: {args.weights} is not a file")
-            encoder, source, ignored = _torchvision_model(args.model, Path(args.weights), tuple(data.input_shape))
+            if len(data.input_shape) != 3:
+                raise UserError(f"MODEL: a torchvision image model needs an image dataset "
+                                f"(got inputs {tuple(data.input_shape)})")
+            encoder = _Encoder(net, grey_to_rgb=data.input_shape[0] == 1)
+            source = f"torchvision {architecture}, weights {args.weights}"
     encoder = encoder.to(device)
     encoder.eval()
     x_a, x_b = data.monitor_views
