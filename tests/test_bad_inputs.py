@@ -188,6 +188,19 @@ def _class_tree_with(tmp: Path, add) -> list[str]:
     return _run_in_folder(tmp / "d", tmp)
 
 
+def _size_from_the_data(argv: list[str]) -> list[str]:
+    """The same run without --image_size: the size is inferred from the images' headers first."""
+    i = argv.index("--image_size")
+    return argv[:i] + argv[i + 2:]
+
+
+def _truncated_png(folder: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(folder / "zz.png")
+    (folder / "zz.png").write_bytes((folder / "zz.png").read_bytes()[:20])
+
+
 def _bomb_png(folder: Path) -> None:
     """A valid PNG whose header declares 50000 x 50000 pixels (IHDR patched, CRC recomputed)."""
     import struct
@@ -337,6 +350,10 @@ CASES = {
     "folder_dangling_symlink": lambda t, f: _class_tree_with(t, lambda d: (d / "gone.jpg").symlink_to(d / "nowhere")),
     "folder_symlink_loop": lambda t, f: _class_tree_with(t, lambda d: (d / "loop.jpg").symlink_to(d / "loop.jpg")),
     "folder_fifo_jpg": lambda t, f: _class_tree_with(t, lambda d: os.mkfifo(d / "pipe.jpg")),
+    # the same folders with the image size inferred from them (no --image_size)
+    "folder_no_classes_size_inferred": lambda t, f: (t / "d").mkdir() or _size_from_the_data(_run_in_folder(t / "d", t)),
+    "folder_bomb_size_inferred": lambda t, f: _size_from_the_data(_class_tree_with(t, _bomb_png)),
+    "folder_truncated_size_inferred": lambda t, f: _size_from_the_data(_class_tree_with(t, _truncated_png)),
     # damaged run files read by eval, table, plot and export; outputs they must not replace
     "table_truncated_results": lambda t, f: _cmd_on_damaged(t, f, "results.json", '{"summary": {', lambda e: [
         "table", str(e)]),

@@ -18,8 +18,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from PIL import Image
-
 from mimax.errors import DataError
 
 WARMUP_FRACTION = 0.1
@@ -47,12 +45,11 @@ def median_short_side(sizes: list[tuple[int, int]]) -> int:
 def infer_image_size(files: list[Path]) -> tuple[int, int]:
     """``(image size, images sampled)``: the median shorter side of up to ``SIZE_SAMPLE`` evenly spaced files,
     clipped to [``MIN_INFERRED_SIZE``, ``MAX_INFERRED_SIZE``]."""
+    from mimax.data.images import image_size_of  # torchvision: imported for the image-folder datasets only
+
     step = max(1, len(files) // SIZE_SAMPLE)
     sample = files[::step][:SIZE_SAMPLE]
-    sizes = []
-    for path in sample:
-        with Image.open(path) as img:
-            sizes.append(img.size)
+    sizes = [image_size_of(path) for path in sample]  # a file that is no image: one line naming it
     return min(MAX_INFERRED_SIZE, max(MIN_INFERRED_SIZE, median_short_side(sizes))), len(sample)
 
 
@@ -73,7 +70,7 @@ def fit_to_run(values: dict[str, Any], given: dict[str, Any]) -> list[str]:
     if values.get("dataset") in ("ImageFolder", "Folder") and values.get("image_size") is None \
             and values.get("data_dir"):
         files = _folder_files(values)
-        if files:
+        if files:  # (never empty: an empty dataset raised above)
             size, sampled = infer_image_size(files)
             values["image_size"] = size
             notes.append(f"--image_size {size}: the median shorter side of {sampled} of the {len(files)} images "
@@ -82,22 +79,18 @@ def fit_to_run(values: dict[str, Any], given: dict[str, Any]) -> list[str]:
 
 
 def _folder_files(values: dict[str, Any]) -> list[Path]:
-    """The training images of an ImageFolder/Folder dataset, or [] if the layout is wrong (validation then
-    reports it)."""
+    """The training images of an ImageFolder/Folder dataset. A folder the dataset cannot read raises its
+    :class:`DataError` here, naming the folder and the layout expected: the image size cannot be inferred
+    from it, and "--image_size must be >= 8 (got None)" would send the user to the wrong flag."""
     from mimax.data import folders  # torchvision: imported for the image-folder datasets only
 
     cfg = SimpleNamespace(**{"class_list": None, **values})
-    try:
-        if values["dataset"] == "Folder":
-            root = folders.locate_folder(cfg)
-            files = folders.image_files(root, recursive=True)
-            if not files:
-                raise DataError(f"{root}: no image files found; expected {folders.FLAT}")
-            return files
-        train_root, _ = folders.locate_image_folder(cfg)
-        classes = folders.class_names(train_root, folders.CLASS_TREE)
-        return folders.scan_classes(train_root, classes, folders.CLASS_TREE)[0]
-    except DataError as err:
-        if "no image files found" in str(err):
-            raise
-        return []  # a wrong layout: config validation reports it
+    if values["dataset"] == "Folder":
+        root = folders.locate_folder(cfg)
+        files = folders.image_files(root, recursive=True)
+        if not files:
+            raise DataError(f"{root}: no image files found; expected {folders.FLAT}")
+        return files
+    train_root, _ = folders.locate_image_folder(cfg)
+    classes = folders.class_names(train_root, folders.CLASS_TREE)
+    return folders.scan_classes(train_root, classes, folders.CLASS_TREE)[0]

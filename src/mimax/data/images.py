@@ -55,21 +55,28 @@ def decode_image(path: Path, channels: int) -> Tensor:
                         "delete or replace the file") from None
 
 
-def check_image_files(files: Sequence[Path]) -> None:
-    """Open every file's header (PIL identifies format and size without decoding the pixels)."""
+def image_size_of(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the file's header (PIL identifies format and size without decoding the
+    pixels); a DataError naming the file if it is not an image PIL can read or declares too many pixels."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as img:
+            size = img.size
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: declares more pixels than the {Image.MAX_IMAGE_PIXELS} an image may have "
+                        "(a decompression bomb?); delete or shrink it") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: corrupt or unreadable image file ({type(exc).__name__}); "
+                        "delete or replace it") from None
+    _check_pixels(path, size)
+    return size
+
+
+def check_image_files(files: Sequence[Path]) -> None:
+    """Read every file's header (:func:`image_size_of`) before training."""
     for path in files:
-        try:
-            with Image.open(path) as img:
-                size = img.size  # reading the header is the check
-        except Image.DecompressionBombError:
-            raise DataError(f"{path}: declares more pixels than the {Image.MAX_IMAGE_PIXELS} an image may have "
-                            "(a decompression bomb?); delete or shrink it") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{path}: corrupt or unreadable image file ({type(exc).__name__}); "
-                            "delete or replace it") from None
-        _check_pixels(path, size)
+        image_size_of(path)
 
 
 def _check_pixels(path: Path, size: tuple[int, int]) -> None:
