@@ -197,3 +197,14 @@ def test_trajectory_panel_draws_each_cluster_path_as_its_segments_fading_in(dim)
         np.testing.assert_allclose(rgba[:, 3], np.linspace(0.1, 1.0, 5))
     assert ax.get_title() == "panel"
     plt.close(fig)
+
+
+def test_trajectories_of_a_train_run_are_refused_naming_who_records_them(two_runs, tmp_path, capsys):
+    """`mimax train` records no trajectories: the message says which command does (not "run the Gaussian
+    experiment", which a Gaussian `mimax train` run is)."""
+    seed_dir = two_runs[0] / "seed_0"
+    assert main(["plot", "trajectories", str(seed_dir), "--out", str(tmp_path / "t.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"mimax: error: {seed_dir / 'trajectories.json'}: no trajectories recorded; `mimax demo` records "
+                   "the cluster-center trajectories (Figure 3) of its runs, `mimax train` does not")
+    assert not (tmp_path / "t.png").exists()

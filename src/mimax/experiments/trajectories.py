@@ -107,7 +107,8 @@ def load_trajectories(run_dir: Path) -> dict[str, Any]:
     (a one-line UserError if it is missing, unreadable or not that shape)."""
     path = SeedDir.at(run_dir).trajectories_json
     if not path.is_file():
-        raise UserError(f"{path}: no trajectories recorded (run the Gaussian experiment, e.g. `mimax demo`)")
+        raise UserError(f"{path}: no trajectories recorded; `mimax demo` records the cluster-center trajectories "
+                        f"(Figure 3) of its runs, `mimax train` does not")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
