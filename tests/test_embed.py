@@ -104,3 +104,20 @@ def test_embed_needs_the_export_description(trained, tmp_path):
                       str(tmp_path / "e.npz")])
     assert proc.returncode == 2 and "f.pt.json not found (mimax export writes it beside the backbone)" in proc.stderr
     assert not (tmp_path / "e.npz").exists()
+
+
+def test_vector_data_runs_and_their_exports_are_refused_alike(trained, tmp_path):
+    """A Gaussian run's MLP has no image preprocessing: embedding files with it is refused in one line, from
+    the run and from its export (the export used to read as 'not an export description')."""
+    from conftest import TINY_GAUSSIAN
+
+    assert run_cli(["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "1", "--mi_interval", "0",
+                    "--output_dir", str(tmp_path / "g")]).returncode == 0
+    assert run_cli(["export", str(tmp_path / "g"), "--out", str(tmp_path / "g.pt")]).returncode == 0
+    for source, message in ((["--run", str(tmp_path / "g")], f"{tmp_path / 'g'}: a run on vector data (Gaussian)"),
+                            (["--backbone", str(tmp_path / "g.pt")],
+                             f"--backbone: {tmp_path / 'g.pt'} is the MLP backbone of a run on vector data (Gaussian)")):
+        proc = run_cli(["embed", str(trained / "photos"), *source, "--out", str(tmp_path / "e.npz")])
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == f"mimax: error: {message}; mimax embed embeds image files"
+        assert not (tmp_path / "e.npz").exists()

@@ -99,6 +99,9 @@ def from_backbone(path: str) -> Embedder:
     try:
         meta = json.loads(meta_path.read_text())
         architecture, shape = meta["architecture"], tuple(meta["input_shape"])
+        if architecture == "MLP":  # as for a run: vector data has no image preprocessing to apply
+            raise UserError(f"--backbone: {file} is the MLP backbone of a run on vector data "
+                            f"({meta.get('dataset', 'unknown dataset')}); mimax embed embeds image files")
         pre = EvalPreprocessing.from_dict(meta["preprocessing"])
     except FileNotFoundError:
         raise UserError(f"--backbone: {meta_path} not found (mimax export writes it beside the backbone)") from None
