@@ -544,11 +544,26 @@ def _table_out_too_large(tmp: Path, finished: Path | None = None) -> subprocess.
     return _limited(tmp, ["table", str(exp), "--out", str(tmp / "t.md")], limit)
 
 
+def _export_out_too_large(tmp: Path) -> subprocess.CompletedProcess:
+    """``mimax export --out`` under a 1-byte file-size limit: one line naming the file (torch's zip writer
+    raised a RuntimeError without the reason: a traceback)."""
+    exp = tmp / "exp"
+    assert main([*RUN, "--output_dir", str(exp)]) == 0
+
+    def limit(resource) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+
+    proc = _limited(tmp, ["export", str(exp), "--out", str(tmp / "b.pt")], limit)
+    assert sorted(p.name for p in tmp.iterdir()) == ["exp"], "a failed export leaves no file behind"
+    return proc
+
+
 SUBPROCESS = {"disk_full": _disk_full, "file_size_limit": _file_size_limit, "diverged": _diverging,
               "malicious_checkpoint": _malicious_checkpoint,
               "out_of_inodes": lambda t: _disk_full(t, "nr_inodes=8"),
               "num_workers_over_process_limit": _process_limit, "latin1_terminal": _latin1_terminal,
-              "folder_unreadable_class": _unreadable_class_folder, "table_out_file_too_large": _table_out_too_large}
+              "folder_unreadable_class": _unreadable_class_folder, "table_out_file_too_large": _table_out_too_large,
+              "export_out_file_too_large": _export_out_too_large}
 
 
 @pytest.mark.parametrize("case", sorted(SUBPROCESS))

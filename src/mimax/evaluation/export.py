@@ -21,6 +21,7 @@ Formats:
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -99,16 +100,26 @@ def _target_library(spec: BackboneSpec, fmt: str | None) -> tuple[str, str]:
     return fmt, "pt"
 
 
-def _write(state: dict[str, torch.Tensor], file: Path, file_format: str, metadata: dict[str, str]) -> None:
+def _write(state: dict[str, torch.Tensor], file: Path, file_format: str, metadata: dict[str, str],
+           out: Path) -> None:
+    """Serialize in memory, then write the bytes to ``file`` (the temporary name of ``out``): a file that
+    cannot be written (permissions, a full disk, a read-only or special file system) is one line naming
+    ``out`` with the system's reason, where torch's zip writer raised a RuntimeError without it."""
     if file_format == "safetensors":
         try:
-            from safetensors.torch import save_file
+            from safetensors.torch import save
         except ImportError:
             raise UserError("--format safetensors: needs the safetensors package: "
                             "pip install 'mimax[export]'") from None
-        save_file(state, str(file), metadata=metadata)
+        data = save(state, metadata=metadata)
     else:
-        torch.save(state, file)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        data = buf.getvalue()
+    try:
+        file.write_bytes(data)
+    except OSError as exc:
+        raise UserError(f"--out: cannot write {out} ({exc.strerror or exc})") from None
 
 
 def read_backbone_file(file: Path, file_format: str) -> dict[str, torch.Tensor]:
@@ -168,10 +179,13 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
         raise UserError(f"{cfg.architecture}: {err}") from None
     library, file_format = _target_library(spec, fmt)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
-    out_path.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: make the folder now
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: make the folder now
+    except OSError as exc:
+        raise UserError(f"--out: cannot make the folder {out_path.parent} ({exc.strerror or exc})") from None
     tmp = out_path.with_name(f".{out_path.name}.export")
     try:
-        _write(state, tmp, file_format, {"architecture": cfg.architecture, "library": library})
+        _write(state, tmp, file_format, {"architecture": cfg.architecture, "library": library}, out_path)
         if library == "mimax":  # mimax's own backbone: load into a fresh one built from the spec
             fresh = build_backbone_spec(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)[0]
             fresh.load_state_dict(read_backbone_file(tmp, file_format), strict=True)
