@@ -351,7 +351,8 @@ CASES = {
     "folder_symlink_loop": lambda t, f: _class_tree_with(t, lambda d: (d / "loop.jpg").symlink_to(d / "loop.jpg")),
     "folder_fifo_jpg": lambda t, f: _class_tree_with(t, lambda d: os.mkfifo(d / "pipe.jpg")),
     # the same folders with the image size inferred from them (no --image_size)
-    "folder_no_classes_size_inferred": lambda t, f: (t / "d").mkdir() or _size_from_the_data(_run_in_folder(t / "d", t)),
+    "folder_no_classes_size_inferred": lambda t, f: (t / "d").mkdir()
+    or _size_from_the_data(_run_in_folder(t / "d", t)),
     "folder_bomb_size_inferred": lambda t, f: _size_from_the_data(_class_tree_with(t, _bomb_png)),
     "folder_truncated_size_inferred": lambda t, f: _size_from_the_data(_class_tree_with(t, _truncated_png)),
     # damaged run files read by eval, table, plot and export; outputs they must not replace

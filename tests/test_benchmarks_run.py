@@ -24,7 +24,8 @@ CASES = [
      rf"simclr\s+batched\s+{NUMBER}\s+per-image torchvision\s+{NUMBER}"),
     ("nan_guard_overhead.py", ["--steps", "2", "--rounds", "1"],
      rf"skip: before_step \+ observe alone {NUMBER} ms/step"),
-    ("user_method_overhead.py", ["--steps", "2"], rf"BYOL: built-in {NUMBER} ms wall .* user / built-in: wall {NUMBER}"),
+    ("user_method_overhead.py", ["--steps", "2"],
+     rf"BYOL: built-in {NUMBER} ms wall .* user / built-in: wall {NUMBER}"),
     ("step_time.py", ["--steps", "1", "--warmup", "1", "--methods", "SimCLR,SDMI", "--settings", "fp32",
                       "--batch", "8", "--width", "4", "--threads", "1"],
      rf"\| SDMI \| {NUMBER} / {NUMBER} / {NUMBER} \| {NUMBER} \|"),
@@ -56,7 +57,8 @@ def test_pipeline_benchmark_runs_two_ranks(tmp_path):
     """The pipeline benchmark starts torchrun ranks (about a minute even tiny): slow suite only."""
     out = _run("pipeline.py", ["--images", "64", "--batch", "16", "--steps", "1", "--jpeg_dir", str(tmp_path / "jpegs"),
                                "--work", str(tmp_path / "work"), "--jpeg_size", "16"], tmp_path)
-    assert re.search(rf"\| JPEG folder \| batched \| 2 \| 32, 32 \| 32, 32 \| 32 \| yes \| {NUMBER} \|", out), out[-3000:]
+    row = rf"\| JPEG folder \| batched \| 2 \| 32, 32 \| 32, 32 \| 32 \| yes \| {NUMBER} \|"
+    assert re.search(row, out), out[-3000:]
 
 
 def test_every_benchmark_script_is_covered():

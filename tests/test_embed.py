@@ -116,7 +116,8 @@ def test_vector_data_runs_and_their_exports_are_refused_alike(trained, tmp_path)
     assert run_cli(["export", str(tmp_path / "g"), "--out", str(tmp_path / "g.pt")]).returncode == 0
     for source, message in ((["--run", str(tmp_path / "g")], f"{tmp_path / 'g'}: a run on vector data (Gaussian)"),
                             (["--backbone", str(tmp_path / "g.pt")],
-                             f"--backbone: {tmp_path / 'g.pt'} is the MLP backbone of a run on vector data (Gaussian)")):
+                             f"--backbone: {tmp_path / 'g.pt'} is the MLP backbone of a run on vector data "
+                             "(Gaussian)")):
         proc = run_cli(["embed", str(trained / "photos"), *source, "--out", str(tmp_path / "e.npz")])
         assert proc.returncode == 2
         assert proc.stderr.strip() == f"mimax: error: {message}; mimax embed embeds image files"

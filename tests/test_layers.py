@@ -27,8 +27,8 @@ LAYERS: list[set[str]] = [
 ]
 # Modules imported inside the functions that need them: matplotlib, and torchvision (the image data and the
 # commands that read images), which cost seconds at start-up that vector-data runs and the demo never need.
-HEAVY = {"mimax.plots", "mimax.experiments.report", "mimax.data.folders", "mimax.evaluation.commands",
-         "mimax.monitors.analyze"}
+HEAVY = {"mimax.plots", "mimax.experiments.report", "mimax.data.folders", "mimax.data.images",
+         "mimax.evaluation.commands", "mimax.monitors.analyze"}
 
 
 def module_name(path: Path) -> str:
