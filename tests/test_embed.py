@@ -3,6 +3,8 @@ exported backbone; the vectors are the backbone features the run's linear probe 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,12 @@ def test_vector_data_runs_and_their_exports_are_refused_alike(trained, tmp_path)
         assert proc.returncode == 2
         assert proc.stderr.strip() == f"mimax: error: {message}; mimax embed embeds image files"
         assert not (tmp_path / "e.npz").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc (where no file can be created)")
+@pytest.mark.parametrize("out", ["/proc/mimax_embed.npz", "/proc/mimax_embed.parquet", "/proc/no/mimax_embed.npz"])
+def test_an_unwritable_out_is_one_line_naming_it(trained, tmp_path, out):
+    """Not the temporary file's name, not a traceback."""
+    proc = run_cli(["embed", str(trained / "photos"), "--run", str(trained / "run"), "--out", out], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"mimax: error: --out: cannot write {out} (No such file or directory)"

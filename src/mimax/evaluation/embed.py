@@ -156,8 +156,11 @@ def write_embeddings(path: Path, names: list[str], embeddings: np.ndarray) -> No
     import os
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # the message names --out, not the temporary file
+        raise UserError(f"--out: cannot write {path} ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         if path.suffix.lower() == ".npz":
@@ -171,6 +174,8 @@ def write_embeddings(path: Path, names: list[str], embeddings: np.ndarray) -> No
                                                        embeddings.shape[1])
             pq.write_table(pa.table({"filename": pa.array(names, pa.string()), "embedding": column}), tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"--out: cannot write {path} ({exc.strerror or exc})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
