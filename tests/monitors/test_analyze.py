@@ -4,6 +4,7 @@ architecture with a weights file; the report's numbers against the monitors comp
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -123,3 +124,10 @@ def test_an_existing_report_is_not_overwritten(run_dir, tmp_path, capsys):
     assert main(["analyze", str(run_dir), "--output_dir", str(out)]) == 2
     assert "already holds a report" in capsys.readouterr().err
     assert (out / "analysis.json").read_text() == "{}"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc (where no folder can be made)")
+def test_an_output_dir_that_cannot_be_made_is_one_line(run_dir, capsys):
+    assert main(["analyze", str(run_dir), "--output_dir", "/proc/mimax_analysis"]) == 2
+    assert capsys.readouterr().err.strip() == ("mimax: error: --output_dir: cannot write to /proc/mimax_analysis "
+                                               "(No such file or directory)")

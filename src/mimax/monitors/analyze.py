@@ -331,7 +331,10 @@ def cmd_analyze(argv: list[str]) -> int:
     report = analyze(args)  # everything is loaded and measured before anything is written
     png = report_figure(report)
     md = report_markdown(report)
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--output_dir: cannot write to {out} ({exc.strerror or exc})") from None
     atomic_write_text(out / "analysis.json", json.dumps({k: v for k, v in report.items() if k != "_spectra"},
                                                         indent=2, sort_keys=True) + "\n")
     atomic_write_text(out / "analysis.md", md)
