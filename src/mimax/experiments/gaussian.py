@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                                            f"(got {args.mi_interval})")
     out_dir = args.output_dir or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
     cfgs = [config_from_args(run_flags(args, r, Path(out_dir))) for r in runs]  # every one valid before any write
-    demo = ExperimentDir.create(out_dir, overwrite=False, run_id="demo")  # locked: one demo per folder
+    demo = ExperimentDir.create(out_dir, overwrite=False, run_id="demo",  # locked: one demo per folder
+                                occupied="mimax demo writes a new folder: give another --output_dir")
     try:
         return _run_demo(demo.path, runs, cfgs, args)
     finally:

@@ -253,6 +253,10 @@ class SeedDir:
         return rows if up_to_epoch is None else [r for r in rows if int(r["epoch"]) <= up_to_epoch]
 
 
+# what `mimax train` advises when --output_dir already holds files
+OCCUPIED_ADVICE = "pass --overwrite to replace that run or --resume to continue it"
+
+
 class ExperimentDir:
     """An experiment directory: its config, environment, status and results, and its seeds."""
 
@@ -355,8 +359,9 @@ class ExperimentDir:
 
     @classmethod
     def create(cls, output_dir: str | None, overwrite: bool, default: Path | None = None,
-               run_id: str = "") -> ExperimentDir:
+               run_id: str = "", occupied: str = OCCUPIED_ADVICE) -> ExperimentDir:
         """Create (or, with ``overwrite``, clear) the directory of a new experiment and take its lock.
+        ``occupied``: what the refusal of a folder that already holds files advises (the command's own flags).
 
         The lock is taken before the directory's content is looked at, so of two runs started together on
         one directory exactly one proceeds. ``overwrite`` clears only a directory carrying mimax's marker
@@ -367,8 +372,7 @@ class ExperimentDir:
         check_output_path(out, overwrite)
         if out.is_dir() and read_marker(out) is None and _torn_start(out) is None:
             if not overwrite:
-                raise ConfigError("--output_dir", f"{out} already holds files; pass --overwrite to replace "
-                                                  "that run or --resume to continue it")
+                raise ConfigError("--output_dir", f"{out} already holds files; {occupied}")
             raise ConfigError("--overwrite", f"{out} is not a mimax run (no {MARKER} marker); refusing to clear it")
         created = _missing_ancestor(out)
         try:
@@ -389,8 +393,7 @@ class ExperimentDir:
                     p.unlink(missing_ok=True)
             if any(p.name != LOCK for p in out.iterdir()):
                 if not overwrite:
-                    raise ConfigError("--output_dir", f"{out} already holds files; pass --overwrite to replace "
-                                                      "that run or --resume to continue it")
+                    raise ConfigError("--output_dir", f"{out} already holds files; {occupied}")
                 _check_clearable(out)
                 _clear_run(out)
             try:
