@@ -205,12 +205,19 @@ def test_entry_point_of_an_installed_package(tmp_path, user_dir):
     ("{d}/ok.py:helper", "is a function, not a method: subclass mimax.JointMethod or mimax.SelfDistillationMethod"),
     ("{d}/ok.py:NotAMethod", "is a class NotAMethod, not a method"),
     ("mimax.paradigms:JointMethod", "is a class JointMethod, not a method"),
+    # a paradigm subclass that declares nothing used to train until its first step raised NotImplementedError
+    ("{d}/ok.py:NoObjective", "ok.py:NoObjective declares no objective: define objective(self, z_a, z_b) returning "
+                              "a dict with the 'loss' to minimize (docs/extending.md)"),
+    ("{d}/ok.py:NoObjectiveSD", "declares no objective: define objective(self, p, z)"),
     ("NoSuchMethod", "unknown method 'NoSuchMethod'; expected one of SDMI"),
 ])
 def test_bad_model_names_are_one_line_errors(tmp_path, capsys, spec, fragment):
     (tmp_path / "bad.py").write_text("def broken(:\n")
-    (tmp_path / "ok.py").write_text("import torch\n\n\ndef helper():\n    pass\n\n\n"
-                                    "class NotAMethod(torch.nn.Module):\n    pass\n")
+    (tmp_path / "ok.py").write_text("import torch\n\nfrom mimax import JointMethod, SelfDistillationMethod\n\n\n"
+                                    "def helper():\n    pass\n\n\n"
+                                    "class NotAMethod(torch.nn.Module):\n    pass\n\n\n"
+                                    "class NoObjective(JointMethod):\n    pass\n\n\n"
+                                    "class NoObjectiveSD(SelfDistillationMethod):\n    pass\n")
     out = tmp_path / "run"
     assert main(["train", *TINY_GAUSSIAN, "--model_name", spec.format(d=tmp_path), "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -230,3 +237,20 @@ def test_user_method_under_torchrun(user_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "seed_0" / "env.json").read_text())["world_size"] == 2
     assert "SDBound" in json.loads((out / "results.json").read_text())["summary"]
+
+
+def test_a_method_with_its_own_training_loss_needs_no_objective():
+    """The objective check refuses only a class that declares neither (the paradigm's step calls objective)."""
+    from mimax import JointMethod
+    from mimax.methods.registry import MethodNotFound, check_method_class
+
+    class OwnStep(JointMethod):
+        def training_loss(self, x_a, x_b, step):
+            return {"loss": (self.encoder(x_a) - self.encoder(x_b)).pow(2).mean()}
+
+    class Nothing(JointMethod):
+        pass
+
+    assert check_method_class(OwnStep, "OwnStep") is OwnStep
+    with pytest.raises(MethodNotFound, match="Nothing declares no objective"):
+        check_method_class(Nothing, "Nothing")

@@ -105,6 +105,11 @@ def check_method_class(obj: object, origin: str) -> type[Method]:
         kind = type(obj).__name__ if not isinstance(obj, type) else f"class {obj.__name__}"
         raise MethodNotFound(f"{origin} is a {kind}, not a method: subclass mimax.JointMethod or "
                              "mimax.SelfDistillationMethod")
+    paradigm = JointMethod if issubclass(obj, JointMethod) else SelfDistillationMethod
+    if obj.objective is paradigm.objective and obj.training_loss is paradigm.training_loss:
+        args = "z_a, z_b" if paradigm is JointMethod else "p, z"
+        raise MethodNotFound(f"{origin} declares no objective: define objective(self, {args}) returning a dict "
+                             f"with the 'loss' to minimize (docs/extending.md)")
     return obj
 
 
