@@ -28,6 +28,11 @@ class DataError(UserError):
     """Data that is missing or not in the expected layout; the message names the path and the layout."""
 
 
+class MethodError(UserError):
+    """A user-defined method that does not keep the method contract (docs/extending.md), e.g. an objective
+    that returns no scalar ``"loss"``; the message names the method's function."""
+
+
 class CollapseStopped(Exception):
     """``--stop_on_collapse`` ended a run whose embeddings collapsed; the CLI exits with code 4. The epoch's
     checkpoint is kept and the run is resumable."""

@@ -254,3 +254,73 @@ def test_a_method_with_its_own_training_loss_needs_no_objective():
     assert check_method_class(OwnStep, "OwnStep") is OwnStep
     with pytest.raises(MethodNotFound, match="Nothing declares no objective"):
         check_method_class(Nothing, "Nothing")
+
+
+def test_an_ema_target_needs_its_momentum_option():
+    """SelfDistillationMethod's default rule is 'ema', whose momentum is an option: a method that declares
+    neither failed with an AttributeError traceback on its first step."""
+    from mimax import SelfDistillationMethod
+    from mimax.methods.registry import MethodNotFound, check_method_class
+
+    class Ema(SelfDistillationMethod):
+        def objective(self, p, z):
+            return {"loss": -(p * z).sum(1).mean()}
+
+    class Copy(Ema):
+        rule = "copy"
+
+    with pytest.raises(MethodNotFound, match="Ema updates its target by EMA .* declare no ema_momentum"):
+        check_method_class(Ema, "Ema")
+    assert check_method_class(Copy, "Copy") is Copy
+
+
+WRONG_OBJECTIVES = '''import torch
+from mimax import JointMethod, SelfDistillationMethod
+
+
+class NoLoss(JointMethod):
+    def objective(self, z_a, z_b):
+        return {"total": (z_a - z_b).pow(2).mean()}
+
+
+class PerSample(JointMethod):
+    def objective(self, z_a, z_b):
+        return {"loss": (z_a - z_b).pow(2).mean(1)}
+
+
+class BareTensor(JointMethod):
+    def objective(self, z_a, z_b):
+        return (z_a - z_b).pow(2).mean()
+
+
+class Constant(SelfDistillationMethod):
+    rule = "copy"
+
+    def objective(self, p, z):
+        return {"loss": torch.tensor(1.0)}
+
+
+class FloatTerm(JointMethod):
+    def objective(self, z_a, z_b):
+        return {"loss": (z_a - z_b).pow(2).mean(), "gap": 0.5}
+'''
+
+
+@pytest.mark.parametrize("name,what", [
+    ("NoLoss", "a dict with keys ['total']"),
+    ("PerSample", "'loss' of shape (64,)"),
+    ("BareTensor", "a Tensor"),
+    ("Constant", "a 'loss' without a gradient (it does not depend on the embeddings it was given: computed from "
+                 "constants, or detached)"),
+    ("FloatTerm", "'gap' as a float"),
+])
+def test_an_objective_that_breaks_the_contract_is_one_line_and_leaves_nothing(tmp_path, capsys, name, what):
+    """These trained until a KeyError, IndexError or autograd RuntimeError traceback in the loop."""
+    (tmp_path / "wrong.py").write_text(WRONG_OBJECTIVES)
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", f"{tmp_path / 'wrong.py'}:{name}", "--epochs", "1",
+                 "--output_dir", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mimax: error: {name}.objective returned {what}; an objective returns a dict of 0-d tensors with the "
+        "'loss' to minimize (docs/extending.md)")
+    assert not out.exists()

@@ -110,6 +110,12 @@ def check_method_class(obj: object, origin: str) -> type[Method]:
         args = "z_a, z_b" if paradigm is JointMethod else "p, z"
         raise MethodNotFound(f"{origin} declares no objective: define objective(self, {args}) returning a dict "
                              f"with the 'loss' to minimize (docs/extending.md)")
+    names = obj.Options.names()
+    if paradigm is SelfDistillationMethod and obj.rule == "ema" and "target_update" not in names \
+            and "ema_momentum" not in names:
+        raise MethodNotFound(f"{origin} updates its target by EMA (rule 'ema', the paradigm's default) but its "
+                             "Options declare no ema_momentum: add ema_momentum: float = option(0.99, ...) as BYOL "
+                             "does, or set rule = 'copy' or 'alternate' (docs/extending.md)")
     return obj
 
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from mimax.errors import MethodError
 from mimax.nets import Encoder, EncoderSpec
 from mimax.objectives import LossTerms
 from mimax.paradigms.options import MethodOptions
@@ -60,6 +61,29 @@ def _timm_no_weight_decay(module: nn.Module) -> set[str]:
         if callable(hook):
             names |= {f"{prefix}.{n}" if prefix else n for n in hook()}
     return names
+
+
+def check_loss_terms(terms: Any, objective: Callable[..., Any], needs_grad: bool) -> None:
+    """What an objective returns: a dict of 0-d tensors, one of them the ``"loss"`` to minimize (with a gradient
+    when its inputs have one). A user method's mistake is one line naming its objective (a MethodError), not
+    a KeyError or autograd traceback from the training loop; for mimax's own objectives a few dict and
+    attribute reads per step."""
+    def refuse(what: str) -> MethodError:
+        name = getattr(objective, "__qualname__", repr(objective))
+        return MethodError(f"{name} returned {what}; an objective returns a dict of 0-d tensors with the 'loss' "
+                           "to minimize (docs/extending.md)")
+
+    if not isinstance(terms, dict):
+        raise refuse(f"a {type(terms).__name__}")
+    if "loss" not in terms:
+        raise refuse(f"a dict with keys {sorted(map(str, terms))}")
+    for key, value in terms.items():
+        if not isinstance(value, Tensor) or value.ndim != 0:
+            raise refuse(f"{key!r} of shape {tuple(value.shape)}" if isinstance(value, Tensor)
+                         else f"{key!r} as a {type(value).__name__}")
+    if needs_grad and not terms["loss"].requires_grad:
+        raise refuse("a 'loss' without a gradient (it does not depend on the embeddings it was given: computed "
+                     "from constants, or detached)")
 
 
 class Method(nn.Module):
@@ -118,7 +142,10 @@ class Method(nn.Module):
           the objective would otherwise run in bf16/fp16 even on fp32 inputs.
         """
         with torch.autocast(embeddings[0].device.type, enabled=False):
-            return objective(*(gather_batch(z).float() for z in embeddings))
+            terms = objective(*(gather_batch(z).float() for z in embeddings))
+        check_loss_terms(terms, objective, needs_grad=torch.is_grad_enabled() and
+                         any(z.requires_grad for z in embeddings))
+        return terms
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step; EMA targets update here."""
