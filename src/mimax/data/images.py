@@ -251,7 +251,8 @@ def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, nu
         num_classes, test = None, None
         train = ImageSplit(train.channels, train.images, train.files, None, train.eval_crop)
     if cfg.num_classes is not None and num_classes is not None and cfg.num_classes != num_classes:
-        raise DataError(f"--num_classes: {name} at {cfg.data_dir} has {num_classes} classes (got {cfg.num_classes})")
+        where = f" at {cfg.data_dir}" if cfg.data_dir else ""  # Digits ships with scikit-learn: no folder
+        raise DataError(f"--num_classes: {name}{where} has {num_classes} classes (got {cfg.num_classes})")
     if len(train) < cfg.batch_size:
         raise DataError(f"--batch_size: {name} has {len(train)} training images, fewer than one batch "
                         f"of {cfg.batch_size}")
