@@ -80,10 +80,23 @@ def cmd_methods(argv: list[str]) -> int:
     return 0
 
 
-def figure_format(out: str) -> str:
-    """png, pdf or svg from the output file's suffix (png when it is none of them)."""
+# what matplotlib writes, by --out's suffix (the raster ones through Pillow)
+FIGURE_SUFFIXES = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "eps", "ps")
+
+
+def figure_format(out: str, given: str | None = None) -> str:
+    """The format a figure is written in: ``--format`` when given, else ``--out``'s suffix, png without one.
+    A suffix that is no figure format is refused: writing PNG bytes under ``.txt`` or ``.jpg`` would give a
+    file its name misdescribes (it was, silently)."""
+    if given is not None:
+        return given
     suffix = Path(out).suffix.lower().lstrip(".")
-    return suffix if suffix in ("png", "pdf", "svg") else "png"
+    if not suffix:
+        return "png"
+    if suffix not in FIGURE_SUFFIXES:
+        raise UserError(f"--out: {out}: .{suffix} is not a figure format; expected one of "
+                        f"{', '.join('.' + s for s in FIGURE_SUFFIXES)} (or no suffix: png), or pass --format")
+    return suffix
 
 
 def plot_mi_command(argv: list[str]) -> int:
@@ -105,9 +118,9 @@ def plot_mi_command(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     check_output_file(Path(args.out), args.overwrite)
+    fmt = figure_format(args.out, args.format)
     from mimax.plots import group_runs, load_mi_curves, plot_mi, save_figure  # matplotlib: imported where it draws
 
-    fmt = args.format or figure_format(args.out)
     runs = [load_mi_curves(g, args.representation) for g in group_runs(args.run_dirs)]  # all read before drawing
     out = save_figure(plot_mi(runs, representation=args.representation, quantity=args.quantity), args.out, fmt)
     print(f"wrote {out}")
@@ -121,7 +134,8 @@ def plot_trajectories_command(argv: list[str]) -> int:
                             "(the paper's Figure 3).")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="seed_<k> directories, or experiment directories (their first seed is drawn)")
-    parser.add_argument("--out", required=True, metavar="FIG", help="output file (.png, .pdf or .svg)")
+    parser.add_argument("--out", required=True, metavar="FIG",
+                        help="output file (.png, .pdf, .svg, .jpg, .tif, .eps; png without a suffix)")
     parser.add_argument("--labels", default=None, help="comma-separated panel titles (default: the methods)")
     parser.add_argument("--points", action="store_true",
                         help="draw the mean embedding of each cluster's points instead of the encoded true mean")
@@ -130,6 +144,7 @@ def plot_trajectories_command(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     check_output_file(Path(args.out), args.overwrite)
+    fmt = figure_format(args.out, args.format)
     from mimax.plots import plot_trajectories, save_figure  # matplotlib: imported where it draws
 
     dirs = []
@@ -140,7 +155,7 @@ def plot_trajectories_command(argv: list[str]) -> int:
     if labels is not None and len(labels) != len(dirs):
         raise UserError(f"--labels: expected {len(dirs)} comma-separated titles, got {len(labels)}")
     fig = plot_trajectories(dirs, labels, kind="point_mean_embedding" if args.points else "center_embedding")
-    out = save_figure(fig, args.out, args.format or figure_format(args.out), dpi=100)
+    out = save_figure(fig, args.out, fmt, dpi=100)
     print(f"wrote {out}")
     return 0
 
@@ -157,10 +172,10 @@ def plot_accuracy_command(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     check_output_file(Path(args.out), args.overwrite)
+    fmt = figure_format(args.out, args.format)
     from mimax.plots import group_runs, plot_accuracy_vs_time, save_figure  # matplotlib: imported where it draws
 
-    out = save_figure(plot_accuracy_vs_time(group_runs(args.run_dirs)), args.out,
-                      args.format or figure_format(args.out))
+    out = save_figure(plot_accuracy_vs_time(group_runs(args.run_dirs)), args.out, fmt)
     print(f"wrote {out}")
     return 0
 

@@ -208,3 +208,21 @@ def test_trajectories_of_a_train_run_are_refused_naming_who_records_them(two_run
     assert err == (f"mimax: error: {seed_dir / 'trajectories.json'}: no trajectories recorded; `mimax demo` records "
                    "the cluster-center trajectories (Figure 3) of its runs, `mimax train` does not")
     assert not (tmp_path / "t.png").exists()
+
+
+@pytest.mark.parametrize("name,magic", [("f.jpg", b"\xff\xd8\xff"), ("f.tif", b"II*\x00"), ("f.svg", b"<?xml"),
+                                        ("f.pdf", b"%PDF"), ("f", b"\x89PNG"), ("f.PNG", b"\x89PNG")])
+def test_a_figure_is_written_in_the_format_its_name_says(two_runs, tmp_path, name, magic):
+    """--out's suffix chooses the format (a .jpg held PNG bytes before); no suffix: png."""
+    assert main(["plot", "mi", str(two_runs[0]), "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
+def test_a_suffix_that_is_no_figure_format_is_refused_before_drawing(two_runs, tmp_path, capsys):
+    for command in ("mi", "accuracy", "trajectories"):
+        assert main(["plot", command, str(two_runs[0]), "--out", str(tmp_path / "f.txt")]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"mimax: error: --out: {tmp_path / 'f.txt'}: .txt is not a figure format; expected one of .png, .pdf, "
+            ".svg, .jpg, .jpeg, .tif, .tiff, .eps, .ps (or no suffix: png), or pass --format")
+    assert main(["plot", "mi", str(two_runs[0]), "--out", str(tmp_path / "f.txt"), "--format", "svg"]) == 0
+    assert (tmp_path / "f.txt").read_bytes().startswith(b"<?xml")
