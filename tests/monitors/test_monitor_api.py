@@ -39,6 +39,9 @@ def test_monitor_values_agree_with_the_monitors_and_the_two_call_forms():
     assert "mi_infonce" not in mimax.monitor_values(za, zb, mi=False)
     with pytest.raises(ValueError, match="equal shape"):
         mimax.monitor_values(za, zb[:, :3])
+    for bad in (float("nan"), float("inf")):  # was torch's _LinAlgError from the SVD
+        with pytest.raises(ValueError, match=r"must be finite \(found NaN or inf\)"):
+            mimax.monitor_values(za, zb.clone().index_fill_(0, torch.tensor([5]), bad))
 
 
 def test_docs_example_runs_on_a_torchvision_model(capsys):

@@ -60,6 +60,8 @@ def monitor_values(z_a: Tensor | EmbedFn, z_b: Tensor | Iterable[Any], *, max_pa
     if z_a.ndim != 2 or z_a.shape != z_b.shape or z_a.shape[0] < 2:
         raise ValueError(f"z_a and z_b must be (N, D) embeddings of equal shape with N >= 2, got "
                          f"{tuple(z_a.shape)} and {tuple(z_b.shape)}")
+    if not (torch.isfinite(z_a).all() and torch.isfinite(z_b).all()):  # (the SVD would fail to converge)
+        raise ValueError("z_a and z_b must be finite (found NaN or inf): has the model diverged?")
     out: dict[str, float] = {**spectrum(z_a), "emb_std": normalized_embedding_std(z_a).item(),
                              "emb_erank": effective_rank(z_a).item(), **geometry(z_a, z_b)}
     for row in fixed_critic_rows({"z": (z_a, z_b)}, batch_size, temperature):
