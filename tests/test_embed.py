@@ -132,4 +132,4 @@ def test_an_unwritable_out_is_one_line_naming_it(trained, tmp_path, out):
     """Not the temporary file's name, not a traceback."""
     proc = run_cli(["embed", str(trained / "photos"), "--run", str(trained / "run"), "--out", out], cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"mimax: error: --out: cannot write {out} (No such file or directory)"
+    assert proc.stderr.strip() == f"mimax: error: cannot write {out} (No such file or directory)"

@@ -28,6 +28,7 @@ from mimax.errors import UserError
 from mimax.evaluation.export import choose_encoder, read_backbone_file, sidecar_path
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
 from mimax.nets.backbones import build_backbone
+from mimax.store.atomic import atomic_write_bytes, make_parent
 from mimax.store.checkpoint import load_checkpoint
 
 FORMATS = (".npz", ".parquet")
@@ -152,30 +153,19 @@ def check_output(out: str, overwrite: bool) -> Path:
 
 
 def write_embeddings(path: Path, names: list[str], embeddings: np.ndarray) -> None:
-    """Atomically write the table (a temporary file in the same folder, then renamed)."""
-    import os
-    import tempfile
+    """Write the table through the store's atomic writer (made in memory, then a temporary file in the same
+    folder renamed over ``path``); a failure names ``path`` and the system's reason."""
+    import io
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:  # the message names --out, not the temporary file
-        raise UserError(f"--out: cannot write {path} ({exc.strerror or exc})") from None
-    os.close(fd)
-    try:
-        if path.suffix.lower() == ".npz":
-            with open(tmp, "wb") as fh:
-                np.savez(fh, filenames=np.array(names, dtype=str), embeddings=embeddings)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    buf = io.BytesIO()
+    if path.suffix.lower() == ".npz":
+        np.savez(buf, filenames=np.array(names, dtype=str), embeddings=embeddings)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-            column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()),
-                                                       embeddings.shape[1])
-            pq.write_table(pa.table({"filename": pa.array(names, pa.string()), "embedding": column}), tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UserError(f"--out: cannot write {path} ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()),
+                                                   embeddings.shape[1])
+        pq.write_table(pa.table({"filename": pa.array(names, pa.string()), "embedding": column}), buf)
+    make_parent(path)
+    atomic_write_bytes(path, buf.getvalue())

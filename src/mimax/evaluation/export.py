@@ -37,7 +37,7 @@ from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.naming import ascii_name
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
-from mimax.store.atomic import atomic_write_text, check_output_file
+from mimax.store.atomic import atomic_write_bytes, atomic_write_text, check_output_file, make_parent
 from mimax.store.checkpoint import load_checkpoint
 
 FORMATS = ("torchvision", "timm", "safetensors")
@@ -100,26 +100,29 @@ def _target_library(spec: BackboneSpec, fmt: str | None) -> tuple[str, str]:
     return fmt, "pt"
 
 
-def _write(state: dict[str, torch.Tensor], file: Path, file_format: str, metadata: dict[str, str],
-           out: Path) -> None:
-    """Serialize in memory, then write the bytes to ``file`` (the temporary name of ``out``): a file that
-    cannot be written (permissions, a full disk, a read-only or special file system) is one line naming
-    ``out`` with the system's reason, where torch's zip writer raised a RuntimeError without it."""
+def _serialize(state: dict[str, torch.Tensor], file_format: str, metadata: dict[str, str]) -> bytes:
+    """The file's bytes, made in memory: they are checked (:func:`_loaded`) before anything is written, and
+    written by the store's atomic writer, whose failure names the file and the system's reason (torch's zip
+    writer, writing to a file, raised a RuntimeError without it)."""
     if file_format == "safetensors":
         try:
             from safetensors.torch import save
         except ImportError:
             raise UserError("--format safetensors: needs the safetensors package: "
                             "pip install 'mimax[export]'") from None
-        data = save(state, metadata=metadata)
-    else:
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        data = buf.getvalue()
-    try:
-        file.write_bytes(data)
-    except OSError as exc:
-        raise UserError(f"--out: cannot write {out} ({exc.strerror or exc})") from None
+        return save(state, metadata=metadata)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _loaded(data: bytes, file_format: str) -> dict[str, torch.Tensor]:
+    """The tensors of serialized bytes, read as :func:`read_backbone_file` reads the file."""
+    if file_format == "safetensors":
+        from safetensors.torch import load
+
+        return load(data)
+    return torch.load(io.BytesIO(data), weights_only=True)
 
 
 def read_backbone_file(file: Path, file_format: str) -> dict[str, torch.Tensor]:
@@ -131,11 +134,11 @@ def read_backbone_file(file: Path, file_format: str) -> dict[str, torch.Tensor]:
     return torch.load(file, weights_only=True)
 
 
-def _verify(spec: BackboneSpec, library: str, file: Path, file_format: str) -> None:
+def _verify(spec: BackboneSpec, library: str, state: dict[str, torch.Tensor]) -> None:
     """Build ``library``'s model as the sidecar's code does (:meth:`BackboneSpec.build`) and load the
-    written file into it with ``strict=True``."""
+    exported tensors into it with ``strict=True``."""
     try:
-        spec.build(library).load_state_dict(read_backbone_file(file, file_format), strict=True)
+        spec.build(library).load_state_dict(state, strict=True)
     except ArchitectureError as err:
         raise UserError(f"--format: {err}") from None
     except ImportError as exc:
@@ -179,24 +182,17 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
         raise UserError(f"{cfg.architecture}: {err}") from None
     library, file_format = _target_library(spec, fmt)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)  # everything is validated: make the folder now
-    except OSError as exc:
-        raise UserError(f"--out: cannot make the folder {out_path.parent} ({exc.strerror or exc})") from None
-    tmp = out_path.with_name(f".{out_path.name}.export")
-    try:
-        _write(state, tmp, file_format, {"architecture": cfg.architecture, "library": library}, out_path)
-        if library == "mimax":  # mimax's own backbone: load into a fresh one built from the spec
-            fresh = build_backbone_spec(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)[0]
-            fresh.load_state_dict(read_backbone_file(tmp, file_format), strict=True)
-        else:
-            _verify(spec, library, tmp, file_format)
-        code = None if library == "mimax" else load_code(spec, library, file_format, str(out_path))
-        info = sidecar(cfg, spec, library, file_format, key, path, ckpt, input_shape, out_path, code)
-        atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    data = _serialize(state, file_format, {"architecture": cfg.architecture, "library": library})
+    if library == "mimax":  # mimax's own backbone: load into a fresh one built from the spec
+        fresh = build_backbone_spec(cfg.architecture, input_shape, cfg.mlp_hidden_dim, cfg.resnet_width)[0]
+        fresh.load_state_dict(_loaded(data, file_format), strict=True)
+    else:
+        _verify(spec, library, _loaded(data, file_format))
+    code = None if library == "mimax" else load_code(spec, library, file_format, str(out_path))
+    info = sidecar(cfg, spec, library, file_format, key, path, ckpt, input_shape, out_path, code)
+    make_parent(out_path)  # everything is validated: make the folder now
+    atomic_write_bytes(out_path, data)  # the backbone first: a sidecar never describes a file that is not there
+    atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return info
 
 

@@ -70,6 +70,15 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+def make_parent(path: Path) -> None:
+    """Create ``path``'s folder (and its missing parents) for a file about to be written; a failure is the same
+    :class:`OutputWriteError` as the write's, naming the file."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write {path} ({exc.strerror or exc})") from None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda fh: fh.write(data))
 
