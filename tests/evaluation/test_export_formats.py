@@ -135,3 +135,16 @@ def test_export_refuses_formats_with_no_matching_model(tmp_path, capsys):
     # an existing file (or sidecar) is never overwritten without --overwrite
     code, _, err = export(capsys, str(narrow_dir), "--out", str(out), "--format", "safetensors")
     assert code == 2 and "already exists" in err
+
+
+def test_a_safetensors_name_without_format_writes_safetensors(tmp_path, capsys):
+    """`--out x.safetensors` alone wrote torch's zip format under that name (embed --backbone then failed)."""
+    from safetensors.torch import load_file
+
+    run_dir = fake_run(tmp_path, "r", "ResNet18", "CIFAR10", width=8)[0]
+    out = tmp_path / "b.safetensors"
+    code, _, err = export(capsys, str(run_dir), "--out", str(out))
+    assert code == 0, err
+    assert json.loads((tmp_path / "b.safetensors.json").read_text())["format"] == "safetensors"
+    tensors = load_file(str(out))  # safetensors' own reader (a torch zip raises SafetensorError)
+    assert "conv1.weight" in tensors and tensors["conv1.weight"].shape[0] == 8

@@ -80,7 +80,7 @@ def cmd_export(argv: list[str]) -> int:
                         "and feed it")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="torchvision or timm (a state_dict with that library's parameter names) or safetensors; "
-                        "default: the backbone's own library")
+                        "default: safetensors for an --out ending in .safetensors, else the backbone's own library")
     p.add_argument("--encoder", help="which encoder: f_θ or g_ξ for SDMI (ASCII: f_theta, g_xi); default the first")
     p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: the first seed's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

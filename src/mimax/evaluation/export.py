@@ -154,6 +154,8 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     if fmt is not None and fmt not in FORMATS:
         raise UserError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
     out_path = Path(out)
+    if fmt is None and out_path.suffix.lower() == ".safetensors":  # the name says the format (a torch zip was
+        fmt = "safetensors"                                         # written under it, and embed could not read it)
     if not out_path.parent.is_dir():  # the folder is made once everything is validated
         existing = next((p for p in (out_path.parent, *out_path.parent.parents) if p.exists()), None)
         if existing is not None and not existing.is_dir():
