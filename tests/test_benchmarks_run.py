@@ -33,6 +33,8 @@ CASES = [
      rf"\| gauss 2x2 [^|]*\| 256 \| {NUMBER} \| infonce \| -?{NUMBER} \|"),
     ("fashion_protocol.py", ["--rounds", "1", "--steps", "1", "--candidates", "4x16x8", "--threads", "1"],
      rf"SimCLR\s+4\s+16\s+8\s+{NUMBER}\s+{NUMBER}"),
+    ("contract_check_overhead.py", ["--rounds", "1", "--steps", "1"],
+     rf"SDMI: step {NUMBER} ms without the check, {NUMBER} ms with it; with / without = {NUMBER}"),
     ("mi_overhead.py", ["--steps", "1", "--skip_gaussian", "--train_size", "512", "--monitor_size", "64",
                         "--resnet_width", "4", "--intervals", "5", "--methods", "JMI"],
      rf"\| JMI \| 4 \| {NUMBER} M \| {NUMBER} \(128\) \|.*\| {NUMBER}% \|"),
