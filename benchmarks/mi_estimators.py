@@ -37,6 +37,10 @@ def tasks(pairs: int) -> list[tuple[MITask, int]]:
     out += [(MITask("gauss 64x64 sparse 4x rho=0.8 (wide)", canonical_cov(64, 64, [0.8] * 4), 64), 2048),
             (MITask("gauss 128x128 rho=0.9..0.2 (wide)", canonical_cov(128, 128, [0.9, 0.8, 0.7, 0.6, 0.5, 0.4,
                                                                                0.3, 0.2]), 128), 2048)]
+    # no dependence at all: a held-out bound of a validated critic should read about 0 (an overfitted
+    # critic used to read -3 nats on the wide one)
+    out += [(MITask("independent 4x4", canonical_cov(4, 4, []), 4), pairs),
+            (MITask("independent 128x128 (wide)", canonical_cov(128, 128, []), 128), 512)]
     return out
 
 

@@ -165,11 +165,61 @@ def test_concat_critic_estimates_a_gaussian():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(bound="mine"), "bound must be one of"), (dict(critic="bilinear"), "critic must be one of"),
     (dict(confidence=1.0), "confidence"),
+    # each used to run (batch_size 0/1 silently became 2; patience 0 returned the untrained critic; hidden 0 a
+    # constant one; negative fractions were accepted) or fail deep inside (ZeroDivisionError, IndexError)
+    (dict(batch_size=1), "batch_size must be >= 2"), (dict(batch_size=0), "batch_size must be >= 2"),
+    (dict(eval_every=0), "eval_every must be >= 1"), (dict(max_dim=0), "max_dim must be >= 1"),
+    (dict(hidden=0), "hidden must be >= 1"), (dict(patience=0), "patience must be >= 1"),
+    (dict(max_steps=0), "max_steps must be >= 1"), (dict(embed_dim=0), "embed_dim must be >= 1"),
+    (dict(lr=0.0), "lr must be a finite number > 0"), (dict(clip=float("nan")), "clip must be"),
+    (dict(fractions=(-0.1, 0.1)), "fractions must be"), (dict(fractions=(0.6, 0.5)), "fractions must be"),
+    (dict(device="meta"), "device must hold data"), (dict(device="gpu:7"), "device must be a torch device"),
 ])
 def test_bad_arguments_are_one_line_errors(kwargs, match):
     x = np.zeros((100, 2))
     with pytest.raises(ValueError, match=match):
         mimax.estimate_mi(x, x, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(seed=None), dict(seed=1.5), dict(batch_size=64.0), dict(max_dim=True)])
+def test_non_integer_options_are_type_errors(kwargs):
+    x = np.zeros((100, 2))
+    with pytest.raises(TypeError, match="must be an integer"):
+        mimax.estimate_mi(x, x, **kwargs)
+
+
+def test_wide_independent_pairs_are_about_zero_not_an_overfitted_negative():
+    # 128-D independent pairs, few of them: the canonical projection fitted on the fit split finds spurious
+    # correlation that the critic learns and the validation split refutes. The first check (step 20) was
+    # kept whatever its validation value: -3.0 nats with a CI excluding 0. Step 0 is now a candidate.
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.randn(512, 128, generator=g), torch.randn(512, 128, generator=g)
+    est = mimax.estimate_mi(u, v)
+    assert -0.1 < est.mi < 0.1, est
+    assert est.ci[0] < 0 < est.ci[1], est
+
+
+def test_estimate_does_not_depend_on_the_inputs_offset_or_scale():
+    # float64 inputs were cast to float32 before standardizing (an offset of 1e8 left 0 nats, a scale of 1e39
+    # gave NaN) and the std floor was absolute (a scale of 1e-10 left 0 nats)
+    x, y = _TASKS["gauss 2x2 rho=0.75"].sample(600, seed=3)
+    x, y = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    base = mimax.estimate_mi(x, y, max_steps=200)
+    assert base.mi > 0.3
+    for shift, scale in ((1e8, 1.0), (0.0, 1e39), (0.0, 1e-10), (-3e5, 1e-6)):
+        est = mimax.estimate_mi(x * scale + shift, y * scale + shift, max_steps=200)
+        assert est.mi == pytest.approx(base.mi, abs=0.02), (shift, scale, est.mi, base.mi)
+
+
+def test_estimate_under_inference_mode_equals_the_plain_call():
+    # was "element 0 of tensors does not require grad" from autograd: enable_grad does not leave inference mode
+    x, y = _TASKS["gauss 1x1 rho=0.5"].sample(400, seed=2)
+    x, y = torch.tensor(x), torch.tensor(y)
+    plain = mimax.estimate_mi(x, y, max_steps=60)
+    with torch.inference_mode():
+        inside = mimax.estimate_mi(x, y, max_steps=60)
+        made_inside = mimax.estimate_mi(x.clone(), y.clone(), max_steps=60)
+    assert inside.mi == plain.mi == made_inside.mi
 
 
 def test_bad_inputs_are_rejected():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mimax.monitors.rank import alignment, alpha_req, geometry, lidar, rankme, spectrum, uniformity
+from mimax.monitors.collapse import effective_rank, normalized_embedding_std
+from mimax.monitors.rank import alignment, alpha_req, geometry, lidar, rankme, spectrum, uniformity, unit_rows
 
 
 def np_entropy_rank(values, eps):
@@ -98,6 +99,35 @@ def test_limiting_cases():
     tight = lidar(torch.tensor(np.stack([base, base + 1e-3 * rng.normal(size=base.shape)], 1))).item()
     loose = lidar(torch.tensor(np.stack([base, rng.normal(size=base.shape)], 1))).item()
     assert tight > 4.5 and loose < tight
+
+
+def test_zero_embeddings_are_collapse_not_the_most_uniform():
+    # F.normalize maps a zero row to 0, and the identity ||a - b||^2 = 2 - 2 a.b (unit vectors only) then gave
+    # -2t, the most uniform value there is, for all-zero embeddings
+    assert uniformity(torch.zeros(10, 3)).item() == pytest.approx(0, abs=1e-12)
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(30, 4))
+    z[[2, 7]] = 0  # zero rows count as the point 0: ||a - 0||^2 = 1
+    zn = np.where(np.linalg.norm(z, axis=1, keepdims=True) > 0, z, 1) / np.maximum(
+        np.linalg.norm(z, axis=1, keepdims=True), 1e-300)
+    zn[[2, 7]] = 0
+    vals = [np.exp(-2 * np.sum((zn[i] - zn[j]) ** 2)) for i in range(30) for j in range(30) if i != j]
+    assert uniformity(torch.tensor(z)).item() == pytest.approx(float(np.log(np.mean(vals))), rel=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-14, 1e20, 1e30])
+def test_direction_monitors_do_not_depend_on_the_scale(data, scale):
+    # uniformity normalized in float32 (norms overflow above ~1e19: rows became 0, uniformity -4) and every
+    # F.normalize left rows shorter than its eps = 1e-12 short of unit length (uniformity -4, alignment 3e-5)
+    u, v = data
+    tu, tv = torch.tensor(u * scale), torch.tensor(v * scale)
+    assert unit_rows(tu).norm(dim=1).numpy() == pytest.approx(np.ones(len(u)), rel=1e-12)
+    assert uniformity(tu).item() == pytest.approx(np_uniformity(u), rel=1e-9)
+    assert alignment(tu, tv).item() == pytest.approx(np_alignment(u, v), rel=1e-9)
+    assert normalized_embedding_std(tu).item() == pytest.approx(float(unit(u).std(0, ddof=1).mean()), rel=1e-9)
+    assert effective_rank(tu).item() == pytest.approx(effective_rank(torch.tensor(u)).item(), rel=1e-9)
+    if scale < 1e19:  # within float32's range once normalized in float64
+        assert uniformity(tu.float()).item() == pytest.approx(np_uniformity(u), rel=1e-5)
 
 
 def test_shape_errors():

@@ -38,6 +38,12 @@ def collect_pairs(embed: EmbedFn, batches: Iterable[Any], max_pairs: int) -> tup
     return torch.cat(za)[:max_pairs], torch.cat(zb)[:max_pairs]
 
 
+def _as_embeddings(z: Any) -> Tensor:
+    """``z`` as a CPU tensor in float32, or in float64 if it is float64 (its values may not fit float32)."""
+    z = torch.as_tensor(z).detach().cpu()
+    return z if z.dtype == torch.float64 else z.float()
+
+
 def monitor_values(z_a: Tensor | EmbedFn, z_b: Tensor | Iterable[Any], *, max_pairs: int = 2048,
                    mi: bool = True, temperature: float = 0.1, batch_size: int = 512,
                    seed: int = 0) -> dict[str, float]:
@@ -51,12 +57,18 @@ def monitor_values(z_a: Tensor | EmbedFn, z_b: Tensor | Iterable[Any], *, max_pa
     - ``lidar``, ``alignment``, ``uniformity``: on the pairs (two views per sample);
     - ``score_<name>``, ``score_<name>_shuffled``, ``score_<name>_gap`` for the fixed cosine critic at
       ``temperature`` (contrast scores, not MI) with ``<name>`` in cos-DV, InfoNCE, JSD;
-    - with ``mi``: ``mi_infonce`` and its 95% interval ``mi_infonce_low``/``_high`` (trained critic,
-      :func:`mimax.estimate_mi`), ``mi_log_n`` its ceiling.
+    - with ``mi`` and at least 16 pairs (its fit, validation and test splits): ``mi_infonce`` and its 95%
+      interval ``mi_infonce_low``/``_high`` (trained critic, :func:`mimax.estimate_mi`), ``mi_log_n`` its
+      ceiling; with fewer pairs these keys are left out.
+
+    Embeddings are read in float32 (float64 ones in float64), on the CPU.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(f"batch_size must be an integer >= 2 (pairs per fixed-critic score matrix), got "
+                         f"{batch_size!r}")
     if callable(z_a):
         z_a, z_b = collect_pairs(z_a, z_b, max_pairs)
-    z_a, z_b = torch.as_tensor(z_a).detach().float().cpu(), torch.as_tensor(z_b).detach().float().cpu()
+    z_a, z_b = _as_embeddings(z_a), _as_embeddings(z_b)
     if z_a.ndim != 2 or z_a.shape != z_b.shape or z_a.shape[0] < 2:
         raise ValueError(f"z_a and z_b must be (N, D) embeddings of equal shape with N >= 2, got "
                          f"{tuple(z_a.shape)} and {tuple(z_b.shape)}")

@@ -20,12 +20,11 @@ consecutive collapsed epochs.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode, run_dtype
-from mimax.monitors.rank import spectrum
+from mimax.monitors.rank import spectrum, unit_rows
 from mimax.naming import ascii_name
 from mimax.runtime.device import autocast_to
 
@@ -48,7 +47,7 @@ def _check_embeddings(z: Tensor) -> None:
 def normalized_embedding_std(z: Tensor) -> Tensor:
     """``mean_k std_i( z_ik / ||z_i|| )`` for embeddings ``z`` of shape (N, D) (std with ddof = 1)."""
     _check_embeddings(z)
-    return F.normalize(z.double(), dim=1).std(dim=0).mean()
+    return unit_rows(z).std(dim=0).mean()
 
 
 def effective_rank(z: Tensor, eps: float = 1e-12) -> Tensor:
@@ -58,7 +57,7 @@ def effective_rank(z: Tensor, eps: float = 1e-12) -> Tensor:
     of ``Cov(z / ||z||)`` (Roy & Vetterli, 2007). Returns 0 when the covariance vanishes (``sum lambda <= eps``).
     """
     _check_embeddings(z)
-    zn = F.normalize(z.double(), dim=1)
+    zn = unit_rows(z)
     eig = torch.linalg.eigvalsh(torch.cov(zn.T).reshape(zn.shape[1], zn.shape[1])).clamp_min(0)
     total = eig.sum()
     if total <= eps:

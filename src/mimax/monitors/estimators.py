@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
@@ -153,14 +154,16 @@ def cca_projections(x: Tensor, y: Tensor, k: int, ridge: float = 1e-3) -> tuple[
     n = x.shape[0]
     xc, yc = (x - x.mean(0)).double(), (y - y.mean(0)).double()
 
+    tiny = torch.finfo(torch.float64).tiny  # the ridge is relative to the data's own variance, whatever its scale
+
     def inv_sqrt(c: Tensor) -> Tensor:
-        c = c + ridge * c.diagonal().mean().clamp_min(1e-12) * torch.eye(c.shape[0], dtype=c.dtype, device=c.device)
-        w, v = torch.linalg.eigh(c)
-        return v @ torch.diag(w.clamp_min(1e-12).rsqrt()) @ v.T
+        r = ridge * c.diagonal().mean().clamp_min(tiny)
+        w, v = torch.linalg.eigh(c + r * torch.eye(c.shape[0], dtype=c.dtype, device=c.device))
+        return v @ torch.diag(w.clamp_min(r).rsqrt()) @ v.T
 
     wx, wy = inv_sqrt(xc.T @ xc / n), inv_sqrt(yc.T @ yc / n)
     u, _, vt = torch.linalg.svd(wx @ (xc.T @ yc / n) @ wy)
-    return (wx @ u[:, :k]).float(), (wy @ vt.T[:, :k]).float()
+    return (wx @ u[:, :k]).to(x.dtype), (wy @ vt.T[:, :k]).to(y.dtype)
 
 
 def _batches(n: int, batch_size: int) -> list[slice]:
@@ -179,6 +182,53 @@ def _evaluate(critic: nn.Module, x: Tensor, y: Tensor, batch_size: int, bound: s
         values.append(fn(scores))
         terms.append(per_pair_terms(scores, bound, clip))
     return torch.stack(values).mean().item(), torch.cat(terms)
+
+
+def _check_options(batch_size: int, hidden: int, layers: int, embed_dim: int, lr: float, max_steps: int,
+                   eval_every: int, patience: int, fractions: tuple[float, float], max_dim: int | None,
+                   clip: float, seed: int) -> None:
+    """ValueError/TypeError naming the first option of :func:`estimate_mi` outside its range."""
+    ints = {"batch_size": (batch_size, 2), "hidden": (hidden, 1), "layers": (layers, 0), "embed_dim": (embed_dim, 1),
+            "max_steps": (max_steps, 1), "eval_every": (eval_every, 1), "patience": (patience, 1)}
+    if max_dim is not None:
+        ints["max_dim"] = (max_dim, 1)
+    for name, (value, low) in {**ints, "seed": (seed, None)}.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if low is not None and value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
+    for name, value in (("lr", lr), ("clip", clip)):
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if (len(fractions) != 2 or not all(isinstance(f, numbers.Real) and 0 < f < 1 for f in fractions)
+            or sum(fractions) >= 1):
+        raise ValueError(f"fractions must be (test, validation) shares in (0, 1) that sum to less than 1, "
+                         f"got {fractions!r}")
+
+
+def _device(device: torch.device | str | None, x: Tensor) -> torch.device:
+    """The device to train the critic on: ``device``, or that of ``x``."""
+    if device is None:
+        return x.device
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
+    if device.type == "meta":
+        raise ValueError("device must hold data: 'meta' tensors have no values to train a critic on")
+    return device
+
+
+def _standardize(v: Tensor, fit: Tensor) -> Tensor:
+    """``asinh((v - mean) / std)`` per coordinate with the fit rows' mean and std, computed in float64 (so that
+    inputs shifted or scaled far from 1 lose no digits before the float32 critic sees them), as float32. The
+    std's floor is relative to the coordinate's magnitude: only a coordinate constant up to rounding is held
+    at 0, whatever the data's scale."""
+    v = v.double()
+    mean, std = v[fit].mean(0), v[fit].std(0)
+    scale = v[fit].abs().amax(0)
+    floor = (1e-12 * scale).clamp_min(torch.finfo(torch.float64).tiny)
+    return torch.asinh((v - mean) / std.clamp_min(floor)).float()
 
 
 def _check_pairs(x: Tensor, y: Tensor) -> None:
@@ -203,11 +253,13 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     The pairs are shuffled (``seed``) and split into fit / validation / test (``fractions`` = test and
     validation shares). When ``x`` or ``y`` is wider than ``max_dim``, both are first projected onto their
     top-``max_dim`` canonical directions fitted on the fit split (:func:`cca_projections`), of which those
-    whose correlation on the validation split exceeds ``3 / sqrt(n_val)`` are kept: a critic fitted on
-    a few thousand pairs overfits wide inputs, and by the data-processing inequality the projected pairs'
-    MI is still a lower bound on ``I(X; Y)`` (nonlinear dependence outside those directions is not seen;
+    whose correlation on the validation split exceeds ``3 / sqrt(n_val)`` are kept (the first always): a
+    critic fitted on a few thousand pairs overfits wide inputs, and by the data-processing inequality the
+    projected pairs' MI is still a lower bound on ``I(X; Y)`` (nonlinear dependence outside those directions
+    is not seen;
     ``max_dim=None`` keeps the inputs). Inputs are standardized with the fit split's per-coordinate mean
-    and std, then mapped through ``asinh`` (invertible per coordinate, so the MI is unchanged), which keeps
+    and std (in float64, so the estimate does not depend on the inputs' offset or scale), then mapped
+    through ``asinh`` (invertible per coordinate, so the MI is unchanged), which keeps
     heavy-tailed inputs from driving the critic's scores to extremes on pairs it never saw. The critic
     (``"separable"`` or ``"concat"``, ``layers`` hidden layers of width ``hidden``) is trained with Adam on
     fit batches of ``batch_size`` pairs to maximize ``bound``, for at most ``max_steps`` steps. The critic
@@ -215,7 +267,9 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     ``w_avg <- d_t * w_avg + (1 - d_t) * w`` after step ``t``, ``d_t = min(average, (1 + t) / (10 + t))`` (the
     initial weights are forgotten within the first steps; ``average=0``: the last weights):
     every ``eval_every`` steps the averaged critic's bound is measured on the validation split, the best is
-    kept, and training stops after ``patience`` checks without improvement. The returned ``mi`` is that
+    kept (the untrained critic of step 0 is the first candidate: pairs with no dependence the critic can
+    find on held-out data give about 0 nats, not the first overfitted check), and training stops after
+    ``patience`` checks without improvement. The returned ``mi`` is that
     critic's bound on the test split, averaged over test batches of ``min(batch_size, n_test)`` pairs.
 
     Why the averaging and the 60% fit share: with a critic ``T = log r + e`` off the log density ratio
@@ -233,11 +287,25 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if not 0 <= average < 1:
         raise ValueError(f"average must be in [0, 1), got {average}")
+    _check_options(batch_size, hidden, layers, embed_dim, lr, max_steps, eval_every, patience, fractions, max_dim,
+                   clip, seed)
     t0 = time.perf_counter()
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    _check_pairs(x, y)
-    device = torch.device(device) if device is not None else x.device
-    x, y = x.detach().to(device, torch.float32), y.detach().to(device, torch.float32)
+    # inference mode off (an inference tensor cannot take part in the critic's training graph)
+    with torch.inference_mode(False):
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+        _check_pairs(x, y)
+        device = _device(device, x)
+        # float64 until standardized: the projection and the standardization see the inputs' own digits
+        x, y = x.detach().to(device, torch.float64), y.detach().to(device, torch.float64)
+        return _estimate(x, y, bound, critic, hidden, layers, embed_dim, batch_size, lr, max_steps, eval_every,
+                         patience, fractions, average, max_dim, clip, confidence, seed, device, t0)
+
+
+def _estimate(x: Tensor, y: Tensor, bound: str, critic: str, hidden: int, layers: int, embed_dim: int,
+              batch_size: int, lr: float, max_steps: int, eval_every: int, patience: int,
+              fractions: tuple[float, float], average: float, max_dim: int | None, clip: float, confidence: float,
+              seed: int, device: torch.device, t0: float) -> MIEstimate:
+    """:func:`estimate_mi` on checked float64 inputs on ``device``."""
     n = x.shape[0]
     n_test = max(4, int(round(fractions[0] * n)))
     n_val = max(4, int(round(fractions[1] * n)))
@@ -251,13 +319,11 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
         a, b = cca_projections(x[fit], y[fit], min(max_dim, x.shape[1], y.shape[1], n_fit))
         pa, pb = x[val] @ a, y[val] @ b  # keep the directions whose correlation holds on the validation split
         pa, pb = pa - pa.mean(0), pb - pb.mean(0)
-        corr = (pa * pb).sum(0) / (pa.norm(dim=0) * pb.norm(dim=0)).clamp_min(1e-12)
+        corr = (pa * pb).sum(0) / (pa.norm(dim=0) * pb.norm(dim=0)).clamp_min(torch.finfo(pa.dtype).tiny)
         keep = corr > 3 / math.sqrt(n_val)
-        keep[0] = True
+        keep[0] = True  # the critic needs an input; on it, a critic no better than its start is caught below
         x, y = x @ a[:, keep], y @ b[:, keep]
-    mx, sx = x[fit].mean(0), x[fit].std(0).clamp_min(1e-6)
-    my, sy = y[fit].mean(0), y[fit].std(0).clamp_min(1e-6)
-    xs, ys = torch.asinh((x - mx) / sx), torch.asinh((y - my) / sy)  # per-coordinate invertible: MI unchanged
+    xs, ys = _standardize(x, fit), _standardize(y, fit)  # per-coordinate invertible: MI unchanged
 
     fn = training_objective(bound, clip)
     train_bs = max(2, min(batch_size, n_fit))
@@ -275,7 +341,11 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
         opt = torch.optim.Adam(model.parameters(), lr=lr, **fused)
         averaged = copy.deepcopy(model).requires_grad_(False)  # the critic that is validated and reported
         avg_params, params = list(averaged.parameters()), list(model.parameters())
-        best_val, best_state, best_step, bad, step = -math.inf, copy.deepcopy(averaged.state_dict()), 0, 0, 0
+        # step 0 is a candidate too: a critic that never beats its start on the validation split (independent
+        # pairs, or a fit that only learned the fit split's noise) is reported as it started, near 0 nats,
+        # instead of as the first, overfitted check
+        best_val, _ = _evaluate(averaged, xs[val], ys[val], val_bs, bound, clip)
+        best_state, best_step, bad, step = copy.deepcopy(averaged.state_dict()), 0, 0, 0
         while step < max_steps and bad < patience:
             perm = fit[torch.randperm(n_fit, generator=gen).to(device)]
             for sl in _batches(n_fit, train_bs):
@@ -302,5 +372,5 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     return MIEstimate(mi=mi, ci=(mi - z * se, mi + z * se), bound=bound, critic=critic, confidence=confidence,
                       log_n=math.log(eval_bs), n_fit=n_fit, n_val=n_val, n_test=n_test, batch_size=eval_bs,
-                      steps=best_step, val_mi=best_val if best_val > -math.inf else float("nan"),
+                      steps=best_step, val_mi=best_val,
                       seconds=time.perf_counter() - t0)

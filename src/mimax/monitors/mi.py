@@ -32,7 +32,7 @@ from mimax.callbacks import Callback, RunState
 from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches, run_dtype
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.monitors.estimators import estimate_mi
-from mimax.monitors.rank import geometry
+from mimax.monitors.rank import geometry, unit_rows
 from mimax.naming import ascii_name
 from mimax.runtime.device import autocast_to
 from mimax.seeding import SHUFFLE_SEED  # the shuffled baseline: one permutation for every run and epoch
@@ -58,8 +58,9 @@ def derangement(n: int, seed: int = SHUFFLE_SEED) -> Tensor:
 def paired_and_shuffled(u: Tensor, v: Tensor, temperature: float, perm: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
     """``{estimator: (I(S), I(S'))}`` for ``S = cosine_scores(u, v, temperature)`` and its shuffled-pair
     counterpart ``S' = cosine_scores(u, v[perm], temperature) = S[:, perm]``, both from one pass over ``S``
-    (:func:`mimax.bounds.bound_values`)."""
-    paired, shuffled = bound_values(cosine_scores(u.float(), v.float(), temperature), perm)
+    (:func:`mimax.bounds.bound_values`). The rows are scaled to unit length in float64 first
+    (:func:`~mimax.monitors.rank.unit_rows`), so that embeddings beyond float32's range score as their directions."""
+    paired, shuffled = bound_values(cosine_scores(unit_rows(u).float(), unit_rows(v).float(), temperature), perm)
     return {name: (paired[name], shuffled[name]) for name in BOUNDS}
 
 

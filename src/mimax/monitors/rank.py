@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 RANKME_EPS = 1e-7  # Garrido et al.'s epsilon inside the entropy
@@ -30,6 +29,16 @@ def _check(z: Tensor, name: str = "embeddings") -> Tensor:
     if z.ndim != 2 or z.shape[0] < 2:
         raise ValueError(f"{name} must be (N, D) with N >= 2, got shape {tuple(z.shape)}")
     return z.double()
+
+
+def unit_rows(z: Tensor) -> Tensor:
+    """``z_i / ||z_i||`` in float64 for every row of ``z`` (N, D), a zero row left at 0. Each row is first divided
+    by its largest magnitude, so that rows of any scale (1e-30 or 1e30, beyond float32's range once squared)
+    come out unit vectors, where ``F.normalize``'s absolute ``eps`` leaves rows shorter than 1e-12 short."""
+    z = z.double()
+    tiny = torch.finfo(torch.float64).tiny
+    z = z / z.abs().amax(dim=1, keepdim=True).clamp_min(tiny)
+    return z / torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(tiny)
 
 
 def _entropy_rank(values: Tensor, eps: float) -> Tensor:
@@ -101,18 +110,20 @@ def alignment(u: Tensor, v: Tensor, alpha: float = 2.0) -> Tensor:
     u, v = _check(u, "u"), _check(v, "v")
     if u.shape != v.shape:
         raise ValueError(f"u and v must have equal shapes, got {tuple(u.shape)} and {tuple(v.shape)}")
-    return (F.normalize(u, dim=1) - F.normalize(v, dim=1)).norm(dim=1).pow(alpha).mean()
+    return (unit_rows(u) - unit_rows(v)).norm(dim=1).pow(alpha).mean()
 
 
 def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     """``log E_{i != j} exp(-t || z_i/||z_i|| - z_j/||z_j|| ||^2)`` (lower: more uniform on the sphere; 0 under
-    complete collapse). On the unit sphere ``||a - b||^2 = 2 - 2 a.b``: one Gram matrix, in ``z``'s precision,
-    whose exponent ``-t ||a - b||^2 = 2t a.b - 2t`` lies in [-4t, 0]: for ``4t <= 80`` its exponentials
-    neither overflow nor underflow and are summed directly, otherwise through logsumexp."""
+    complete collapse, all rows one direction or all zero). With ``a = z_i/||z_i||`` (:func:`unit_rows`, 0 for a
+    zero row), ``||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b``: one Gram matrix, in ``z``'s precision (at least
+    float32), whose exponent lies in [-4t, 0]: for ``4t <= 80`` its exponentials neither overflow nor
+    underflow and are summed directly, otherwise through logsumexp."""
     _check(z)
-    zn = F.normalize(z, dim=1)
+    zn = unit_rows(z).to(z.dtype if z.dtype == torch.float64 else torch.float32)
     n = zn.shape[0]
-    k = torch.addmm(torch.tensor(-2.0 * t, dtype=zn.dtype, device=zn.device), zn, zn.T, alpha=2.0 * t)
+    r = zn.pow(2).sum(1)  # 1, or 0 for a zero row
+    k = torch.addmm(-t * (r[:, None] + r[None, :]), zn, zn.T, alpha=2.0 * t)
     k.clamp_max_(0).diagonal().fill_(-math.inf)  # the i = j terms are left out
     total = torch.log(k.exp_().sum()) if 4 * t <= 80 else torch.logsumexp(k.flatten(), dim=0)
     return (total - math.log(n * (n - 1))).double()
