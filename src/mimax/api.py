@@ -13,6 +13,7 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from mimax.config import Config, notes, resolve_with_notes
+from mimax.config.presets import expand_paths
 from mimax.engine.experiment import run_experiment
 from mimax.errors import ConfigError
 from mimax.store.rundir import ExperimentDir
@@ -34,7 +35,7 @@ def resolved_config(given: dict[str, Any]):
     """``(config, checkpoint, notes)``: the resolved and validated config of the given values, or of the run
     they resume (``resume``; ``resume="auto"`` continues the run in ``output_dir`` if there is one, else
     starts it there), the checkpoint to resume from (or None), and the defaults fitted to a new run."""
-    given = dict(given)
+    given = expand_paths(given)
     if given.get("resume") == "auto":  # a requeued job: continue the run if it exists, else start it
         if not given.get("output_dir"):
             raise ConfigError("--resume", "auto needs --output_dir (the run to continue, or to start there)")

@@ -35,6 +35,28 @@ def test_yaml_file_is_overridden_by_flags(tmp_path):
     assert (cfg.epochs, cfg.batch_size, cfg.initial_lr) == (7, 16, 0.01)
 
 
+def test_tilde_in_paths_is_the_home_folder_from_yaml_flags_and_the_api(tmp_path, monkeypatch):
+    # `data_dir: ~/ds` in YAML and `--data_dir=~/ds` (no shell expands ~ after "=") read a folder named "~";
+    # `output_dir: ~/runs/x` wrote the run into ./~/runs/x
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "home" / "fm").mkdir(parents=True)
+    from image_fixtures import write_idx_set
+
+    write_idx_set(tmp_path / "home" / "fm")
+    f = tmp_path / "c.yaml"
+    f.write_text("dataset: FashionMNIST\ndata_dir: ~/fm\noutput_dir: ~/runs/x\n")
+    cfg = config_from_args(["--config", str(f)])
+    assert cfg.data_dir == str(tmp_path / "home" / "fm") and cfg.output_dir == str(tmp_path / "home" / "runs" / "x")
+    cfg = config_from_args(["--dataset", "FashionMNIST", "--data_dir=~/fm"])
+    assert cfg.data_dir == str(tmp_path / "home" / "fm")
+    from mimax.api import resolved_config
+
+    cfg, _, _ = resolved_config({"dataset": "FashionMNIST", "data_dir": "~/fm", "output_dir": "~/runs/y"})
+    assert cfg.output_dir == str(tmp_path / "home" / "runs" / "y")
+    assert not (tmp_path / "~").exists()
+
+
 @pytest.mark.parametrize("yaml_text,flag", [("epochs: ten\n", "--epochs"), ("bogus: 1\n", "--config"),
                                             ("- 1\n", "--config"), ("epochs: [\n", "--config")])
 def test_bad_yaml_is_refused(tmp_path, yaml_text, flag):

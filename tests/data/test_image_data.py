@@ -26,6 +26,7 @@ from image_fixtures import (
 
 from mimax.config import notes, resolve
 from mimax.data import build_data
+from mimax.data.folders import image_files
 from mimax.data.imagenet100 import read_class_list
 from mimax.data.views import normalization
 from mimax.errors import DataError
@@ -72,11 +73,38 @@ def test_cifar10_archive_and_folder_hold_the_pickled_images(tmp_path, extracted)
     assert x_a.shape == (4, 3, 32, 32) and len(data.train_views) == 60 // 4
 
 
+def test_cifar_archive_repacked_with_dot_slash_member_names(tmp_path):
+    # `tar czf cifar-10-python.tar.gz ./cifar-10-batches-py` names members "./cifar-10-batches-py/...": the
+    # archive was refused as "wrong archive, missing data_batch_1, ..." though every batch was there
+    folder, batches = write_cifar(tmp_path / "x", extracted=True)
+    (tmp_path / "y").mkdir()
+    write_tar(tmp_path / "y" / "cifar-10-python.tar.gz",
+              {f"./cifar-10-batches-py/{f.name}": f.read_bytes() for f in folder.iterdir()})
+    data = load("CIFAR10", tmp_path / "y")
+    assert data.probe_test.split.labels.tolist() == batches["test_batch"]["labels"]
+
+
 def test_cifar100_uses_fine_labels(tmp_path):
     _, batches = write_cifar(tmp_path, "CIFAR100")
     data = load("CIFAR100", tmp_path / "cifar-100-python.tar.gz")
     assert data.num_classes == 100
     assert data.probe_train.split.labels.tolist() == batches["train"]["fine_labels"]
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_cifar_batches_re_pickled_by_python_3_are_read(tmp_path, protocol):
+    # protocol 2 stores bytes through _codecs.encode, protocol 5 arrays through numpy's _frombuffer, and numpy
+    # integer labels through multiarray.scalar: each was refused as "not a CIFAR python batch file"
+    rng = np.random.default_rng(protocol)
+    batches = {n: {"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8),
+                   "labels": [np.int64(v) for v in rng.integers(0, 10, 4)]}
+               for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]}
+    blobs = {n: pickle.dumps(b, protocol=protocol) for n, b in batches.items()}
+    write_cifar(tmp_path, extracted=True, override=blobs)
+    data = load("CIFAR10", tmp_path, batch_size=4)
+    assert data.probe_test.split.labels.tolist() == [int(v) for v in batches["test_batch"]["labels"]]
+    want = np.concatenate([batches[f"data_batch_{i}"]["data"] for i in range(1, 6)]).reshape(-1, 3, 32, 32)
+    assert torch.equal(stored_images(data.probe_train), torch.from_numpy(want))
 
 
 class _WritesAFile:
@@ -199,9 +227,16 @@ def test_tiny_imagenet_bad_trees(tmp_path):
     wnids = ["n01443537", "n01629819"]
     root = write_tiny_imagenet(tmp_path, wnids)
     write_image(root / "val" / "images" / "stray.JPEG", np.random.default_rng(0), (64, 64))
-    with pytest.raises(DataError, match="5 images but val_annotations.txt annotates 4"):
+    with pytest.raises(DataError, match=r"1 image\(s\) not annotated in val_annotations.txt \(e.g. stray.JPEG\)"):
         load("TinyImageNet", tmp_path)
     (root / "val" / "images" / "stray.JPEG").unlink()
+    # an image annotated twice used to pass the count check in place of one never annotated (a wrong test set)
+    ann = root / "val" / "val_annotations.txt"
+    lines = ann.read_text().splitlines()
+    ann.write_text("\n".join(lines[:-1] + [lines[0].replace(wnids[0], wnids[1])]) + "\n")
+    with pytest.raises(DataError, match=r"val_annotations.txt:4: val_0.JPEG is annotated again \(first on line 1\)"):
+        load("TinyImageNet", tmp_path)
+    ann.write_text("\n".join(lines) + "\n")
     (root / "val" / "images" / "val_0.JPEG").unlink()
     with pytest.raises(DataError, match="annotated image .*val_0.JPEG does not exist"):
         load("TinyImageNet", tmp_path)
@@ -278,6 +313,74 @@ def test_image_folder_bad_trees(tmp_path):
         f.unlink()
     with pytest.raises(DataError, match="train/dog: empty class folder"):
         load("ImageFolder", tmp_path, image_size=16)
+
+
+def test_image_folder_follows_symlinked_folders_and_skips_hidden_and_thumbnail_folders(tmp_path):
+    # symlinked sub-folders were not followed (their images silently left out, unlike torchvision's
+    # ImageFolder), hidden and @eaDir thumbnail folders were read as images of the class, GIFs skipped
+    root = tmp_path / "data"
+    write_class_tree(root, ["a", "b"], per_class=3)
+    write_class_tree(tmp_path / "elsewhere", ["more"], per_class=2, seed=3)
+    (root / "a" / "more").symlink_to(tmp_path / "elsewhere" / "more", target_is_directory=True)
+    rng = np.random.default_rng(5)
+    for hidden in (".thumbnails", "@eaDir", "__MACOSX"):
+        write_image(root / "a" / hidden / "t.png", rng)
+    from PIL import Image
+    Image.fromarray(rng.integers(0, 255, (16, 20), dtype=np.uint8)).convert("P").save(root / "b" / "anim.gif")
+    files = image_files(root / "a", recursive=True)
+    assert [f.relative_to(root).as_posix() for f in files] == [
+        "a/a_0.png", "a/a_1.png", "a/a_2.png", "a/more/more_0.png", "a/more/more_1.png"]
+    assert (root / "b" / "anim.gif") in image_files(root / "b", recursive=True)
+    data = load("ImageFolder", root, image_size=16)
+    assert len(data.probe_train) + len(data.probe_test) == 9
+
+
+def test_image_folder_broken_links_loops_and_unreadable_formats_are_errors(tmp_path):
+    root = tmp_path / "data"
+    write_class_tree(root, ["a", "b"], per_class=3)
+    (root / "c").symlink_to(tmp_path / "moved_away", target_is_directory=True)  # was: class c silently gone
+    with pytest.raises(DataError, match=r"data/c: broken symlink"):
+        load("ImageFolder", root, image_size=16)
+    (root / "c").unlink()
+    (root / "a" / "loop").symlink_to(root / "a", target_is_directory=True)
+    with pytest.raises(DataError, match=r"a/loop: the same folder as .*a \(through a symlink\)"):
+        image_files(root / "a", recursive=True)
+    (root / "a" / "loop").unlink()
+    (root / "a" / "gone").symlink_to(tmp_path / "nothing")  # a dangling link may have been a folder of images
+    with pytest.raises(DataError, match=r"a/gone: broken symlink"):
+        image_files(root / "a", recursive=True)
+    (root / "a" / "gone").unlink()
+    (root / "b" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(DataError, match=r"IMG_0001.HEIC: a HEIC image, which PIL cannot decode"):
+        image_files(root / "b", recursive=True)
+
+
+def test_decoding_applies_exif_orientation_and_scales_16_bit_grey(tmp_path):
+    from PIL import Image, ImageOps
+
+    from mimax.data.images import decode_image
+
+    left_red = np.zeros((20, 40, 3), np.uint8)
+    left_red[:, :20] = (255, 0, 0)
+    left_red[:, 20:] = (0, 0, 255)
+    for orientation in range(1, 9):  # every EXIF orientation, as an image viewer shows it
+        im = Image.fromarray(left_red)
+        exif = im.getexif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}.png"  # lossless, so the pixels compare exactly
+        im.save(path, exif=exif.tobytes())
+        shown = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+        assert np.array_equal(decode_image(path, 3).permute(1, 2, 0).numpy(), shown), orientation
+    assert decode_image(tmp_path / "o6.png", 3).shape == (3, 40, 20)  # "rotate 90": portrait
+    # 16-bit grey: PIL's convert clipped everything above 255 to white (near-black 300 read as 255)
+    ramp = np.array([[0, 300, 257 * 100, 65535]], np.uint16)
+    for suffix in (".png", ".tif"):
+        Image.fromarray(ramp).save(tmp_path / f"g16{suffix}")
+        assert decode_image(tmp_path / f"g16{suffix}", 1)[0, 0].tolist() == [0, 1, 100, 255]
+        assert decode_image(tmp_path / f"g16{suffix}", 3)[:, 0, 1].tolist() == [1, 1, 1]
+    Image.fromarray(np.ones((4, 4), np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(DataError, match=r"float.tif: a 32-bit floating-point image \(PIL mode F\)"):
+        decode_image(tmp_path / "float.tif", 3)
 
 
 @pytest.mark.parametrize("workers", [0, 1])

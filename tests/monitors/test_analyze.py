@@ -77,6 +77,21 @@ def test_analyze_a_torchvision_architecture_with_weights(tmp_path):
     assert rep["probe"]["linear"] > 0.3  # random features of 8x8 digits are far above chance (0.1)
 
 
+def test_analyze_a_folder_smaller_than_a_training_batch(tmp_path):
+    # analyze trains nothing, yet it refused "--batch_size: ImageFolder has 12 training images, fewer than one
+    # batch of 256", a flag analyze does not have
+    import torchvision
+    from image_fixtures import write_class_tree
+
+    write_class_tree(tmp_path / "data", ["a", "b"], per_class=8, size=(24, 24))
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "r18.pth")
+    assert main(["analyze", "resnet18", "--weights", str(tmp_path / "r18.pth"), "--dataset", "ImageFolder",
+                 "--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "t")]) == 0
+    rep = _report(tmp_path / "t")
+    assert rep["probe"]["train_size"] + rep["probe"]["test_size"] == 16
+
+
 @pytest.mark.parametrize("args,message", [
     (["resnet18", "--dataset", "Digits"], "--weights: a torchvision architecture name (resnet18) needs a weights file"),
     (["notanet", "--weights", "x.pth", "--dataset", "Digits"], "MODEL: 'notanet' is neither an existing path"),

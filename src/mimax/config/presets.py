@@ -10,6 +10,7 @@ unchanged), recorded in ``Config.unused`` and warned about.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mimax.config.schema import FIELD_NAMES, METHOD_OPTION_FIELDS, REFERENCE_FLAGS, Config, whole_warmup
@@ -101,6 +102,16 @@ def refuse_unread(method: type[Method], given: dict[str, Any], options: Any) -> 
         raise ConfigError(f"--{name}", f"{method.name} does not read it {unread[name]}")
 
 
+PATH_FIELDS = ("data_dir", "output_dir", "resume", "class_list")
+
+
+def expand_paths(given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` with ``~`` expanded in the path fields, as a shell expands it in a plain argument. A YAML value,
+    ``--data_dir=~/x`` (no shell expands a ``~`` after ``=``) and the Python API would otherwise read the
+    ``~`` literally: "directory not found", or a run written to a folder named ``~`` in the working directory."""
+    return {k: os.path.expanduser(v) if k in PATH_FIELDS and isinstance(v, str) else v for k, v in given.items()}
+
+
 def resolve(given: dict[str, Any]) -> Config:
     """Fill auto fields from the presets, check the method's options, then validate (before any work)."""
     return resolve_with_notes(given)[0]
@@ -108,6 +119,7 @@ def resolve(given: dict[str, Any]) -> Config:
 
 def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
     """:func:`resolve`, and one note per default that was fitted to the run (:mod:`mimax.fit`)."""
+    given = expand_paths(given)
     values = dict(given)
     dataset = values.get("dataset", Config.dataset)
     if dataset not in DATASETS:

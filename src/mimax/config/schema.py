@@ -140,7 +140,8 @@ class Config:
     resnet_width: int | None = _opt(None, "base width of the ResNet (channels of its first stage; auto: 64, 16 "
                                           "on FashionMNIST, the CPU protocol)", group="model")
     image_size: int | None = _opt(None, "side of the square crops trained and evaluated on (auto: the "
-                                        "dataset's native size; 224 for ImageNet100/ImageFolder/Folder)", optional=True,
+                                        "dataset's native size; 224 for ImageNet100; ImageFolder/Folder: the "
+                                        "images' median shorter side, at most 224)", optional=True,
                                   group="data")
     crop_min_scale: float | None = _opt(None, "smallest area fraction of the random resized crop, in (0, 1] "
                                               "(auto: 0.08 as in SimCLR/BYOL; 0.5 below 16 px; 0.25 on FashionMNIST, "

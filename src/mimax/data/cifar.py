@@ -10,6 +10,7 @@ an archive with absolute, ``..`` or link members is refused outright.
 
 from __future__ import annotations
 
+import codecs
 import io
 import pickle
 import tarfile
@@ -40,27 +41,37 @@ FORMATS = {
 }
 
 
-def _numpy_reconstruct():
+def _numpy_core(name: str):
+    """``numpy._core.<module>.<name>`` (numpy 2), or ``numpy.core.<module>.<name>`` (numpy 1), for ``name`` =
+    ``"<module>.<function>"``."""
+    import importlib
+
+    module, function = name.split(".")
     try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
+        return getattr(importlib.import_module(f"numpy._core.{module}"), function)
+    except (ImportError, AttributeError):  # numpy < 2
+        return getattr(importlib.import_module(f"numpy.core.{module}"), function)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for CIFAR batch files: the only globals they reference are numpy's array
-    reconstruction (``numpy.core.multiarray._reconstruct`` written by numpy 1, ``numpy._core`` by
-    numpy 2), ``numpy.ndarray`` and ``numpy.dtype``. Anything else is refused before it is imported."""
+    """Unpickler for CIFAR batch files: the globals they reference are numpy's array reconstruction
+    (``numpy.core.multiarray._reconstruct`` written by numpy 1, ``numpy._core`` by numpy 2), ``numpy.ndarray``
+    and ``numpy.dtype``; a batch re-pickled by Python 3 may also use ``_codecs.encode`` (bytes at protocol 2),
+    numpy's ``_frombuffer`` (arrays at protocol 5) and ``multiarray.scalar`` (numpy integers as labels), each a
+    constructor of data. Anything else is refused before it is imported."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if name == "_reconstruct":
-            return _numpy_reconstruct()
+        if module == "_codecs":
+            return codecs.encode
+        if module.startswith("numpy."):
+            return _numpy_core(f"{module.rsplit('.', 1)[1]}.{name}")
         return getattr(np, name)
 
 
@@ -88,6 +99,11 @@ def _safe_member(member: tarfile.TarInfo, archive: Path) -> None:
         raise DataError(f"{archive}: refusing an archive with a link member ({member.name!r})")
 
 
+def _member_path(member: tarfile.TarInfo) -> str:
+    """The member's path without ``.`` components (``./a/b`` and ``a/./b`` are ``a/b``)."""
+    return "/".join(part for part in PurePosixPath(member.name).parts if part != ".")
+
+
 def read_archive(archive: Path, fmt: CifarFormat) -> dict[str, bytes]:
     """Batch files of the archive by name, read in memory; every member is checked first."""
     layout = f"the official {fmt.archive} holding {fmt.folder}/{{{','.join(fmt.train_files)},{fmt.test_file}}}"
@@ -97,7 +113,8 @@ def read_archive(archive: Path, fmt: CifarFormat) -> dict[str, bytes]:
             for m in members:
                 _safe_member(m, archive)
             wanted = {f"{fmt.folder}/{n}": n for n in (*fmt.train_files, fmt.test_file)}
-            found = {wanted[m.name]: m for m in members if m.name in wanted and m.isfile()}
+            # "./cifar-10-batches-py/x" (an archive repacked by `tar czf A ./cifar-10-batches-py`) is the same member
+            found = {wanted[_member_path(m)]: m for m in members if _member_path(m) in wanted and m.isfile()}
             missing = sorted(set(wanted.values()) - set(found))
             if missing:
                 raise DataError(f"{archive}: wrong archive, missing {', '.join(missing)}; expected {layout}")

@@ -4,8 +4,9 @@
 ``ImageFolder`` layouts: ``DATA_DIR/train/<class>/*.jpg`` with ``DATA_DIR/val/<class>/`` (or ``test/``)
 holding the same classes; or a single ``DATA_DIR/<class>/*.jpg`` tree, of which a fixed 10% of each
 class (at least one image; 20% below 1,000 images) is held out as the test split. ``Folder``: every image file under
-``DATA_DIR`` (recursively), no labels: pretraining only. Image files are those with torchvision's
-``IMG_EXTENSIONS``; every file's header is checked before training (corrupt files are an error).
+``DATA_DIR`` (recursively), no labels: pretraining only. Image files are those named with
+:data:`mimax.data.images.IMAGE_SUFFIXES`; every file's header is checked before training (corrupt files are an
+error). Folders are searched through symlinks; hidden folders and :data:`SKIPPED_FOLDERS` are not searched.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mimax import seeding
 from mimax.data import CLASS_TREE, FLAT
 from mimax.data.images import (
     IMAGENET_EVAL_CROP,
+    UNREADABLE_IMAGE_SUFFIXES,
     ImageSplit,
     build_image_bundle,
     check_image_files,
@@ -33,10 +35,23 @@ SMALL_DATASET = 1000  # below this many images, hold out SMALL_HELD_OUT: a 10% t
 SMALL_HELD_OUT = 0.2
 
 
+# Folders that hold copies or metadata of the images beside them (thumbnails, archive resource forks), not
+# images of their own: searched, they would put the same picture in the training and the test split.
+SKIPPED_FOLDERS = frozenset({"@eaDir", "__MACOSX"})
+
+
+def searched(name: str) -> bool:
+    """Whether a sub-folder called ``name`` is searched for images: not hidden, not one of SKIPPED_FOLDERS."""
+    return not name.startswith(".") and name not in SKIPPED_FOLDERS
+
+
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
-    """The image files of ``folder`` (and its sub-folders). An entry with an image name that is not a
-    readable regular file (a dangling or looping symlink, a FIFO, a device) and a folder that cannot be
-    listed are errors, never skipped: docs/data.md promises that bad files stop the run."""
+    """The image files of ``folder`` (and, with ``recursive``, of its sub-folders, symlinked ones included,
+    hidden ones and :data:`SKIPPED_FOLDERS` not). An entry with an image name that is not a readable regular
+    file (a dangling or looping symlink, a FIFO, a device), a file of an image format PIL cannot decode
+    (:data:`UNREADABLE_IMAGE_SUFFIXES`), a folder that cannot be listed, and a folder reached twice through
+    symlinks (its images would count twice) are errors, never skipped: docs/data.md promises that bad files
+    stop the run."""
 
     def unreadable(exc: OSError) -> None:
         raise DataError(f"{exc.filename or folder}: cannot read this folder ({exc.strerror}); fix its "
@@ -44,8 +59,15 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
 
     entries: list[Path] = []
     if recursive:
-        for root, _, names in os.walk(folder, onerror=unreadable):  # symlinked folders are not followed
-            entries += [Path(root) / n for n in names]
+        seen: dict[str, Path] = {}
+        for root, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:
+                raise DataError(f"{root}: the same folder as {seen[real]} (through a symlink): its images would be "
+                                "read twice, or forever if the link loops; remove the link")
+            seen[real] = Path(root)
+            dirs[:] = sorted(d for d in dirs if searched(d))
+            entries += [Path(root) / n for n in names]  # (a dangling symlink is listed here, as a file)
     else:
         try:
             entries = [p for p in folder.iterdir() if not p.is_dir()]
@@ -53,6 +75,11 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
             unreadable(exc)
     found = []
     for p in entries:
+        if p.suffix.lower() in UNREADABLE_IMAGE_SUFFIXES:
+            raise DataError(f"{p}: a {p.suffix.lstrip('.').upper()} image, which PIL cannot decode; convert it "
+                            "to JPEG or PNG, or move it out of the data folder")
+        if _dangling(p) and not is_image_file(p) and searched(p.name):  # maybe a folder of images
+            raise DataError(f"{p}: broken symlink (its target does not exist); delete or fix it")
         if not is_image_file(p):
             continue
         try:
@@ -68,9 +95,19 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(found)
 
 
+def _dangling(path: Path) -> bool:
+    """A symlink whose target does not exist (or loops)."""
+    return path.is_symlink() and not path.exists()
+
+
 def class_names(root: Path, layout: str) -> list[str]:
+    """The class folders of ``root`` (sorted; hidden ones and :data:`SKIPPED_FOLDERS` left out). A class
+    folder that is a broken symlink is an error: its class would silently vanish from the labels."""
     require_dir(root, layout)
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for p in root.iterdir():
+        if searched(p.name) and _dangling(p):
+            raise DataError(f"{p}: broken symlink (its target does not exist); delete or fix it")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and searched(p.name))
     if not names:
         raise DataError(f"{root}: no class folders; expected {layout}")
     return names

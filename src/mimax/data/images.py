@@ -31,8 +31,17 @@ from mimax.errors import DataError
 IMAGENET_EVAL_CROP = 0.875  # resize the shorter side to size / 0.875, center-crop size (224 from 256)
 
 
+# torchvision's IMG_EXTENSIONS and the other still-image formats PIL decodes here (the first frame of a GIF)
+IMAGE_SUFFIXES = frozenset(IMG_EXTENSIONS) | {".gif", ".jfif", ".jpe", ".avif", ".apng", ".pbm", ".pnm", ".qoi",
+                                              ".tga"}
+# image formats PIL cannot decode without a plugin: an error when met in a data folder, never a silent skip
+UNREADABLE_IMAGE_SUFFIXES = frozenset({".heic", ".heif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",
+                                       ".rw2", ".raf", ".raw", ".svg"})
+
+
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMG_EXTENSIONS
+    """Whether ``path`` is named like an image mimax reads (:data:`IMAGE_SUFFIXES`, any case)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def require_dir(path: Path, layout: str) -> Path:
@@ -42,17 +51,41 @@ def require_dir(path: Path, layout: str) -> Path:
 
 
 def decode_image(path: Path, channels: int) -> Tensor:
-    """uint8 (C, H, W) from an image file (RGB for 3 channels, luma for 1), decoded by PIL;
-    DataError naming the file if it fails."""
+    """uint8 (C, H, W) from an image file (RGB for 3 channels, luma for 1), decoded by PIL and turned upright
+    by its EXIF orientation (:func:`upright_8bit`); DataError naming the file if it fails."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
             _check_pixels(path, img.size)
-            return TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
+            return TF.pil_to_tensor(upright_8bit(img, path).convert("RGB" if channels == 3 else "L"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot decode image ({str(exc).splitlines()[0][:120]}); "
                         "delete or replace the file") from None
+
+
+def upright_8bit(img, path: Path):
+    """A PIL image as it is displayed, in a mode with 8 bits per channel:
+
+    - the EXIF orientation tag (phone cameras store photos sideways and say so there) is applied, as image
+      viewers do; torchvision's PIL loader ignores it and so trains on the sensor's orientation;
+    - 16-bit grey (PIL modes ``I;16*``, and ``I`` as 16-bit PNGs and TIFFs decode) is scaled over its full
+      range, ``v * 255 / 65535`` rounded (torchvision's ``ToDtype(uint8, scale=True)``); PIL's own ``convert``
+      clips every value above 255 to white;
+    - 32-bit float images (mode ``F``) have no defined value range: a DataError asks for an 8- or 16-bit file.
+    """
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    if img.getexif().get(0x0112, 1) != 1:  # Orientation other than "upright"
+        img = ImageOps.exif_transpose(img)
+    if img.mode == "F":
+        raise DataError(f"{path}: a 32-bit floating-point image (PIL mode F), whose value range is not defined; "
+                        "convert it to an 8- or 16-bit image")
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        grey = np.asarray(img).astype(np.float64) * (255.0 / 65535.0)
+        return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="L")
+    return img
 
 
 def image_size_of(path: Path) -> tuple[int, int]:

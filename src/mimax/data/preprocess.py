@@ -1,7 +1,8 @@
 """The evaluation preprocessing of an image run: what a trained backbone expects as input, outside mimax.
 
 It is the geometry and normalization of the linear probe and kNN (:class:`mimax.data.images.EvalImages`):
-decode to RGB (3 channels) or luma (1 channel); resize the shorter side to ``round(size / crop)``
+decode upright (EXIF orientation applied; 16-bit grey scaled to 8 bits: :func:`mimax.data.images.upright_8bit`)
+to RGB (3 channels) or luma (1 channel); resize the shorter side to ``round(size / crop)``
 (antialiased, bilinear); center-crop ``size`` x ``size``; scale pixels to [0, 1]; normalize per channel with
 the dataset's mean and std. ``crop`` is 0.875 for ImageNet-style photos of varying size (ImageNet100,
 ImageFolder, Folder: 256 -> 224) and 1 for the fixed-size datasets. ``mimax export`` prints it and writes
@@ -37,14 +38,16 @@ class EvalPreprocessing:
 
     def describe(self) -> str:
         mode = {3: "RGB", 1: "grayscale (luma)"}.get(self.channels, f"{self.channels} channels")
-        return (f"{mode}; resize the shorter side to {self.resize} px (bilinear, antialiased); center-crop "
+        return (f"{mode} (upright by the EXIF orientation); resize the shorter side to {self.resize} px (bilinear, "
+                f"antialiased); center-crop "
                 f"{self.size}x{self.size}; scale to [0, 1]; normalize with mean {fmt(self.mean)} and std "
                 f"{fmt(self.std)}")
 
     def torchvision_code(self) -> str:
-        """The same preprocessing as torchvision transforms, for a PIL image."""
+        """The same preprocessing as torchvision transforms, for an 8-bit PIL image."""
         convert = "RGB" if self.channels == 3 else "L"
-        return (f"T.Compose([T.Lambda(lambda im: im.convert({convert!r})), T.Resize({self.resize}, antialias=True), "
+        return (f"T.Compose([T.Lambda(lambda im: ImageOps.exif_transpose(im).convert({convert!r})), "
+                f"T.Resize({self.resize}, antialias=True), "
                 f"T.CenterCrop({self.size}), T.ToTensor(), T.Normalize({fmt(self.mean)}, {fmt(self.std)})])")
 
     def __call__(self, image: Tensor) -> Tensor:

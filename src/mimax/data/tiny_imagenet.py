@@ -48,7 +48,7 @@ def read_val(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     every image in ``val/images`` must be annotated."""
     ann = root / "val" / "val_annotations.txt"
     index = {w: i for i, w in enumerate(wnids)}
-    files, labels = [], []
+    files, labels, first_line = [], [], {}
     for n, line in enumerate(ann.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -59,11 +59,17 @@ def read_val(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
         path = root / "val" / "images" / fields[0]
         if not path.is_file():
             raise DataError(f"{ann}:{n}: annotated image {path} does not exist")
+        if fields[0] in first_line:  # counted twice, it would also hide an image that is not annotated at all
+            raise DataError(f"{ann}:{n}: {fields[0]} is annotated again (first on line {first_line[fields[0]]}); "
+                            "each image once")
+        first_line[fields[0]] = n
         files.append(path)
         labels.append(index[fields[1]])
     on_disk = image_files(root / "val" / "images")
-    if len(on_disk) != len(files):
-        raise DataError(f"{root / 'val' / 'images'}: {len(on_disk)} images but {ann.name} annotates {len(files)}")
+    missing = sorted({p.name for p in on_disk} - set(first_line))
+    if missing:
+        raise DataError(f"{root / 'val' / 'images'}: {len(missing)} image(s) not annotated in {ann.name} (e.g. "
+                        f"{', '.join(missing[:3])})")
     return files, labels
 
 

@@ -95,7 +95,8 @@ def cmd_export(argv: list[str]) -> int:
     if "preprocessing" in info:
         pre = EvalPreprocessing.from_dict(info["preprocessing"])
         print(f"expects the evaluation preprocessing of {info['dataset']}: {pre.describe()}")
-        print(f"as torchvision transforms (import torchvision.transforms as T): {pre.torchvision_code()}")
+        print(f"as torchvision transforms (import torchvision.transforms as T; from PIL import ImageOps): "
+              f"{pre.torchvision_code()}")
     print(f"wrote {sidecar_path(Path(args.out))}: architecture, stem, input shape, normalization, preprocessing "
           "and the loading code (read by mimax embed --backbone)")
     return 0

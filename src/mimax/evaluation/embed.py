@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mimax.data.folders import image_files
-from mimax.data.images import is_image_file
+from mimax.data.images import IMAGE_SUFFIXES, is_image_file
 from mimax.data.preprocess import EvalPreprocessing, eval_preprocessing
 from mimax.errors import UserError
 from mimax.evaluation.export import choose_encoder, read_backbone_file, sidecar_path
@@ -58,7 +58,7 @@ def input_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
             names += [str(f.relative_to(given)) if len(inputs) == 1 else str(f) for f in found]
         elif given.is_file():
             if not is_image_file(given):
-                raise UserError(f"{given}: not an image file (expected one of torchvision's image extensions)")
+                raise UserError(f"{given}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
             files.append(given)
             names.append(str(given))
         else:

@@ -63,16 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# analyze trains nothing: a training batch (256 by default) must not refuse a dataset smaller than one
+ANALYZE_BATCH = 2
+
+
 def _data_config(base, dataset: str | None, data_dir: str | None, monitor_size: int | None):
-    """The data settings: the run's config (when there is one) with the flags given here on top."""
+    """The data settings: the run's config (when there is one) with the flags given here on top, and the
+    smallest training batch (:data:`ANALYZE_BATCH`)."""
     import dataclasses
 
     given = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir), ("monitor_size", monitor_size))
              if v is not None}
     if base is not None and given.get("dataset", base.dataset) == base.dataset:
-        return dataclasses.replace(base, **given)
+        return dataclasses.replace(base, **given, batch_size=ANALYZE_BATCH)
     argv = [item for k, v in given.items() for item in (f"--{k}", str(v))]
-    return config_from_args(argv + ["--num_runs", "1"])
+    return config_from_args(argv + ["--num_runs", "1", "--batch_size", str(ANALYZE_BATCH)])
 
 
 class _Encoder(nn.Module):
