@@ -71,7 +71,7 @@ def test_docs_example_runs_on_a_torchvision_model(capsys):
         assert np.isfinite(values[key]), key
     assert 1 <= values["rankme"] <= 128
     # a validated, held-out lower bound: not far below 0 (the first, overfitted check printed -1.9 nats here)
-    assert values["mi_infonce"] > -0.15 and values["mi_infonce_high"] > 0
+    assert values["mi_infonce"] > -0.15 and values["mi_infonce_high"] >= 0
     assert "rankme" in capsys.readouterr().out
 
 

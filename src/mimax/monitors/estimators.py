@@ -43,7 +43,8 @@ CRITICS = ("separable", "concat")
 class MIEstimate:
     """A trained-critic MI estimate in nats: ``mi`` on the held-out test pairs, ``ci`` its (low, high)
     confidence interval at level ``confidence``; ``log_n`` the InfoNCE ceiling ``log batch_size``;
-    ``val_mi`` the bound on the validation split at the chosen step; ``seconds`` the wall time."""
+    ``steps`` the training step of the reported critic (0: no trained critic beat the constant one, whose bound
+    is 0); ``val_mi`` its bound on the validation split; ``seconds`` the wall time."""
 
     mi: float
     ci: tuple[float, float]
@@ -267,9 +268,11 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     ``w_avg <- d_t * w_avg + (1 - d_t) * w`` after step ``t``, ``d_t = min(average, (1 + t) / (10 + t))`` (the
     initial weights are forgotten within the first steps; ``average=0``: the last weights):
     every ``eval_every`` steps the averaged critic's bound is measured on the validation split, the best is
-    kept (the untrained critic of step 0 is the first candidate: pairs with no dependence the critic can
-    find on held-out data give about 0 nats, not the first overfitted check), and training stops after
-    ``patience`` checks without improvement. The returned ``mi`` is that
+    kept, and training stops after ``patience`` checks without improvement. The first candidate is the
+    constant critic, whose bound is exactly 0 for every bound here: a trained critic must beat 0 on the
+    validation split to be reported, so pairs with no dependence the critic finds on held-out data read
+    ``mi = 0`` with ``ci = (0, 0)`` and ``steps = 0`` (before, the first check was kept whatever it scored:
+    -3 nats on 128-d independent pairs). The returned ``mi`` is that
     critic's bound on the test split, averaged over test batches of ``min(batch_size, n_test)`` pairs.
 
     Why the averaging and the 60% fit share: with a critic ``T = log r + e`` off the log density ratio
@@ -341,11 +344,11 @@ def _estimate(x: Tensor, y: Tensor, bound: str, critic: str, hidden: int, layers
         opt = torch.optim.Adam(model.parameters(), lr=lr, **fused)
         averaged = copy.deepcopy(model).requires_grad_(False)  # the critic that is validated and reported
         avg_params, params = list(averaged.parameters()), list(model.parameters())
-        # step 0 is a candidate too: a critic that never beats its start on the validation split (independent
-        # pairs, or a fit that only learned the fit split's noise) is reported as it started, near 0 nats,
-        # instead of as the first, overfitted check
-        best_val, _ = _evaluate(averaged, xs[val], ys[val], val_bs, bound, clip)
-        best_state, best_step, bad, step = copy.deepcopy(averaged.state_dict()), 0, 0, 0
+        # The first candidate is the constant critic (best_state None), whose bound is exactly 0 on any pairs
+        # for every bound here (InfoNCE: T = 0, NWJ: T = 1, SMILE: any constant): a trained critic is kept only
+        # if it beats 0 on the validation split. Independent pairs, or a fit that learned only the fit split's
+        # noise, then read 0 nats, not the first (overfitted) check nor an untrained critic (NWJ ~ -1/e).
+        best_val, best_state, best_step, bad, step = 0.0, None, 0, 0, 0
         while step < max_steps and bad < patience:
             perm = fit[torch.randperm(n_fit, generator=gen).to(device)]
             for sl in _batches(n_fit, train_bs):
@@ -366,8 +369,11 @@ def _estimate(x: Tensor, y: Tensor, bound: str, critic: str, hidden: int, layers
                         bad += 1
                 if step >= max_steps or bad >= patience:
                     break
-        averaged.load_state_dict(best_state)
-        mi, terms = _evaluate(averaged, xs[test], ys[test], eval_bs, bound, clip)
+        if best_state is None:  # the constant critic: its bound and every per-pair term are 0
+            mi, terms = 0.0, torch.zeros(len(_batches(n_test, eval_bs)) * eval_bs, dtype=torch.float64)
+        else:
+            averaged.load_state_dict(best_state)
+            mi, terms = _evaluate(averaged, xs[test], ys[test], eval_bs, bound, clip)
     se = terms.std().item() / math.sqrt(terms.numel()) if terms.numel() > 1 else math.inf
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     return MIEstimate(mi=mi, ci=(mi - z * se, mi + z * se), bound=bound, critic=critic, confidence=confidence,
