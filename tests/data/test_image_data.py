@@ -335,6 +335,14 @@ def test_image_folder_follows_symlinked_folders_and_skips_hidden_and_thumbnail_f
     assert len(data.probe_train) + len(data.probe_test) == 9
 
 
+def test_image_folder_notes_loose_images_and_a_single_class(tmp_path):
+    write_class_tree(tmp_path, ["only"], per_class=6)
+    write_image(tmp_path / "stray.png", np.random.default_rng(0))
+    notes_ = load("ImageFolder", tmp_path, image_size=16).extras["notes"]
+    assert any("1 image file(s) directly in" in n and "stray.png" in n for n in notes_), notes_
+    assert any("one class folder (only)" in n and "100% accurate by construction" in n for n in notes_), notes_
+
+
 def test_image_folder_broken_links_loops_and_unreadable_formats_are_errors(tmp_path):
     root = tmp_path / "data"
     write_class_tree(root, ["a", "b"], per_class=3)

@@ -176,6 +176,13 @@ def build_image_folder(cfg, device: torch.device, seed: int, rank: int = 0, worl
     classes = class_names(train_root, CLASS_TREE)
     files, labels = scan_classes(train_root, classes, CLASS_TREE)
     notes: list[str] = []
+    loose = image_files(train_root)  # torchvision's ImageFolder leaves them out too, but silently
+    if loose:
+        notes.append(f"{len(loose)} image file(s) directly in {train_root} (e.g. {loose[0].name}) are in no class "
+                     "folder and are not used")
+    if len(classes) == 1 and not cfg.no_labels:
+        notes.append(f"{train_root} has one class folder ({classes[0]}): the linear probe and kNN are 100% "
+                     "accurate by construction (--no_labels skips them)")
     if test_root is None:
         train, test = held_out_split(files, labels)
         if held_out_fraction(len(files)) != HELD_OUT:
