@@ -315,6 +315,8 @@ CASES = {
     "overwrite_parent_of_a_run": lambda t, f: _parent_of_run(t, f),
     "overwrite_run_with_user_file": lambda t, f: (_write(_exp(t, f) / "notes.txt", "mine") and
                                                   [*RUN, "--overwrite", "--output_dir", str(t / "exp")]),
+    "overwrite_run_with_user_file_in_seed_dir": lambda t, f: (
+        _write(_exp(t, f) / "seed_0" / "notes.txt", "mine") and [*RUN, "--overwrite", "--output_dir", str(t / "exp")]),
     "overwrite_run_holding_a_run": lambda t, f: _nested_run(t, f, "seed_0/inner"),
     "overwrite_current_dir": lambda t, f: [*RUN, "--overwrite", "--output_dir", "."],
     "output_dir_symlink": lambda t, f: _symlinked(t, f),

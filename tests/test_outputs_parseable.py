@@ -74,10 +74,12 @@ def test_export_makes_its_folder_and_prints_the_preprocessing(sdmi_run, tmp_path
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and (tmp_path / "new" / "dir" / "g.pt.json").is_file()
     lines = proc.stdout.splitlines()
-    assert ("expects the evaluation preprocessing of Digits: grayscale (luma); resize the shorter side to 8 px "
+    assert ("expects the evaluation preprocessing of Digits: grayscale (luma), turned upright by its EXIF "
+            "orientation; resize the shorter side to 8 px "
             "(bilinear, antialiased); center-crop 8x8; scale to [0, 1]; normalize with mean (0.3053,) and std "
             "(0.3759,)") in lines
-    assert any(ln.startswith("as torchvision transforms") and "T.Normalize((0.3053,), (0.3759,))" in ln for ln in lines)
+    assert any(ln.startswith("as torchvision transforms") and "T.Normalize((0.3053,), (0.3759,))" in ln
+               and "ImageOps.exif_transpose(im).convert('L')" in ln for ln in lines)
     blocker = tmp_path / "file"
     blocker.write_text("mine")
     proc = run_mimax(["export", str(sdmi_run), "--out", str(blocker / "x.pt")])

@@ -129,6 +129,33 @@ def test_overwrite_replaces_a_marked_run_and_keeps_nothing_of_it(tmp_path):
     assert load_checkpoint(latest_checkpoint(out / "seed_0"))["epoch"] == 2
 
 
+@pytest.mark.parametrize("user_file", ["seed_0/notes.txt", "seed_0/analysis/fig.txt", "seed_0/checkpoints/best.pt",
+                                       "seed_0/tensorboard/notes.md", "seed_0/link"])
+def test_overwrite_refuses_a_run_with_a_user_file_inside_a_seed_directory(tmp_path, capsys, user_file):
+    # only the top level was checked: a seed_<k> folder was cleared whole, with the user's files in it
+    out = tmp_path / "exp"
+    assert main([*RUN, "--output_dir", str(out), "--stop_after", "1", "--tensorboard"]) == 0
+    assert main(["eval", str(out)]) == 0  # its records are mimax's own files too
+    target = out / user_file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if user_file.endswith("link"):
+        (tmp_path / "elsewhere").write_text("mine")
+        target.symlink_to(tmp_path / "elsewhere")
+    else:
+        target.write_text("mine")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    capsys.readouterr()
+    assert main([*RUN, "--output_dir", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    named = "seed_0/analysis" if "analysis" in user_file else user_file  # a folder of the user's: named whole
+    assert f"holds files mimax did not write ({named})" in err, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    target.unlink()
+    if target.parent.name == "analysis":
+        target.parent.rmdir()
+    assert main([*RUN, "--output_dir", str(out), "--overwrite"]) == 0  # a run of mimax's files only
+
+
 def test_a_failed_fresh_run_leaves_nothing_and_the_same_command_works(tmp_path, capsys):
     """A fresh run that fails after creating its directory (here: a data error) removes everything it
     created, down to the parent folders, so the identical command is not refused later."""

@@ -38,9 +38,9 @@ class EvalPreprocessing:
 
     def describe(self) -> str:
         mode = {3: "RGB", 1: "grayscale (luma)"}.get(self.channels, f"{self.channels} channels")
-        return (f"{mode} (upright by the EXIF orientation); resize the shorter side to {self.resize} px (bilinear, "
-                f"antialiased); center-crop "
-                f"{self.size}x{self.size}; scale to [0, 1]; normalize with mean {fmt(self.mean)} and std "
+        return (f"{mode}, turned upright by its EXIF orientation; resize the shorter side to {self.resize} px "
+                f"(bilinear, antialiased); center-crop {self.size}x{self.size}; scale to [0, 1]; normalize with mean "
+                f"{fmt(self.mean)} and std "
                 f"{fmt(self.std)}")
 
     def torchvision_code(self) -> str:

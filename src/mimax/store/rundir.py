@@ -198,8 +198,34 @@ class SeedDir:
         m = SEED_DIR_RE.match(path.name)
         return cls(path, int(m.group(1)) if m else -1)
 
+    # what mimax writes in a seed directory (the properties above, `mimax eval`'s records, W&B's own folder)
+    OWN_FILES = frozenset({"config.json", "env.json", "status.json", "results.json", "metrics.csv", "eval.csv",
+                           "mi.csv", "trajectories.json", "monitors.png", "wandb.json"})
+    EVAL_RECORD_RE = re.compile(r"^eval_ckpt_epoch_\d+(?:_step_\d+)?\.json$")
+    TFEVENTS_PREFIX = "events.out.tfevents."
+
     def create(self) -> None:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    def foreign_entries(self) -> list[Path]:
+        """Entries of this seed directory mimax did not write: anything but its files (:attr:`OWN_FILES`,
+        `mimax eval`'s records, atomic-write temp files), ``checkpoints/`` holding checkpoints only,
+        ``tensorboard/`` holding event files only, and W&B's ``wandb/`` folder; a symlink anywhere is foreign
+        (``--overwrite`` must not delete, or follow, what a user put there)."""
+        def own_file(p: Path, *patterns: Any) -> bool:
+            return not p.is_symlink() and p.is_file() and any(
+                (p.name in pat) if isinstance(pat, frozenset) else pat(p.name) for pat in (*patterns, TEMP_RE.match))
+
+        foreign = []
+        for p in self.path.iterdir():
+            if own_file(p, self.OWN_FILES, self.EVAL_RECORD_RE.match):
+                continue
+            if p.is_symlink() or not p.is_dir() or p.name not in ("checkpoints", "tensorboard", "wandb"):
+                foreign.append(p)
+            elif p.name != "wandb":
+                own = CKPT_RE.match if p.name == "checkpoints" else (lambda n: n.startswith(self.TFEVENTS_PREFIX))
+                foreign += [q for q in p.iterdir() if not own_file(q, own)]
+        return foreign
 
     def remove_torn_writes(self) -> None:
         """Temp files of atomic writes a killed session left (the seed dir and its checkpoints)."""
@@ -497,18 +523,22 @@ def _torn_start(out: Path) -> list[Path] | None:
 
 
 def _check_clearable(out: Path) -> None:
-    """Refuse ``--overwrite`` unless ``out`` is provably one mimax run and holds nothing else."""
+    """Refuse ``--overwrite`` unless ``out`` is provably one mimax run and holds nothing else, at its top level
+    and inside its seed directories (:meth:`SeedDir.foreign_entries`)."""
     if read_marker(out) is None:
         raise ConfigError("--overwrite", f"{out} is not a mimax run (no {MARKER} marker); refusing to clear it")
-    foreign = sorted(p.name for p in out.iterdir() if not (
-        p.name in OWN_FILES or TEMP_RE.match(p.name)
-        or (SEED_DIR_RE.match(p.name) and p.is_dir() and not p.is_symlink())))
-    if foreign:
-        raise ConfigError("--overwrite", f"{out} holds files mimax did not write ({', '.join(foreign[:5])}); "
-                                         "refusing to clear it")
     for root, _, files in os.walk(out):
         if Path(root) != out and MARKER in files:
             raise ConfigError("--overwrite", f"{out} holds another mimax run ({root}); refusing to clear it")
+    foreign = sorted(p.name for p in out.iterdir() if not (
+        p.name in OWN_FILES or TEMP_RE.match(p.name)
+        or (SEED_DIR_RE.match(p.name) and p.is_dir() and not p.is_symlink())))
+    for d in sorted(out.iterdir()):  # and inside each seed directory (a user's notes or analysis beside the run)
+        if SEED_DIR_RE.match(d.name) and d.is_dir() and not d.is_symlink():
+            foreign += sorted(str(p.relative_to(out)) for p in SeedDir.at(d).foreign_entries())
+    if foreign:
+        raise ConfigError("--overwrite", f"{out} holds files mimax did not write ({', '.join(foreign[:5])}); "
+                                         "refusing to clear it")
 
 
 def _clear_run(out: Path) -> None:
