@@ -104,6 +104,44 @@ def test_resume_from_checkpoint_file_and_refusals(tmp_path, capsys):
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
 
 
+def _epochs(run, seed):
+    return [int(r["epoch"]) for r in csv.DictReader(open(run / f"seed_{seed}" / "metrics.csv"))]
+
+
+def test_stop_after_is_a_budget_of_this_invocation_over_all_seeds(tmp_path, capsys):
+    # it limited each seed (3 seeds x 2 epochs in one invocation) and, saved in config.json, stopped every
+    # later `--resume` that did not repeat it
+    run = tmp_path / "run"
+    args = ["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "2", "--num_runs", "3", "--output_dir",
+            str(run)]
+    assert main([*args, "--stop_after", "3"]) == 0
+    out = capsys.readouterr().out
+    assert (_epochs(run, 0), _epochs(run, 1)) == ([1, 2], [1]) and not (run / "seed_2" / "metrics.csv").exists()
+    assert f"stopped after 3 epoch(s) in this invocation, at epoch 1 of 2 of seed 1; continue with: mimax train " \
+           f"--resume {run}" in out
+    assert main(["train", "--resume", str(run), "--stop_after", "1"]) == 0  # finishes seed 1, seed 2 not started
+    assert (_epochs(run, 1), (run / "seed_2" / "metrics.csv").exists()) == ([1, 2], False)
+    assert main(["train", "--resume", str(run)]) == 0  # no --stop_after: to the end
+    assert _epochs(run, 2) == [1, 2] and json.loads((run / "status.json").read_text())["status"] == "complete"
+
+
+def test_the_command_that_started_a_run_continues_it(tmp_path, monkeypatch):
+    # `--resume auto` with the job script's flags unchanged was refused where the start normalized a value:
+    # view_recipe auto -> the method's recipe, a user method's relative path -> its absolute path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "mine.py").write_text(
+        "from mimax import JointMethod\nfrom mimax.bounds import infonce_bound, cosine_scores\n\n\n"
+        "class Mine(JointMethod):\n    def objective(self, z_a, z_b):\n"
+        "        bound = infonce_bound(cosine_scores(z_a, z_b, 0.1))\n        return {'loss': -bound}\n")
+    for method in ("BYOL", "m/mine.py:Mine"):
+        job = ["train", *TINY_GAUSSIAN, "--model_name", method, "--view_recipe", "auto", "--epochs", "2",
+               "--resume", "auto", "--output_dir", "run_" + method[:4].replace("/", "")]
+        assert main([*job, "--stop_after", "1"]) == 0
+        assert main(job) == 0, method
+        assert _epochs(tmp_path / ("run_" + method[:4].replace("/", "")), 0) == [1, 2]
+
+
 def test_foreign_checkpoint_is_refused(tmp_path, capsys):
     args = [*TINY_GAUSSIAN, "--epochs", "2"]
     a, b = tmp_path / "a", tmp_path / "b"

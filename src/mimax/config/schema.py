@@ -60,7 +60,8 @@ class Config:
                                     "resume --output_dir if it holds a run, else start it there (requeued jobs)",
                               group="output")
     overwrite: bool = _opt(False, "allow writing into an existing non-empty output_dir", group="output")
-    stop_after: int | None = _opt(None, "stop (resumably) after this many epochs in this invocation", group="output")
+    stop_after: int | None = _opt(None, "stop (resumably) after this many epochs in this invocation, counted over "
+                                        "all its seeds (not kept for a later --resume)", group="output")
     save_every_minutes: float | None = _opt(None, "also checkpoint every M minutes of training, mid-epoch if need "
                                                   "be (for long epochs and schedulers that kill without warning)",
                                             group="output")

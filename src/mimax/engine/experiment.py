@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
     if main:
         exp.write_status("incomplete")
     runs = []
+    budget = cfg.stop_after  # --stop_after: epochs this invocation trains, over all its seeds
     for k in range(cfg.num_runs):
         seed_dir = exp.seed(cfg.seed + k)
         if k and preemption.signal_name:
@@ -98,9 +100,13 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
                             f"{seed_dir.seed - 1} are finished); continue with --resume")
         use_ckpt = resume_checkpoint if (resume_checkpoint and seed_dir.owns_checkpoint(resume_checkpoint)) else None
         callbacks: list[Callback] = (callbacks_factory or default_callbacks)(cfg, seed_dir.path)
+        start = seed_dir.epochs_done()
+        if budget is not None and budget <= 0 and start < cfg.epochs:
+            return _stopped(exp, cfg, seed_dir, main)
+        seed_cfg = cfg if budget is None else dataclasses.replace(cfg, stop_after=budget)
         try:
-            result = train_run(cfg, seed_dir.path, seed_dir.seed, callbacks, resume_from=use_ckpt, progress=progress,
-                               preemption=preemption)
+            result = train_run(seed_cfg, seed_dir.path, seed_dir.seed, callbacks, resume_from=use_ckpt,
+                               progress=progress, preemption=preemption)
         except TrainingDiverged as err:
             if main:
                 seed_dir.write_status("diverged", message=str(err))
@@ -116,15 +122,21 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
         if faults.ARMED:
             faults.hit("seed_done")
         if result is None:
-            if not main:
-                return None
-            print(f"stopped after epoch {cfg.stop_after} of this session; continue with: "
-                  f"mimax train --resume {exp.path}")
-            return None
+            return _stopped(exp, cfg, seed_dir, main)
+        if budget is not None:
+            budget -= cfg.epochs - start
         runs.append(result)
     if not main:
         return None
     return finish_experiment(exp, cfg, runs)
+
+
+def _stopped(exp: ExperimentDir, cfg: Config, seed_dir, main: bool) -> None:
+    """``--stop_after``'s end of an invocation: where the run stands and how to continue it (rank 0 says it)."""
+    if main:
+        print(f"stopped after {cfg.stop_after} epoch(s) in this invocation, at epoch {seed_dir.epochs_done()} of "
+              f"{cfg.epochs} of seed {seed_dir.seed}; continue with: mimax train --resume {exp.path}")
+    return None
 
 
 def create_experiment(cfg: Config, device: torch.device) -> ExperimentDir:

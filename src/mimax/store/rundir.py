@@ -42,7 +42,7 @@ from mimax.config import RUNTIME_FIELDS, Config, validate
 from mimax.config.parsing import coerce, field_type
 from mimax.errors import ConfigError, UserError
 from mimax.methods import METHODS, MethodNotFound
-from mimax.methods.registry import display_name
+from mimax.methods.registry import canonical_name, display_name
 from mimax.store.atomic import (
     CKPT_RE,
     TEMP_RE,
@@ -255,6 +255,11 @@ class SeedDir:
     def latest_checkpoint(self) -> Path | None:
         found = self.checkpoints()
         return found[-1] if found else None
+
+    def epochs_done(self) -> int:
+        """Completed epochs of the latest checkpoint (0 without one)."""
+        latest = self.latest_checkpoint()
+        return checkpoint_position(latest)[0] if latest is not None else 0
 
     def owns_checkpoint(self, path: Path) -> bool:
         path = Path(path).resolve()
@@ -477,7 +482,14 @@ class ExperimentDir:
             cfg = config_from_saved(saved, self.config_json)
         except (OSError, ValueError, TypeError, UserError) as exc:
             raise ConfigError("--resume", f"{self.config_json} is unreadable ({exc})") from None
+        cfg.stop_after = None  # an invocation's own budget: a resume without it trains to the end
         for key, value in given.items():
+            # the same normalization a fresh run applies (config.presets.resolve_with_notes), so that the command
+            # that started the run also continues it (a requeued job script runs unchanged)
+            if key == "model_name" and isinstance(value, str):
+                value = canonical_name(value)
+            if key == "view_recipe" and value == "auto":  # the method's declared recipe: what the run resolved
+                continue
             if key in RUNTIME_FIELDS:
                 setattr(cfg, key, value)
             elif getattr(cfg, key) != value:
