@@ -156,6 +156,29 @@ def test_overwrite_refuses_a_run_with_a_user_file_inside_a_seed_directory(tmp_pa
     assert main([*RUN, "--output_dir", str(out), "--overwrite"]) == 0  # a run of mimax's files only
 
 
+def test_runs_started_in_the_same_second_without_output_dir_get_their_own_folders(tmp_path, monkeypatch, capsys):
+    # the default name is runs/<method>_<dataset>_<second>: the second job was refused, advised to --overwrite
+    # the first one's run
+    from mimax.store.rundir import ExperimentDir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ExperimentDir, "default_path", classmethod(lambda cls, cfg: Path("runs") / "JMI_Gaussian_x"))
+    for _ in range(2):
+        assert main(RUN) == 0
+    assert main([*RUN, "--overwrite"]) == 0  # never clears the other run: the default name is not a request
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["JMI_Gaussian_x", "JMI_Gaussian_x-2",
+                                                                     "JMI_Gaussian_x-3"]
+    assert "run directory: runs/JMI_Gaussian_x-3" in capsys.readouterr().out
+    (tmp_path / "runs" / "JMI_Gaussian_x-4").mkdir()  # just made by a job that holds its lock
+    held = RunLock(tmp_path / "runs" / "JMI_Gaussian_x-4").acquire("--output_dir")
+    try:
+        assert main(RUN) == 0
+    finally:
+        held.release()
+    assert (tmp_path / "runs" / "JMI_Gaussian_x-5" / "results.json").is_file()
+    assert [p.name for p in (tmp_path / "runs" / "JMI_Gaussian_x-4").iterdir()] == [LOCK]
+
+
 def test_a_failed_fresh_run_leaves_nothing_and_the_same_command_works(tmp_path, capsys):
     """A fresh run that fails after creating its directory (here: a data error) removes everything it
     created, down to the parent folders, so the identical command is not refused later."""
@@ -168,6 +191,10 @@ def test_a_failed_fresh_run_leaves_nothing_and_the_same_command_works(tmp_path, 
             "--output_dir", str(out)]
     assert main(args) == 2
     assert not (tmp_path / "a").exists()
+    # in a folder that existed (empty) before: it stays, empty (the lock file was left in it)
+    out.mkdir(parents=True)
+    assert main(args) == 2
+    assert list(out.iterdir()) == []
 
 
 # --- files: umask, checksums -----------------------------------------------------------------------

@@ -90,8 +90,8 @@ class RunLock:
         except OSError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise UserError(f"{flag}: {self.path.parent} is in use by another mimax process (PID {holder}); "
-                            "wait for it to finish or stop it first") from None
+            raise RunInUse(f"{flag}: {self.path.parent} is in use by another mimax process (PID {holder}); "
+                           "wait for it to finish or stop it first") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
@@ -101,6 +101,10 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
+
+
+class RunInUse(UserError):
+    """The run directory's lock is held by another process."""
 
 
 def read_marker(directory: Path) -> dict[str, Any] | None:
@@ -295,6 +299,7 @@ class ExperimentDir:
         self.path = Path(path)
         self.lock: RunLock | None = None  # held while this process writes the experiment
         self.created: Path | None = None  # the topmost folder this invocation created
+        self.lock_created = False  # whether this invocation created the lock file (in a folder that existed)
 
     def claim(self, flag: str = "--resume") -> ExperimentDir:
         """Take the experiment's lock (one writer); refused with one line naming the holder's PID."""
@@ -312,11 +317,16 @@ class ExperimentDir:
         for p in self.path.iterdir():
             if p.name != LOCK and (p.name in OWN_FILES or TEMP_RE.match(p.name) or SEED_DIR_RE.match(p.name)):
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
-        if self.created is not None:
-            (self.path / LOCK).unlink(missing_ok=True)
-        self.release()
+        self.release_and_drop_lock()
         if self.created is not None:
             _remove_empty_dirs(self.path, self.created)
+
+    def release_and_drop_lock(self) -> None:
+        """Release the lock, and delete its file if this invocation created it (its folder, or the file in an
+        existing folder): a failed fresh run leaves nothing behind."""
+        if self.created is not None or self.lock_created:
+            (self.path / LOCK).unlink(missing_ok=True)
+        self.release()
 
     def __repr__(self) -> str:
         return f"ExperimentDir({str(self.path)!r})"
@@ -399,7 +409,9 @@ class ExperimentDir:
         and nothing but mimax's files; a directory without the marker is refused untouched (not even a
         lock file is created in it). A refused run removes the folders it created. The returned
         experiment holds the lock: :meth:`release` it (or :meth:`discard` a failed fresh run)."""
-        out = Path(output_dir) if output_dir else default
+        if not output_dir:
+            return cls._create_default(default, run_id, occupied)
+        out = Path(output_dir)
         check_output_path(out, overwrite)
         if out.is_dir() and read_marker(out) is None and _torn_start(out) is None:
             if not overwrite:
@@ -412,6 +424,7 @@ class ExperimentDir:
             raise ConfigError("--output_dir", f"cannot write to {out} ({exc.strerror})") from None
         exp = cls(out)
         exp.created = created
+        exp.lock_created = not os.path.lexists(out / LOCK)
         try:
             exp.claim("--output_dir")
         except BaseException:
@@ -435,9 +448,28 @@ class ExperimentDir:
             if created is not None:
                 exp.discard()
             else:
-                exp.release()
+                exp.release_and_drop_lock()
             raise
         return exp
+
+    @classmethod
+    def _create_default(cls, default: Path, run_id: str, occupied: str) -> ExperimentDir:
+        """The default folder (named by the second it starts), or, when another run already took that name
+        (array jobs started in the same second), the same name with ``-2``, ``-3``, ...: never ``--overwrite``
+        there, which would clear the other job's run."""
+        for k in range(1, 1000):
+            path = default if k == 1 else default.with_name(f"{default.name}-{k}")
+            if path.is_dir() and any(p.name != LOCK for p in path.iterdir()):
+                continue
+            try:
+                return cls.create(str(path), False, run_id=run_id, occupied=occupied)
+            except RunInUse:
+                continue
+            except ConfigError:
+                if path.is_dir() and any(p.name != LOCK for p in path.iterdir()):
+                    continue  # filled by another run in the meantime
+                raise
+        raise ConfigError("--output_dir", f"{default} and its 998 numbered variants are taken; give --output_dir")
 
     # --- opening what the user points at --------------------------------------------------------
     @classmethod
