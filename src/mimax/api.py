@@ -8,11 +8,13 @@ defaults take the dataset's and the method's presets, exactly as flags left out 
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import MISSING, fields
 from typing import Any
 
 from mimax.config import Config, notes, resolve_with_notes
+from mimax.config.parsing import coerce, field_type
 from mimax.config.presets import expand_paths
 from mimax.engine.experiment import run_experiment
 from mimax.errors import ConfigError
@@ -28,6 +30,20 @@ def given_values(config: Config) -> dict[str, Any]:
         value = getattr(config, f.name)
         if value != default:
             out[f.name] = value
+    return out
+
+
+def typed_values(given: dict[str, Any]) -> dict[str, Any]:
+    """The given fields type-checked as a YAML file's are (``epochs="1"`` is ``--epochs: expected int, got '1'``,
+    a ConfigError, not a TypeError from validation); a path given as a ``pathlib.Path`` is its string."""
+    out = {}
+    for name, value in given.items():
+        if name == "method_options":  # checked against the method's own declarations when resolved
+            out[name] = value
+            continue
+        if isinstance(value, os.PathLike) and field_type(name)[0] is str:
+            value = os.fspath(value)
+        out[name] = coerce(name, value)
     return out
 
 
@@ -62,7 +78,7 @@ def train(config: Config | None = None, /, *, progress: bool = False, **kwargs: 
     if config is not None and kwargs:
         raise TypeError("give a Config or keyword arguments, not both")
     config = config if config is not None else Config(**kwargs)
-    cfg, ckpt, _ = resolved_config(given_values(config))
+    cfg, ckpt, _ = resolved_config(typed_values(given_values(config)))
     for line in notes(cfg) if not cfg.resume else []:
         if line.startswith("mimax: warning: "):
             warnings.warn(line.removeprefix("mimax: warning: "), stacklevel=2)

@@ -303,6 +303,12 @@ class Constant(SelfDistillationMethod):
 class FloatTerm(JointMethod):
     def objective(self, z_a, z_b):
         return {"loss": (z_a - z_b).pow(2).mean(), "gap": 0.5}
+
+
+class LrTerm(JointMethod):
+    def objective(self, z_a, z_b):
+        loss = (z_a - z_b).pow(2).mean()
+        return {"loss": loss, "lr": loss.detach()}
 '''
 
 
@@ -313,6 +319,9 @@ class FloatTerm(JointMethod):
     ("Constant", "a 'loss' without a gradient (it does not depend on the embeddings it was given: computed from "
                  "constants, or detached)"),
     ("FloatTerm", "'gap' as a float"),
+    # it overwrote metrics.csv's lr column (a term "epoch" made the run impossible to resume)
+    ("LrTerm", "a term named 'lr', a column metrics.csv writes itself (epoch, epoch_time_s, gpu_mem_peak_gb, "
+               "images_per_s, lr, skipped_steps, step): rename it"),
 ])
 def test_an_objective_that_breaks_the_contract_is_one_line_and_leaves_nothing(tmp_path, capsys, name, what):
     """These trained until a KeyError, IndexError or autograd RuntimeError traceback in the loop."""
@@ -324,3 +333,99 @@ def test_an_objective_that_breaks_the_contract_is_one_line_and_leaves_nothing(tm
         f"mimax: error: {name}.objective returned {what}; an objective returns a dict of 0-d tensors with the "
         "'loss' to minimize (docs/extending.md)")
     assert not out.exists()
+
+
+CLASS_MISTAKES = '''from dataclasses import dataclass
+
+import torch
+from mimax import JointMethod, SelfDistillationMethod
+from mimax.paradigms import MethodOptions, option
+
+
+class PredNoDim(SelfDistillationMethod):
+    rule = "copy"
+    has_predictor = True
+
+    def objective(self, p, z):
+        return {"loss": -torch.nn.functional.cosine_similarity(p, z).mean()}
+
+
+class BadRule(PredNoDim):
+    has_predictor = False
+    rule = "emaa"
+
+
+class BadReduction(BadRule):
+    rule = "copy"
+    reduction = "max"
+
+
+@dataclass(frozen=True)
+class ConfigOption(MethodOptions):
+    config: str = option("x", "an option named like the --config flag", "me")
+
+
+class ConfigOpt(JointMethod):
+    Options = ConfigOption
+
+    def objective(self, z_a, z_b):
+        return {"loss": (z_a - z_b).pow(2).mean()}
+
+
+@dataclass(frozen=True)
+class Switch(MethodOptions):
+    flag_on: bool = option(True, "a switch", "me")
+    weight: float = option(1.0, "a weight", "me")
+
+
+class Switched(JointMethod):
+    Options = Switch
+
+    def objective(self, z_a, z_b):
+        """Squared distance, times the weight."""
+        loss = (z_a - z_b).pow(2).mean() * (self.options.weight if self.options.flag_on else 2.0)
+        return {"loss": loss}
+'''
+
+
+@pytest.mark.parametrize("name,message", [
+    # an AttributeError traceback at the first step; accepted silently (trained as copy, or as "mean"); an
+    # argparse traceback ("conflicting option string")
+    ("PredNoDim", "has a predictor but its Options declare no predictor_dim"),
+    ("BadRule", "declares rule = 'emaa'; expected one of alternate, ema, copy"),
+    ("BadReduction", "declares reduction = 'max'; expected one of mean, sum"),
+    ("ConfigOpt", "the method declares an option 'config', but --config is a flag of mimax train itself"),
+])
+def test_class_declarations_are_checked_in_one_line(tmp_path, capsys, name, message):
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", f"{tmp_path / 'decl.py'}:{name}", "--epochs", "1",
+                 "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mimax: error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_user_options_through_flags_and_the_python_api_are_checked_alike(tmp_path, capsys):
+    import mimax
+
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    model = f"{tmp_path / 'decl.py'}:Switched"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", model, "--epochs", "1", "--no_flag_on",  # as --no_labels
+                 "--output_dir", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["method_options"]["flag_on"] is False
+    capsys.readouterr()
+    assert main(["methods", model]) == 0
+    assert "Squared distance, times the weight." in capsys.readouterr().out  # not the paradigm's docstring
+    base = dict(model_name=model, dataset="Gaussian", epochs=1, output_dir=str(tmp_path / "b"))
+    # each was accepted (a typo ignored, a string for a bool read as True) or a TypeError from validation
+    for kwargs, message in ((dict(method_options={"wieght": 2.0}), "--wieght: Switched has no option 'wieght'"),
+                            (dict(method_options={"flag_on": "no"}), "--flag_on: expected bool, got 'no'"),
+                            (dict(method_options={"temperature": 0.5}), "--temperature: a field of the configuration"),
+                            (dict(epochs="1"), "--epochs: expected int, got '1'")):
+        with pytest.raises(mimax.errors.ConfigError, match=re.escape(message)):
+            mimax.train(**{**base, **kwargs})
+        assert not (tmp_path / "b").exists()
+    result = mimax.train(**base, method_options={"weight": 2}, data_dir=None)  # an int for a float is widened
+    assert result["status"] == "complete"
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["method_options"]["weight"] == 2.0

@@ -37,22 +37,32 @@ def field_type(name: str) -> tuple[type, bool]:
     return hint_type(_HINTS[name])
 
 
-def method_option_types(model_name: str | None) -> dict[str, tuple[type, bool]]:
-    """The options of ``model_name``'s method that are not :class:`Config` fields (a user method's own;
-    none for the built-in methods), with their types. Resolving the name may raise MethodNotFound."""
+def method_option_types(model_name: str | type | None) -> dict[str, tuple[type, bool]]:
+    """The options of ``model_name``'s method (or of the method class given) that are not :class:`Config` fields
+    (a user method's own; none for the built-in methods), with their types. Resolving the name may raise
+    MethodNotFound."""
     if not model_name:
         return {}
-    options = METHODS.resolve(model_name).Options
+    options = (model_name if isinstance(model_name, type) else METHODS.resolve(model_name)).Options
     hints = typing.get_type_hints(options)
     return {f.name: hint_type(hints[f.name]) for f in fields(options) if f.name not in FIELD_NAMES}
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, options: dict[str, tuple[type, bool]]) -> None:
-    """Flags for a user method's own options (``--name value``; booleans ``--name`` / ``--no-name``)."""
+    """Flags for a user method's own options (``--name value``; booleans ``--name`` / ``--no_name``, as mimax's
+    own switches, or ``--no-name``). An option named like one of the parser's own flags (``--config``,
+    ``--help``) is refused in one line."""
     for name, (base, _) in options.items():
+        flags = [f"--{name}"] + ([f"--no_{name}", f"--no-{name}"] if base is bool else [])
+        taken = [f for f in flags if f in parser._option_string_actions]
+        if taken:
+            raise ConfigError("--model_name", f"the method declares an option {name!r}, but {taken[0]} is a flag "
+                                              "of mimax train itself; rename the option")
         if base is bool:
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help="option of the chosen method (see `mimax methods`)")
+            parser.add_argument(f"--no_{name}", dest=name, action="store_false", default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)
         else:
             parser.add_argument(f"--{name}", type=base, default=argparse.SUPPRESS, metavar=name.upper(),
                                 help="option of the chosen method (see `mimax methods`)")

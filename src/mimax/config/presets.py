@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from mimax.config.parsing import coerce, method_option_types
 from mimax.config.schema import FIELD_NAMES, METHOD_OPTION_FIELDS, REFERENCE_FLAGS, Config, whole_warmup
 from mimax.config.validation import validate
 from mimax.data import DATASETS
@@ -117,6 +118,26 @@ def resolve(given: dict[str, Any]) -> Config:
     return resolve_with_notes(given)[0]
 
 
+def checked_method_options(method: type[Method], options: dict[str, Any]) -> dict[str, Any]:
+    """A user method's own options as given (``method_options``: the Python API's way, or what the flags and YAML
+    gave, already typed), each checked as the CLI checks it: a name the method declares and is not a
+    :class:`Config` field (those are given as fields), a value of the declared type (an int for a float is
+    widened)."""
+    if not isinstance(options, dict):
+        raise ConfigError("method_options", f"expected a dict of option: value, got {type(options).__name__}")
+    types = method_option_types(method)
+    out = {}
+    for name, value in options.items():
+        if name in FIELD_NAMES:
+            raise ConfigError(f"--{name}", f"a field of the configuration, not one of {method.name}'s own options: "
+                                           f"give {name}=... directly")
+        if name not in types:
+            raise ConfigError(f"--{name}", f"{method.name} has no option {name!r} (its own options: "
+                                           f"{', '.join(sorted(types)) or 'none'})")
+        out[name] = coerce(name, value, types[name])
+    return out
+
+
 def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
     """:func:`resolve`, and one note per default that was fitted to the run (:mod:`mimax.fit`)."""
     given = expand_paths(given)
@@ -130,7 +151,7 @@ def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
     if values.get("view_recipe") == "auto":
         values["view_recipe"] = None
     preset = {**BASE_PRESET, **DATASET_PRESETS.get(dataset, {}), **method_preset(method, dataset)}
-    own = dict(values.get("method_options") or {})  # a user method's options that are not Config fields
+    own = checked_method_options(method, values.get("method_options") or {})  # a user method's own options
     for key, val in preset.items():
         if key not in FIELD_NAMES:
             own.setdefault(key, val)

@@ -111,12 +111,29 @@ def check_method_class(obj: object, origin: str) -> type[Method]:
         raise MethodNotFound(f"{origin} declares no objective: define objective(self, {args}) returning a dict "
                              f"with the 'loss' to minimize (docs/extending.md)")
     names = obj.Options.names()
-    if paradigm is SelfDistillationMethod and obj.rule == "ema" and "target_update" not in names \
+    if paradigm is SelfDistillationMethod:
+        _check_self_distillation(obj, origin, names)
+    return obj
+
+
+def _check_self_distillation(obj: type[SelfDistillationMethod], origin: str, names: set[str] | list[str]) -> None:
+    """The class attributes a self-distillation method declares: a known ``rule`` and ``reduction``, and the
+    options its rule and its predictor read."""
+    rules, reductions = ("alternate", "ema", "copy"), ("mean", "sum")
+    if obj.rule not in rules:
+        raise MethodNotFound(f"{origin} declares rule = {obj.rule!r}; expected one of {', '.join(rules)}")
+    if obj.reduction not in reductions:
+        raise MethodNotFound(f"{origin} declares reduction = {obj.reduction!r}; expected one of "
+                             f"{', '.join(reductions)}")
+    if (obj.has_predictor or "predictor" in names) and "predictor_dim" not in names:
+        raise MethodNotFound(f"{origin} has a predictor but its Options declare no predictor_dim (the predictor's "
+                             "hidden width): add predictor_dim: int = option(512, ...) as BYOL does "
+                             "(docs/extending.md)")
+    if obj.rule == "ema" and "target_update" not in names \
             and "ema_momentum" not in names:
         raise MethodNotFound(f"{origin} updates its target by EMA (rule 'ema', the paradigm's default) but its "
                              "Options declare no ema_momentum: add ema_momentum: float = option(0.99, ...) as BYOL "
                              "does, or set rule = 'copy' or 'alternate' (docs/extending.md)")
-    return obj
 
 
 def load_import_path(name: str) -> type[Method]:

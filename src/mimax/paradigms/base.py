@@ -63,6 +63,11 @@ def _timm_no_weight_decay(module: nn.Module) -> set[str]:
     return names
 
 
+# columns of metrics.csv the loop writes beside the loss terms: a term of the same name would overwrite them
+RESERVED_TERMS = frozenset({"epoch", "step", "lr", "skipped_steps", "epoch_time_s", "images_per_s",
+                            "gpu_mem_peak_gb"})
+
+
 def check_loss_terms(terms: Any, objective: Callable[..., Any], needs_grad: bool) -> None:
     """What an objective returns: a dict of 0-d tensors, one of them the ``"loss"`` to minimize (with a gradient
     when its inputs have one). A user method's mistake is one line naming its objective (a MethodError), not
@@ -77,6 +82,9 @@ def check_loss_terms(terms: Any, objective: Callable[..., Any], needs_grad: bool
         raise refuse(f"a {type(terms).__name__}")
     if "loss" not in terms:
         raise refuse(f"a dict with keys {sorted(map(str, terms))}")
+    if not RESERVED_TERMS.isdisjoint(terms):
+        raise refuse(f"a term named {sorted(RESERVED_TERMS.intersection(terms))[0]!r}, a column metrics.csv "
+                     f"writes itself ({', '.join(sorted(RESERVED_TERMS))}): rename it")
     for key, value in terms.items():
         if not isinstance(value, Tensor) or value.ndim != 0:
             raise refuse(f"{key!r} of shape {tuple(value.shape)}" if isinstance(value, Tensor)
@@ -107,9 +115,16 @@ class Method(nn.Module):
         if "target_update_desc" not in cls.__dict__ and undescribed and isinstance(getattr(cls, "rule", None), str):
             cls.target_update_desc = cls.rule  # a self-distillation method's rule, unless it describes it
             cls._target_update_desc_from_rule = True
-        if not cls.objective_desc:
-            doc = (getattr(cls, "objective", None).__doc__ or "").strip()
+        # `mimax methods`: the objective's docstring unless the class describes it (a paradigm's docstring is
+        # not its subclass's), and a declared predictor
+        if "objective_desc" not in cls.__dict__ and "objective" in cls.__dict__ and (
+                not cls.objective_desc or getattr(cls, "_objective_desc_from_doc", False)):
+            doc = (cls.__dict__["objective"].__doc__ or "").strip()
             cls.objective_desc = doc.splitlines()[0] if doc else ""
+            cls._objective_desc_from_doc = True
+        declared = getattr(cls, "has_predictor", False)
+        if "predictor_desc" not in cls.__dict__ and cls.predictor_desc == "none" and declared:
+            cls.predictor_desc = "MLP D-h-D (predictor_dim)"
 
     def __init__(self, options: MethodOptions, encoder: EncoderSpec, input_shape: tuple[int, ...]):
         super().__init__()

@@ -522,6 +522,13 @@ class ExperimentDir:
                 value = canonical_name(value)
             if key == "view_recipe" and value == "auto":  # the method's declared recipe: what the run resolved
                 continue
+            if key == "method_options" and isinstance(value, dict):  # each option given, against the saved one
+                for name, option in value.items():
+                    if cfg.method_options.get(name) != option:
+                        raise ConfigError(f"--{name}", f"the run in {self.path} was trained with {name}="
+                                                       f"{cfg.method_options.get(name)!r}; resuming with {option!r} "
+                                                       "is refused")
+                continue
             if key in RUNTIME_FIELDS:
                 setattr(cfg, key, value)
             elif getattr(cfg, key) != value:
