@@ -333,6 +333,10 @@ def test_an_objective_that_breaks_the_contract_is_one_line_and_leaves_nothing(tm
         f"mimax: error: {name}.objective returned {what}; an objective returns a dict of 0-d tensors with the "
         "'loss' to minimize (docs/extending.md)")
     assert not out.exists()
+    out.mkdir()  # a folder that existed, empty: it stays empty (the run's lock file was left in it)
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", f"{tmp_path / 'wrong.py'}:{name}", "--epochs", "1",
+                 "--output_dir", str(out)]) == 2
+    assert list(out.iterdir()) == []
 
 
 CLASS_MISTAKES = '''from dataclasses import dataclass

@@ -191,10 +191,6 @@ def test_a_failed_fresh_run_leaves_nothing_and_the_same_command_works(tmp_path, 
             "--output_dir", str(out)]
     assert main(args) == 2
     assert not (tmp_path / "a").exists()
-    # in a folder that existed (empty) before: it stays, empty (the lock file was left in it)
-    out.mkdir(parents=True)
-    assert main(args) == 2
-    assert list(out.iterdir()) == []
 
 
 # --- files: umask, checksums -----------------------------------------------------------------------
