@@ -35,6 +35,17 @@ def test_yaml_file_is_overridden_by_flags(tmp_path):
     assert (cfg.epochs, cfg.batch_size, cfg.initial_lr) == (7, 16, 0.01)
 
 
+def test_yaml_exponent_floats_are_floats(tmp_path):
+    # PyYAML (YAML 1.1) reads `1e-3` as the string '1e-3': "--initial_lr: expected float, got '1e-3'"
+    f = tmp_path / "c.yaml"
+    f.write_text("initial_lr: 1e-3\nweight_decay: 5E-4\ntemperature: .5e-1\n")
+    cfg = config_from_args(["--config", str(f)])
+    assert (cfg.initial_lr, cfg.weight_decay, cfg.temperature) == (1e-3, 5e-4, 0.05)
+    f.write_text("epochs: 1e3\n")  # an int field stays strict
+    with pytest.raises(ConfigError, match="--epochs: expected int, got '1e3'"):
+        config_from_args(["--config", str(f)])
+
+
 def test_tilde_in_paths_is_the_home_folder_from_yaml_flags_and_the_api(tmp_path, monkeypatch):
     # `data_dir: ~/ds` in YAML and `--data_dir=~/ds` (no shell expands ~ after "=") read a folder named "~";
     # `output_dir: ~/runs/x` wrote the run into ./~/runs/x

@@ -8,6 +8,7 @@ gave is known exactly (presets fill the rest; :func:`mimax.config.presets.resolv
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import types
@@ -184,6 +185,9 @@ def read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
+YAML11_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def coerce(name: str, value: Any, kind: tuple[type, bool] | None = None) -> Any:
     """Type-check a value from YAML against the field's type, or ``kind`` = (base type, may be None)
     (flags are typed by argparse)."""
@@ -192,6 +196,8 @@ def coerce(name: str, value: Any, kind: tuple[type, bool] | None = None) -> Any:
         if nullable:
             return None
         raise ConfigError(f"--{name}", "may not be null")
+    if base is float and isinstance(value, str) and YAML11_EXPONENT.match(value):
+        value = float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string: only 1.0e-3 is a float there
     if base is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif base is int:
