@@ -216,19 +216,18 @@ class SeedDir:
         `mimax eval`'s records, atomic-write temp files), ``checkpoints/`` holding checkpoints only,
         ``tensorboard/`` holding event files only, and W&B's ``wandb/`` folder; a symlink anywhere is foreign
         (``--overwrite`` must not delete, or follow, what a user put there)."""
-        def own_file(p: Path, *patterns: Any) -> bool:
-            return not p.is_symlink() and p.is_file() and any(
-                (p.name in pat) if isinstance(pat, frozenset) else pat(p.name) for pat in (*patterns, TEMP_RE.match))
+        def own_file(p: Path, named: Any) -> bool:  # a regular file (no symlink) named as mimax names its files
+            return not p.is_symlink() and p.is_file() and bool(named(p.name) or TEMP_RE.match(p.name))
 
+        subdirs = {"checkpoints": CKPT_RE.match, "tensorboard": lambda n: n.startswith(self.TFEVENTS_PREFIX)}
         foreign = []
         for p in self.path.iterdir():
-            if own_file(p, self.OWN_FILES, self.EVAL_RECORD_RE.match):
+            if own_file(p, lambda n: n in self.OWN_FILES or self.EVAL_RECORD_RE.match(n)):
                 continue
-            if p.is_symlink() or not p.is_dir() or p.name not in ("checkpoints", "tensorboard", "wandb"):
+            if p.is_symlink() or not p.is_dir() or p.name not in (*subdirs, "wandb"):
                 foreign.append(p)
-            elif p.name != "wandb":
-                own = CKPT_RE.match if p.name == "checkpoints" else (lambda n: n.startswith(self.TFEVENTS_PREFIX))
-                foreign += [q for q in p.iterdir() if not own_file(q, own)]
+            elif p.name in subdirs:
+                foreign += [q for q in p.iterdir() if not own_file(q, subdirs[p.name])]
         return foreign
 
     def remove_torn_writes(self) -> None:
