@@ -56,7 +56,9 @@ def cmd_methods(argv: list[str]) -> int:
     parser.add_argument("paths", nargs="*", metavar="MODULE:CLASS",
                         help="user methods to show too: my_pkg.my_module:MyMethod or path/to/file.py:MyMethod")
     args = parser.parse_args(argv)
-    listed = METHODS.listed()
+    listed, broken = METHODS.listed()
+    for reason in broken.values():
+        print(f"mimax: warning: {reason}; not listed", file=sys.stderr)
     for path in args.paths:
         listed[path] = METHODS.resolve(path, flag=path)
     rows = [("method", "paradigm", "target update", "predictor", "objective")]

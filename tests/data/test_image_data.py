@@ -464,3 +464,18 @@ def test_fashion_mnist_normalization_constants_match_the_training_split():
     x = read_idx(Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"), 3) / 255.0
     mean, std = normalization("FashionMNIST")
     assert abs(x.mean() - mean[0]) < 1e-4 and abs(x.std() - std[0]) < 1e-4
+
+
+def test_subsets_larger_than_the_split_and_unused_ones_get_a_note(tmp_path):
+    """``--train_subset``/``--test_subset`` above the split's size used every image without a word; a
+    ``--test_subset`` where no test split is evaluated was ignored silently."""
+    write_class_tree(tmp_path / "tv" / "train", ["a", "b"], per_class=5)
+    write_class_tree(tmp_path / "tv" / "val", ["a", "b"], per_class=3)
+    notes_ = load("ImageFolder", tmp_path / "tv", image_size=16, train_subset=50, test_subset=6,
+                  batch_size=4).extras["notes"]
+    assert "--train_subset 50: ImageFolder has 10 training images; all of them are used" in notes_
+    assert not any("--test_subset" in n for n in notes_), notes_  # exactly the split's size: nothing to say
+    notes_ = load("ImageFolder", tmp_path / "tv", image_size=16, train_subset=4, test_subset=7, no_labels=True,
+                  batch_size=4).extras["notes"]
+    assert not any("--train_subset" in n for n in notes_), notes_
+    assert "--test_subset 7 unused: no test split is evaluated here (--dataset Folder or --no_labels)" in notes_

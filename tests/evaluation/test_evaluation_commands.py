@@ -4,6 +4,7 @@ which keeps the suite fast (each subprocess pays the torch import)."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -312,6 +313,40 @@ def test_table_delta_is_paired_per_seed(tmp_path):
         diff = 100 * (np.array(trained[metric]) - np.array(random[metric]))
         assert rows["SimCLR"] == [f"{diff.mean():+.2f} ± {diff.std(ddof=1):.2f}"]
         assert "Random init (ResNet18)" not in rows
+
+
+def test_table_out_csv_is_one_row_per_cell_with_the_per_seed_values(tmp_path):
+    """``--out x.csv`` writes CSV (it used to write the Markdown under a .csv name): n, mean, sample std and
+    the per-seed values of every cell, and the paired Δ vs random init, checked against NumPy."""
+    trained = {"linear": [0.80, 0.83, 0.78], "knn": [0.70, 0.74, 0.69]}
+    random = {"linear": [0.75, 0.74, 0.76], "knn": [0.66, 0.65, 0.67]}
+    runs = [{"final": {"SimCLR": {m: trained[m][i] for m in trained}},
+             "random_init": {"Random init (ResNet18)": {m: random[m][i] for m in random}}} for i in range(3)]
+    write_results(tmp_path / "a", "SimCLR", "CIFAR10", runs, seeds=[0, 1, 2])
+    write_results(tmp_path / "b", "BYOL", "CIFAR100", [{"final": {"BYOL": {"linear": 0.5, "knn": 0.4}}}], seeds=[0])
+    out = tmp_path / "t.CSV"
+    proc = run_cli(["table", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert "| SimCLR |" in proc.stdout  # the terminal still gets the Markdown
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    got = {(r["method"], r["dataset"], r["metric"]): r for r in rows}
+    assert len(got) == len(rows) == 2 * 3 + 2
+    for metric in ("linear", "knn"):
+        for label, values in (("SimCLR", trained[metric]), ("Random init (ResNet18)", random[metric])):
+            r = got[(label, "CIFAR10", metric)]
+            assert int(r["n"]) == 3 and [float(v) for v in r["values"].split(";")] == values
+            assert float(r["mean"]) == pytest.approx(np.mean(values), abs=1e-12)
+            assert float(r["std"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+        diff = np.array(trained[metric]) - np.array(random[metric])
+        r = got[("SimCLR", "CIFAR10", f"{metric}_delta_vs_random_init")]
+        assert float(r["mean"]) == pytest.approx(diff.mean(), abs=1e-12)
+        assert float(r["std"]) == pytest.approx(diff.std(ddof=1), abs=1e-12)
+        one = got[("BYOL", "CIFAR100", metric)]
+        assert one["n"] == "1" and one["std"] == ""  # one seed: no spread
+    md = tmp_path / "t.md"
+    assert run_cli(["table", str(tmp_path / "a"), "--out", str(md)]).returncode == 0
+    assert md.read_text().startswith("# Top-1 accuracy")
 
 
 def test_table_pools_a_run_made_before_a_field_existed_with_one_at_its_default(tmp_path):

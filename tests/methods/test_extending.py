@@ -186,7 +186,12 @@ def test_entry_point_of_an_installed_package(tmp_path, user_dir):
     (dist / "entry_points.txt").write_text("[mimax.methods]\nJSDJMI = my_methods.jsd_jmi:JSDJMI\n"
                                            "Broken = my_methods.nowhere:X\n")
     listed = mimax_proc(["methods"], cwd=tmp_path, extra_path=user_dir)
-    assert listed.returncode == 2 and "entry point 'Broken'" in listed.stderr  # a broken plugin is named
+    # a broken plugin is named in one warning line; the built-in methods and the working plugin are still listed
+    assert listed.returncode == 0, listed.stderr
+    assert [line for line in listed.stderr.splitlines() if line.strip()] == [
+        "mimax: warning: entry point 'Broken' (my_methods.nowhere:X) cannot be loaded (ModuleNotFoundError: "
+        "No module named 'my_methods.nowhere'); not listed"]
+    assert {"SDMI", "JSDJMI"} <= {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
     (dist / "entry_points.txt").write_text("[mimax.methods]\nJSDJMI = my_methods.jsd_jmi:JSDJMI\n")
     listed = mimax_proc(["methods"], cwd=tmp_path, extra_path=user_dir)
     assert listed.returncode == 0 and any(line.startswith("JSDJMI ") for line in listed.stdout.splitlines())

@@ -10,13 +10,14 @@ unchanged), recorded in ``Config.unused`` and warned about.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 from mimax.config.parsing import coerce, method_option_types
 from mimax.config.schema import FIELD_NAMES, METHOD_OPTION_FIELDS, REFERENCE_FLAGS, Config, whole_warmup
 from mimax.config.validation import validate
-from mimax.data import DATASETS
+from mimax.data import DATASETS, DOWNLOADABLE, IMAGE_DATASETS
 from mimax.errors import ConfigError
 from mimax.fit import fit_to_run
 from mimax.methods import METHODS
@@ -103,6 +104,35 @@ def refuse_unread(method: type[Method], given: dict[str, Any], options: Any) -> 
         raise ConfigError(f"--{name}", f"{method.name} does not read it {unread[name]}")
 
 
+# The data flags that only some datasets read, with the reason given when one is set for another dataset
+# (it would be silently ignored): the image datasets' flags, the Gaussian mixture's, ImageNet100's class list and
+# torchvision's downloader.
+_IMAGE_ONLY = ("data_dir", "no_labels", "gpu_augment", "image_size", "crop_min_scale", "view_recipe", "train_subset",
+               "test_subset", "monitor_size")
+DATA_FLAG_READERS: dict[str, tuple[frozenset[str], str]] = {
+    **{name: (IMAGE_DATASETS, "an image-dataset flag; the Gaussian mixture is shaped by the --gm_* flags")
+       for name in _IMAGE_ONLY},
+    **{name: (frozenset({"Gaussian"}), "--gm_* flags shape the Gaussian mixture only")
+       for name in FIELD_NAMES if name.startswith("gm_")},
+    "class_list": (frozenset({"ImageNet100"}), "only ImageNet100 selects its classes from a list"),
+    "download": (DOWNLOADABLE, f"only {', '.join(sorted(DOWNLOADABLE))} can be downloaded"),
+}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
+
+
+def refuse_unread_data_flags(dataset: str, given: dict[str, Any]) -> None:
+    """A data flag that ``dataset`` does not read (:data:`DATA_FLAG_READERS`), given with a value other than its
+    default, is refused: it would be silently ignored (``--train_subset`` on the Gaussian mixture trained on all
+    of it). Values equal to the default pass, so a saved ``config.json`` given as ``--config`` still works."""
+    for name, value in given.items():
+        readers, why = DATA_FLAG_READERS.get(name, (None, ""))
+        if readers is None or dataset in readers or value is None or value == _DEFAULTS[name]:
+            continue
+        if name == "view_recipe" and value == "auto":
+            continue
+        raise ConfigError(f"--{name}", f"--dataset {dataset} does not read it ({why})")
+
+
 PATH_FIELDS = ("data_dir", "output_dir", "resume", "class_list")
 
 
@@ -145,6 +175,7 @@ def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
     dataset = values.get("dataset", Config.dataset)
     if dataset not in DATASETS:
         raise ConfigError("--dataset", f"unknown dataset {dataset!r}; expected one of {', '.join(sorted(DATASETS))}")
+    refuse_unread_data_flags(dataset, given)
     method = method_class(values)
     values["model_name"] = canonical_name(values.get("model_name", Config.model_name))  # file paths: absolute
     unused = unused_flags(method, given)

@@ -45,6 +45,7 @@ CLASS_TREE = "one sub-folder of images per class (DATA_DIR/train/<class>/*.jpg a
              "or DATA_DIR/<class>/*.jpg)"
 FLAT = "a folder of image files (searched recursively)"
 IMAGE_DATASETS = frozenset(DATASETS) - {"Gaussian"}
+DOWNLOADABLE = frozenset({"CIFAR10", "CIFAR100", "MNIST", "FashionMNIST"})  # what --download fetches (torchvision)
 DATASET_CHANNELS = {"FashionMNIST": 1, "MNIST": 1, "Digits": 1}  # image datasets not listed are RGB
 
 
@@ -61,5 +62,5 @@ def build_data(cfg, device: torch.device, seed: int, rank: int = 0, world: int =
     return DATASETS[cfg.dataset](cfg, device, seed, rank=rank, world=world)
 
 
-__all__ = ["DATASETS", "DATA_CHECKS", "DATASET_CHANNELS", "IMAGE_DATASETS", "DataBundle", "ViewLoader", "build_data",
-           "check_data"]
+__all__ = ["DATASETS", "DATA_CHECKS", "DATASET_CHANNELS", "DOWNLOADABLE", "IMAGE_DATASETS", "DataBundle", "ViewLoader",
+           "build_data", "check_data"]

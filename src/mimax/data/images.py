@@ -181,6 +181,23 @@ def fixed_subset(n: int, keep: int | None) -> Tensor:
     return perm[:keep].sort().values
 
 
+def subset_notes(name: str, n_train: int, n_test: int | None, cfg) -> list[str]:
+    """A note for each of ``--train_subset``/``--test_subset`` that asks for more images than the split
+    holds (the whole split is used), and for a ``--test_subset`` without a test split to evaluate on (``n_test``
+    None: a Folder, or ``--no_labels``), where it is unused."""
+    notes = []
+    for flag, keep, have, split in (("train_subset", cfg.train_subset, n_train, "training"),
+                                    ("test_subset", cfg.test_subset, n_test, "test")):
+        if keep is None:
+            continue
+        if have is None:
+            notes.append(f"--{flag} {keep} unused: no {split} split is evaluated here (--dataset Folder or "
+                         "--no_labels)")
+        elif keep > have:
+            notes.append(f"--{flag} {keep}: {name} has {have} {split} images; all of them are used")
+    return notes
+
+
 class ViewPairs:
     """``pairs(i)``: the two per-image torchvision views of image ``i`` (from torch's global RNG)."""
 
@@ -276,7 +293,8 @@ def build_image_bundle(name: str, train: ImageSplit, test: ImageSplit | None, nu
     """Assemble the DataBundle of rank ``rank`` of ``world``: subsets, recipe, this rank's view loader,
     evaluation sets and (rank 0, which runs the monitors) the monitor pairs. ``extras["notes"]``: the
     values fitted to a small dataset (the trainer prints them)."""
-    notes = list(notes or [])
+    notes = list(notes or []) + subset_notes(name, len(train), None if test is None or cfg.no_labels else len(test),
+                                             cfg)
     train = train.subset(fixed_subset(len(train), cfg.train_subset))
     if test is not None:
         test = test.subset(fixed_subset(len(test), cfg.test_subset))

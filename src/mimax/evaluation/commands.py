@@ -18,7 +18,7 @@ from mimax.evaluation.export import FORMATS, export_backbone, sidecar_path
 from mimax.evaluation.reevaluate import reevaluate
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.evaluation.runs import open_run
-from mimax.evaluation.table import read_results, table_markdown
+from mimax.evaluation.table import read_results, table_csv, table_markdown
 from mimax.runtime.device import resolve_device
 from mimax.store.atomic import atomic_write_text, check_output_file
 
@@ -58,16 +58,19 @@ def cmd_table(argv: list[str]) -> int:
     p = _parser("mimax table", "The paper's Table 1 shape (rows = methods/encoders incl. random init, "
                                "columns = datasets; linear probe and kNN) from finished experiments")
     p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="finished experiment directories")
-    p.add_argument("--out", metavar="FILE.md", help="also write the table to this Markdown file")
+    p.add_argument("--out", metavar="FILE", help="also write the table to FILE: CSV for a .csv suffix (one row per "
+                   "method, dataset and metric: n, mean, std, per-seed values), else Markdown")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
     if args.out is not None:
         check_output_file(Path(args.out), args.overwrite)
-    text = table_markdown([read_results(d) for d in args.run_dirs])
+    experiments = [read_results(d) for d in args.run_dirs]
+    text = table_markdown(experiments)
     print(text.rstrip())
     if args.out is not None:
-        atomic_write_text(Path(args.out), text)
-        print(f"wrote {args.out}")
+        as_csv = Path(args.out).suffix.lower() == ".csv"
+        atomic_write_text(Path(args.out), table_csv(experiments) if as_csv else text)
+        print(f"wrote {args.out}" + (" (CSV)" if as_csv else ""))
     return 0
 
 

@@ -22,6 +22,8 @@ random init.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from typing import Any
 
@@ -193,15 +195,48 @@ def _describe(baseline: tuple) -> str:
     return ", ".join(f"{name} {value}" for name, value in baseline if value is not None and value is not False)
 
 
-def table_markdown(experiments: list[dict[str, Any]]) -> str:
-    """Markdown: one table per metric (rows = encoders, columns = datasets) and the list of sources."""
+def _layout(experiments: list[dict[str, Any]]) -> tuple[dict, list[str], list[str], int | None]:
+    """The table's cells (:func:`collect`), its columns (paper datasets first), its rows (methods in
+    registry order, then others, then random init) and the seed count shared by every trained cell (None
+    when they differ)."""
     cells = collect(experiments)
     seen = [e["dataset"] for e in experiments]
     datasets = [d for d in PAPER_DATASETS if d in seen] + [d for d in dict.fromkeys(seen) if d not in PAPER_DATASETS]
     method_of = {label: e["method"] for e in experiments for label in e["summary"]}
     rows = sorted({label for label, _ in cells}, key=lambda r: row_order(r, method_of, list(METHODS)))
     counts = {len(v) for (label, _), c in cells.items() if not label.startswith(RANDOM_INIT) for v in c.values()}
-    n_common = counts.pop() if len(counts) == 1 else None
+    return cells, datasets, rows, (counts.pop() if len(counts) == 1 else None)
+
+
+CSV_COLUMNS = ("method", "dataset", "metric", "n", "mean", "std", "values")
+
+
+def table_csv(experiments: list[dict[str, Any]]) -> str:
+    """CSV, one row per (row label, dataset, metric): ``n``, ``mean``, sample ``std`` (ddof = 1, empty for one
+    seed) and the per-seed ``values`` joined by ``;``, as fractions (not %). The Δ-vs-random-init cells
+    follow as metrics ``<metric>_delta_vs_random_init``. Same cells and merging rules as the Markdown."""
+    cells, datasets, rows, _ = _layout(experiments)
+    deltas = paired_deltas(experiments)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for source, suffix in ((cells, ""), (deltas, "_delta_vs_random_init")):
+        for row in rows:
+            for dataset in datasets:
+                for metric in TABLE_METRICS:
+                    values = source.get((row, dataset), {}).get(metric)
+                    if not values:
+                        continue
+                    stat = mean_std(values)
+                    std = "" if math.isnan(stat["std"]) else repr(stat["std"])
+                    writer.writerow([row, dataset, metric + suffix, stat["n"], repr(stat["mean"]), std,
+                                     ";".join(repr(float(v)) for v in values)])
+    return out.getvalue()
+
+
+def table_markdown(experiments: list[dict[str, Any]]) -> str:
+    """Markdown: one table per metric (rows = encoders, columns = datasets) and the list of sources."""
+    cells, datasets, rows, n_common = _layout(experiments)
     spread = f"mean ± sample std (ddof = 1) over {n_common} seeds" if n_common else \
         "mean ± sample std (ddof = 1) over n seeds (n given per cell)"
     lines = [f"# Top-1 accuracy (%), {spread}", ""]

@@ -201,10 +201,14 @@ class MethodRegistry(dict):
         except MethodNotFound as err:
             raise MethodNotFound(err.reason, flag) from None
 
-    def listed(self) -> dict[str, type[Method]]:
-        """Built-in and entry-point methods (what ``mimax methods`` shows without arguments)."""
-        out = dict(self)
+    def listed(self) -> tuple[dict[str, type[Method]], dict[str, str]]:
+        """Built-in and entry-point methods (what ``mimax methods`` shows without arguments), and the entry points
+        that cannot be loaded, each with its one-line reason: one broken plugin does not hide the others."""
+        out, broken = dict(self), {}
         for name in entry_point_names():
             if name not in out:
-                out[name] = self[name]
-        return out
+                try:
+                    out[name] = self[name]
+                except MethodNotFound as err:
+                    broken[name] = err.reason
+        return out, broken

@@ -528,6 +528,9 @@ class ExperimentDir:
                                                        f"{cfg.method_options.get(name)!r}; resuming with {option!r} "
                                                        "is refused")
                 continue
+            if key == "output_dir" and value is not None and not _same_path(value, self.path):
+                raise ConfigError("--output_dir", f"{value} is not the run being resumed ({self.path}); a resumed run "
+                                                  "continues in its own directory (drop --output_dir)")
             if key in RUNTIME_FIELDS:
                 setattr(cfg, key, value)
             elif getattr(cfg, key) != value:
@@ -542,6 +545,11 @@ class ExperimentDir:
                                           f"which cannot be loaded now: {err}") from None
         validate(cfg)
         return cfg
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same place (after ``~``, ``..`` and symbolic links)."""
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def check_output_path(out: Path, overwrite: bool) -> None:
