@@ -304,79 +304,102 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
                          patience, fractions, average, max_dim, clip, confidence, seed, device, t0)
 
 
-def _estimate(x: Tensor, y: Tensor, bound: str, critic: str, hidden: int, layers: int, embed_dim: int,
-              batch_size: int, lr: float, max_steps: int, eval_every: int, patience: int,
-              fractions: tuple[float, float], average: float, max_dim: int | None, clip: float, confidence: float,
-              seed: int, device: torch.device, t0: float) -> MIEstimate:
-    """:func:`estimate_mi` on checked float64 inputs on ``device``."""
-    n = x.shape[0]
+def _split(n: int, fractions: tuple[float, float], gen: torch.Generator,
+           device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """A seeded random partition of ``range(n)`` into (fit, validation, test) indices, the last two of
+    ``fractions`` of the pairs (at least 4 each)."""
     n_test = max(4, int(round(fractions[0] * n)))
     n_val = max(4, int(round(fractions[1] * n)))
     n_fit = n - n_test - n_val
     if n_fit < 4:
         raise ValueError(f"fractions {fractions} leave {n_fit} of {n} pairs to fit the critic; need >= 4")
-    gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=gen).to(device)
-    fit, val, test = order[:n_fit], order[n_fit:n_fit + n_val], order[n_fit + n_val:]
-    if max_dim is not None and max(x.shape[1], y.shape[1]) > max_dim:
-        a, b = cca_projections(x[fit], y[fit], min(max_dim, x.shape[1], y.shape[1], n_fit))
-        pa, pb = x[val] @ a, y[val] @ b  # keep the directions whose correlation holds on the validation split
-        pa, pb = pa - pa.mean(0), pb - pb.mean(0)
-        corr = (pa * pb).sum(0) / (pa.norm(dim=0) * pb.norm(dim=0)).clamp_min(torch.finfo(pa.dtype).tiny)
-        keep = corr > 3 / math.sqrt(n_val)
-        keep[0] = True  # the critic needs an input; on it, a critic no better than its start is caught below
-        x, y = x @ a[:, keep], y @ b[:, keep]
-    xs, ys = _standardize(x, fit), _standardize(y, fit)  # per-coordinate invertible: MI unchanged
+    return order[:n_fit], order[n_fit:n_fit + n_val], order[n_fit + n_val:]
 
-    fn = training_objective(bound, clip)
-    train_bs = max(2, min(batch_size, n_fit))
-    eval_bs = max(2, min(batch_size, n_test))
-    val_bs = max(2, min(batch_size, n_val))
+
+def _reduce(x: Tensor, y: Tensor, fit: Tensor, val: Tensor, max_dim: int) -> tuple[Tensor, Tensor]:
+    """``x`` and ``y`` projected on the top canonical directions fitted on ``fit`` (at most ``max_dim``), keeping
+    those whose correlation also holds on ``val`` (above 3 standard errors) and always the first."""
+    a, b = cca_projections(x[fit], y[fit], min(max_dim, x.shape[1], y.shape[1], fit.numel()))
+    pa, pb = x[val] @ a, y[val] @ b
+    pa, pb = pa - pa.mean(0), pb - pb.mean(0)
+    corr = (pa * pb).sum(0) / (pa.norm(dim=0) * pb.norm(dim=0)).clamp_min(torch.finfo(pa.dtype).tiny)
+    keep = corr > 3 / math.sqrt(val.numel())
+    keep[0] = True  # the critic needs an input; on it, a critic no better than its start is caught later
+    return x @ a[:, keep], y @ b[:, keep]
+
+
+def _train_critic(model: nn.Module, xs: Tensor, ys: Tensor, fit: Tensor, val: Tensor, fn, bound: str, clip: float,
+                  batch_size: int, lr: float, max_steps: int, eval_every: int, patience: int, average: float,
+                  gen: torch.Generator, device: torch.device) -> tuple[nn.Module | None, float, int]:
+    """Adam on ``-fn(critic scores)`` over shuffled batches of the fit pairs, with an exponential average of the
+    weights that is validated every ``eval_every`` steps; stops after ``patience`` checks without a gain or at
+    ``max_steps``. Returns the best validated averaged critic, its validation bound and its step, or ``(None,
+    0.0, 0)`` when none beat the constant critic, whose bound is exactly 0 for every bound here (InfoNCE: T = 0,
+    NWJ: T = 1, SMILE: any constant). Independent pairs, or a fit that learned only the fit split's noise, then
+    read 0 nats, not the first (overfitted) check nor an untrained critic (NWJ ~ -1/e)."""
+    n_fit = fit.numel()
+    train_bs, val_bs = max(2, min(batch_size, n_fit)), max(2, min(batch_size, val.numel()))
+    # one fused kernel per step where torch has one: the critic is small, so the per-tensor optimizer
+    # arithmetic would be a third of a step
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+    opt = torch.optim.Adam(model.parameters(), lr=lr, **fused)
+    averaged = copy.deepcopy(model).requires_grad_(False)  # the critic that is validated and reported
+    avg_params, params = list(averaged.parameters()), list(model.parameters())
+    best_val, best_state, best_step, bad, step = 0.0, None, 0, 0, 0
+    while step < max_steps and bad < patience:
+        perm = fit[torch.randperm(n_fit, generator=gen).to(device)]
+        for sl in _batches(n_fit, train_bs):
+            idx = perm[sl]
+            loss = -fn(model(xs[idx], ys[idx]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            decay = min(average, (1.0 + step) / (10.0 + step))  # short runs: the average forgets the init
+            with torch.no_grad():
+                torch._foreach_lerp_(avg_params, params, 1.0 - decay)
+            if step % eval_every == 0 or step == max_steps:
+                v, _ = _evaluate(averaged, xs[val], ys[val], val_bs, bound, clip)
+                if v > best_val:
+                    best_val, best_state, best_step, bad = v, copy.deepcopy(averaged.state_dict()), step, 0
+                else:
+                    bad += 1
+            if step >= max_steps or bad >= patience:
+                break
+    if best_state is None:
+        return None, 0.0, 0
+    averaged.load_state_dict(best_state)
+    return averaged, best_val, best_step
+
+
+def _estimate(x: Tensor, y: Tensor, bound: str, critic: str, hidden: int, layers: int, embed_dim: int,
+              batch_size: int, lr: float, max_steps: int, eval_every: int, patience: int,
+              fractions: tuple[float, float], average: float, max_dim: int | None, clip: float, confidence: float,
+              seed: int, device: torch.device, t0: float) -> MIEstimate:
+    """:func:`estimate_mi` on checked float64 inputs on ``device``: split, reduce, standardize, train the
+    critic on the fit split, select it on the validation split, evaluate it on the test split."""
+    gen = torch.Generator().manual_seed(seed)
+    fit, val, test = _split(x.shape[0], fractions, gen, device)
+    if max_dim is not None and max(x.shape[1], y.shape[1]) > max_dim:
+        x, y = _reduce(x, y, fit, val, max_dim)
+    xs, ys = _standardize(x, fit), _standardize(y, fit)  # per-coordinate invertible: MI unchanged
+    eval_bs = max(2, min(batch_size, test.numel()))
     devices = [device] if device.type == "cuda" else []
     # the caller's global RNG is left as it was; gradients are on even when the caller is under no_grad
     with torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(seed)
         cls = SeparableCritic if critic == "separable" else ConcatCritic
         model = cls(x.shape[1], y.shape[1], hidden, layers, embed_dim).to(device)
-        # one fused kernel per step where torch has one: the critic is small, so the per-tensor optimizer
-        # arithmetic would be a third of a step
-        fused = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
-        opt = torch.optim.Adam(model.parameters(), lr=lr, **fused)
-        averaged = copy.deepcopy(model).requires_grad_(False)  # the critic that is validated and reported
-        avg_params, params = list(averaged.parameters()), list(model.parameters())
-        # The first candidate is the constant critic (best_state None), whose bound is exactly 0 on any pairs
-        # for every bound here (InfoNCE: T = 0, NWJ: T = 1, SMILE: any constant): a trained critic is kept only
-        # if it beats 0 on the validation split. Independent pairs, or a fit that learned only the fit split's
-        # noise, then read 0 nats, not the first (overfitted) check nor an untrained critic (NWJ ~ -1/e).
-        best_val, best_state, best_step, bad, step = 0.0, None, 0, 0, 0
-        while step < max_steps and bad < patience:
-            perm = fit[torch.randperm(n_fit, generator=gen).to(device)]
-            for sl in _batches(n_fit, train_bs):
-                idx = perm[sl]
-                loss = -fn(model(xs[idx], ys[idx]))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                decay = min(average, (1.0 + step) / (10.0 + step))  # short runs: the average forgets the init
-                with torch.no_grad():
-                    torch._foreach_lerp_(avg_params, params, 1.0 - decay)
-                if step % eval_every == 0 or step == max_steps:
-                    v, _ = _evaluate(averaged, xs[val], ys[val], val_bs, bound, clip)
-                    if v > best_val:
-                        best_val, best_state, best_step, bad = v, copy.deepcopy(averaged.state_dict()), step, 0
-                    else:
-                        bad += 1
-                if step >= max_steps or bad >= patience:
-                    break
-        if best_state is None:  # the constant critic: its bound and every per-pair term are 0
-            mi, terms = 0.0, torch.zeros(len(_batches(n_test, eval_bs)) * eval_bs, dtype=torch.float64)
+        best, best_val, best_step = _train_critic(
+            model, xs, ys, fit, val, training_objective(bound, clip), bound, clip, batch_size, lr, max_steps,
+            eval_every, patience, average, gen, device)
+        if best is None:  # the constant critic: its bound and every per-pair term are 0
+            mi, terms = 0.0, torch.zeros(len(_batches(test.numel(), eval_bs)) * eval_bs, dtype=torch.float64)
         else:
-            averaged.load_state_dict(best_state)
-            mi, terms = _evaluate(averaged, xs[test], ys[test], eval_bs, bound, clip)
+            mi, terms = _evaluate(best, xs[test], ys[test], eval_bs, bound, clip)
     se = terms.std().item() / math.sqrt(terms.numel()) if terms.numel() > 1 else math.inf
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     return MIEstimate(mi=mi, ci=(mi - z * se, mi + z * se), bound=bound, critic=critic, confidence=confidence,
-                      log_n=math.log(eval_bs), n_fit=n_fit, n_val=n_val, n_test=n_test, batch_size=eval_bs,
-                      steps=best_step, val_mi=best_val,
-                      seconds=time.perf_counter() - t0)
+                      log_n=math.log(eval_bs), n_fit=fit.numel(), n_val=val.numel(), n_test=test.numel(),
+                      batch_size=eval_bs, steps=best_step, val_mi=best_val, seconds=time.perf_counter() - t0)
