@@ -64,6 +64,18 @@ def test_linear_probe_is_invariant_to_feature_scale_and_ignores_constant_feature
     assert linear_probe(const_tr, ytr, const_te, yte, 4) == pytest.approx(base, abs=1 / len(yte))
 
 
+@pytest.mark.parametrize("scale", [1e-12, 1e-9, 1e-6, 1e15, 1e30])
+def test_probe_and_knn_read_the_same_at_any_feature_scale(splits, scale):
+    """A backbone whose features are ~1e-9 (e.g. a torchvision model on inputs it was not trained for) read
+    chance (0.07 on separable data): the std floor was an absolute 1e-6. kNN's normalization was absolute too."""
+    xtr, ytr, xte, yte = splits
+    base = linear_probe(xtr, ytr, xte, yte, 4), knn_accuracy(xtr, ytr, xte, yte, 4, k=20, temperature=0.1)
+    scaled = (linear_probe(scale * xtr, ytr, scale * xte, yte, 4),
+              knn_accuracy(scale * xtr, ytr, scale * xte, yte, 4, k=20, temperature=0.1))
+    assert scaled[0] == pytest.approx(base[0], abs=2 / len(yte))
+    assert scaled[1] == pytest.approx(base[1], abs=2 / len(yte))
+
+
 def knn_reference(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, classes: int,
                   k: int, temperature: float) -> float:
     """Wu et al. (2018) weighted kNN, one test point at a time."""

@@ -67,8 +67,16 @@ def _check_split(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
 
 
 def standardizer(train_x: Tensor) -> tuple[Tensor, Tensor]:
-    """The train split's per-feature mean and std (std clamped at 1e-6 for constant features)."""
-    return train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    """The train split's per-feature mean and std, computed in float64 and returned in ``train_x``'s dtype. The
+    std's floor is relative to the feature's magnitude (``1e-6 * max |x_j|``; float32 resolves ~1e-7 of it), so
+    only a feature constant up to rounding is held at 0, whatever the features' scale: an absolute floor
+    flattened every feature of a backbone whose outputs are ~1e-9 and the probe read chance."""
+    x = train_x.double()
+    floor = (1e-6 * x.abs().amax(0)).clamp_min(torch.finfo(torch.float64).tiny)
+    mean, std = x.mean(0), x.std(0).clamp_min(floor)
+    if train_x.dtype != torch.float64:  # the floor must stay representable: tiny float64 stds would read 0
+        std = std.clamp_min(torch.finfo(train_x.dtype).tiny)
+    return mean.to(train_x.dtype), std.to(train_x.dtype)
 
 
 def fit_linear_probe(z: Tensor, y: Tensor, num_classes: int, l2: float = 1e-4,
@@ -110,6 +118,14 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
         return ((test_x - mean) / std @ weight.T + bias).argmax(1).eq(test_y).float().mean().item()
 
 
+def _unit_rows(x: Tensor) -> Tensor:
+    """Each row over its norm, in ``x``'s dtype, after dividing it by its largest magnitude: rows of any scale
+    (1e-20 or 1e30) come out unit vectors, where ``F.normalize``'s absolute eps shortens rows below 1e-12 and
+    squares overflow float32 above ~1e19. A zero row stays 0."""
+    x = x / x.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return F.normalize(x, dim=1)
+
+
 @torch.no_grad()
 def knn_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
                  k: int = 200, temperature: float = 0.07, chunk: int = 1024) -> float:
@@ -119,10 +135,10 @@ def knn_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
     if k < 1 or temperature <= 0:
         raise ValueError(f"kNN needs k >= 1 and temperature > 0, got k={k}, temperature={temperature}")
     k = min(k, train_x.shape[0])
-    tr = F.normalize(train_x, dim=1)
+    tr = _unit_rows(train_x)
     correct = 0
     for start in range(0, test_x.shape[0], chunk):
-        te = F.normalize(test_x[start:start + chunk], dim=1)
+        te = _unit_rows(test_x[start:start + chunk])
         sim, idx = (te @ tr.T).topk(k, dim=1)
         votes = torch.zeros(te.shape[0], num_classes, device=te.device)
         votes.scatter_add_(1, train_y[idx].long(), (sim / temperature).exp())
