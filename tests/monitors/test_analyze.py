@@ -101,7 +101,11 @@ def test_analyze_a_folder_smaller_than_a_training_batch(tmp_path):
     (["notanet", "--dataset", "CIFAR10", "--data_dir", "nowhere"], "MODEL: 'notanet' is neither an existing path"),
     (["resnet18", "--weights", "x.pth", "--dataset", "CIFAR10", "--data_dir", "nowhere"],
      "x.pth: not a PyTorch file that loads with weights_only=True"),
-    (["resnet18", "--weights", "x.pth"], "--dataset: required unless MODEL is a mimax run or checkpoint"),
+    (["resnet18", "--weights", "x.pth"], "--dataset: required unless MODEL is a mimax run, checkpoint or exported "
+                                         "backbone"),
+    # a torchvision model that is not an image classifier: was a traceback, or (fcn_resnet50) a download attempt
+    (["r3d_18", "--weights", "x.pth", "--dataset", "Digits"], "MODEL: 'r3d_18' is a torchvision model that is not "
+                                                              "an image classifier"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     (tmp_path / "x.pth").write_bytes(b"junk")
@@ -146,3 +150,74 @@ def test_an_output_dir_that_cannot_be_made_is_one_line(run_dir, capsys):
     assert main(["analyze", str(run_dir), "--output_dir", "/proc/mimax_analysis"]) == 2
     assert capsys.readouterr().err.strip() == ("mimax: error: --output_dir: cannot write to /proc/mimax_analysis "
                                                "(No such file or directory)")
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("an") / "digits"
+    assert main(["train", "--dataset", "Digits", "--model_name", "SimCLR", "--epochs", "1", "--warmup_epochs", "0",
+                 "--train_subset", "256", "--batch_size", "64", "--resnet_width", "8", "--num_workers", "0",
+                 "--mi_interval", "0", "--output_dir", str(d)]) == 0
+    return d
+
+
+def test_analyze_reads_a_run_as_its_training_evaluated_it(digits_run, tmp_path):
+    """Same probe numbers as the run's results.json: kNN's k capped at a fifth of the 256 training images (analyze
+    used k = 200: 46% where the run had 50%), the features under autocast to the run's --precision (bf16 on
+    AVX512-BF16 CPUs)."""
+    assert main(["analyze", str(digits_run), "--output_dir", str(tmp_path / "r")]) == 0
+    probe = _report(tmp_path / "r")["probe"]
+    final = json.loads((digits_run / "results.json").read_text())["runs"][0]["final"]["SimCLR"]
+    assert probe["knn_k"] == 51
+    assert (probe["linear"], probe["knn"]) == (final["linear"], final["knn"])
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_analyze_an_export_of_any_width_through_its_sidecar(digits_run, tmp_path, fmt):
+    """An export of a --resnet_width 8 run (not a torchvision shape) and a safetensors export: both were refused;
+    the sidecar names the architecture, widths and dataset (no --dataset needed)."""
+    out = tmp_path / f"bb.{fmt}"
+    assert main(["export", str(digits_run), "--out", str(out), *(["--format", fmt] if fmt != "pt" else [])]) == 0
+    assert main(["analyze", str(out), "--output_dir", str(tmp_path / "e")]) == 0
+    rep = _report(tmp_path / "e")
+    assert rep["dataset"] == "Digits" and "exported ResNet18 backbone" in rep["model"]
+    assert rep["representations"]["backbone"]["dim"] == 64  # width 8: 8 * 8 channels after layer4
+
+
+def test_analyze_bad_monitor_size_and_inputs_a_model_cannot_take(digits_run, tmp_path, capsys):
+    assert main(["analyze", str(digits_run), "--monitor_size", "1", "--output_dir", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == ("mimax: error: --monitor_size: must be >= 2: the MI monitor and the "
+                                               "evaluation need pairs (got 1)")
+    import torchvision
+
+    torch.save(torchvision.models.squeezenet1_0().state_dict(), tmp_path / "sq.pth")  # its stem shrinks 8 px to 0
+    assert main(["analyze", "squeezenet1_0", "--weights", str(tmp_path / "sq.pth"), "--dataset", "Digits",
+                 "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mimax: error: --dataset: torchvision squeezenet1_0 cannot take Digits's inputs of shape "
+                          "(1, 8, 8) (") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("wrap", ["state_dict", "backbone.", "module."])
+def test_analyze_weights_saved_by_a_training_library(tmp_path, wrap):
+    """A Lightning/solo-learn checkpoint keeps the weights under "state_dict", with the backbone's keys under
+    "backbone." beside the heads': the backbone is read from it and the rest listed as ignored."""
+    import torchvision
+
+    torch.manual_seed(0)
+    plain = torchvision.models.resnet18().state_dict()
+    if wrap == "state_dict":
+        saved = {"state_dict": plain, "epoch": 3}
+    else:
+        saved = {**{wrap + k: v for k, v in plain.items()}, "projector.0.weight": torch.zeros(4, 512)}
+    torch.save(saved, tmp_path / "w.pth")
+    assert main(["analyze", "resnet18", "--weights", str(tmp_path / "w.pth"), "--dataset", "Digits",
+                 "--output_dir", str(tmp_path / "t")]) == 0
+    rep = _report(tmp_path / "t")
+    fc = ["fc.bias", "fc.weight"] if wrap == "state_dict" else [wrap + "fc.bias", wrap + "fc.weight"]
+    assert rep["ignored_weights"] == sorted(fc + ([] if wrap == "state_dict" else ["projector.0.weight"]))
+    torch.save(plain, tmp_path / "plain.pth")
+    assert main(["analyze", "resnet18", "--weights", str(tmp_path / "plain.pth"), "--dataset", "Digits",
+                 "--output_dir", str(tmp_path / "p")]) == 0
+    assert _report(tmp_path / "p")["representations"] == rep["representations"]

@@ -13,7 +13,6 @@ File names are relative to the folder given (when one folder is given), else the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +24,8 @@ from mimax.data.folders import image_files
 from mimax.data.images import IMAGE_SUFFIXES, is_image_file
 from mimax.data.preprocess import EvalPreprocessing, eval_preprocessing
 from mimax.errors import UserError
-from mimax.evaluation.export import choose_encoder, read_backbone_file, sidecar_path
+from mimax.evaluation.export import choose_encoder, load_exported, sidecar_path
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
-from mimax.nets.backbones import build_backbone
 from mimax.store.atomic import atomic_write_bytes, make_parent
 from mimax.store.checkpoint import load_checkpoint
 
@@ -96,28 +94,15 @@ def from_backbone(path: str) -> Embedder:
     file = Path(path)
     if not file.is_file():
         raise UserError(f"--backbone: {file} is not a file")
-    meta_path = sidecar_path(file)
+    net, meta = load_exported(file, "--backbone")
+    if meta["architecture"] == "MLP":  # as for a run: vector data has no image preprocessing to apply
+        raise UserError(f"--backbone: {file} is the MLP backbone of a run on vector data "
+                        f"({meta.get('dataset', 'unknown dataset')}); mimax embed embeds image files")
     try:
-        meta = json.loads(meta_path.read_text())
-        architecture, shape = meta["architecture"], tuple(meta["input_shape"])
-        if architecture == "MLP":  # as for a run: vector data has no image preprocessing to apply
-            raise UserError(f"--backbone: {file} is the MLP backbone of a run on vector data "
-                            f"({meta.get('dataset', 'unknown dataset')}); mimax embed embeds image files")
         pre = EvalPreprocessing.from_dict(meta["preprocessing"])
-    except FileNotFoundError:
-        raise UserError(f"--backbone: {meta_path} not found (mimax export writes it beside the backbone)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"--backbone: {meta_path} is not an export description ({exc})") from None
-    net, _ = build_backbone(architecture, shape, meta.get("mlp_hidden_dim", 64), meta.get("resnet_width", 64))
-    try:
-        state = read_backbone_file(file, meta.get("format", "pt"))  # pt or safetensors
-        net.load_state_dict(state, strict=True)
-    except Exception as exc:  # noqa: BLE001 -- any unreadable or mismatched file is one user-facing line
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--backbone: {file} does not load into {architecture} of input {shape} ({reason})") from None
-    if meta.get("channels_last"):  # the layout the run trained and evaluated in: the same rounding
-        net.to(memory_format=torch.channels_last)
-    return Embedder(net.eval(), pre, bool(meta.get("channels_last")), f"backbone {file} ({architecture})")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"--backbone: {sidecar_path(file)} is not an export description ({exc})") from None
+    return Embedder(net, pre, bool(meta.get("channels_last")), f"backbone {file} ({meta['architecture']})")
 
 
 @torch.no_grad()

@@ -134,6 +134,30 @@ def read_backbone_file(file: Path, file_format: str) -> dict[str, torch.Tensor]:
     return torch.load(file, weights_only=True)
 
 
+def load_exported(file: Path, flag: str) -> tuple[nn.Module, dict[str, Any]]:
+    """An exported backbone (``mimax export``) rebuilt from its ``.json`` sidecar (architecture, input shape,
+    widths, format) with its tensors loaded ``strict=True``, in eval mode and in the memory layout the run
+    trained in; and the sidecar. Every failure is one :class:`UserError` line naming ``flag``."""
+    meta_path = sidecar_path(file)
+    try:
+        meta = json.loads(meta_path.read_text())
+        architecture, shape = meta["architecture"], tuple(int(s) for s in meta["input_shape"])
+    except FileNotFoundError:
+        raise UserError(f"{flag}: {meta_path} not found (mimax export writes it beside the backbone)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{flag}: {meta_path} is not an export description ({exc})") from None
+    try:
+        net, _ = build_backbone_spec(architecture, shape, meta.get("mlp_hidden_dim", 64), meta.get("resnet_width", 64))
+        state = read_backbone_file(file, meta.get("format", "pt"))  # pt or safetensors
+        net.load_state_dict(state, strict=True)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable or mismatched file is one user-facing line
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{flag}: {file} does not load into {architecture} of input {shape} ({reason})") from None
+    if meta.get("channels_last"):  # the layout the run trained and evaluated in: the same rounding
+        net.to(memory_format=torch.channels_last)
+    return net.eval(), meta
+
+
 def _verify(spec: BackboneSpec, library: str, state: dict[str, torch.Tensor]) -> None:
     """Build ``library``'s model as the sidecar's code does (:meth:`BackboneSpec.build`) and load the
     exported tensors into it with ``strict=True``."""

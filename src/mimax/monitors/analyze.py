@@ -29,15 +29,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mimax.config import config_from_args
+from mimax.config import config_from_args, validate
 from mimax.data import build_data
 from mimax.errors import OneLineParser, UserError
-from mimax.evaluation.export import choose_encoder
+from mimax.evaluation.export import choose_encoder, load_exported, sidecar_path
 from mimax.evaluation.probe import extract_features, knn_accuracy, linear_probe
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
+from mimax.fit import knn_k_for
 from mimax.monitors.api import monitor_values
+from mimax.monitors.base import run_dtype
 from mimax.nets.backbones import mlp_backbone, resnet_backbone
-from mimax.runtime.device import resolve_device
+from mimax.runtime.device import autocast_to, resolve_device
 from mimax.store.atomic import atomic_write_bytes, atomic_write_text
 from mimax.store.checkpoint import load_checkpoint
 
@@ -75,7 +77,9 @@ def _data_config(base, dataset: str | None, data_dir: str | None, monitor_size: 
     given = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir), ("monitor_size", monitor_size))
              if v is not None}
     if base is not None and given.get("dataset", base.dataset) == base.dataset:
-        return dataclasses.replace(base, **given, batch_size=ANALYZE_BATCH)
+        cfg = dataclasses.replace(base, **given, batch_size=ANALYZE_BATCH)
+        validate(cfg)  # --monitor_size and --data_dir as training checks them
+        return cfg
     argv = [item for k, v in given.items() for item in (f"--{k}", str(v))]
     return config_from_args(argv + ["--num_runs", "1", "--batch_size", str(ANALYZE_BATCH)])
 
@@ -83,20 +87,26 @@ def _data_config(base, dataset: str | None, data_dir: str | None, monitor_size: 
 class _Encoder(nn.Module):
     """``x -> {representation: features}`` for a loaded model."""
 
-    def __init__(self, backbone: nn.Module, projector: nn.Module | None = None, grey_to_rgb: bool = False):
+    def __init__(self, backbone: nn.Module, projector: nn.Module | None = None, grey_to_rgb: bool = False,
+                 dtype: torch.dtype | None = None, channels_last: bool = False):
         super().__init__()
         self.backbone, self.projector, self.grey_to_rgb = backbone, projector, grey_to_rgb
+        # a mimax run is measured as its training measured it: under autocast to its --precision, in its layout
+        self.dtype, self.channels_last = dtype, channels_last
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if self.grey_to_rgb and x.ndim == 4 and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        h = self.backbone(x)
-        if h.ndim > 2:
-            h = torch.flatten(h, 1)
-        out = {"backbone": h}
-        if self.projector is not None:
-            out["embedding"] = self.projector(h)
-        return out
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_to(x.device, self.dtype):
+            h = self.backbone(x)
+            if h.ndim > 2:
+                h = torch.flatten(h, 1)
+            out = {"backbone": h}
+            if self.projector is not None:
+                out["embedding"] = self.projector(h)
+        return {k: v.float() for k, v in out.items()}
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -121,12 +131,17 @@ def _mimax_run(path: Path, encoder: str | None) -> tuple[Any, _Encoder, str]:
     if "input_shape" not in ckpt:
         raise UserError(f"{ckpt_path}: checkpoint predates the recorded input shape; re-save it with this mimax")
     method = rebuild_method(run.cfg, ckpt, ckpt_path, tuple(int(s) for s in ckpt["input_shape"]))
+    if run.cfg.channels_last:  # the layout training measured in (NHWC convolutions round differently)
+        method.to(memory_format=torch.channels_last)
     key = choose_encoder(method.encoders(), method.row_labels(), encoder)
     enc = method.encoders()[key]
-    return run.cfg, _Encoder(enc.backbone, enc.projector), f"mimax {run.cfg.model_name} ({key}), {ckpt_path}"
+    return run.cfg, _Encoder(enc.backbone, enc.projector, dtype=run_dtype(run.cfg),
+                             channels_last=run.cfg.channels_last), f"mimax {run.cfg.model_name} ({key}), {ckpt_path}"
 
 
 def _exported_backbone(state: dict[str, Any], path: Path, cfg, input_shape: tuple[int, ...]) -> tuple[_Encoder, str]:
+    """A backbone state_dict without its ``mimax export`` sidecar: mimax's ResNet18/50 (base width 64) or MLP
+    (``--mlp_hidden_dim`` of the config), recognized by a strict load."""
     candidates = []
     if len(input_shape) == 1:
         candidates.append(("MLP", lambda: mlp_backbone(input_shape[0], cfg.mlp_hidden_dim)))
@@ -141,8 +156,22 @@ def _exported_backbone(state: dict[str, Any], path: Path, cfg, input_shape: tupl
             continue
         return _Encoder(net), f"exported {name} backbone {path}"
     raise UserError(f"{path}: a state_dict that loads into none of "
-                    f"{', '.join(n for n, _ in candidates)} for {cfg.dataset} inputs {tuple(input_shape)}; "
-                    "for another architecture pass its torchvision name and --weights")
+                    f"{', '.join(n for n, _ in candidates)} (default widths) for {cfg.dataset} inputs "
+                    f"{tuple(input_shape)}, and no {sidecar_path(path).name} beside it (mimax export writes one, "
+                    "with the architecture and widths); for a torchvision model pass its name and --weights")
+
+
+def _with_sidecar(net: nn.Module, meta: dict[str, Any], path: Path, dataset: str,
+                  input_shape: tuple[int, ...]) -> tuple[_Encoder, str]:
+    """An exported backbone rebuilt from its sidecar (:func:`~mimax.evaluation.export.load_exported`), checked
+    against the dataset's inputs: the same kind (vectors of the same size, or images of the same channels)."""
+    exported = tuple(int(v) for v in meta["input_shape"])
+    same = exported == input_shape if len(exported) == 1 else (len(input_shape) == 3 and exported[0] == input_shape[0])
+    if not same:
+        raise UserError(f"--dataset: {path} was exported for inputs {exported} ({meta.get('dataset', '?')}); "
+                        f"{dataset} gives {input_shape}")
+    return _Encoder(net, channels_last=bool(meta.get("channels_last"))), \
+        f"exported {meta['architecture']} backbone {path} ({meta.get('method', '?')} on {meta.get('dataset', '?')})"
 
 
 def _torchvision_name(name: str) -> str:
@@ -150,9 +179,12 @@ def _torchvision_name(name: str) -> str:
     existing path nor such a name."""
     import torchvision
 
-    if name not in torchvision.models.list_models():
-        raise UserError(f"MODEL: {name!r} is neither an existing path (a mimax run, checkpoint or exported backbone) "
-                        f"nor a torchvision architecture name (e.g. resnet18, resnet50, vit_b_16)")
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        other = name in torchvision.models.list_models()  # detection, segmentation, video, optical flow, ...
+        raise UserError(f"MODEL: {name!r} is " + ("a torchvision model that is not an image classifier; expected a "
+                        "classification architecture" if other else "neither an existing path (a mimax run, "
+                        "checkpoint or exported backbone) nor a torchvision classification architecture name")
+                        + " (e.g. resnet18, resnet50, convnext_tiny)")
     return name
 
 
@@ -177,18 +209,48 @@ def _torchvision_model(name: str, weights: Path) -> tuple[nn.Module, list[str]]:
     import torchvision
 
     state = _load_state(weights)
+    if isinstance(state.get("state_dict"), dict):  # a training checkpoint (Lightning, solo-learn): its weights
+        state = state["state_dict"]
     net = torchvision.models.get_model(name, weights=None)
     head = [a for a in ("fc", "classifier", "heads", "head") if isinstance(getattr(net, a, None), nn.Module)]
     for h in head:
         setattr(net, h, nn.Identity())
-    ignored = sorted(k for k in state if any(k.startswith(h + ".") for h in head))
-    kept = {k: v for k, v in state.items() if k not in ignored}
+    expected = net.state_dict()
+    best = None
+    for prefix in ("", *WRAPPER_PREFIXES):  # the keys as saved, or under the prefix an SSL wrapper adds
+        inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if inner and set(expected) <= set(inner):
+            best = prefix, inner
+            break
+    prefix, inner = best or ("", state)
+    ignored = sorted(k for k in state if not k.startswith(prefix)
+                     or any(k[len(prefix):].startswith(h + ".") for h in head))
+    kept = {k[len(prefix):]: v for k, v in state.items() if k not in ignored}
     try:
         net.load_state_dict(kept, strict=True)
     except (RuntimeError, TypeError, AttributeError):
         raise UserError(f"--weights: {weights} does not match torchvision's {name}: "
-                        f"{_mismatch(net.state_dict(), kept)}") from None
+                        f"{_mismatch(expected, kept)}") from None
     return net, ignored
+
+
+# The key prefixes under which SSL libraries save a backbone beside its heads (solo-learn and lightly's
+# ``backbone.``, DataParallel/DDP's ``module.``, ...): a --weights file is also read under each of them, the
+# first that holds every key of the architecture winning; the rest is listed as ignored.
+WRAPPER_PREFIXES = ("backbone.", "module.", "module.backbone.", "encoder.", "model.", "encoder_q.", "momentum_encoder.")
+
+
+def _check_input(encoder: _Encoder, x: Tensor, what: str, dataset: str, device: torch.device) -> None:
+    """One forward pass on two monitor images: an architecture that cannot take the dataset's inputs (a
+    ViT's fixed 224-px patch grid on 32-px images, a stem that shrinks 8-px images to nothing) fails here in
+    one line instead of a traceback."""
+    try:
+        with torch.no_grad():
+            encoder(x[:2].to(device))
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--dataset: {what} cannot take {dataset}'s inputs of shape {tuple(x.shape[1:])} "
+                        f"({reason})") from None
 
 
 @torch.no_grad()
@@ -209,13 +271,15 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.model)
     run_cfg = None
     ignored: list[str] = []
-    state = _load_state(path) if path.is_file() else None
+    exported = load_exported(path, "MODEL") if path.is_file() and sidecar_path(path).is_file() else None
+    state = _load_state(path) if path.is_file() and exported is None else None
     if path.is_dir() or (state is not None and "model" in state and "method" in state):
         run_cfg, encoder, source = _mimax_run(path, args.encoder)
     elif args.encoder is not None:
         raise UserError("--encoder: only applies to a mimax run or checkpoint")
-    if run_cfg is None and args.dataset is None:
-        raise UserError("--dataset: required unless MODEL is a mimax run or checkpoint")
+    dataset = args.dataset if args.dataset is not None or exported is None else exported[1].get("dataset")
+    if run_cfg is None and dataset is None:
+        raise UserError("--dataset: required unless MODEL is a mimax run, checkpoint or exported backbone")
     if args.weights is not None and (path.exists() or run_cfg is not None):
         raise UserError("--weights: only applies to a torchvision architecture name")
     if path.exists() and not path.is_file() and run_cfg is None:
@@ -227,12 +291,14 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
         if not Path(args.weights).is_file():
             raise UserError(f"--weights: {args.weights} is not a file")
         net, ignored = _torchvision_model(architecture, Path(args.weights))
-    cfg = _data_config(run_cfg, args.dataset, args.data_dir, args.monitor_size)
+    cfg = _data_config(run_cfg, dataset, args.data_dir, args.monitor_size)
     data = build_data(cfg, torch.device("cpu"), cfg.seed)
     if data.monitor_views is None:
         raise UserError(f"--dataset: {cfg.dataset} provides no monitor set")
     if run_cfg is None:
-        if path.is_file():
+        if exported is not None:
+            encoder, source = _with_sidecar(*exported, path, cfg.dataset, tuple(data.input_shape))
+        elif path.is_file():
             encoder, source = _exported_backbone(state, path, cfg, tuple(data.input_shape))
         else:
             if len(data.input_shape) != 3:
@@ -243,6 +309,7 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     encoder = encoder.to(device)
     encoder.eval()
     x_a, x_b = data.monitor_views
+    _check_input(encoder, x_a, source.split(",")[0], cfg.dataset, device)
     reps = _embed_pairs(encoder, x_a, x_b, device)
     report: dict[str, Any] = {"model": source, "dataset": cfg.dataset, "monitor_pairs": int(x_a.shape[0]),
                               "ignored_weights": ignored, "representations": {}}
@@ -253,8 +320,10 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
         tr, ytr = extract_features(lambda x: encoder(x)["backbone"], data.probe_train, device, num_workers=workers)
         te, yte = extract_features(lambda x: encoder(x)["backbone"], data.probe_test, device, num_workers=workers)
         report["probe"] = {"linear": linear_probe(tr, ytr, te, yte, data.num_classes),
-                           "knn": knn_accuracy(tr, ytr, te, yte, data.num_classes, cfg.knn_k, cfg.knn_temperature),
-                           "train_size": int(tr.shape[0]), "test_size": int(te.shape[0])}
+                           "knn": knn_accuracy(tr, ytr, te, yte, data.num_classes, knn_k_for(cfg.knn_k, tr.shape[0]),
+                                               cfg.knn_temperature),
+                           "knn_k": knn_k_for(cfg.knn_k, tr.shape[0]), "train_size": int(tr.shape[0]),
+                           "test_size": int(te.shape[0])}
     report["_spectra"] = {rep: torch.linalg.svdvals(za.double()).tolist() for rep, (za, _) in reps.items()}
     return report
 
