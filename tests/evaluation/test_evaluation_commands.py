@@ -295,6 +295,25 @@ def test_table_merges_seeds_of_one_configuration_only(tmp_path):
         assert proc.returncode == 2 and "both give 'SimCLR' on CIFAR10" in proc.stderr
 
 
+def test_table_does_not_merge_seeds_trained_in_another_precision(tmp_path):
+    """Seeds 0-1 in bf16 and seed 2 in fp32 were pooled into one cell (precision is a runtime field, free to
+    change at resume, yet it changes the numbers); layout and thread count still do not split a configuration."""
+    def runs(values):
+        return [{"final": {"SimCLR": {"linear": v, "knn": v}}} for v in values]
+
+    config = {"model_name": "SimCLR", "dataset": "Digits", "epochs": 3, "precision": "bf16", "num_threads": 2}
+    for name, seeds, cfg in (("bf16", [0, 1], config), ("fp32", [2], {**config, "precision": "fp32"}),
+                             ("layout", [3], {**config, "num_threads": 1, "channels_last": True})):
+        write_results(tmp_path / name, "SimCLR", "Digits", runs([0.5 + s / 10 for s in seeds]), seeds=seeds)
+        (tmp_path / name / "config.json").write_text(json.dumps({**cfg, "seed": seeds[0], "num_runs": len(seeds)}))
+    proc = run_cli(["table", str(tmp_path / "bf16"), str(tmp_path / "fp32")])
+    assert proc.returncode == 2
+    assert "both give 'SimCLR' on Digits (configurations differ in: precision bf16 vs fp32)" in proc.stderr
+    proc = run_cli(["table", str(tmp_path / "bf16"), str(tmp_path / "layout")])
+    assert proc.returncode == 0, proc.stderr
+    assert table_rows(proc.stdout, "Linear probe top-1 (%)")["SimCLR"] == [cell([0.5, 0.6, 0.8])]
+
+
 def test_table_delta_is_paired_per_seed(tmp_path):
     """Δ vs random init = mean ± sample std over seeds of (trained - the same seed's random init), in points;
     experiments of one configuration with disjoint seeds are pooled, as their accuracy is."""

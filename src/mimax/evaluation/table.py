@@ -12,8 +12,8 @@ the table is refused. Configurations that differ get their own row, labelled wit
 differ (``Random init (ResNet18, resnet_width 16)``), and the Sources list says which row each
 experiment's baseline is. A trained row given by two experiments
 for one dataset is merged only when they are the same configuration (``config.json`` equal apart from
-the seed, the number of runs and runtime flags) with disjoint seeds, e.g. seeds 0 and 1-2 trained
-separately; anything else is an error, never silently merged or dropped.
+the seed, the number of runs and runtime flags other than ``precision``) with disjoint seeds, e.g. seeds 0
+and 1-2 trained separately; anything else is an error, never silently merged or dropped.
 
 Δ vs random init: per trained row, the mean ± sample std over seeds of the paired difference (trained minus
 the same experiment's random init of the same seed), in points, for the experiments that evaluated their
@@ -40,6 +40,9 @@ RANDOM_INIT = "Random init"
 # the data it sees, how the evaluation is done. Gaussian-mixture fields matter for that dataset only.
 BASELINE_FIELDS = ("architecture", "resnet_width", "mlp_hidden_dim", "image_size", "train_subset", "test_subset",
                    "class_list", "no_labels", "knn_k", "knn_temperature", "channels_last", "precision")
+# Runtime flags (free to change at resume) that still change what a run computes: seeds trained in bf16 and in fp32
+# are two configurations, never one cell (the same seed reads kNN 50.2% in bf16 and 55.3% in fp32 on Digits).
+RESULT_RUNTIME_FIELDS = frozenset({"precision"})
 GAUSSIAN_BASELINE_FIELDS = ("gm_clusters", "gm_dim", "gm_radius", "gm_sigma", "gm_view_noise", "gm_train_size",
                             "gm_test_size", "gm_data_seed", "augmentation")
 
@@ -59,7 +62,7 @@ def read_results(path: str) -> dict[str, Any]:
     if saved is not None:  # a field added to mimax after the run was made: the run had its default
         saved = {**{k: v for k, v in Config().to_dict().items() if k not in saved}, **saved}
     config = None if saved is None else {k: v for k, v in saved.items()
-                                         if k not in RUNTIME_FIELDS | {"seed", "num_runs"}}
+                                         if k not in (RUNTIME_FIELDS - RESULT_RUNTIME_FIELDS) | {"seed", "num_runs"}}
     return {"dir": str(exp.path), "dataset": dataset, "method": method, "summary": summary, "config": config,
             "baseline": baseline_config(saved, dataset, results.get("architecture")),
             "epochs": results.get("epochs"), "num_runs": results.get("num_runs"), "seeds": results.get("seeds")}
@@ -103,9 +106,9 @@ def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str
                 _pool_baseline(baselines.setdefault((exp["dataset"], exp["baseline"]), {}), exp, metrics)
                 continue
             if key in owner and not _same_config_other_seeds(owner[key], exp):
-                raise UserError(f"{exp['dir']} and {owner[key]['dir']} both give {label!r} on {exp['dataset']}; "
-                                "pass one experiment per method and dataset (or runs of one configuration "
-                                "with different seeds)")
+                raise UserError(f"{exp['dir']} and {owner[key]['dir']} both give {label!r} on {exp['dataset']}"
+                                f"{_why_not_merged(owner[key], exp)}; pass one experiment per method and dataset "
+                                "(or runs of one configuration with different seeds)")
             merged = owner[key]["seeds"] + exp["seeds"] if key in owner else exp["seeds"]
             owner[key] = {**exp, "seeds": merged}
             for metric, stat in metrics.items():
@@ -169,6 +172,19 @@ def baseline_row_of(experiments: list[dict[str, Any]]) -> dict[str, str]:
                               if any(label.startswith(RANDOM_INIT) for label in e["summary"])))
     labels = baseline_labels(keys)
     return {e["dir"]: labels[e["baseline"]] for e in experiments if e["baseline"] in labels}
+
+
+def _why_not_merged(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """`` (configurations differ in: precision bf16 vs fp32, ...)`` or `` (seeds 0 in both)``: what keeps two
+    experiments from being seeds of one configuration, when it is known."""
+    if a["config"] is None or b["config"] is None:
+        return ""
+    differ = [f"{k} {a['config'].get(k)} vs {b['config'].get(k)}" for k in sorted(set(a["config"]) | set(b["config"]))
+              if k not in ("output_dir", "resume") and a["config"].get(k) != b["config"].get(k)]
+    if differ:
+        return f" (configurations differ in: {', '.join(differ[:4])}{', ...' if len(differ) > 4 else ''})"
+    common = sorted(set(a["seeds"] or []) & set(b["seeds"] or []))
+    return f" (seed {', '.join(map(str, common))} in both)" if common else ""
 
 
 def _same_config_other_seeds(a: dict[str, Any], b: dict[str, Any]) -> bool:
