@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
     return root
 
 
-def reference_features(run_dir, files) -> np.ndarray:
+def reference_features(run_dir, files, dtype: torch.dtype | None = None) -> np.ndarray:
     """The run's own evaluation path: its config's data recipe (EvalImages geometry and normalization) and
     the checkpoint's backbone, built through the training code, not through mimax embed."""
     from mimax.data import build_data
@@ -41,8 +41,24 @@ def reference_features(run_dir, files) -> np.ndarray:
     split = ImageSplit(3, files=list(files), labels=torch.zeros(len(files), dtype=torch.int64),
                        eval_crop=data.probe_test.split.eval_crop)
     x = torch.stack([EvalImages(split, data.extras["recipe"])[i][0] for i in range(len(files))])
-    with torch.no_grad():
-        return method.encoders()["f"].backbone(x).numpy()
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        return method.encoders()["f"].backbone(x).float().numpy()
+
+
+def test_a_bf16_run_is_embedded_under_its_precision(trained, tmp_path):
+    """The probe of a bf16 run extracts its features under bf16 autocast; mimax embed (from the run and from its
+    export) gave the fp32 features instead, 1-2% away from what the docs promise (the probe's features)."""
+    run = tmp_path / "bf16"
+    proc = run_cli(["train", *RUN[:-1], "bf16", "--data_dir", str(trained / "photos"), "--output_dir", str(run)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    files = sorted((trained / "photos").rglob("*.png"))
+    want = reference_features(run, files, torch.bfloat16)
+    assert np.abs(want - reference_features(run, files)).max() > 1e-4  # bf16 is not fp32 here: the test can fail
+    assert run_mimax(["export", str(run), "--out", str(tmp_path / "f.pt")]).returncode == 0
+    for source in (["--run", str(run)], ["--backbone", str(tmp_path / "f.pt")]):
+        proc = run_mimax(["embed", str(trained / "photos"), *source, "--out", str(tmp_path / "e.npz"), "--overwrite"])
+        assert proc.returncode == 0, proc.stderr
+        np.testing.assert_allclose(np.load(tmp_path / "e.npz")["embeddings"], want, rtol=1e-5, atol=1e-6)
 
 
 def test_embed_from_a_run_and_from_its_export_agree_with_the_probe_features(trained, tmp_path):

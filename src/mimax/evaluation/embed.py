@@ -26,6 +26,7 @@ from mimax.data.preprocess import EvalPreprocessing, eval_preprocessing
 from mimax.errors import UserError
 from mimax.evaluation.export import choose_encoder, load_exported, sidecar_path
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
+from mimax.runtime.device import PRECISION_DTYPES, autocast_to
 from mimax.store.atomic import atomic_write_bytes, make_parent
 from mimax.store.checkpoint import load_checkpoint
 
@@ -40,6 +41,7 @@ class Embedder:
     preprocessing: object  # mimax.data.preprocess.EvalPreprocessing
     channels_last: bool
     source: str
+    dtype: torch.dtype | None = None  # autocast to the run's --precision, as its probe extracted features
 
 
 def input_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
@@ -85,7 +87,7 @@ def from_run(run_dir: str, encoder: str | None, checkpoint: str | None, projecto
     network = nn.Sequential(enc.backbone, enc.projector) if projector else enc.backbone
     what = "backbone + projector" if projector else "backbone"
     return Embedder(network.eval(), eval_preprocessing(run.cfg.dataset, shape), run.cfg.channels_last,
-                    f"{what} of encoder {key} from {path}")
+                    f"{what} of encoder {key} from {path}", PRECISION_DTYPES.get(run.cfg.precision or "fp32"))
 
 
 def from_backbone(path: str) -> Embedder:
@@ -102,7 +104,8 @@ def from_backbone(path: str) -> Embedder:
         pre = EvalPreprocessing.from_dict(meta["preprocessing"])
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"--backbone: {sidecar_path(file)} is not an export description ({exc})") from None
-    return Embedder(net, pre, bool(meta.get("channels_last")), f"backbone {file} ({meta['architecture']})")
+    return Embedder(net, pre, bool(meta.get("channels_last")), f"backbone {file} ({meta['architecture']})",
+                    PRECISION_DTYPES.get(meta.get("precision") or "fp32"))  # older sidecars: fp32
 
 
 @torch.no_grad()
@@ -116,7 +119,8 @@ def embed_files(embedder: Embedder, files: list[Path], device: torch.device, bat
         x = x.to(device)
         if embedder.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(net(x).float().cpu())
+        with autocast_to(x.device, embedder.dtype):
+            out.append(net(x).float().cpu())
     return torch.cat(out).numpy().astype(np.float32)
 
 

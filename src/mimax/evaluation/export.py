@@ -251,6 +251,7 @@ def sidecar(cfg, spec: BackboneSpec, library: str, file_format: str, encoder: st
         "checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch", 0)), "mimax_version": __version__,
         # what `mimax embed --backbone` rebuilds and feeds it with
         "resnet_width": cfg.resnet_width, "mlp_hidden_dim": cfg.mlp_hidden_dim, "channels_last": cfg.channels_last,
+        "precision": cfg.precision,  # the autocast dtype its run evaluated in (mimax embed uses it)
     }
     if len(input_shape) == 3:
         info["preprocessing"] = eval_preprocessing(cfg.dataset, input_shape).to_dict()
