@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from mimax.monitors.api import monitor_values
 from mimax.monitors.base import run_dtype
 from mimax.nets.backbones import mlp_backbone, resnet_backbone
 from mimax.runtime.device import autocast_to, resolve_device
-from mimax.store.atomic import atomic_write_bytes, atomic_write_text
+from mimax.store.atomic import atomic_write_bytes, atomic_write_text, write_json
 from mimax.store.checkpoint import load_checkpoint
 
 REPORT_FILES = ("analysis.json", "analysis.md", "analysis.png")
@@ -409,8 +408,7 @@ def cmd_analyze(argv: list[str]) -> int:
         out.mkdir(exist_ok=True)
     except OSError as exc:
         raise UserError(f"--output_dir: cannot write to {out} ({exc.strerror or exc})") from None
-    atomic_write_text(out / "analysis.json", json.dumps({k: v for k, v in report.items() if k != "_spectra"},
-                                                        indent=2, sort_keys=True) + "\n")
+    write_json(out / "analysis.json", {k: v for k, v in report.items() if k != "_spectra"})
     atomic_write_text(out / "analysis.md", md)
     atomic_write_bytes(out / "analysis.png", png)
     print(md.rstrip())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -119,9 +120,23 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
     return stale
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by None: JSON has no such numbers, and Python's
+    ``NaN`` token is refused by strict parsers (JavaScript's ``JSON.parse``, Go, Rust's serde_json)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
-    """Rewrite a JSON file atomically, keys sorted; ``indent=None``: compact, for files rewritten often."""
-    atomic_write_text(Path(path), json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n")
+    """Rewrite a JSON file atomically, keys sorted, non-finite floats as ``null`` (:func:`strict_json`);
+    ``indent=None``: compact, for files rewritten often."""
+    text = json.dumps(strict_json(obj), indent=indent, sort_keys=True, default=str, allow_nan=False)
+    atomic_write_text(Path(path), text + "\n")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
