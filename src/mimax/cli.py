@@ -222,6 +222,19 @@ HANDLERS = {"train": cmd_train, "demo": cmd_demo, "methods": cmd_methods, "plot"
             "embed": _evaluation_command("cmd_embed")}
 
 
+def lost_a_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch.distributed's report that another process of the run is gone (gloo: "Connection
+    closed by peer"; a backend error while a peer exits), as a rank waiting at a barrier sees an error on rank 0."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
+
+
 def _safe_streams() -> None:
     """A terminal that cannot show a character (latin-1, ASCII) gets an escape, never a crash."""
     for stream in (sys.stdout, sys.stderr):
@@ -245,26 +258,38 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("\n".join(lines))
         return 0 if argv else 2
+    # Under torchrun every rank runs this. What every rank raises alike (the flags and launch checks, the run
+    # directory rank 0 refused, the stops all ranks take at the same step) is said once, by rank 0; an error a
+    # rank > 0 met in its own work (an image of its share) is said by that rank, named.
+    rank = int(os.environ.get("RANK", "0"))
     try:
         return HANDLERS[argv[0]](argv[1:])
     except UserError as err:
-        print(f"mimax: error: {err}", file=sys.stderr)
+        own = getattr(err, "rank", 0)
+        if rank == 0 or own:
+            print(f"mimax: error: {f'(rank {own}) ' if own else ''}{err}", file=sys.stderr)
         return 2
     except Preempted as err:  # SIGTERM / SIGUSR1: checkpointed, run the same command with --resume
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops at the same step; rank 0 says so
+        if rank == 0:
             print(f"mimax: {err}", file=sys.stderr)
         return EXIT_PREEMPTED
     except (OSError, MemoryError, RuntimeError) as exc:  # the machine, not the code: full disk, no memory
+        if rank > 0 and lost_a_peer(exc):  # another rank stopped first and says why: no traceback here
+            print(f"mimax: (rank {rank}) stopped: another process of the run exited (its message is above)",
+                  file=sys.stderr)
+            return 1
         message = environment_error(exc)
         if message is None:
             raise
         print(f"mimax: error: {message}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:  # not a user mistake: its own exit code (docs/reliability.md)
-        print(f"mimax: error: {err}", file=sys.stderr)
+        if rank == 0:  # every rank checks the same all-reduced loss and gradients
+            print(f"mimax: error: {err}", file=sys.stderr)
         return 3
     except CollapseStopped as err:  # --stop_on_collapse: its own exit code (docs/monitoring.md)
-        print(f"mimax: stopped: {err}", file=sys.stderr)
+        if rank == 0:  # rank 0 decides and broadcasts the stop
+            print(f"mimax: stopped: {err}", file=sys.stderr)
         return 4
     except KeyboardInterrupt:
         print("mimax: interrupted; resume with --resume RUN_DIR", file=sys.stderr)

@@ -173,8 +173,35 @@ def test_indivisible_global_batch_refused_under_torchrun(tmp_path):
     res = torchrun(["main.py", *TINY_GAUSSIAN, "--batch_size", "63", "--epochs", "1",
                     "--output_dir", str(tmp_path / "odd")])
     assert res.returncode != 0
-    assert "--batch_size: the global batch 63 must be divisible by the number of processes (2)" in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("mimax: ")]
+    # said once (by rank 0), not once per rank
+    assert errors == ["mimax: error: --batch_size: the global batch 63 must be divisible by the number of "
+                      "processes (2)"], res.stderr[-3000:]
     assert not (tmp_path / "odd").exists()
+
+
+def test_an_error_rank_0_meets_alone_is_one_line_and_no_rank_prints_a_traceback(tmp_path):
+    """Rank 0 evaluates the random init alone while rank 1 waits at a barrier: a test image that does not decode
+    stopped rank 0 with its one line, and rank 1 printed gloo's ~30-line "Connection closed by peer" traceback."""
+    from image_fixtures import write_class_tree
+
+    write_class_tree(tmp_path / "d" / "train", ["a", "b"], per_class=8, size=(12, 12))
+    write_class_tree(tmp_path / "d" / "val", ["a", "b"], per_class=4, size=(12, 12))
+    bad = sorted((tmp_path / "d" / "val" / "b").iterdir())[0]
+    bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2])  # a valid header, truncated pixels
+    res = torchrun(["-m", "mimax", "train", "--dataset", "ImageFolder", "--data_dir", str(tmp_path / "d"),
+                    "--model_name", "SimCLR", "--resnet_width", "4", "--batch_size", "8", "--epochs", "1",
+                    "--num_workers", "0", "--mi_interval", "0", "--precision", "fp32",
+                    "--output_dir", str(tmp_path / "run")], timeout=240)
+    assert res.returncode != 0
+    ours = [line for line in res.stderr.splitlines() if line.startswith("mimax: ")]
+    assert len(ours) == 2, res.stderr[-3000:]
+    assert ours[0].startswith("mimax: error: ") and bad.name in ours[0]
+    assert ours[1] == "mimax: (rank 1) stopped: another process of the run exited (its message is above)"
+    lines = res.stderr.splitlines()
+    ranks = lines[:next((i for i, line in enumerate(lines) if "elastic" in line), len(lines))]  # not the launcher's
+    assert not any("Traceback" in line for line in ranks), res.stderr[-3000:]
+    assert not (tmp_path / "run").exists()  # a failed fresh run leaves nothing behind
 
 
 @pytest.mark.slow

@@ -51,6 +51,10 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
         if "nothing was kept" in text or not (cfg.output_dir and ExperimentDir(cfg.output_dir).is_experiment()):
             raise OutputWriteError(text) from None  # nothing to resume (a fresh run removes what it created)
         raise OutputWriteError(f"{text}; free space or fix permissions, then continue with --resume") from None
+    except UserError as err:  # raised by this rank's own work (e.g. an image of its share): the CLI names the rank
+        if distributed.rank() > 0 and not getattr(err, "every_rank", False):
+            err.rank = distributed.rank()
+        raise
     finally:
         for exp in held:
             exp.release()
@@ -86,7 +90,9 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
         if isinstance(created, UserError):
             raise created
         if isinstance(shared, str):  # rank 0 refused the directory: every rank stops with its message
-            raise UserError(shared)
+            refused = UserError(shared)
+            refused.every_rank = True  # rank 0 says it
+            raise refused
         exp = ExperimentDir(shared[1])
         cfg.output_dir = str(exp.path)
     if main:
