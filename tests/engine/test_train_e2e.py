@@ -123,6 +123,12 @@ def test_stop_after_is_a_budget_of_this_invocation_over_all_seeds(tmp_path, caps
     assert (_epochs(run, 1), (run / "seed_2" / "metrics.csv").exists()) == ([1, 2], False)
     assert main(["train", "--resume", str(run)]) == 0  # no --stop_after: to the end
     assert _epochs(run, 2) == [1, 2] and json.loads((run / "status.json").read_text())["status"] == "complete"
+    # every invocation is recorded: env.json kept only the first one's (its world_size, its machine)
+    env = json.loads((run / "env.json").read_text())
+    assert env["world_size"] == 1 and [r["world_size"] for r in env["resumes"]] == [1, 1]
+    seed1 = json.loads((run / "seed_1" / "env.json").read_text())
+    assert [(r["epoch"], r["world_size"], r["per_rank_batch"]) for r in seed1["resumes"]] == [(1, 1, 64)]
+    assert "resumes" not in json.loads((run / "seed_2" / "env.json").read_text())  # started, never resumed
 
 
 def test_the_command_that_started_a_run_continues_it(tmp_path, monkeypatch):

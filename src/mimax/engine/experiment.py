@@ -21,7 +21,7 @@ from mimax.runtime import distributed
 from mimax.runtime.allocator import keep_freed_memory
 from mimax.store import faults
 from mimax.store.atomic import OutputWriteError, atomic_write_text, write_json
-from mimax.store.rundir import ExperimentDir, run_identity
+from mimax.store.rundir import ExperimentDir, record_resume, run_identity
 
 
 def _write_failure(err: OSError | OutputWriteError) -> str:
@@ -77,6 +77,7 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
             mine = exp.claim("--resume")  # one writer: refused while another process holds the run
             held.append(mine)
             exp.remove_torn_writes()  # torn atomic writes of a killed session
+            record_resume(exp.env_json, device, world_size=distributed.world_size())
     else:
         created: str | UserError = ""
         if main:  # one process creates the directory (its default name has a timestamp)

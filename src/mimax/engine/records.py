@@ -31,7 +31,7 @@ from mimax.store.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from mimax.store.rundir import SeedDir, environment, run_identity
+from mimax.store.rundir import SeedDir, environment, record_resume, run_identity
 
 
 def restored_rows(path: Path, epochs: set[int], upto: int, ckpt_name: str) -> list[dict[str, str]]:
@@ -170,6 +170,11 @@ class SeedRecord:
         write_json(self.seed_dir.config_json, cfg.to_dict())
         write_json(self.seed_dir.env_json, {**environment(device), "world_size": world,
                                             "per_rank_batch": cfg.batch_size // world})
+
+    def resumed(self, cfg: Any, device: torch.device, world: int, epoch: int, step: int) -> None:
+        """Note this invocation in ``env.json``'s ``resumes``: its environment, process count and starting point."""
+        record_resume(self.seed_dir.env_json, device, world_size=world, per_rank_batch=cfg.batch_size // world,
+                      epoch=epoch, step=step)
 
     def status(self, epoch: int, complete: bool = False, **extra: Any) -> None:
         self.seed_dir.write_status("complete" if complete else "incomplete", epoch, **extra)

@@ -299,6 +299,8 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
         t.partial = ckpt.get("partial") or {}
         evaluated = {e for e in range(1, state.epoch + 1) if e % cfg.model_evaluation_interval == 0 or e == cfg.epochs}
         t.evals = EvalLog(seed_dir, state.epoch, ({0} | evaluated) if t.random_init else set(), ckpt_file.name)
+        if main:
+            t.record.resumed(cfg, device, world, state.epoch, state.step)
     elif main:
         t.record.start(cfg, device, world)
     if main:

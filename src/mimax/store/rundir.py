@@ -152,6 +152,20 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+def record_resume(env_json: Path, device: torch.device, **extra: Any) -> None:
+    """Append this invocation's environment (:func:`environment` and ``extra``: process count, epoch, ...) to
+    ``env.json``'s ``resumes`` list; the start's entries stay as written. A run resumed on another machine, torch
+    or number of processes says so (its ``world_size`` used to stay the first invocation's)."""
+    try:
+        env = json.loads(env_json.read_text())
+    except (OSError, ValueError):
+        env = None
+    env = env if isinstance(env, dict) else {}
+    env["resumes"] = [*(env.get("resumes") if isinstance(env.get("resumes"), list) else []),
+                      {**environment(device), **extra}]
+    write_json(env_json, env)
+
+
 def config_from_saved(saved: Any, path: Path) -> Config:
     """A saved ``config.json`` as a :class:`Config` (not re-validated: it was at training). Runs written
     before ``view_recipe`` was resolved at training time get the method's augmentation family."""
