@@ -210,6 +210,11 @@ def test_export_mlp_backbone(gaussian_run, tmp_path, cli):
                    "--encoder", "'g_xi'")
     one_line_error(cli("export", str(tmp_path / "nope"), "--out", str(tmp_path / "y.pt")), "no such directory")
     one_line_error(cli("export", str(gaussian_run)), "--out")
+    # a sidecar path that cannot be written is refused before the backbone is: it was written, then the error
+    (tmp_path / "z.pt.json").mkdir()
+    one_line_error(cli("export", str(gaussian_run), "--out", str(tmp_path / "z.pt"), "--overwrite"),
+                   "z.pt.json exists and is not a regular file")
+    assert not (tmp_path / "z.pt").exists()
 
 
 def resnet_run(root: Path, input_shape: tuple[int, int, int]) -> tuple[Path, nn.Module]:

@@ -189,6 +189,8 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     else:
         out_path = check_output_file(out_path, overwrite)
     side = sidecar_path(out_path)
+    if side.is_symlink() or (side.exists() and not side.is_file()):  # checked before the backbone is written
+        raise UserError(f"--out: {side} exists and is not a regular file; refusing to replace it")
     if side.exists() and not overwrite:
         raise UserError(f"--out: {side} already exists; pass --overwrite to replace it")
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
