@@ -320,6 +320,10 @@ def load_accuracy_curves(run_dirs: Sequence[str | Path]) -> AccuracyCurves:
             raise UserError(f"{s.path}: unreadable eval.csv/metrics.csv ({exc})") from None
         per_seed.append((elapsed, rows))
     keys = sorted(set.intersection(*(set(rows) for _, rows in per_seed)))
+    if not keys:
+        raise UserError(f"{run_dirs[0]}: eval.csv holds no evaluation"
+                        + (" common to its seeds" if any(rows for _, rows in per_seed) else
+                           " (a run without labels, --no_labels or --dataset Folder, has no linear probe or kNN)"))
     curves = AccuracyCurves(method=method, source=run_label(Path(run_dirs[0])))
     for encoder in dict.fromkeys(e for _, e in keys):
         epochs = [ep for ep, e in keys if e == encoder and all(ep < len(el) for el, _ in per_seed)]

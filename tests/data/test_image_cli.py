@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from image_fixtures import write_cifar, write_image
 
-from conftest import run_main
+from conftest import run_main, run_mimax
 from mimax.cli import main
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -40,6 +40,13 @@ def test_unlabelled_folder_pretrains_and_skips_evaluation(tmp_path):
     assert "linear probe and kNN evaluation are skipped" in proc.stdout
     assert (out / "seed_0" / "metrics.csv").is_file()
     assert json.loads((out / "results.json").read_text())["runs"][0]["final"] == {}
+    # no accuracies: results.md says so (it was a table with an empty header), table and plot refuse in one line
+    assert "No linear probe or kNN: the run has no labels" in (out / "results.md").read_text()
+    for argv in (["table", str(out)], ["plot", "accuracy", str(out), "--out", str(tmp_path / "a.png")]):
+        proc = run_mimax(argv)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "has no linear probe or kNN" in proc.stderr
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_bad_data_is_one_line_exit_2_before_any_output(tmp_path, capsys):

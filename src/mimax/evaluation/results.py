@@ -37,6 +37,9 @@ def format_mean_std(stat: dict[str, Any], scale: float = 100.0, digits: int = 2)
 
 def results_markdown(summary: dict[str, dict[str, dict[str, Any]]], dataset: str, n_runs: int) -> str:
     """A Markdown table, one row per encoder (random-init baseline included), accuracies in %."""
+    if not summary:  # nothing was evaluated: say so instead of an empty table
+        return (f"# Results on {dataset}\n\nNo linear probe or kNN: the run has no labels (--no_labels, or "
+                "--dataset Folder); see mi.csv and metrics.csv for its monitors.\n")
     metrics = [m for m in METRIC_TITLES if any(m in row for row in summary.values())]
     lines = [f"# Results on {dataset} (mean ± sample std over {n_runs} run{'s' if n_runs > 1 else ''}, %)", "",
              "| encoder | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |",

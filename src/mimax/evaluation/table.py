@@ -56,6 +56,9 @@ def read_results(path: str) -> dict[str, Any]:
         raise UserError(f"{exp.results_json}: not a mimax results file ({exc})") from None
     if not isinstance(summary, dict):
         raise UserError(f"{exp.results_json}: not a mimax results file (summary is not a mapping)")
+    if not summary:
+        raise UserError(f"{exp.path}: no accuracies to table (a run without labels, --no_labels or --dataset Folder, "
+                        "has no linear probe or kNN)")
     saved = exp.read_config_dict()
     if saved is None and exp.config_json.exists():  # there but damaged: never merge on a guess
         raise UserError(f"{exp.config_json}: not a mimax config (unreadable, or not a JSON object)")
