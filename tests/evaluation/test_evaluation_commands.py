@@ -319,6 +319,16 @@ def test_table_does_not_merge_seeds_trained_in_another_precision(tmp_path):
     assert table_rows(proc.stdout, "Linear probe top-1 (%)")["SimCLR"] == [cell([0.5, 0.6, 0.8])]
 
 
+def test_table_columns_do_not_depend_on_the_argument_order(tmp_path):
+    for name, dataset in (("f", "FashionMNIST"), ("d", "Digits"), ("c", "CIFAR10")):
+        write_results(tmp_path / name, "SimCLR", dataset, [{"final": {"SimCLR": {"linear": 0.5, "knn": 0.4}}}])
+    outs = [run_cli(["table", *(str(tmp_path / n) for n in order)]) for order in ("fdc", "cdf")]
+    assert all(o.returncode == 0 for o in outs), outs[0].stderr
+    tables = [o.stdout.split("Sources:")[0] for o in outs]
+    assert tables[0] == tables[1]
+    assert table_rows(tables[0], "Linear probe top-1 (%)")["header"] == ["CIFAR10", "Digits", "FashionMNIST"]
+
+
 def test_table_delta_is_paired_per_seed(tmp_path):
     """Δ vs random init = mean ± sample std over seeds of (trained - the same seed's random init), in points;
     experiments of one configuration with disjoint seeds are pooled, as their accuracy is."""

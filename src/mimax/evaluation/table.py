@@ -220,7 +220,7 @@ def _layout(experiments: list[dict[str, Any]]) -> tuple[dict, list[str], list[st
     when they differ)."""
     cells = collect(experiments)
     seen = [e["dataset"] for e in experiments]
-    datasets = [d for d in PAPER_DATASETS if d in seen] + [d for d in dict.fromkeys(seen) if d not in PAPER_DATASETS]
+    datasets = [d for d in PAPER_DATASETS if d in seen] + sorted(set(seen) - set(PAPER_DATASETS))
     method_of = {label: e["method"] for e in experiments for label in e["summary"]}
     rows = sorted({label for label, _ in cells}, key=lambda r: row_order(r, method_of, list(METHODS)))
     counts = {len(v) for (label, _), c in cells.items() if not label.startswith(RANDOM_INIT) for v in c.values()}
