@@ -111,3 +111,45 @@ def test_lightning_callback_logs_the_monitors_in_a_one_epoch_cpu_fit(tmp_path):
         direct = mimax.monitor_values(model(za), model(zb))
     assert logged["mimax/rankme"] == pytest.approx(direct["rankme"], rel=1e-5)
     assert logged["mimax/mi_infonce"] == pytest.approx(direct["mi_infonce"], rel=1e-5)
+
+
+@pytest.mark.parametrize("limits,expected", [
+    # max_steps alone: Lightning sets max_epochs = -1, and every epoch counted as the last (MI every epoch, the
+    # every_n_epochs setting ignored)
+    (dict(max_steps=12), [(2, False), (3, True)]),  # 4 steps an epoch: the fit ends in epoch 3, its last
+    (dict(max_epochs=4), [(2, False), (4, True)]),
+])
+def test_lightning_callback_finds_the_last_epoch_of_any_fit(tmp_path, limits, expected):
+    pl = pytest.importorskip("lightning.pytorch")
+    from mimax.integrations.lightning import MonitorCallback
+
+    za, zb = _pairs(256, 6, seed=1)
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(6, 4)
+
+        def training_step(self, batch, _):
+            return ((self.net(batch[0]) - self.net(batch[1])) ** 2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    class Seen(MonitorCallback):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.calls = []
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            before = self.last
+            super().on_train_epoch_end(trainer, pl_module)
+            if self.last is not before:  # measured this epoch (monitor_values returns a new dict)
+                self.calls.append((trainer.current_epoch + 1, "mi_infonce" in self.last))
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(za, zb), batch_size=64)
+    cb = Seen(loader, embed=lambda m, b: (m.net(b[0]), m.net(b[1])), every_n_epochs=2, max_pairs=128)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, callbacks=[cb], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **limits)
+    trainer.fit(Tiny(), loader)
+    assert cb.calls == expected

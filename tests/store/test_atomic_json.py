@@ -27,7 +27,8 @@ def test_a_one_seed_run_writes_strict_json(tmp_path):
     from conftest import TINY_GAUSSIAN
     from mimax.cli import main
 
-    assert main(["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "1", "--output_dir", str(tmp_path / "r")]) == 0
+    out = str(tmp_path / "r")
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", "JMI", "--epochs", "1", "--output_dir", out]) == 0
     for path in sorted((tmp_path / "r").rglob("*.json")):
         _strict(path.read_text())  # raises on NaN / Infinity
     summary = _strict((tmp_path / "r" / "results.json").read_text())["summary"]

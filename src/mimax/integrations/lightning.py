@@ -11,7 +11,8 @@ At the end of every ``every_n_epochs``-th training epoch the callback embeds the
 ``monitor_loader`` with ``embed(pl_module, batch) -> (z_a, z_b)`` in eval mode under ``no_grad`` (each
 module's mode restored), computes :func:`mimax.monitors.api.monitor_values` and logs them as
 ``mimax/<name>`` with ``pl_module.log_dict``. The trained-critic MI estimate (``mimax/mi_infonce`` and its
-interval) runs at the last epoch only unless ``mi_every_n_epochs`` is set.
+interval) runs at the last epoch only (``max_epochs`` or ``max_steps`` reached, or an early stop requested by
+then) unless ``mi_every_n_epochs`` is set.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ from mimax.monitors.api import collect_pairs, monitor_values
 from mimax.monitors.base import evaluation_mode
 
 
+def _last_epoch(trainer: pl.Trainer, epoch: int) -> bool:
+    """Whether the fit ends after this epoch: ``max_epochs`` reached (-1: no epoch limit), ``max_steps`` reached
+    (with ``max_steps`` alone Lightning sets ``max_epochs`` to -1, and every epoch used to count as the last), or a
+    stop requested this epoch (early stopping decides before this hook when validation runs at epoch end)."""
+    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+    return bool((max_epochs is not None and max_epochs > 0 and epoch >= max_epochs)
+                or (max_steps is not None and max_steps > 0 and trainer.global_step >= max_steps)
+                or trainer.should_stop)
+
+
 class MonitorCallback(pl.Callback):
     """Logs mimax's monitors (docs/monitoring.md) on a fixed monitor set during a Lightning fit."""
 
@@ -46,7 +57,7 @@ class MonitorCallback(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        last = _last_epoch(trainer, epoch)
         if epoch % self.every_n_epochs and not last:
             return
         mi = last or (self.mi_every_n_epochs > 0 and epoch % self.mi_every_n_epochs == 0)
