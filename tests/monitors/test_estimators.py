@@ -174,6 +174,7 @@ def test_concat_critic_estimates_a_gaussian():
     (dict(lr=0.0), "lr must be a finite number > 0"), (dict(clip=float("nan")), "clip must be"),
     (dict(fractions=(-0.1, 0.1)), "fractions must be"), (dict(fractions=(0.6, 0.5)), "fractions must be"),
     (dict(device="meta"), "device must hold data"), (dict(device="gpu:7"), "device must be a torch device"),
+    *([(dict(device="cuda"), "CUDA is not available")] if not torch.cuda.is_available() else []),  # was torch's
 ])
 def test_bad_arguments_are_one_line_errors(kwargs, match):
     x = np.zeros((100, 2))
@@ -244,3 +245,12 @@ def test_wide_inputs_are_projected_and_still_estimated():
     x, y = t.sample(2048, seed=7)
     est = mimax.estimate_mi(x, y)
     assert 0.5 * t.mi < est.mi < t.mi + 0.1, (est.mi, t.mi)
+
+
+def test_numpy_integer_seed_is_an_integer():
+    # np.int64 passed the check, then torch.Generator.manual_seed raised a TypeError
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 2, generator=g)
+    y = x + torch.randn(200, 2, generator=g)
+    a = mimax.estimate_mi(x, y, seed=np.int64(3), max_steps=40)
+    assert a.mi == mimax.estimate_mi(x, y, seed=3, max_steps=40).mi

@@ -57,6 +57,9 @@ def test_float64_embeddings_beyond_float32_range_are_monitored_and_batch_size_is
         with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):
             mimax.monitor_values(za, zb, batch_size=bad)
     assert "mi_infonce" not in mimax.monitor_values(za[:15], zb[:15])  # documented: fewer than 16 pairs
+    for bad in (float("nan"), 0.0, -1.0, float("inf")):  # NaN gave NaN scores silently
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            mimax.monitor_values(za, zb, temperature=bad, mi=False)
 
 
 def test_docs_example_runs_on_a_torchvision_model(capsys):

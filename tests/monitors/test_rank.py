@@ -115,7 +115,7 @@ def test_zero_embeddings_are_collapse_not_the_most_uniform():
     assert uniformity(torch.tensor(z)).item() == pytest.approx(float(np.log(np.mean(vals))), rel=1e-9)
 
 
-@pytest.mark.parametrize("scale", [1e-30, 1e-14, 1e20, 1e30])
+@pytest.mark.parametrize("scale", [1e-30, 1e-14, 1e20, 1e30, 1e160])
 def test_direction_monitors_do_not_depend_on_the_scale(data, scale):
     # uniformity normalized in float32 (norms overflow above ~1e19: rows became 0, uniformity -4) and every
     # F.normalize left rows shorter than its eps = 1e-12 short of unit length (uniformity -4, alignment 3e-5)
@@ -126,6 +126,7 @@ def test_direction_monitors_do_not_depend_on_the_scale(data, scale):
     assert alignment(tu, tv).item() == pytest.approx(np_alignment(u, v), rel=1e-9)
     assert normalized_embedding_std(tu).item() == pytest.approx(float(unit(u).std(0, ddof=1).mean()), rel=1e-9)
     assert effective_rank(tu).item() == pytest.approx(effective_rank(torch.tensor(u)).item(), rel=1e-9)
+    assert alpha_req(tu).item() == pytest.approx(alpha_req(torch.tensor(u)).item(), rel=1e-9)
     if scale < 1e19:  # within float32's range once normalized in float64
         assert uniformity(tu.float()).item() == pytest.approx(np_uniformity(u), rel=1e-5)
 

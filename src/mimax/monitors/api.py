@@ -4,6 +4,8 @@ callback; documented in docs/monitoring.md ("Any model")."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -66,6 +68,9 @@ def monitor_values(z_a: Tensor | EmbedFn, z_b: Tensor | Iterable[Any], *, max_pa
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
         raise ValueError(f"batch_size must be an integer >= 2 (pairs per fixed-critic score matrix), got "
                          f"{batch_size!r}")
+    if isinstance(temperature, bool) or not (isinstance(temperature, numbers.Real) and math.isfinite(temperature)
+                                             and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0 (the fixed critic's), got {temperature!r}")
     if callable(z_a):
         z_a, z_b = collect_pairs(z_a, z_b, max_pairs)
     z_a, z_b = _as_embeddings(z_a), _as_embeddings(z_b)

@@ -217,6 +217,8 @@ def _device(device: torch.device | str | None, x: Tensor) -> torch.device:
         raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
     if device.type == "meta":
         raise ValueError("device must hold data: 'meta' tensors have no values to train a critic on")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!s}: CUDA is not available on this machine")
     return device
 
 
@@ -301,7 +303,7 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
         # float64 until standardized: the projection and the standardization see the inputs' own digits
         x, y = x.detach().to(device, torch.float64), y.detach().to(device, torch.float64)
         return _estimate(x, y, bound, critic, hidden, layers, embed_dim, batch_size, lr, max_steps, eval_every,
-                         patience, fractions, average, max_dim, clip, confidence, seed, device, t0)
+                         patience, fractions, average, max_dim, clip, confidence, int(seed), device, t0)
 
 
 def _split(n: int, fractions: tuple[float, float], gen: torch.Generator,

@@ -93,6 +93,9 @@ def alpha_req(z: Tensor, rel_floor: float = 1e-10) -> Tensor:
     fewer effective dimensions; NaN when fewer than two eigenvalues remain (e.g. complete collapse)."""
     zc = _check(z)
     zc = zc - zc.mean(0)
+    # the slope is scale-free: scaled to a largest entry of 1, the covariance of float64 embeddings ~1e155 and
+    # beyond no longer overflows (eigvalsh failed on its inf)
+    zc = zc / zc.abs().max().clamp_min(torch.finfo(zc.dtype).tiny)
     lam = torch.linalg.eigvalsh(zc.T @ zc / (zc.shape[0] - 1)).flip(0)
     if lam[0] <= 0:
         return torch.tensor(float("nan"), dtype=torch.float64)
