@@ -42,8 +42,17 @@ def test_yaml_exponent_floats_are_floats(tmp_path):
     cfg = config_from_args(["--config", str(f)])
     assert (cfg.initial_lr, cfg.weight_decay, cfg.temperature) == (1e-3, 5e-4, 0.05)
     f.write_text("epochs: 1e3\n")  # an int field stays strict
-    with pytest.raises(ConfigError, match="--epochs: expected int, got '1e3'"):
+    with pytest.raises(ConfigError, match="--epochs: expected int, got 1000.0"):
         config_from_args(["--config", str(f)])
+    # a quoted number is a string, as "0.5" is (a quoted "1e-3" was accepted as a number, in YAML and the API)
+    f.write_text('initial_lr: "1e-3"\n')
+    with pytest.raises(ConfigError, match="--initial_lr: expected float, got '1e-3'"):
+        config_from_args(["--config", str(f)])
+    from mimax.config import config_from_dict
+
+    for text in ("1e-3", "0.5"):
+        with pytest.raises(ConfigError, match=f"--initial_lr: expected float, got '{text}'"):
+            config_from_dict({"initial_lr": text})
 
 
 def test_tilde_in_paths_is_the_home_folder_from_yaml_flags_and_the_api(tmp_path, monkeypatch):

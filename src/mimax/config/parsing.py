@@ -123,6 +123,9 @@ def build_parser(prog: str = "mimax train") -> argparse.ArgumentParser:
     return parser
 
 
+YAML12_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def _strict_loader():
     import yaml
 
@@ -143,6 +146,9 @@ def _strict_loader():
                         None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark)
             return super().construct_mapping(node, deep)
 
+    # YAML 1.2 reads an unquoted 1e-3 as a float; PyYAML (YAML 1.1) only 1.0e-3, and 1e-3 became the string
+    # "1e-3". Resolved here, in the loader, so that a quoted "1e-3" stays a string, as "0.5" does.
+    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", YAML12_EXPONENT, list("-+0123456789."))
     return StrictLoader
 
 
@@ -185,9 +191,6 @@ def read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-YAML11_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
-
 def coerce(name: str, value: Any, kind: tuple[type, bool] | None = None) -> Any:
     """Type-check a value from YAML against the field's type, or ``kind`` = (base type, may be None)
     (flags are typed by argparse)."""
@@ -196,8 +199,6 @@ def coerce(name: str, value: Any, kind: tuple[type, bool] | None = None) -> Any:
         if nullable:
             return None
         raise ConfigError(f"--{name}", "may not be null")
-    if base is float and isinstance(value, str) and YAML11_EXPONENT.match(value):
-        value = float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string: only 1.0e-3 is a float there
     if base is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif base is int:
