@@ -63,6 +63,11 @@ def test_bad_arguments_are_clear():
         mimax.TwoViewTransform("simclr", size=8)(torch.zeros(1, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match="unknown view recipe"):
         mimax.TwoViewTransform("moco", size=8)
+    for bad in (0, -3, 8.5, True):  # size 0 was accepted, and torch failed at the first image
+        with pytest.raises(ValueError, match="size must be an integer >= 1"):
+            mimax.TwoViewTransform("simclr", size=bad)
+    with pytest.raises(ValueError, match="channels must be an integer >= 1"):
+        mimax.TwoViewTransform("simclr", size=8, channels=0)
 
 
 def test_in_a_torchvision_image_folder_and_dataloader(tmp_path):

@@ -163,6 +163,9 @@ class TwoViewTransform:
 
     def __init__(self, recipe: str | ViewRecipe = "simclr", size: int = 224, dataset: str = "ImageNet",
                  channels: int = 3, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
+        for name, value in (("size", size), ("channels", channels)):  # refused here, not at the first image
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if isinstance(recipe, str):
             if dataset not in NORMALIZATION and dataset not in NORMALIZATION_FOR:
                 known = ", ".join(sorted(NORMALIZATION) + sorted(NORMALIZATION_FOR))
