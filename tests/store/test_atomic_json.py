@@ -33,3 +33,6 @@ def test_a_one_seed_run_writes_strict_json(tmp_path):
         _strict(path.read_text())  # raises on NaN / Infinity
     summary = _strict((tmp_path / "r" / "results.json").read_text())["summary"]
     assert all(stat["std"] is None and stat["n"] == 1 for row in summary.values() for stat in row.values())
+    # the values fitted at run time, which config.json keeps as given (knn_k 200, monitor_size 2048)
+    as_run = _strict((tmp_path / "r" / "seed_0" / "results.json").read_text())["as_run"]
+    assert as_run == {"knn_k": 512 // 5, "probe_train_images": 512, "probe_test_images": 256, "monitor_pairs": 256}

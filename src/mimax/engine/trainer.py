@@ -310,6 +310,16 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
     return t
 
 
+def values_as_run(cfg: Config, data) -> dict[str, int | None]:
+    """The values fitted to the data at run time, which ``config.json`` keeps as given: kNN's k (at most a fifth
+    of the probe's training images), the probe's split sizes and the MI monitor set's pairs."""
+    train, test, monitor = data.probe_train, data.probe_test, data.monitor_views
+    return {"knn_k": knn_k_for(cfg.knn_k, len(train)) if train is not None else None,
+            "probe_train_images": len(train) if train is not None else None,
+            "probe_test_images": len(test) if test is not None else None,
+            "monitor_pairs": int(monitor[0].shape[0]) if monitor is not None else None}
+
+
 def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
               resume_from: Path | None = None, progress: bool = True,
               preemption: Preemption | None = None, eval_cache: Path | None = None) -> dict[str, Any] | None:
@@ -375,7 +385,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     for cb in callbacks:
         cb.on_train_end(state)
     results = {"seed": seed, "method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
-               "epochs": cfg.epochs, "final": t.evals.at(cfg.epochs), "random_init": t.random_init}
+               "epochs": cfg.epochs, "final": t.evals.at(cfg.epochs), "random_init": t.random_init,
+               "as_run": values_as_run(cfg, state.data)}
     t.record.finish(results)
     log.summary(seed, results["final"], t.random_init, time.perf_counter() - started)
     return results
