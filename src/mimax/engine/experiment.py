@@ -20,7 +20,7 @@ from mimax.monitors import default_callbacks
 from mimax.runtime import distributed
 from mimax.runtime.allocator import keep_freed_memory
 from mimax.store import faults
-from mimax.store.atomic import OutputWriteError, atomic_write_text, write_json
+from mimax.store.atomic import OutputWriteError, atomic_write_text, strict_json, write_json
 from mimax.store.rundir import ExperimentDir, record_resume, run_identity
 
 
@@ -169,6 +169,7 @@ def finish_experiment(exp: ExperimentDir, cfg: Config, runs: list[dict[str, Any]
     results = {"method": cfg.model_name, "dataset": cfg.dataset, "architecture": cfg.architecture,
                "epochs": cfg.epochs, "num_runs": cfg.num_runs, "seeds": [r["seed"] for r in runs],
                "summary": summary, "runs": runs}
+    results = strict_json(results)  # what results.json holds (std null for one seed), also for the caller
     write_json(exp.results_json, results)
     if faults.ARMED:
         faults.hit("results")

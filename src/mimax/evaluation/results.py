@@ -30,7 +30,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
 def format_mean_std(stat: dict[str, Any], scale: float = 100.0, digits: int = 2) -> str:
     """``mean ± std`` of a :func:`mean_std` record, times ``scale`` (100: accuracies in %); the mean alone
     for a single value."""
-    if stat["n"] < 2 or math.isnan(stat["std"]):
+    if stat["n"] < 2 or stat["std"] is None or math.isnan(stat["std"]):  # None: as results.json holds it
         return f"{stat['mean'] * scale:.{digits}f}"
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
