@@ -287,6 +287,9 @@ CASES = {
                                                str(t / "o")],
     "class_list_outside_imagenet100": lambda t, f: ["train", "--dataset", "Digits", "--class_list", "c.txt",
                                                     "--output_dir", str(t / "o")],
+    "digits_with_data_dir": lambda t, f: ["train", "--dataset", "Digits", "--data_dir", str(t), "--output_dir",
+                                          str(t / "o")],
+    "resume_with_unread_data_flag": lambda t, f: ["train", "--resume", str(_exp(t, f)), "--download"],
     "num_classes_mismatch": lambda t, f: _run(t, "--num_classes", "7"),
     "too_few_samples_for_batch": lambda t, f: _run(t, "--gm_train_size", "32"),
     # config file (the data a run reads before anything else)

@@ -167,3 +167,14 @@ def test_version_and_methods(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     assert "JMI" in out and "SimCLR" in out and "joint" in out
+
+
+def test_a_gaussian_run_config_given_back_is_accepted_and_a_foreign_recipe_refused():
+    """A Gaussian run records its method's view_recipe (config.json); given back (--config from it) it was
+    refused as an image flag. Another recipe than the method's is still refused: the mixture reads none."""
+    from mimax.config import config_from_dict
+
+    assert config_from_dict({"model_name": "BYOL", "dataset": "Gaussian", "view_recipe": "byol"}).view_recipe == "byol"
+    assert config_from_dict({"model_name": "SDMI", "dataset": "Gaussian", "view_recipe": "simclr"})
+    with pytest.raises(ConfigError, match="--view_recipe: --dataset Gaussian does not read it"):
+        config_from_dict({"model_name": "SDMI", "dataset": "Gaussian", "view_recipe": "byol"})

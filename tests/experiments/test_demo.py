@@ -116,3 +116,25 @@ def test_demo_seeds_in_parallel_make_the_experiments_mimax_trains(tmp_path):
         reference = run_experiment(cfg, callbacks_factory=demo_callbacks, progress=False)
         assert demo["seeds"] == reference["seeds"] == [0, 1]
         assert demo["summary"] == reference["summary"] and demo["runs"] == reference["runs"]
+
+
+def test_demo_report_reads_a_non_finite_separation_written_as_null(tmp_path):
+    """JSON records write NaN/inf as null (strict JSON); the report read the separation ratio back as a number
+    (TypeError: int + NoneType for a seed whose clusters have zero spread)."""
+    import math
+
+    from mimax.experiments.report import collect_run
+    from mimax.store.rundir import ExperimentDir
+
+    out = tmp_path / "demo"
+    proc = run_mimax(["demo", "--quick", "--only", "sdmi", "--num_runs", "1", "--epochs", "1",
+                      "--output_dir", str(out)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    exp = ExperimentDir(out / "runs" / "sdmi")
+    traj_file = exp.finished_seeds()[0].trajectories_json
+    traj = json.loads(traj_file.read_text())
+    traj["records"][-1]["ratio"] = None
+    traj_file.write_text(json.dumps(traj))
+    run = next(r for r in DEMO_RUNS if r.slug == "sdmi")
+    ratio = collect_run(exp, run)["aggregate"]["separation"]["ratio"]
+    assert math.isnan(ratio["mean"]) and ratio["n"] == 1

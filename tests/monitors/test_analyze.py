@@ -182,12 +182,23 @@ def test_analyze_an_export_of_any_width_through_its_sidecar(digits_run, tmp_path
     rep = _report(tmp_path / "e")
     assert rep["dataset"] == "Digits" and "exported ResNet18 backbone" in rep["model"]
     assert rep["representations"]["backbone"]["dim"] == 64  # width 8: 8 * 8 channels after layer4
+    # measured in its run's precision (the sidecar records it): the same backbone numbers as the run's analysis
+    # on the same monitor set (the probe differs: the export does not carry the run's --train_subset)
+    assert main(["analyze", str(digits_run), "--output_dir", str(tmp_path / "r")]) == 0
+    of_run = _report(tmp_path / "r")["representations"]["backbone"]
+    for key in ("rankme", "alpha_req", "lidar", "uniformity", "score_InfoNCE_gap"):
+        assert rep["representations"]["backbone"][key] == pytest.approx(of_run[key], rel=1e-6, abs=1e-9), key
 
 
-def test_analyze_bad_monitor_size_and_inputs_a_model_cannot_take(digits_run, tmp_path, capsys):
+def test_analyze_bad_monitor_size_and_inputs_a_model_cannot_take(digits_run, run_dir, tmp_path, capsys):
     assert main(["analyze", str(digits_run), "--monitor_size", "1", "--output_dir", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == ("mimax: error: --monitor_size: must be >= 2: the MI monitor and the "
                                                "evaluation need pairs (got 1)")
+    # flags the run's dataset does not read were silently ignored (the mixture's monitor set is gm_monitor_size)
+    assert main(["analyze", str(run_dir), "--monitor_size", "100", "--output_dir", str(tmp_path / "o")]) == 2
+    assert "--monitor_size: --dataset Gaussian does not read it" in capsys.readouterr().err
+    assert main(["analyze", str(digits_run), "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "--data_dir: --dataset Digits does not read it" in capsys.readouterr().err
     import torchvision
 
     torch.save(torchvision.models.squeezenet1_0().state_dict(), tmp_path / "sq.pth")  # its stem shrinks 8 px to 0

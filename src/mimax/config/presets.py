@@ -112,6 +112,8 @@ _IMAGE_ONLY = ("data_dir", "no_labels", "gpu_augment", "image_size", "crop_min_s
 DATA_FLAG_READERS: dict[str, tuple[frozenset[str], str]] = {
     **{name: (IMAGE_DATASETS, "an image-dataset flag; the Gaussian mixture is shaped by the --gm_* flags")
        for name in _IMAGE_ONLY},
+    "data_dir": (IMAGE_DATASETS - {"Digits"}, "the Gaussian mixture is generated and Digits ships with "
+                                                "scikit-learn: neither is read from a folder"),
     **{name: (frozenset({"Gaussian"}), "--gm_* flags shape the Gaussian mixture only")
        for name in FIELD_NAMES if name.startswith("gm_")},
     "class_list": (frozenset({"ImageNet100"}), "only ImageNet100 selects its classes from a list"),
@@ -120,15 +122,16 @@ DATA_FLAG_READERS: dict[str, tuple[frozenset[str], str]] = {
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
 
 
-def refuse_unread_data_flags(dataset: str, given: dict[str, Any]) -> None:
-    """A data flag that ``dataset`` does not read (:data:`DATA_FLAG_READERS`), given with a value other than its
-    default, is refused: it would be silently ignored (``--train_subset`` on the Gaussian mixture trained on all
-    of it). Values equal to the default pass, so a saved ``config.json`` given as ``--config`` still works."""
+def refuse_unread_data_flags(dataset: str, given: dict[str, Any], method: type[Method] | None = None) -> None:
+    """A data flag that ``dataset`` does not read (:data:`DATA_FLAG_READERS`), given with a value other than the
+    one the run would record anyway (its default; for ``view_recipe`` also ``auto`` and the method's recipe), is
+    refused: it would be silently ignored (``--train_subset`` on the Gaussian mixture trained on all of it). So a
+    saved ``config.json`` given as ``--config`` still works. Also checked when resuming and by ``mimax analyze``."""
     for name, value in given.items():
         readers, why = DATA_FLAG_READERS.get(name, (None, ""))
         if readers is None or dataset in readers or value is None or value == _DEFAULTS[name]:
             continue
-        if name == "view_recipe" and value == "auto":
+        if name == "view_recipe" and value in ("auto", getattr(method, "view_recipe", "auto")):
             continue
         raise ConfigError(f"--{name}", f"--dataset {dataset} does not read it ({why})")
 
@@ -175,8 +178,8 @@ def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
     dataset = values.get("dataset", Config.dataset)
     if dataset not in DATASETS:
         raise ConfigError("--dataset", f"unknown dataset {dataset!r}; expected one of {', '.join(sorted(DATASETS))}")
-    refuse_unread_data_flags(dataset, given)
     method = method_class(values)
+    refuse_unread_data_flags(dataset, given, method)
     values["model_name"] = canonical_name(values.get("model_name", Config.model_name))  # file paths: absolute
     unused = unused_flags(method, given)
     if values.get("view_recipe") == "auto":

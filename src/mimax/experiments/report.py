@@ -61,7 +61,9 @@ def collect_seed(seed_dir: SeedDir, first_label: str) -> dict[str, Any]:
         "mi_critic": ({"initial": critic[min(critic)], "final": critic[max(critic)]} if len(critic) >= 2 else None),
         "seed": results["seed"],
         "probe": results["final"][first_label],
-        "separation": {k: traj[k] for k in ("min_center_angle", "within_spread", "ratio")},
+        # null in the JSON record: a non-finite value (a ratio over a within-cluster spread of 0), read as NaN
+        "separation": {k: math.nan if traj[k] is None else traj[k] for k in ("min_center_angle", "within_spread",
+                                                                              "ratio")},
         "collapse": collapse,
         "collapsed": any(c["collapsed"] for c in collapse.values()),
         "mi_initial": mi[first_epoch], "mi_final": mi[last_epoch],

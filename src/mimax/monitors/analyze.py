@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mimax.config import config_from_args, validate
+from mimax.config.presets import refuse_unread_data_flags
 from mimax.data import build_data
 from mimax.errors import OneLineParser, UserError
 from mimax.evaluation.export import choose_encoder, load_exported, sidecar_path
@@ -38,7 +39,7 @@ from mimax.fit import knn_k_for
 from mimax.monitors.api import monitor_values
 from mimax.monitors.base import run_dtype
 from mimax.nets.backbones import mlp_backbone, resnet_backbone
-from mimax.runtime.device import autocast_to, resolve_device
+from mimax.runtime.device import PRECISION_DTYPES, autocast_to, resolve_device
 from mimax.store.atomic import atomic_write_bytes, atomic_write_text, write_json
 from mimax.store.checkpoint import load_checkpoint
 
@@ -75,6 +76,8 @@ def _data_config(base, dataset: str | None, data_dir: str | None, monitor_size: 
 
     given = {k: v for k, v in (("dataset", dataset), ("data_dir", data_dir), ("monitor_size", monitor_size))
              if v is not None}
+    # --monitor_size on the Gaussian mixture (its monitor set is gm_monitor_size), --data_dir on Digits: refused
+    refuse_unread_data_flags(given.get("dataset") or (base.dataset if base is not None else ""), given)
     if base is not None and given.get("dataset", base.dataset) == base.dataset:
         cfg = dataclasses.replace(base, **given, batch_size=ANALYZE_BATCH)
         validate(cfg)  # --monitor_size and --data_dir as training checks them
@@ -169,7 +172,9 @@ def _with_sidecar(net: nn.Module, meta: dict[str, Any], path: Path, dataset: str
     if not same:
         raise UserError(f"--dataset: {path} was exported for inputs {exported} ({meta.get('dataset', '?')}); "
                         f"{dataset} gives {input_shape}")
-    return _Encoder(net, channels_last=bool(meta.get("channels_last"))), \
+    # the precision its run evaluated in (older sidecars: fp32), as `mimax embed` reads it
+    dtype = PRECISION_DTYPES.get(meta.get("precision") or "fp32")
+    return _Encoder(net, dtype=dtype, channels_last=bool(meta.get("channels_last"))), \
         f"exported {meta['architecture']} backbone {path} ({meta.get('method', '?')} on {meta.get('dataset', '?')})"
 
 

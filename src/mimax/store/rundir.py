@@ -40,6 +40,7 @@ import torch
 from mimax import __version__
 from mimax.config import RUNTIME_FIELDS, Config, validate
 from mimax.config.parsing import coerce, field_type
+from mimax.config.presets import refuse_unread_data_flags
 from mimax.errors import ConfigError, UserError
 from mimax.methods import METHODS, MethodNotFound
 from mimax.methods.registry import canonical_name, display_name
@@ -528,6 +529,7 @@ class ExperimentDir:
         except (OSError, ValueError, TypeError, UserError) as exc:
             raise ConfigError("--resume", f"{self.config_json} is unreadable ({exc})") from None
         cfg.stop_after = None  # an invocation's own budget: a resume without it trains to the end
+        refuse_unread_data_flags(cfg.dataset, given, METHODS.get(cfg.model_name))  # e.g. --download on Digits
         for key, value in given.items():
             # the same normalization a fresh run applies (config.presets.resolve_with_notes), so that the command
             # that started the run also continues it (a requeued job script runs unchanged)
