@@ -136,6 +136,34 @@ def refuse_unread_data_flags(dataset: str, given: dict[str, Any], method: type[M
         raise ConfigError(f"--{name}", f"--dataset {dataset} does not read it ({why})")
 
 
+# Flags that the chosen architecture, optimizer or augmentation does not read: given with another value than the
+# default they would be silently ignored. (Monitoring and logging settings given with their switch off, e.g.
+# --wandb_project without --wandb, are a job template's normal state and pass.)
+UNREAD_UNLESS: tuple[tuple[str, Any, str], ...] = (
+    ("mlp_hidden_dim", lambda c: c.architecture != "MLP", "only the MLP backbone has a hidden width "
+                                                         "(--architecture {architecture})"),
+    ("momentum", lambda c: c.optimizer not in ("sgd", "lars"), "--optimizer {optimizer} has no momentum (sgd and "
+                                                               "lars have)"),
+    ("lars_eta", lambda c: c.optimizer != "lars", "only --optimizer lars has a trust coefficient (here "
+                                                  "{optimizer})"),
+    ("channels_last", lambda c: c.architecture == "MLP", "a memory layout of images; the MLP takes vectors"),
+    ("view_recipe", lambda c: not c.augmentation and c.dataset != "Gaussian",
+     "it chooses the --augmentation recipe; without --augmentation the views are crop + flip"),
+)
+
+
+def refuse_unread_fields(cfg: Config, given: dict[str, Any], method: type[Method]) -> None:
+    """A flag of :data:`UNREAD_UNLESS` given (with another value than its default; ``view_recipe``: than the
+    method's) where the resolved configuration does not read it is refused, naming why."""
+    for name, unread, why in UNREAD_UNLESS:
+        value = given.get(name)
+        if value is None or value == _DEFAULTS[name] or not unread(cfg):
+            continue
+        if name == "view_recipe" and value in ("auto", method.view_recipe):
+            continue
+        raise ConfigError(f"--{name}", "not read by this run: " + why.format(**cfg.__dict__))
+
+
 PATH_FIELDS = ("data_dir", "output_dir", "resume", "class_list")
 
 
@@ -198,4 +226,5 @@ def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
     cfg = Config(**values)
     validate(cfg)
     refuse_unread(method, given, method.Options.from_config(cfg))
+    refuse_unread_fields(cfg, given, method)
     return cfg, fitted
