@@ -148,3 +148,13 @@ def test_lidar_of_a_tiny_wide_or_broken_monitor_set_is_a_value_or_nan_never_an_e
     assert math.isnan(value) or 1 <= value <= 4
     views[1, 0, 7] = float("nan")
     assert math.isnan(lidar(views).item())
+
+
+def test_effective_rank_of_a_diverged_embedding_is_nan_not_a_linalg_error():
+    # a run going on after skipped non-finite steps (--on_nan skip) fed NaN embeddings to the collapse monitor,
+    # and LAPACK's "failed to converge" ended the run in a traceback
+    from mimax.monitors.collapse import effective_rank
+
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    z[0, 0] = float("nan")
+    assert math.isnan(effective_rank(z).item())

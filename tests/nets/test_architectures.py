@@ -124,3 +124,11 @@ def test_bad_architecture_flags_are_one_line_errors_before_any_output(tmp_path, 
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("mimax: error: ") and fragment in lines[0], err
         assert not out.exists()
+
+
+def test_a_model_whose_init_needs_data_is_accepted_and_built():
+    """RegNet's initializer raises NotImplementedError on the meta device (where the input size is checked): it
+    was caught as a RuntimeError and all 15 RegNets were refused as "cannot be built for 72-px inputs"."""
+    cfg = resolve(dict(dataset="Digits", architecture="regnet_x_400mf", image_size=72))
+    net, dim = build_backbone(cfg.architecture, (1, 72, 72))
+    assert dim == 400 and net(torch.randn(2, 1, 72, 72)).shape == (2, 400)

@@ -54,11 +54,15 @@ def effective_rank(z: Tensor, eps: float = 1e-12) -> Tensor:
     """Effective rank of the covariance of the L2-normalized embeddings ``z`` (N, D):
 
     ``erank = exp( -sum_k p_k log p_k )``, ``p_k = lambda_k / sum_j lambda_j``, ``lambda_k`` the eigenvalues
-    of ``Cov(z / ||z||)`` (Roy & Vetterli, 2007). Returns 0 when the covariance vanishes (``sum lambda <= eps``).
+    of ``Cov(z / ||z||)`` (Roy & Vetterli, 2007). Returns 0 when the covariance vanishes (``sum lambda <= eps``),
+    NaN when the eigensolver fails on a degenerate matrix.
     """
     _check_embeddings(z)
     zn = unit_rows(z)
-    eig = torch.linalg.eigvalsh(torch.cov(zn.T).reshape(zn.shape[1], zn.shape[1])).clamp_min(0)
+    try:
+        eig = torch.linalg.eigvalsh(torch.cov(zn.T).reshape(zn.shape[1], zn.shape[1])).clamp_min(0)
+    except torch.linalg.LinAlgError:  # LAPACK gave up on a degenerate (e.g. diverged) embedding: no value
+        return torch.tensor(float("nan"), dtype=torch.float64)
     total = eig.sum()
     if total <= eps:
         return torch.zeros((), dtype=torch.float64)

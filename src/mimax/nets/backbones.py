@@ -264,6 +264,8 @@ def torchvision_spec(model: str, input_shape: tuple[int, ...], architecture: str
         kwargs.update(aux_logits=False, init_weights=True)
     try:
         net = torchvision.models.get_model(model, weights=None, **kwargs)
+    except NotImplementedError:  # a RuntimeError: e.g. RegNet's init on the meta device; checked when built
+        raise
     except (ValueError, TypeError, RuntimeError) as exc:
         raise ArchitectureError(f"{model} cannot be built for {side}-px inputs ({_first_line(exc)})") from None
     swaps: list[ModuleSwap] = []
@@ -299,6 +301,8 @@ def timm_spec(model: str, input_shape: tuple[int, ...], architecture: str) -> tu
         if "img_size" not in str(exc) and "patch_size" not in str(exc):
             raise ArchitectureError(f"{model} cannot be built ({_first_line(exc)})") from None
         net, kwargs = timm.create_model(model, pretrained=False, **base), base  # a CNN: no image size
+    except NotImplementedError:  # a RuntimeError (data-dependent init on the meta device): checked when built
+        raise
     except (ValueError, AssertionError, RuntimeError) as exc:
         raise ArchitectureError(f"{model} cannot be built for {side}-px inputs ({_first_line(exc)})") from None
     feature_dim = int(getattr(net, "head_hidden_size", None) or net.num_features)
