@@ -11,7 +11,7 @@ import torch
 from mimax.callbacks import Callback
 from mimax.config import Config
 from mimax.engine.divergence import TrainingDiverged
-from mimax.engine.precision import resolve_precision
+from mimax.engine.precision import resolve_run_precision
 from mimax.engine.preemption import Preempted, Preemption
 from mimax.engine.trainer import train_run
 from mimax.errors import UserError
@@ -65,7 +65,7 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
                progress: bool, held: list[ExperimentDir], preemption: Preemption) -> dict[str, Any] | None:
     main = distributed.is_main()
     # auto is resolved once, before config.json is written: the run records its choice, and says it
-    cfg.precision, line = resolve_precision(cfg.precision, device, cfg.architecture)
+    cfg.precision, line = resolve_run_precision(cfg, device)
     if main and progress:
         print(line, flush=True)
     if cfg.num_threads:

@@ -54,15 +54,35 @@ def choose_precision(requested: str, device_type: str, architecture: str, has_na
     return "bf16" if has_native_bf16 and architecture != "MLP" and device_type in ("cpu", "cuda") else "fp32"
 
 
-def resolve_precision(requested: str, device: torch.device, architecture: str) -> tuple[str, str]:
-    """``(precision, one-line reason)`` for this run; probes the device only for ``auto``."""
+def resolve_precision(requested: str, device: torch.device, architecture: str,
+                      single_pixel_convs: list[str] | None = None) -> tuple[str, str]:
+    """``(precision, one-line reason)`` for this run; probes the device only for ``auto``. ``single_pixel_convs``:
+    the backbone's convolutions that see a 1x1 map (:func:`mimax.nets.backbones.convolutions_of_a_single_pixel`),
+    where CPU bf16 gradients are wrong: ``auto`` keeps fp32 on the CPU for such a backbone."""
     if requested != "auto":
         return requested, f"precision: {requested} (--precision {requested})"
     native, why = native_bf16(device)
     chosen = choose_precision(requested, device.type, architecture, native)
     if architecture == "MLP":
         why = "the MLP of vector data trains in fp32"
+    elif chosen == "bf16" and device.type == "cpu" and single_pixel_convs:
+        chosen, why = "fp32", (f"{architecture} convolves a 1x1 feature map ({single_pixel_convs[0]}"
+                               f"{', ...' if len(single_pixel_convs) > 1 else ''}), where torch's CPU bf16 kernels "
+                               "give wrong gradients; larger images (--image_size) allow bf16")
     return chosen, f"precision: {chosen} (--precision auto: {why})"
+
+
+def resolve_run_precision(cfg: Any, device: torch.device) -> tuple[str, str]:
+    """:func:`resolve_precision` for a run's config: for ``auto`` on the CPU, its backbone is first checked for
+    convolutions of a 1x1 map on the run's image size."""
+    convs: list[str] = []
+    if cfg.precision == "auto" and device.type == "cpu" and cfg.architecture != "MLP" and cfg.image_size:
+        from mimax.data import DATASET_CHANNELS
+        from mimax.nets.backbones import convolutions_of_a_single_pixel
+
+        shape = (DATASET_CHANNELS.get(cfg.dataset, 3), cfg.image_size, cfg.image_size)
+        convs = convolutions_of_a_single_pixel(cfg.architecture, shape, cfg.mlp_hidden_dim, cfg.resnet_width)
+    return resolve_precision(cfg.precision, device, cfg.architecture, convs)
 
 
 class StepPrecision:

@@ -23,7 +23,7 @@ from mimax.data import build_data
 from mimax.engine.divergence import NonFiniteGuard, check_weights
 from mimax.engine.loggers import build_loggers
 from mimax.engine.optim import build_optimizer, lr_factor, set_learning_rates
-from mimax.engine.precision import StepPrecision, prepare_model, resolve_precision, to_layout
+from mimax.engine.precision import StepPrecision, prepare_model, resolve_run_precision, to_layout
 from mimax.engine.preemption import Preempted, Preemption
 from mimax.engine.progress import ConsoleLog, eta_seconds, format_duration, format_eval, format_mi
 from mimax.engine.records import Checkpoints, EvalLog, MetricsLog, SeedRecord
@@ -270,7 +270,7 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
     device = distributed.init_from_env(cfg.device)
     main, rank, world = distributed.is_main(), distributed.rank(), distributed.world_size()
     if cfg.precision == "auto":  # run_experiment resolves it first; a direct call resolves it here
-        cfg.precision = resolve_precision(cfg.precision, device, cfg.architecture)[0]
+        cfg.precision = resolve_run_precision(cfg, device)[0]
     seed_everything(seed_dir.seed)
     data = build_data(cfg, device, seed_dir.seed, rank, world)  # its view loader loads this rank's share
     # Re-seeded after the data, whose set-up draws a method-dependent amount of randomness (view recipes):

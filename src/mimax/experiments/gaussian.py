@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from mimax.config import Config, config_from_args, resolve
 from mimax.engine.experiment import create_experiment, finish_experiment
-from mimax.engine.precision import resolve_precision
+from mimax.engine.precision import resolve_run_precision
 from mimax.engine.trainer import train_run
 from mimax.errors import ConfigError, OneLineParser
 from mimax.experiments.trajectories import TrajectoryRecorder
@@ -244,7 +244,7 @@ def _run_demo(out: Path, runs: list[DemoRun], cfgs: list[Config], args: argparse
     torch.set_num_threads(1)  # as its workers: every env.json records the threads the runs trained with
     try:
         for cfg in cfgs:
-            cfg.precision = resolve_precision(cfg.precision, device, cfg.architecture)[0]
+            cfg.precision = resolve_run_precision(cfg, device)[0]
             experiments.append(create_experiment(cfg, device))
             experiments[-1].write_status("incomplete")
         _train_all(runs, cfgs, experiments, bar, args.num_workers, t0)
