@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mimax.data import DATASET_CHANNELS
+from mimax.nets.backbones import convolutions_of_a_single_pixel
 from mimax.runtime.device import PRECISION_DTYPES
 
 DTYPES = PRECISION_DTYPES
@@ -77,9 +79,6 @@ def resolve_run_precision(cfg: Any, device: torch.device) -> tuple[str, str]:
     convolutions of a 1x1 map on the run's image size."""
     convs: list[str] = []
     if cfg.precision == "auto" and device.type == "cpu" and cfg.architecture != "MLP" and cfg.image_size:
-        from mimax.data import DATASET_CHANNELS
-        from mimax.nets.backbones import convolutions_of_a_single_pixel
-
         shape = (DATASET_CHANNELS.get(cfg.dataset, 3), cfg.image_size, cfg.image_size)
         convs = convolutions_of_a_single_pixel(cfg.architecture, shape, cfg.mlp_hidden_dim, cfg.resnet_width)
     return resolve_precision(cfg.precision, device, cfg.architecture, convs)
