@@ -50,6 +50,10 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
 
     two = torchrun([str(WORKER), str(tmp_path / "two.pt")])
     assert two.returncode == 0, why(two)
+    for rank in (0, 1):  # the process group is gone with its threads once shut down: a gloo worker thread
+        # still alive when the interpreter finalizes aborts the process (SIGABRT) when it frees its last tensors
+        threads = (tmp_path / f"two.pt.rank{rank}.threads").read_text().split()
+        assert not [t for t in threads if "gloo" in t], (rank, threads)
     ref = {name: losses_and_grads(name) for name in METHODS}  # this process: one rank, the whole batch
     dist = _load(tmp_path / "two.pt")
 

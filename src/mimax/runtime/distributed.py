@@ -29,11 +29,18 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_functional
 from torch import Tensor, nn
 
 from mimax.errors import ConfigError
 from mimax.runtime.device import resolve_device
 
+# Imported here, before any process group exists, on purpose: its functions take ``group=group.WORLD`` as a
+# default argument, evaluated when the module is first imported. Imported after init_process_group (as
+# DistributedDataParallel's constructor does lazily), the default pins the world process group for the life of
+# the process: destroy_process_group then leaves gloo's worker threads running, and a worker that frees its last
+# collective's tensors while the interpreter finalizes aborts the process ("terminate called without an active
+# exception", SIGABRT, in about 1 of 40 two-process CPU runs here; tests/runtime/test_distributed.py).
 # torch 2.x marks torch.distributed.nn.functional.all_gather deprecated in favour of a private
 # (underscore) module; the public function is still the documented autograd-aware gather.
 warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
@@ -117,9 +124,7 @@ def gather_batch(x: Tensor) -> Tensor:
     """
     if not is_distributed() or world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return _ContiguousGrad.apply(torch.cat(all_gather(x), dim=0))
+    return _ContiguousGrad.apply(torch.cat(dist_functional.all_gather(x, group=dist.group.WORLD), dim=0))
 
 
 class _ContiguousGrad(torch.autograd.Function):
