@@ -132,3 +132,15 @@ def test_a_model_whose_init_needs_data_is_accepted_and_built():
     cfg = resolve(dict(dataset="Digits", architecture="regnet_x_400mf", image_size=72))
     net, dim = build_backbone(cfg.architecture, (1, 72, 72))
     assert dim == 400 and net(torch.randn(2, 1, 72, 72)).shape == (2, 400)
+
+
+@pytest.mark.parametrize("architecture", ["resnet34", "mobilenet_v3_small", "timm:resnet10t"])
+def test_a_dataset_preset_width_does_not_refuse_other_architectures(architecture):
+    """FashionMNIST's preset trains a width-16 ResNet18; any other backbone keeps its own width. The preset's
+    width was checked as if the user had given --resnet_width, refusing every other architecture on the dataset
+    the docs use for CPU runs. A width the user gives to another architecture is still refused."""
+    cfg = resolve(dict(dataset="FashionMNIST", model_name="SimCLR", architecture=architecture))
+    assert cfg.resnet_width == 64 and cfg.architecture == architecture
+    assert resolve(dict(dataset="FashionMNIST", model_name="SimCLR")).resnet_width == 16  # the preset's own ResNet18
+    with pytest.raises(ConfigError, match="--resnet_width: scales mimax's ResNet18/ResNet50 only"):
+        resolve(dict(dataset="FashionMNIST", model_name="SimCLR", architecture=architecture, resnet_width=16))

@@ -22,6 +22,7 @@ from mimax.errors import ConfigError
 from mimax.fit import fit_to_run
 from mimax.methods import METHODS
 from mimax.methods.registry import canonical_name
+from mimax.nets.backbones import WIDTH_SCALED
 from mimax.paradigms import Method
 
 BASE_PRESET: dict[str, Any] = dict(
@@ -219,6 +220,8 @@ def resolve_with_notes(given: dict[str, Any]) -> tuple[Config, list[str]]:
             own.setdefault(key, val)
         elif values.get(key) is None:
             values[key] = val
+    if given.get("resnet_width") is None and values.get("architecture") not in WIDTH_SCALED:
+        values["resnet_width"] = BASE_PRESET["resnet_width"]  # a dataset preset's width: mimax's ResNets only
     values["method_options"] = own
     values["unused"] = unused
     fitted = fit_to_run(values, given)

@@ -138,8 +138,8 @@ class Config:
     gpu_augment: bool = _opt(False, "batched augmentation on the training device (CPU too), independent "
                                     "random parameters per image, instead of per-image torchvision "
                                     "transforms in DataLoader workers", group="speed")
-    resnet_width: int | None = _opt(None, "base width of the ResNet (channels of its first stage; auto: 64, 16 "
-                                          "on FashionMNIST, the CPU protocol)", group="model")
+    resnet_width: int | None = _opt(None, "base width of mimax's ResNet18/50 (channels of its first stage; "
+                                          "auto: 64, 16 on FashionMNIST, the CPU protocol)", group="model")
     image_size: int | None = _opt(None, "side of the square crops trained and evaluated on (auto: the "
                                         "dataset's native size; 224 for ImageNet100; ImageFolder/Folder: the "
                                         "images' median shorter side, at most 224)", optional=True,

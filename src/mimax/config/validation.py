@@ -21,7 +21,7 @@ from mimax.config.schema import OPTIONAL_FIELDS, Config
 from mimax.data import DATASET_CHANNELS, IMAGE_DATASETS, check_data
 from mimax.errors import ConfigError
 from mimax.methods import METHODS
-from mimax.nets.backbones import ArchitectureError, check_backbone, parse_architecture
+from mimax.nets.backbones import WIDTH_SCALED, ArchitectureError, check_backbone, parse_architecture
 from mimax.runtime.device import DEVICE_RE, resolve_device
 from mimax.runtime.distributed import launched_world_size
 
@@ -114,7 +114,7 @@ def validate_launch(cfg: Config) -> None:
     # convolution with 2-6 input channels (measured on an AMD EPYC: "corrupted double-linked list", SIGABRT);
     # a mimax ResNet's first downsampling convolution has resnet_width input channels.
     _check(not (cfg.channels_last and device.type == "cpu" and cfg.resnet_width < 8
-                and cfg.architecture in ("ResNet18", "ResNet50") and torch.backends.cpu.get_cpu_capability() == "AVX2"),
+                and cfg.architecture in WIDTH_SCALED and torch.backends.cpu.get_cpu_capability() == "AVX2"),
            "channels_last", f"on this CPU (AVX2 kernels) torch's channels-last 1x1 strided convolution corrupts memory "
            f"with fewer than 8 input channels (--resnet_width {cfg.resnet_width}); use --resnet_width 8 or more, or "
            "leave --channels_last out (it speeds up GPUs and AVX-512 CPUs, not this one)")
@@ -178,7 +178,7 @@ def _validate_architecture(cfg: Config) -> None:
         parse_architecture(cfg.architecture)
     except ArchitectureError as err:
         raise ConfigError("--architecture", str(err)) from None
-    _check(cfg.resnet_width == 64 or cfg.architecture in ("ResNet18", "ResNet50"), "resnet_width",
+    _check(cfg.resnet_width == 64 or cfg.architecture in WIDTH_SCALED, "resnet_width",
            f"scales mimax's ResNet18/ResNet50 only, not {cfg.architecture} (its width is the model's own)")
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 CIFAR_STEM_MAX_SIZE = SMALL_IMAGE = 64  # sides up to this: the CIFAR stem (ResNets), small patches (timm ViTs)
 MIMAX_ARCHITECTURES = ("MLP", "ResNet18", "ResNet50")
+WIDTH_SCALED = ("ResNet18", "ResNet50")  # the architectures --resnet_width scales (mimax's ResNets)
 
 
 class ArchitectureError(ValueError):
