@@ -85,13 +85,32 @@ def test_stem_and_patch_rules():
     assert dim == 768 and net.image_size == 32
 
 
-def test_vit_position_embedding_and_class_token_skip_weight_decay():
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "lars"])
+def test_vit_position_embedding_and_class_token_skip_weight_decay(optimizer):
+    """One step on zero gradients: weight decay alone moves a parameter. A ViT's position embedding and class
+    token (timm's and torchvision's) stay put under every optimizer, while its weight matrices decay. They were
+    kept out of LARS's decay only, and decayed by 1 - lr*wd per step under SGD, Adam and AdamW."""
+    from torchvision.models import VisionTransformer
+
+    from mimax.engine.optim import build_optimizer
     from mimax.paradigms.base import param_groups
 
-    net, _ = build_backbone("timm:vit_tiny_patch16_224", (3, 32, 32))
-    decayed, skipped = param_groups(net)
-    assert any(p is net.pos_embed for p in skipped["params"]) and any(p is net.cls_token for p in skipped["params"])
-    assert not any(p is net.pos_embed for p in decayed["params"])
+    timm_vit, _ = build_backbone("timm:vit_tiny_patch16_224", (3, 32, 32))
+    tv_vit = VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
+    for net, tokens, weight in ((timm_vit, ("pos_embed", "cls_token"), "patch_embed.proj.weight"),
+                                (tv_vit, ("encoder.pos_embedding", "class_token"), "conv_proj.weight")):
+        params = dict(net.named_parameters())
+        with torch.no_grad():
+            for p in params.values():
+                p.normal_()
+        before = {n: p.detach().clone() for n, p in params.items()}
+        opt = build_optimizer(optimizer, param_groups(net), lr=0.1, weight_decay=0.05, momentum=0.9)
+        for p in params.values():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        for name in tokens:
+            assert torch.equal(params[name], before[name]), (optimizer, name)
+        assert not torch.equal(params[weight], before[weight]), (optimizer, weight)  # weights do decay
 
 
 @pytest.mark.parametrize("name,fragment", [

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torchvision.models import VisionTransformer
 
 from mimax.errors import MethodError
 from mimax.nets import Encoder, EncoderSpec
@@ -36,30 +37,35 @@ ParamGroup = dict[str, Any]
 
 
 def param_groups(module: nn.Module, **options: Any) -> list[ParamGroup]:
-    """Split a module's parameters into weights and biases/norm parameters (``ndim <= 1``).
+    """Split a module's parameters into weights, biases/norm parameters (``ndim <= 1``) and the tokens a
+    transformer must not decay.
 
-    Parameters a timm submodule lists in its ``no_weight_decay()`` (a ViT's position embedding and class
-    token) join the second group, as in timm's own optimizer factory.
-    The second group is marked ``exclude_from_lars`` so that LARS applies neither weight decay nor the
-    trust ratio to it (You et al., 2017; as in SimCLR and BYOL). Extra ``options`` go on both groups.
+    The second and third groups are marked ``exclude_from_lars`` so that LARS applies neither weight decay nor
+    the trust ratio to them (You et al., 2017; as in SimCLR and BYOL). The third group, a ViT's position
+    embedding and class token (what a timm submodule lists in its ``no_weight_decay()``, and torchvision's
+    ``VisionTransformer``'s ``class_token`` and ``encoder.pos_embedding``), gets no weight decay under any
+    optimizer, as timm's optimizer factory does. Extra ``options`` go on every group.
     """
-    no_decay = _timm_no_weight_decay(module)
+    no_decay = _no_weight_decay(module)
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-    weights = [p for n, p in named if p.ndim > 1 and n not in no_decay]
-    others = [p for n, p in named if p.ndim <= 1 or n in no_decay]
-    groups = [{"params": weights, "exclude_from_lars": False, **options},
-              {"params": others, "exclude_from_lars": True, **options}]
-    return [g for g in groups if g["params"]]
+    groups = [{"params": [p for n, p in named if p.ndim > 1 and n not in no_decay], "exclude_from_lars": False},
+              {"params": [p for n, p in named if p.ndim <= 1 and n not in no_decay], "exclude_from_lars": True},
+              {"params": [p for n, p in named if n in no_decay], "exclude_from_lars": True, "weight_decay": 0.0}]
+    return [{**g, **options} for g in groups if g["params"]]
 
 
-def _timm_no_weight_decay(module: nn.Module) -> set[str]:
-    """Full names of the parameters that submodules exclude from weight decay via timm's
-    ``no_weight_decay()`` convention."""
+def _no_weight_decay(module: nn.Module) -> set[str]:
+    """Full names of the parameters excluded from weight decay: those submodules list via timm's
+    ``no_weight_decay()`` convention, and a torchvision ViT's class token and position embedding."""
     names: set[str] = set()
     for prefix, sub in module.named_modules():
+        own = set()
         hook = getattr(sub, "no_weight_decay", None)
         if callable(hook):
-            names |= {f"{prefix}.{n}" if prefix else n for n in hook()}
+            own |= set(hook())
+        if isinstance(sub, VisionTransformer):
+            own |= {"class_token", "encoder.pos_embedding"}
+        names |= {f"{prefix}.{n}" if prefix else n for n in own}
     return names
 
 
