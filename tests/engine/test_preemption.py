@@ -29,6 +29,7 @@ from mimax.data.gaussian import GaussianViewLoader
 from mimax.engine.preemption import EXIT_PREEMPTED
 from mimax.store import faults
 from mimax.store.atomic import read_csv
+from mimax.store.checkpoint import save_checkpoint
 from mimax.store.rundir import SeedDir
 
 
@@ -231,3 +232,28 @@ def test_resume_auto_starts_then_continues(tmp_path, reference, capsys):
     assert main(["train", *kh.ARGS, "--resume", "auto"]) == 2
     assert capsys.readouterr().err.strip() == ("mimax: error: --resume: auto needs --output_dir (the run to "
                                                "continue, or to start there)")
+
+
+def test_a_resumed_epoch_reports_the_time_and_throughput_of_all_its_steps(tmp_path, capsys):
+    """A mid-epoch checkpoint keeps the epoch's training time so far; the resumed epoch's ``epoch_time_s`` adds
+    both sessions and ``images_per_s`` divides all its images by it. Here the first session is made to have
+    taken 1000 s (written into its checkpoint): before, the resumed epoch reported only the second session's
+    time and all the epoch's images over it (10-20x the real throughput)."""
+    out = tmp_path / "exp"
+    faults.arm_signal("SIGTERM:step:2")  # epoch 1 of 4 steps, stopped after its second
+    try:
+        assert kh.run_in_process([*kh.ARGS, "--num_runs", "1", "--output_dir", str(out)]) == EXIT_PREEMPTED
+    finally:
+        faults.arm_signal(None)
+    ckpt_file = _checkpoints(out / "seed_0")[-1]
+    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+    assert ckpt["partial"]["in_epoch"] == 2 and 0 < ckpt["partial"]["elapsed_s"] < 1000
+    ckpt["partial"]["elapsed_s"] = 1000.0
+    save_checkpoint(ckpt, ckpt_file)  # sealed again with its checksum
+    assert kh.run_in_process(["--resume", str(out)]) == 0
+    rows = read_csv(out / "seed_0" / "metrics.csv")
+    first, later = rows[0], rows[1:]
+    assert 1000 < float(first["epoch_time_s"]) < 1000 + 60
+    assert float(first["images_per_s"]) == pytest.approx(4 * 64 / float(first["epoch_time_s"]), abs=0.051)  # 1 decimal
+    assert all(float(r["epoch_time_s"]) < 60 for r in later)  # the uninterrupted epochs: their own time
+    capsys.readouterr()

@@ -149,7 +149,7 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
         state.epoch += 1
         state.extra.pop("mi", None)  # the MI monitor puts this epoch's estimates here, if it measures
         first, totals = t.resume_point()  # mid-epoch after a preemption: its later steps only
-        clock = start_epoch_clock(state.device)
+        clock = totals.started = start_epoch_clock(state.device)
         bar = tqdm(t.batches(state.epoch, first), total=t.steps_per_epoch, initial=first,
                    desc=f"seed {state.seed} epoch {state.epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True,
                    disable=None if (progress and main) else True)  # on a terminal, rank 0 only
@@ -170,10 +170,10 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
             state.step += 1
             if t.guard.due():
                 t.guard.check(t.steps_per_epoch, t.checkpoints.last_good())
-            totals.show(bar, state.step, t.steps_per_epoch, terms, lr, clock, x_a.shape[0])
+            totals.show(bar, state.step, t.steps_per_epoch, terms, lr, x_a.shape[0])
             t.after_step(in_epoch, totals, lr)  # --save_every_minutes, SIGTERM/SIGUSR1
         bar.close()
-        elapsed = stop_epoch_clock(state.device, clock)
+        elapsed = totals.earlier_s + stop_epoch_clock(state.device, clock)  # a resumed epoch: both sessions
         peak = peak_memory_gb(state.device)  # this epoch's training steps, before monitors and evaluation
         t.guard.check(t.steps_per_epoch, t.checkpoints.last_good())
         saved, stop = False, None
@@ -194,24 +194,33 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
 
 
 class LossTotals:
-    """Per-epoch sums of the loss terms, kept on the device (no host sync per step)."""
+    """Per-epoch sums of the loss terms, kept on the device (no host sync per step), and the epoch's training
+    time: a mid-epoch checkpoint keeps the time spent so far, so that a resumed epoch's ``epoch_time_s`` and
+    ``images_per_s`` are those of all its steps, not of the steps after the resumption."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
         self.lr = 0.0  # the learning rate of the last step (a resumed epoch may have no step left)
+        self.earlier_s = 0.0  # training seconds of this epoch before the resumption
+        self.started = time.perf_counter()  # this session's start of the epoch (train_epochs sets it)
 
     @classmethod
     def restore(cls, partial: dict[str, Any], device: torch.device) -> LossTotals:
         totals = cls()
         totals.sums = {k: v.to(device) for k, v in partial["sums"].items()}
         totals.count, totals.lr = int(partial["count"]), float(partial["lr"])
+        totals.earlier_s = float(partial.get("elapsed_s", 0.0))  # absent from older checkpoints
         return totals
 
     def partial(self, lr: float, skipped: int) -> dict[str, Any]:
         """What a mid-epoch checkpoint keeps so that the epoch's metrics row comes out the same."""
         return {"sums": {k: v.detach().cpu() for k, v in self.sums.items()}, "count": self.count, "lr": lr,
-                "skipped": skipped}
+                "skipped": skipped, "elapsed_s": self.elapsed()}
+
+    def elapsed(self) -> float:
+        """Training seconds of this epoch so far, over every session."""
+        return self.earlier_s + time.perf_counter() - self.started
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
         for k, v in terms.items():
@@ -222,11 +231,11 @@ class LossTotals:
         return {k: (v / self.count).item() for k, v in self.sums.items()}
 
     def show(self, bar: Any, step: int, steps_per_epoch: int, terms: dict[str, torch.Tensor], lr: float,
-             clock: float, batch: int) -> None:
+             batch: int) -> None:
         """Refresh the progress bar about ten times per epoch (``.item()`` syncs: only when shown)."""
         if bar.disable or not self.count or step % max(1, steps_per_epoch // 10):
             return
-        rate = self.count * batch / (time.perf_counter() - clock)
+        rate = self.count * batch / self.elapsed()
         bar.set_postfix(loss=f"{terms['loss'].item():.4f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}", refresh=False)
 
 
