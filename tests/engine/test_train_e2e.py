@@ -209,3 +209,29 @@ def test_tensorboard_event_files_hold_the_epoch_scalars(tmp_path):
     rows = read_rows(out / "seed_0" / "metrics.csv")
     assert [e.value for e in loss] == pytest.approx([float(r["loss"]) for r in rows], rel=1e-6)
     assert any(tag.startswith("eval/SimCLR/") for tag in acc.Tags()["scalars"])
+    # epoch 0 (the random init's evaluation, the MI before the first step) as in eval.csv and mi.csv
+    evals = read_rows(out / "seed_0" / "eval.csv")
+    assert [e.step for e in acc.Scalars("eval/SimCLR/knn")] == [int(r["epoch"]) for r in evals] == [0, 2]
+    assert [e.value for e in acc.Scalars("eval/SimCLR/knn")] == pytest.approx([float(r["knn"]) for r in evals])
+    mi = [tag for tag in acc.Tags()["scalars"] if tag.startswith("mi/")]
+    assert mi and all(acc.Scalars(tag)[0].step == 0 for tag in mi)
+
+
+def test_a_resumed_tensorboard_log_drops_the_epochs_past_the_checkpoint(tmp_path):
+    """A killed session logged epochs 3 and 4 past its epoch-2 checkpoint; the resumed session trains them
+    again. TensorBoard shows each epoch once, with the resumed values (its purge_step); before, twice."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mimax.engine.loggers import TensorBoardLogger
+
+    killed = TensorBoardLogger(tmp_path)
+    for epoch in (1, 2, 3, 4):
+        killed.log({"train/loss": float(epoch)}, epoch)
+    killed.close()
+    resumed = TensorBoardLogger(tmp_path, resumed_epoch=2)
+    for epoch in (3, 4, 5):
+        resumed.log({"train/loss": 10.0 * epoch}, epoch)
+    resumed.close()
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(1, 1), (2, 2), (3, 30), (4, 40), (5, 50)]

@@ -80,3 +80,24 @@ def test_wandb_flags_are_validated(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "mimax: error: --wandb_mode: expected online, offline or disabled (got 'sometimes')")
     assert not (tmp_path / "r").exists()
+
+
+def test_wandb_without_a_login_is_one_line_and_leaves_nothing(tmp_path):
+    """Online mode (the default) with no API key: W&B's UsageError was a 40-line traceback with exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), NETRC=str(tmp_path / "no.netrc"), OMP_NUM_THREADS="1", WANDB_SILENT="true")
+    out = tmp_path / "r"
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), *TINY_GAUSSIAN, "--epochs", "1", "--wandb",
+                           "--output_dir", str(out)], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert lines[-1].startswith("mimax: error: --wandb: W&B could not start a run (") and "wandb login" in lines[-1]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()

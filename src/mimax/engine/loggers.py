@@ -17,6 +17,7 @@ import string
 from pathlib import Path
 from typing import Any, Protocol
 
+from mimax.errors import ConfigError
 from mimax.naming import ascii_tag
 from mimax.store.atomic import atomic_write_text
 from mimax.store.rundir import SeedDir
@@ -29,12 +30,15 @@ class ScalarLogger(Protocol):
 
 
 class TensorBoardLogger:
-    """Event files in ``seed_<k>/tensorboard``."""
+    """Event files in ``seed_<k>/tensorboard``. A run resumed after epoch ``resumed_epoch`` purges the events a
+    killed session wrote past its checkpoint (TensorBoard's ``purge_step``): the epochs it trains again are
+    not shown twice."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, resumed_epoch: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        purge = None if resumed_epoch is None else resumed_epoch + 1
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
     def log(self, scalars: dict[str, float], epoch: int) -> None:
         for k, v in scalars.items():
@@ -61,10 +65,14 @@ class WandbLogger:
         import wandb
 
         exp = sd.path.parent.name
-        self.run = wandb.init(
-            project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode, id=wandb_run_id(sd.wandb_json),
-            resume="allow", dir=str(sd.path), name=f"{exp}/seed_{sd.seed}", group=exp, config=cfg.to_dict(),
-            reinit="finish_previous")
+        try:
+            self.run = wandb.init(
+                project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode,
+                id=wandb_run_id(sd.wandb_json), resume="allow", dir=str(sd.path), name=f"{exp}/seed_{sd.seed}",
+                group=exp, config=cfg.to_dict(), reinit="finish_previous")
+        except Exception as err:  # no API key, no network, a bad entity: W&B's own exception types vary
+            raise ConfigError("--wandb", f"W&B could not start a run ({first_line(err)}); run `wandb login`, or "
+                                         "give --wandb_mode offline (`wandb sync` uploads later)") from None
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
 
@@ -75,10 +83,16 @@ class WandbLogger:
         self.run.finish()
 
 
-def build_loggers(cfg, sd: SeedDir) -> list[ScalarLogger]:
+def first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def build_loggers(cfg, sd: SeedDir, resumed_epoch: int | None = None) -> list[ScalarLogger]:
+    """The loggers ``cfg`` asks for; ``resumed_epoch``: the checkpoint's epoch when the seed is resumed."""
     loggers: list[ScalarLogger] = []
     if cfg.tensorboard:
-        loggers.append(TensorBoardLogger(sd.tensorboard_dir))
+        loggers.append(TensorBoardLogger(sd.tensorboard_dir, resumed_epoch))
     if cfg.wandb:
         loggers.append(WandbLogger(cfg, sd))
     return loggers

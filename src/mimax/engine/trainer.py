@@ -313,7 +313,8 @@ def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: 
     elif main:
         t.record.start(cfg, device, world)
     if main:
-        t.metrics = MetricsLog(seed_dir, build_loggers(cfg, seed_dir), state.epoch if ckpt_file is not None else None,
+        resumed = state.epoch if ckpt_file is not None else None
+        t.metrics = MetricsLog(seed_dir, build_loggers(cfg, seed_dir, resumed), resumed,
                                ckpt_file.name if ckpt_file is not None else "")
         t.record.status(state.epoch)
     return t
@@ -371,10 +372,12 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
         if first is not None:
             t.random_init = {f"Random init ({cfg.architecture})": first}
             t.evals.add(0, initial)  # now: a resumed run reads the epoch-0 rows from disk
+            t.metrics.log_eval(0, initial)
             log.phase(seed, f"{format_eval(t.random_init)} ({format_duration(time.perf_counter() - clock)})")
         clock = time.perf_counter()
         for cb in callbacks:
             cb.on_train_start(state)
+        t.metrics.log_mi(0, state.extra.get("mi"))
         if state.extra.get("mi"):
             log.phase(seed, f"before training: {format_mi(state.extra['mi'])} "
                             f"({format_duration(time.perf_counter() - clock)})")
