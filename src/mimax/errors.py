@@ -27,6 +27,14 @@ class ConfigError(UserError):
 class DataError(UserError):
     """Data that is missing or not in the expected layout; the message names the path and the layout."""
 
+    @classmethod
+    def one_line(cls, exc: DataError) -> DataError:
+        """A DataError raised in a DataLoader worker arrives with the worker's traceback in its message
+        ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its own last line."""
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        last = lines[-1] if lines else str(exc)
+        return cls(last.split("DataError: ", 1)[-1])
+
 
 class MethodError(UserError):
     """A user-defined method that does not keep the method contract (docs/extending.md), e.g. an objective

@@ -257,3 +257,34 @@ def test_a_resumed_epoch_reports_the_time_and_throughput_of_all_its_steps(tmp_pa
     assert float(first["images_per_s"]) == pytest.approx(4 * 64 / float(first["epoch_time_s"]), abs=0.051)  # 1 decimal
     assert all(float(r["epoch_time_s"]) < 60 for r in later)  # the uninterrupted epochs: their own time
     capsys.readouterr()
+
+
+EXIT_WITH_LIVE_WORKERS = """
+import sys
+sys.path.insert(0, {src!r})
+from mimax.config import resolve
+from mimax.data import build_data
+import torch
+cfg = resolve(dict(model_name="SimCLR", dataset="Folder", data_dir={data!r}, image_size=8, batch_size=8,
+                   monitor_size=4, num_workers=2))
+LOADER = build_data(cfg, torch.device("cpu"), 0).train_views  # a module global: alive at interpreter exit
+for _ in LOADER.epoch(1):
+    pass
+print("iterated", flush=True)
+"""
+
+
+def test_a_process_exits_while_a_loader_with_workers_is_still_alive(tmp_path):
+    """mimax's workers ignore SIGTERM (preemption is the training process's); multiprocessing's exit hook
+    SIGTERMs daemonic children and joins them without a timeout, so a loader alive at exit (a module global,
+    or a reference cycle the GC had not collected: a finished `mimax train` with --num_workers 2) hung the
+    process forever. mimax's own exit hook shuts the workers down first."""
+    write_class_tree(tmp_path / "jpg", ["a"], per_class=16, ext=".jpg", size=(20, 14))
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT_WITH_LIVE_WORKERS.format(src=str(ROOT / "src"), data=str(tmp_path / "jpg")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process hung at exit, joining DataLoader workers that ignore SIGTERM")
+    assert proc.returncode == 0 and "iterated" in proc.stdout, proc.stderr[-2000:]

@@ -7,7 +7,8 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from mimax.evaluation.probe import fit_linear_probe, knn_accuracy, linear_probe, standardizer
+from mimax.errors import DataError
+from mimax.evaluation.probe import extract_features, fit_linear_probe, knn_accuracy, linear_probe, standardizer
 
 
 def blobs(n: int, d: int, k: int, spread: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,3 +163,23 @@ def test_knn_at_a_small_temperature_matches_the_float64_reference(splits, temper
     ref = knn_reference(xtr.double().numpy(), ytr.numpy(), xte.double().numpy(), yte.numpy(), 4, 20, temperature)
     assert knn_accuracy(xtr, ytr, xte, yte, 4, k=20, temperature=temperature) == pytest.approx(ref, abs=1 / len(yte))
 
+
+
+class _Unreadable(torch.utils.data.Dataset):
+    """Image 5 of 12 cannot be decoded (as mimax's folder datasets say it, in a DataLoader worker)."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int):
+        if i == 5:
+            raise DataError("/data/cat/005.png: cannot decode image (image file is truncated); delete or replace it")
+        return torch.zeros(3), 0
+
+
+def test_an_unreadable_image_met_by_a_feature_worker_is_one_line():
+    """With --num_workers 2 the evaluation's feature pass printed the worker's whole traceback as the "one line"
+    (only the training loader shortened it)."""
+    with pytest.raises(DataError) as err:
+        extract_features(lambda x: x, _Unreadable(), torch.device("cpu"), batch_size=4, num_workers=2)
+    assert str(err.value) == "/data/cat/005.png: cannot decode image (image file is truncated); delete or replace it"

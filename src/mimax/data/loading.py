@@ -34,7 +34,7 @@ from mimax import seeding
 from mimax.data.base import per_rank_batch
 from mimax.data.views import BatchedViews
 from mimax.errors import DataError
-from mimax.runtime.signals import leave_preemption_to_the_main_process
+from mimax.runtime.signals import leave_preemption_to_the_main_process, track_workers
 
 
 def to_device(x: Tensor, device: torch.device) -> Tensor:
@@ -110,13 +110,6 @@ class SeededItems(Dataset):
             return self.load(index)
 
 
-def _reraise_worker_error(exc: DataError) -> DataError:
-    """A DataError raised in a DataLoader worker arrives with the worker's traceback: keep one line."""
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-    last = lines[-1] if lines else str(exc)
-    return DataError(last.split("DataError: ", 1)[-1])
-
-
 class ImageViewLoader:
     """A :class:`~mimax.data.base.ViewLoader` of one rank (module docstring).
 
@@ -143,11 +136,11 @@ class ImageViewLoader:
         if self.images is None:
             self.sampler = _EpochBatches(self.plan)
             workers = dict(persistent_workers=True, prefetch_factor=prefetch_factor) if num_workers > 0 else {}
-            self.loader = DataLoader(SeededItems(pairs if pairs is not None else decode, n),
-                                     batch_sampler=self.sampler, num_workers=num_workers,
-                                     pin_memory=device.type == "cuda",
-                                     worker_init_fn=leave_preemption_to_the_main_process,
-                                     generator=seeding.generator(seeding.derive(seed, "workers")), **workers)
+            self.loader = track_workers(DataLoader(
+                SeededItems(pairs if pairs is not None else decode, n), batch_sampler=self.sampler,
+                num_workers=num_workers, pin_memory=device.type == "cuda",
+                worker_init_fn=leave_preemption_to_the_main_process,
+                generator=seeding.generator(seeding.derive(seed, "workers")), **workers))
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -188,4 +181,4 @@ class ImageViewLoader:
                 else:
                     yield to_device(batch[0], self.device), to_device(batch[1], self.device)
         except DataError as exc:
-            raise _reraise_worker_error(exc) from None
+            raise DataError.one_line(exc) from None

@@ -33,6 +33,7 @@ from mimax.fit import knn_k_for
 from mimax.methods import build_method
 from mimax.runtime import distributed
 from mimax.runtime.device import peak_memory_gb, start_epoch_clock, stop_epoch_clock
+from mimax.runtime.signals import shut_down_workers
 from mimax.seeding import seed_everything
 from mimax.store import faults
 from mimax.store.rundir import SeedDir
@@ -386,6 +387,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     try:
         train_epochs(t, list(callbacks), stop_epoch, progress)
     finally:
+        shut_down_workers()  # the seed's DataLoader workers stop now, whatever holds the loaders
         if t.metrics is not None:
             t.metrics.close()
     if state.epoch < cfg.epochs:

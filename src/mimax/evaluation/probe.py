@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from mimax.runtime.signals import leave_preemption_to_the_main_process
+from mimax.errors import DataError
+from mimax.runtime.signals import leave_preemption_to_the_main_process, track_workers
 
 
 @torch.no_grad()
@@ -39,13 +40,19 @@ def extract_features(fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]], datase
         x_all, y_all = dataset.tensors
         loader = ((x_all[i:i + batch_size], y_all[i:i + batch_size]) for i in range(0, len(dataset), batch_size))
     else:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                            worker_init_fn=leave_preemption_to_the_main_process)
+        loader = track_workers(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                          worker_init_fn=leave_preemption_to_the_main_process))
     feats, labels = [], []
-    for x, y in loader:
-        out = fn(x.to(device, non_blocking=True))
-        feats.append(tuple(o.float() for o in out) if isinstance(out, tuple) else out.float())
-        labels.append(y.to(device))
+    batches = iter(loader)
+    try:
+        for x, y in batches:
+            out = fn(x.to(device, non_blocking=True))
+            feats.append(tuple(o.float() for o in out) if isinstance(out, tuple) else out.float())
+            labels.append(y.to(device))
+    except DataError as exc:  # an unreadable image, met in a worker: one line, as the training loader says it
+        raise DataError.one_line(exc) from None
+    finally:
+        del batches  # an interrupted pass: its workers stop now, not when the traceback's frames are freed
     if feats and isinstance(feats[0], tuple):
         return tuple(torch.cat(parts) for parts in zip(*feats)), torch.cat(labels)
     return torch.cat(feats), torch.cat(labels)
