@@ -394,6 +394,18 @@ class Switched(JointMethod):
         """Squared distance, times the weight."""
         loss = (z_a - z_b).pow(2).mean() * (self.options.weight if self.options.flag_on else 2.0)
         return {"loss": loss}
+
+
+@dataclass(frozen=True)
+class NotMethodOptions:
+    weight: float = 1.0
+
+
+class PlainOptions(JointMethod):
+    Options = NotMethodOptions
+
+    def objective(self, z_a, z_b):
+        return {"loss": (z_a - z_b).pow(2).mean()}
 '''
 
 
@@ -413,6 +425,21 @@ def test_class_declarations_are_checked_in_one_line(tmp_path, capsys, name, mess
     err = capsys.readouterr().err.strip()
     assert err.startswith("mimax: error: ") and message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_options_that_are_not_method_options_are_one_line_in_train_and_methods(tmp_path, capsys):
+    """An ``Options`` dataclass that does not subclass MethodOptions was an AttributeError traceback ('names')."""
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    model, out = f"{tmp_path / 'decl.py'}:PlainOptions", tmp_path / "run"
+    message = (f"{model} declares Options = NotMethodOptions, which does not subclass mimax.paradigms.MethodOptions: "
+               "declare @dataclass(frozen=True) class MyOptions(MethodOptions)")
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", model, "--epochs", "1", "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mimax: error: --model_name: {message}") and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    assert main(["methods", model]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mimax: error: {model}: {message}") and len(err.splitlines()) == 1, err
 
 
 def test_user_options_through_flags_and_the_python_api_are_checked_alike(tmp_path, capsys):

@@ -9,7 +9,8 @@ register under the entry-point group ``mimax.methods``, and user classes named b
 
 The class must subclass one of the two paradigms (:class:`mimax.JointMethod`,
 :class:`mimax.SelfDistillationMethod`). Every failure is a :class:`MethodNotFound` with a one-line
-message (a missing module or file, a missing class, a class that is not a method).
+message (a missing module or file, a missing class, a class that is not a method, options that are not
+a :class:`~mimax.paradigms.MethodOptions` dataclass).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from mimax.errors import ConfigError
-from mimax.paradigms import JointMethod, Method, SelfDistillationMethod
+from mimax.paradigms import JointMethod, Method, MethodOptions, SelfDistillationMethod
 
 ENTRY_POINT_GROUP = "mimax.methods"
 FILE_MODULE_PREFIX = "mimax_user_methods"
@@ -110,10 +111,21 @@ def check_method_class(obj: object, origin: str) -> type[Method]:
         args = "z_a, z_b" if paradigm is JointMethod else "p, z"
         raise MethodNotFound(f"{origin} declares no objective: define objective(self, {args}) returning a dict "
                              f"with the 'loss' to minimize (docs/extending.md)")
-    names = obj.Options.names()
+    names = _check_options_class(obj, origin).names()
     if paradigm is SelfDistillationMethod:
         _check_self_distillation(obj, origin, names)
     return obj
+
+
+def _check_options_class(obj: type[Method], origin: str) -> type[MethodOptions]:
+    """The method's ``Options``, if it is a :class:`MethodOptions` dataclass, else MethodNotFound."""
+    options = obj.Options
+    if not (isinstance(options, type) and issubclass(options, MethodOptions)):
+        what = options.__name__ if isinstance(options, type) else f"a {type(options).__name__}"
+        raise MethodNotFound(f"{origin} declares Options = {what}, which does not subclass "
+                             "mimax.paradigms.MethodOptions: declare @dataclass(frozen=True) class MyOptions"
+                             "(MethodOptions) with fields made by option(default, help, source) (docs/extending.md)")
+    return options
 
 
 def _check_self_distillation(obj: type[SelfDistillationMethod], origin: str, names: set[str] | list[str]) -> None:
