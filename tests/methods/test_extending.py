@@ -397,6 +397,18 @@ class Switched(JointMethod):
 
 
 @dataclass(frozen=True)
+class RuleOption(MethodOptions):
+    target_update: str = option("alternate", "how g_ξ follows f_θ, as SDMI's option", "me")
+
+
+class RuleOpt(SelfDistillationMethod):
+    Options = RuleOption
+
+    def objective(self, p, z):
+        return {"loss": -torch.nn.functional.cosine_similarity(p, z).mean()}
+
+
+@dataclass(frozen=True)
 class NotMethodOptions:
     weight: float = 1.0
 
@@ -424,6 +436,21 @@ def test_class_declarations_are_checked_in_one_line(tmp_path, capsys, name, mess
                  "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mimax: error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value,message", [
+    # an AttributeError traceback (exit 1) from the EMA note; trained silently as copy, recording "foo"
+    ("ema", "--target_update: ema needs the option ema_momentum, which RuleOpt's Options do not declare: add "
+            "ema_momentum: float = option(0.99, ...) as BYOL does, or choose alternate or copy (docs/extending.md)"),
+    ("foo", "--target_update: expected alternate, ema or copy (got 'foo')"),
+])
+def test_a_user_target_update_option_is_checked_before_anything_is_created(tmp_path, capsys, value, message):
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", f"{tmp_path / 'decl.py'}:RuleOpt", "--target_update", value,
+                 "--epochs", "1", "--output_dir", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"mimax: error: {message}"
     assert not out.exists()
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mimax.errors import ConfigError
 from mimax.paradigms import JointMethod, Method, MethodOptions, SelfDistillationMethod
+from mimax.paradigms.self_distillation import TARGET_RULES
 
 ENTRY_POINT_GROUP = "mimax.methods"
 FILE_MODULE_PREFIX = "mimax_user_methods"
@@ -131,9 +132,9 @@ def _check_options_class(obj: type[Method], origin: str) -> type[MethodOptions]:
 def _check_self_distillation(obj: type[SelfDistillationMethod], origin: str, names: set[str] | list[str]) -> None:
     """The class attributes a self-distillation method declares: a known ``rule`` and ``reduction``, and the
     options its rule and its predictor read."""
-    rules, reductions = ("alternate", "ema", "copy"), ("mean", "sum")
-    if obj.rule not in rules:
-        raise MethodNotFound(f"{origin} declares rule = {obj.rule!r}; expected one of {', '.join(rules)}")
+    reductions = ("mean", "sum")
+    if obj.rule not in TARGET_RULES:
+        raise MethodNotFound(f"{origin} declares rule = {obj.rule!r}; expected one of {', '.join(TARGET_RULES)}")
     if obj.reduction not in reductions:
         raise MethodNotFound(f"{origin} declares reduction = {obj.reduction!r}; expected one of "
                              f"{', '.join(reductions)}")
