@@ -409,6 +409,18 @@ class RuleOpt(SelfDistillationMethod):
 
 
 @dataclass(frozen=True)
+class MomentumOnly(MethodOptions):
+    ema_momentum: float = option(0.99, "base EMA momentum m_0", "me")
+
+
+class EmaNoRuleOption(SelfDistillationMethod):
+    Options = MomentumOnly
+
+    def objective(self, p, z):
+        return {"loss": -torch.nn.functional.cosine_similarity(p, z).mean()}
+
+
+@dataclass(frozen=True)
 class NotMethodOptions:
     weight: float = 1.0
 
@@ -437,6 +449,32 @@ def test_class_declarations_are_checked_in_one_line(tmp_path, capsys, name, mess
     err = capsys.readouterr().err.strip()
     assert err.startswith("mimax: error: ") and message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_the_ema_note_advice_is_accepted_by_the_example_method(user_dir, tmp_path, capsys):
+    """docs/extending.md's SDBound was told to give --ema_min_time_constants 0 and then refused it."""
+    model = f"{user_dir}/my_methods/sd_bound.py:SDBound"
+    base = ["train", *TINY_GAUSSIAN, "--model_name", model, "--epochs", "1"]
+    assert main([*base, "--output_dir", str(tmp_path / "a")]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "EMA target" in line)
+    assert "m_0 = 0.9 (--ema_momentum 0.99 lowered" in note and "give --ema_min_time_constants 0 to keep 0.99" in note
+    assert main([*base, "--ema_min_time_constants", "0", "--output_dir", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "note: EMA target: m_0 = 0.99, " in out and "lowered" not in out
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["ema_min_time_constants"] == 0
+
+
+def test_an_ema_method_without_the_rule_option_is_told_how_to_declare_it(tmp_path, capsys):
+    """It gets the short-run rule's default; its note names the declaration, not a flag the method refuses."""
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    model = f"{tmp_path / 'decl.py'}:EmaNoRuleOption"
+    note = build_method(resolve({"model_name": model, "dataset": "Gaussian"}), (16,)).notes(10)[0]
+    assert note.endswith("EmaNoRuleOption's Options do not declare it, so the default applies: add "
+                         "ema_min_time_constants: float = ema_min_time_constants_option() (from mimax.paradigms) to "
+                         "make it a flag, then give --ema_min_time_constants 0 to keep 0.99)"), note
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", model, "--ema_min_time_constants", "0",
+                 "--output_dir", str(tmp_path / "run")]) == 2
+    assert "--ema_min_time_constants: EmaNoRuleOption does not read it" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value,message", [

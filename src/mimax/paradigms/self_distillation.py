@@ -169,7 +169,8 @@ class SelfDistillationMethod(Method):
 
     @property
     def ema_min_time_constants(self) -> float:
-        """The method's ``--ema_min_time_constants``; the default rule for a method that does not declare it."""
+        """The method's ``--ema_min_time_constants``; the default rule for a method whose options do not declare it
+        (the flag is then refused for it: :meth:`notes` says how to declare it)."""
         return getattr(self.options, "ema_min_time_constants", EMA_MIN_TIME_CONSTANTS)
 
     def after_step(self, step: int, total_steps: int) -> None:
@@ -185,7 +186,16 @@ class SelfDistillationMethod(Method):
             return [f"EMA target: m_0 = {given:g}, {spans:.4g} time constants over the {total_steps} steps"]
         return [f"EMA target: m_0 = {base:.4g} (--ema_momentum {given:g} lowered so that the target spans "
                 f"{spans:.3g} of its time constants over the run's {total_steps} steps, --ema_min_time_constants "
-                f"{self.ema_min_time_constants:g}; give --ema_min_time_constants 0 to keep {given:g})"]
+                f"{self.ema_min_time_constants:g}; {self._keep_momentum_advice(given)})"]
+
+    def _keep_momentum_advice(self, given: float) -> str:
+        """How to keep the given ``m_0``: the flag, for a method whose options declare ``ema_min_time_constants``;
+        else the declaration that makes it a flag (the paradigm applies the default rule without one)."""
+        if "ema_min_time_constants" in self.options.names():
+            return f"give --ema_min_time_constants 0 to keep {given:g}"
+        return (f"{self.name}'s Options do not declare it, so the default applies: add ema_min_time_constants: float "
+                "= ema_min_time_constants_option() (from mimax.paradigms) to make it a flag, then give "
+                f"--ema_min_time_constants 0 to keep {given:g}")
 
     def encoders(self) -> dict[str, Encoder]:
         if self.rule == "alternate":
