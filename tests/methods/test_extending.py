@@ -530,3 +530,23 @@ def test_user_options_through_flags_and_the_python_api_are_checked_alike(tmp_pat
     result = mimax.train(**base, method_options={"weight": 2}, data_dir=None)  # an int for a float is widened
     assert result["status"] == "complete"
     assert json.loads((tmp_path / "b" / "config.json").read_text())["method_options"]["weight"] == 2.0
+
+
+def test_resume_knows_the_user_methods_own_flags(tmp_path, capsys):
+    """On ``--resume RUN`` the run's method (its config.json) makes its own options flags, as ``--model_name``
+    does: they were "unrecognized arguments". The recorded value is accepted, another refused, as a built-in's."""
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", f"{tmp_path / 'decl.py'}:Switched", "--weight", "2",
+                 "--epochs", "2", "--stop_after", "1", "--output_dir", str(out)]) == 0
+    capsys.readouterr()
+    ckpt = out / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt"
+    for where, argv, changed in ((out, ["--weight", "3"], "weight=2.0; resuming with 3.0"),
+                                 (ckpt, ["--weight", "3"], "weight=2.0; resuming with 3.0"),
+                                 (out, ["--weight", "2", "--no_flag_on"], "flag_on=True; resuming with False")):
+        assert main(["train", "--resume", str(where), *argv]) == 2
+        flag = changed.partition("=")[0]
+        assert capsys.readouterr().err.strip() == (
+            f"mimax: error: --{flag}: the run in {out} was trained with {changed} is refused")
+    assert main(["train", "--resume", str(out), "--weight", "2", "--flag_on"]) == 0
+    assert [int(r["epoch"]) for r in rows(out / "seed_0" / "metrics.csv")] == [1, 2]
