@@ -394,6 +394,42 @@ class Switched(JointMethod):
         """Squared distance, times the weight."""
         loss = (z_a - z_b).pow(2).mean() * (self.options.weight if self.options.flag_on else 2.0)
         return {"loss": loss}
+
+
+@dataclass(frozen=True)
+class RuleOption(MethodOptions):
+    target_update: str = option("alternate", "how g_ξ follows f_θ, as SDMI's option", "me")
+
+
+class RuleOpt(SelfDistillationMethod):
+    Options = RuleOption
+
+    def objective(self, p, z):
+        return {"loss": -torch.nn.functional.cosine_similarity(p, z).mean()}
+
+
+@dataclass(frozen=True)
+class MomentumOnly(MethodOptions):
+    ema_momentum: float = option(0.99, "base EMA momentum m_0", "me")
+
+
+class EmaNoRuleOption(SelfDistillationMethod):
+    Options = MomentumOnly
+
+    def objective(self, p, z):
+        return {"loss": -torch.nn.functional.cosine_similarity(p, z).mean()}
+
+
+@dataclass(frozen=True)
+class NotMethodOptions:
+    weight: float = 1.0
+
+
+class PlainOptions(JointMethod):
+    Options = NotMethodOptions
+
+    def objective(self, z_a, z_b):
+        return {"loss": (z_a - z_b).pow(2).mean()}
 '''
 
 
@@ -413,6 +449,62 @@ def test_class_declarations_are_checked_in_one_line(tmp_path, capsys, name, mess
     err = capsys.readouterr().err.strip()
     assert err.startswith("mimax: error: ") and message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_the_ema_note_advice_is_accepted_by_the_example_method(user_dir, tmp_path, capsys):
+    """docs/extending.md's SDBound was told to give --ema_min_time_constants 0 and then refused it."""
+    model = f"{user_dir}/my_methods/sd_bound.py:SDBound"
+    base = ["train", *TINY_GAUSSIAN, "--model_name", model, "--epochs", "1"]
+    assert main([*base, "--output_dir", str(tmp_path / "a")]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "EMA target" in line)
+    assert "m_0 = 0.9 (--ema_momentum 0.99 lowered" in note and "give --ema_min_time_constants 0 to keep 0.99" in note
+    assert main([*base, "--ema_min_time_constants", "0", "--output_dir", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "note: EMA target: m_0 = 0.99, " in out and "lowered" not in out
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["ema_min_time_constants"] == 0
+
+
+def test_an_ema_method_without_the_rule_option_is_told_how_to_declare_it(tmp_path, capsys):
+    """It gets the short-run rule's default; its note names the declaration, not a flag the method refuses."""
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    model = f"{tmp_path / 'decl.py'}:EmaNoRuleOption"
+    note = build_method(resolve({"model_name": model, "dataset": "Gaussian"}), (16,)).notes(10)[0]
+    assert note.endswith("EmaNoRuleOption's Options do not declare it, so the default applies: add "
+                         "ema_min_time_constants: float = ema_min_time_constants_option() (from mimax.paradigms) to "
+                         "make it a flag, then give --ema_min_time_constants 0 to keep 0.99)"), note
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", model, "--ema_min_time_constants", "0",
+                 "--output_dir", str(tmp_path / "run")]) == 2
+    assert "--ema_min_time_constants: EmaNoRuleOption does not read it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value,message", [
+    # an AttributeError traceback (exit 1) from the EMA note; trained silently as copy, recording "foo"
+    ("ema", "--target_update: ema needs the option ema_momentum, which RuleOpt's Options do not declare: add "
+            "ema_momentum: float = option(0.99, ...) as BYOL does, or choose alternate or copy (docs/extending.md)"),
+    ("foo", "--target_update: expected alternate, ema or copy (got 'foo')"),
+])
+def test_a_user_target_update_option_is_checked_before_anything_is_created(tmp_path, capsys, value, message):
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", f"{tmp_path / 'decl.py'}:RuleOpt", "--target_update", value,
+                 "--epochs", "1", "--output_dir", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"mimax: error: {message}"
+    assert not out.exists()
+
+
+def test_options_that_are_not_method_options_are_one_line_in_train_and_methods(tmp_path, capsys):
+    """An ``Options`` dataclass that does not subclass MethodOptions was an AttributeError traceback ('names')."""
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    model, out = f"{tmp_path / 'decl.py'}:PlainOptions", tmp_path / "run"
+    message = (f"{model} declares Options = NotMethodOptions, which does not subclass mimax.paradigms.MethodOptions: "
+               "declare @dataclass(frozen=True) class MyOptions(MethodOptions)")
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", model, "--epochs", "1", "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mimax: error: --model_name: {message}") and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    assert main(["methods", model]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mimax: error: {model}: {message}") and len(err.splitlines()) == 1, err
 
 
 def test_user_options_through_flags_and_the_python_api_are_checked_alike(tmp_path, capsys):
@@ -438,3 +530,23 @@ def test_user_options_through_flags_and_the_python_api_are_checked_alike(tmp_pat
     result = mimax.train(**base, method_options={"weight": 2}, data_dir=None)  # an int for a float is widened
     assert result["status"] == "complete"
     assert json.loads((tmp_path / "b" / "config.json").read_text())["method_options"]["weight"] == 2.0
+
+
+def test_resume_knows_the_user_methods_own_flags(tmp_path, capsys):
+    """On ``--resume RUN`` the run's method (its config.json) makes its own options flags, as ``--model_name``
+    does: they were "unrecognized arguments". The recorded value is accepted, another refused, as a built-in's."""
+    (tmp_path / "decl.py").write_text(CLASS_MISTAKES)
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GAUSSIAN, "--model_name", f"{tmp_path / 'decl.py'}:Switched", "--weight", "2",
+                 "--epochs", "2", "--stop_after", "1", "--output_dir", str(out)]) == 0
+    capsys.readouterr()
+    ckpt = out / "seed_0" / "checkpoints" / "ckpt_epoch_0001.pt"
+    for where, argv, changed in ((out, ["--weight", "3"], "weight=2.0; resuming with 3.0"),
+                                 (ckpt, ["--weight", "3"], "weight=2.0; resuming with 3.0"),
+                                 (out, ["--weight", "2", "--no_flag_on"], "flag_on=True; resuming with False")):
+        assert main(["train", "--resume", str(where), *argv]) == 2
+        flag = changed.partition("=")[0]
+        assert capsys.readouterr().err.strip() == (
+            f"mimax: error: --{flag}: the run in {out} was trained with {changed} is refused")
+    assert main(["train", "--resume", str(out), "--weight", "2", "--flag_on"]) == 0
+    assert [int(r["epoch"]) for r in rows(out / "seed_0" / "metrics.csv")] == [1, 2]

@@ -45,7 +45,9 @@ def validate(cfg: Config) -> None:
     _check(cfg.mlp_hidden_dim >= 1, "mlp_hidden_dim", f"must be >= 1 (got {cfg.mlp_hidden_dim})")
     _validate_finite(cfg)
     _validate_machine(cfg)
-    method.Options.from_config(cfg).validate()
+    options = method.Options.from_config(cfg)
+    options.validate()
+    method.check_options(options)
     validate_launch(cfg)
 
 

@@ -9,7 +9,8 @@ register under the entry-point group ``mimax.methods``, and user classes named b
 
 The class must subclass one of the two paradigms (:class:`mimax.JointMethod`,
 :class:`mimax.SelfDistillationMethod`). Every failure is a :class:`MethodNotFound` with a one-line
-message (a missing module or file, a missing class, a class that is not a method).
+message (a missing module or file, a missing class, a class that is not a method, options that are not
+a :class:`~mimax.paradigms.MethodOptions` dataclass).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from mimax.errors import ConfigError
-from mimax.paradigms import JointMethod, Method, SelfDistillationMethod
+from mimax.paradigms import JointMethod, Method, MethodOptions, SelfDistillationMethod
+from mimax.paradigms.self_distillation import TARGET_RULES
 
 ENTRY_POINT_GROUP = "mimax.methods"
 FILE_MODULE_PREFIX = "mimax_user_methods"
@@ -110,18 +112,29 @@ def check_method_class(obj: object, origin: str) -> type[Method]:
         args = "z_a, z_b" if paradigm is JointMethod else "p, z"
         raise MethodNotFound(f"{origin} declares no objective: define objective(self, {args}) returning a dict "
                              f"with the 'loss' to minimize (docs/extending.md)")
-    names = obj.Options.names()
+    names = _check_options_class(obj, origin).names()
     if paradigm is SelfDistillationMethod:
         _check_self_distillation(obj, origin, names)
     return obj
 
 
+def _check_options_class(obj: type[Method], origin: str) -> type[MethodOptions]:
+    """The method's ``Options``, if it is a :class:`MethodOptions` dataclass, else MethodNotFound."""
+    options = obj.Options
+    if not (isinstance(options, type) and issubclass(options, MethodOptions)):
+        what = options.__name__ if isinstance(options, type) else f"a {type(options).__name__}"
+        raise MethodNotFound(f"{origin} declares Options = {what}, which does not subclass "
+                             "mimax.paradigms.MethodOptions: declare @dataclass(frozen=True) class MyOptions"
+                             "(MethodOptions) with fields made by option(default, help, source) (docs/extending.md)")
+    return options
+
+
 def _check_self_distillation(obj: type[SelfDistillationMethod], origin: str, names: set[str] | list[str]) -> None:
     """The class attributes a self-distillation method declares: a known ``rule`` and ``reduction``, and the
     options its rule and its predictor read."""
-    rules, reductions = ("alternate", "ema", "copy"), ("mean", "sum")
-    if obj.rule not in rules:
-        raise MethodNotFound(f"{origin} declares rule = {obj.rule!r}; expected one of {', '.join(rules)}")
+    reductions = ("mean", "sum")
+    if obj.rule not in TARGET_RULES:
+        raise MethodNotFound(f"{origin} declares rule = {obj.rule!r}; expected one of {', '.join(TARGET_RULES)}")
     if obj.reduction not in reductions:
         raise MethodNotFound(f"{origin} declares reduction = {obj.reduction!r}; expected one of "
                              f"{', '.join(reductions)}")

@@ -4,8 +4,8 @@ options (:class:`MethodOptions`)."""
 
 from mimax.paradigms.base import Method
 from mimax.paradigms.joint import JointMethod
-from mimax.paradigms.options import MethodOptions, TemperatureOptions, option, require
+from mimax.paradigms.options import MethodOptions, TemperatureOptions, ema_min_time_constants_option, option, require
 from mimax.paradigms.self_distillation import SelfDistillationMethod
 
-__all__ = ["JointMethod", "Method", "MethodOptions", "SelfDistillationMethod", "TemperatureOptions", "option",
-           "require"]
+__all__ = ["JointMethod", "Method", "MethodOptions", "SelfDistillationMethod", "TemperatureOptions",
+           "ema_min_time_constants_option", "option", "require"]

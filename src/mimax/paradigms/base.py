@@ -138,6 +138,11 @@ class Method(nn.Module):
             raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(options).__name__}")
         self.options = options
 
+    @classmethod
+    def check_options(cls, options: MethodOptions) -> None:
+        """Raise :class:`ConfigError` for option values the paradigm cannot train with (after the options' own
+        :meth:`~MethodOptions.validate`, before anything is created); nothing to check by default."""
+
     def optimizer_groups(self) -> dict[str, list[ParamGroup]]:
         return {"main": param_groups(self)}
 

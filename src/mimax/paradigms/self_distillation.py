@@ -26,10 +26,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from mimax.errors import ConfigError
 from mimax.nets import Encoder, EncoderSpec, build_encoder, mlp_head
 from mimax.objectives import LossTerms
 from mimax.paradigms.base import Method, ParamGroup, param_groups
-from mimax.paradigms.options import EMA_FLOOR, EMA_MIN_TIME_CONSTANTS, MethodOptions
+from mimax.paradigms.options import EMA_FLOOR, EMA_MIN_TIME_CONSTANTS, MethodOptions, check_ema, require
+
+TARGET_RULES = ("alternate", "ema", "copy")  # the ξ-steps a method's rule (or its target_update option) names
 
 
 def ema_momentum(step: int, total_steps: int, base: float) -> float:
@@ -74,7 +77,7 @@ class SelfDistillationMethod(Method):
         super().__init__(options, encoder, input_shape)
         # options a method may declare: target_update, predictor and projector_bn (SDMI), alternation_period,
         # target_init, ema_momentum and ema_min_time_constants (EMA targets), predictor_dim (methods with a predictor)
-        self.rule = getattr(options, "target_update", None) or self.rule
+        self.rule = self.rule_of(options)
         self.period = getattr(options, "alternation_period", 1)
         # a method's projector ends in BatchNorm by declaration (MoCo-v3, SimSiam) or by option (SDMI's projector_bn)
         last_bn = getattr(options, "projector_bn", self.projector_last_bn)
@@ -90,6 +93,26 @@ class SelfDistillationMethod(Method):
                            else build_encoder(encoder, input_shape, last_bn))
         if self.rule == "ema":
             self.target.requires_grad_(False)  # moved by after_step, never by an optimizer
+
+    @classmethod
+    def rule_of(cls, options: MethodOptions) -> str:
+        """The ξ-step these options choose: their ``target_update`` where the method declares one, else ``rule``."""
+        return getattr(options, "target_update", None) or cls.rule
+
+    @classmethod
+    def check_options(cls, options: MethodOptions) -> None:
+        """A ``target_update`` option names a rule (a user method may declare one, as SDMI does), and the EMA rule
+        has its momentum: an ``ema_momentum`` option in [0, 1), and ``ema_min_time_constants`` >= 0."""
+        if "target_update" in options.names():
+            require(options.target_update in (None, *TARGET_RULES), "target_update",
+                    f"expected {', '.join(TARGET_RULES[:-1])} or {TARGET_RULES[-1]} (got {options.target_update!r})")
+        if cls.rule_of(options) != "ema":
+            return
+        if "ema_momentum" not in options.names():
+            raise ConfigError("--target_update", f"ema needs the option ema_momentum, which {cls.name}'s Options do "
+                                                 "not declare: add ema_momentum: float = option(0.99, ...) as BYOL "
+                                                 "does, or choose alternate or copy (docs/extending.md)")
+        check_ema(options)
 
     # --- what a method declares -----------------------------------------------------------------
     def objective(self, p: Tensor, z: Tensor) -> LossTerms:
@@ -146,7 +169,8 @@ class SelfDistillationMethod(Method):
 
     @property
     def ema_min_time_constants(self) -> float:
-        """The method's ``--ema_min_time_constants``; the default rule for a method that does not declare it."""
+        """The method's ``--ema_min_time_constants``; the default rule for a method whose options do not declare it
+        (the flag is then refused for it: :meth:`notes` says how to declare it)."""
         return getattr(self.options, "ema_min_time_constants", EMA_MIN_TIME_CONSTANTS)
 
     def after_step(self, step: int, total_steps: int) -> None:
@@ -162,7 +186,16 @@ class SelfDistillationMethod(Method):
             return [f"EMA target: m_0 = {given:g}, {spans:.4g} time constants over the {total_steps} steps"]
         return [f"EMA target: m_0 = {base:.4g} (--ema_momentum {given:g} lowered so that the target spans "
                 f"{spans:.3g} of its time constants over the run's {total_steps} steps, --ema_min_time_constants "
-                f"{self.ema_min_time_constants:g}; give --ema_min_time_constants 0 to keep {given:g})"]
+                f"{self.ema_min_time_constants:g}; {self._keep_momentum_advice(given)})"]
+
+    def _keep_momentum_advice(self, given: float) -> str:
+        """How to keep the given ``m_0``: the flag, for a method whose options declare ``ema_min_time_constants``;
+        else the declaration that makes it a flag (the paradigm applies the default rule without one)."""
+        if "ema_min_time_constants" in self.options.names():
+            return f"give --ema_min_time_constants 0 to keep {given:g}"
+        return (f"{self.name}'s Options do not declare it, so the default applies: add ema_min_time_constants: float "
+                "= ema_min_time_constants_option() (from mimax.paradigms) to make it a flag, then give "
+                f"--ema_min_time_constants 0 to keep {given:g}")
 
     def encoders(self) -> dict[str, Encoder]:
         if self.rule == "alternate":
