@@ -281,3 +281,47 @@ def test_disk_full_at_a_fill_level(tmp_path, capsys, options):
 def test_disk_full_at_every_fill_level(tmp_path, capsys, options):
     code, err = _fill_and_recover(tmp_path, options, capsys)
     print(f"{options}: exit {code} {err}")
+
+
+def _wandb_layout(seed_dir: Path, run_id: str = "51y5btx3") -> None:
+    """What ``wandb.init(dir=seed_dir, id=run_id, mode="offline")`` leaves (W&B 0.19+): the run folder and
+    W&B's three relative links into it; ``wandb.json`` is mimax's record of the id."""
+    (seed_dir / "wandb.json").write_text(json.dumps({"id": run_id}) + "\n")
+    run = seed_dir / "wandb" / f"offline-run-20261207_234953-{run_id}"
+    for sub in ("files", "logs", "tmp"):
+        (run / sub).mkdir(parents=True)
+    (run / f"run-{run_id}.wandb").write_bytes(b":W&B\xe1\xbe\x00")
+    (run / "logs" / "debug.log").write_text("")
+    (seed_dir / "wandb" / "latest-run").symlink_to(run.name)
+    (seed_dir / "wandb" / "debug.log").symlink_to(f"{run.name}/logs/debug.log")
+
+
+@pytest.mark.parametrize("user_entry", ["notes.txt", "offline-run-20260101_000000-otherrun/keep.txt", "latest-run"])
+def test_overwrite_refuses_what_w_and_b_did_not_write_in_its_folder(tmp_path, capsys, user_entry):
+    """The whole wandb/ folder counted as mimax's: --overwrite deleted a user's notes in it, another W&B run's
+    folder, and followed nothing but removed a link the user had pointed elsewhere."""
+    out = tmp_path / "exp"
+    assert main([*RUN, "--output_dir", str(out), "--stop_after", "1"]) == 0
+    _wandb_layout(out / "seed_0")
+    wandb = out / "seed_0" / "wandb"
+    target = wandb / user_entry
+    if user_entry == "latest-run":
+        target.unlink()
+        (tmp_path / "elsewhere").mkdir()
+        target.symlink_to(tmp_path / "elsewhere")
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("mine")
+    capsys.readouterr()
+    assert main([*RUN, "--output_dir", str(out), "--overwrite"]) == 2
+    named = f"seed_0/wandb/{Path(user_entry).parts[0]}"
+    assert f"holds files mimax did not write ({named})" in capsys.readouterr().err
+    assert target.is_symlink() or target.read_text() == "mine"
+
+
+def test_overwrite_replaces_a_run_whose_wandb_folder_is_w_and_b_s_own(tmp_path):
+    out = tmp_path / "exp"
+    assert main([*RUN, "--output_dir", str(out), "--stop_after", "1"]) == 0
+    _wandb_layout(out / "seed_0")
+    assert main([*RUN, "--output_dir", str(out), "--overwrite"]) == 0
+    assert not (out / "seed_0" / "wandb").exists()

@@ -229,7 +229,8 @@ class SeedDir:
     def foreign_entries(self) -> list[Path]:
         """Entries of this seed directory mimax did not write: anything but its files (:attr:`OWN_FILES`,
         `mimax eval`'s records, atomic-write temp files), ``checkpoints/`` holding checkpoints only,
-        ``tensorboard/`` holding event files only, and W&B's ``wandb/`` folder; a symlink anywhere is foreign
+        ``tensorboard/`` holding event files only, and W&B's ``wandb/`` folder holding this seed's W&B run only
+        (:meth:`foreign_wandb_entries`); a symlink anywhere else is foreign
         (``--overwrite`` must not delete, or follow, what a user put there)."""
         def own_file(p: Path, named: Any) -> bool:  # a regular file (no symlink) named as mimax names its files
             return not p.is_symlink() and p.is_file() and bool(named(p.name) or TEMP_RE.match(p.name))
@@ -243,7 +244,32 @@ class SeedDir:
                 foreign.append(p)
             elif p.name in subdirs:
                 foreign += [q for q in p.iterdir() if not own_file(q, subdirs[p.name])]
+            else:
+                foreign += self.foreign_wandb_entries()
         return foreign
+
+    WANDB_LINKS = frozenset({"latest-run", "debug.log", "debug-internal.log"})
+
+    def foreign_wandb_entries(self) -> list[Path]:
+        """Entries of ``wandb/`` that W&B did not write for this seed's run: its own are the run folders
+        ``(offline-)run-<date>_<time>-<id>`` of the id in ``wandb.json``, and W&B's links ``latest-run``,
+        ``debug.log`` and ``debug-internal.log`` into them."""
+        try:
+            run_id = str(json.loads(self.wandb_json.read_text())["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            run_id = None  # no id recorded: nothing in wandb/ is provably this run's
+        own_run = re.compile(rf"(offline-)?run-\d{{8}}_\d{{6}}-{re.escape(run_id)}") if run_id else None
+
+        def own(p: Path) -> bool:
+            if own_run is None:
+                return False
+            if p.is_symlink():  # a link W&B made: relative, into one of this run's folders
+                target = Path(os.readlink(p))
+                inside = bool(target.parts) and not target.is_absolute() and ".." not in target.parts
+                return p.name in self.WANDB_LINKS and inside and bool(own_run.fullmatch(target.parts[0]))
+            return p.is_dir() and bool(own_run.fullmatch(p.name))
+
+        return [p for p in (self.path / "wandb").iterdir() if not own(p)]
 
     def remove_torn_writes(self) -> None:
         """Temp files of atomic writes a killed session left (the seed dir and its checkpoints)."""
