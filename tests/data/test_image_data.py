@@ -335,6 +335,36 @@ def test_image_folder_follows_symlinked_folders_and_skips_hidden_and_thumbnail_f
     assert len(data.probe_train) + len(data.probe_test) == 9
 
 
+@pytest.mark.parametrize("layout", ["two_links", "real_and_link", "link_inside", "test_links_train"])
+def test_image_folder_refuses_one_folder_reached_from_two_classes(tmp_path, layout):
+    """The folders seen were remembered per class folder only: two class folders linked to one folder, a class
+    plus a link to it, a link inside one class to another class, or a val/ class linked to its train/ class gave
+    one image two labels (or put it in both splits) with exit 0. The docs call a folder reached twice an error."""
+    root = tmp_path / "data"
+    write_class_tree(root / "store", ["fish", "dog"], per_class=3)
+    train = root / "train" if layout == "test_links_train" else root / "classes"
+    train.mkdir(parents=True)
+    if layout == "two_links":
+        (train / "fishA").symlink_to(root / "store" / "fish", target_is_directory=True)
+        (train / "fishB").symlink_to(root / "store" / "fish", target_is_directory=True)
+    elif layout == "real_and_link":
+        (root / "store" / "fish").rename(train / "cat")
+        (train / "cat2").symlink_to(train / "cat", target_is_directory=True)
+    elif layout == "link_inside":
+        (root / "store" / "fish").rename(train / "cat")
+        (root / "store" / "dog").rename(train / "dog")
+        (train / "cat" / "more").symlink_to(train / "dog", target_is_directory=True)
+    else:
+        for name in ("fish", "dog"):
+            (root / "store" / name).rename(train / name)
+        (root / "val").mkdir()
+        (root / "val" / "fish").symlink_to(train / "fish", target_is_directory=True)
+        write_class_tree(root / "val", ["dog"], per_class=2)
+    data_dir = root if layout == "test_links_train" else train
+    with pytest.raises(DataError, match=r"the same folder as .* \(through a symlink\)"):
+        load("ImageFolder", data_dir, image_size=16)
+
+
 def test_image_folder_notes_loose_images_and_a_single_class(tmp_path):
     write_class_tree(tmp_path, ["only"], per_class=6)
     write_image(tmp_path / "stray.png", np.random.default_rng(0))

@@ -45,30 +45,28 @@ def searched(name: str) -> bool:
     return not name.startswith(".") and name not in SKIPPED_FOLDERS
 
 
-def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+def image_files(folder: Path, recursive: bool = False, seen: dict[str, Path] | None = None) -> list[Path]:
     """The image files of ``folder`` (and, with ``recursive``, of its sub-folders, symlinked ones included,
     hidden ones and :data:`SKIPPED_FOLDERS` not). An entry with an image name that is not a readable regular
     file (a dangling or looping symlink, a FIFO, a device), a file of an image format PIL cannot decode
     (:data:`UNREADABLE_IMAGE_SUFFIXES`), a folder that cannot be listed, and a folder reached twice through
     symlinks (its images would count twice) are errors, never skipped: docs/data.md promises that bad files
-    stop the run."""
+    stop the run. ``seen`` (real path -> the folder first listed there) spans several calls: the class folders
+    of a dataset and its splits, where a folder reached twice would give its images two labels."""
 
     def unreadable(exc: OSError) -> None:
         raise DataError(f"{exc.filename or folder}: cannot read this folder ({exc.strerror}); fix its "
                         "permissions or remove it") from None
 
+    seen = {} if seen is None else seen
     entries: list[Path] = []
     if recursive:
-        seen: dict[str, Path] = {}
         for root, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
-            real = os.path.realpath(root)
-            if real in seen:
-                raise DataError(f"{root}: the same folder as {seen[real]} (through a symlink): its images would be "
-                                "read twice, or forever if the link loops; remove the link")
-            seen[real] = Path(root)
+            _first_visit(Path(root), seen)
             dirs[:] = sorted(d for d in dirs if searched(d))
             entries += [Path(root) / n for n in names]  # (a dangling symlink is listed here, as a file)
     else:
+        _first_visit(folder, seen)
         try:
             entries = [p for p in folder.iterdir() if not p.is_dir()]
         except OSError as exc:
@@ -95,6 +93,15 @@ def image_files(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(found)
 
 
+def _first_visit(folder: Path, seen: dict[str, Path]) -> None:
+    """Record ``folder`` in ``seen`` by its real path; a folder already there (through a symlink) is an error."""
+    real = os.path.realpath(folder)
+    if real in seen:
+        raise DataError(f"{folder}: the same folder as {seen[real]} (through a symlink): its images would be "
+                        "read twice, or forever if the link loops; remove the link")
+    seen[real] = folder
+
+
 def _dangling(path: Path) -> bool:
     """A symlink whose target does not exist (or loops)."""
     return path.is_symlink() and not path.exists()
@@ -113,13 +120,16 @@ def class_names(root: Path, layout: str) -> list[str]:
     return names
 
 
-def scan_classes(root: Path, classes: list[str], layout: str, subdir: str = "") -> tuple[list[Path], list[int]]:
-    """Image files of ``root/<class>/<subdir>`` for each class, with the class index as label."""
+def scan_classes(root: Path, classes: list[str], layout: str, subdir: str = "",
+                 seen: dict[str, Path] | None = None) -> tuple[list[Path], list[int]]:
+    """Image files of ``root/<class>/<subdir>`` for each class, with the class index as label. No folder may be
+    reached twice over all classes (and over the splits that share ``seen``): one image, two labels."""
+    seen = {} if seen is None else seen
     files, labels = [], []
     for index, name in enumerate(classes):
         folder = root / name / subdir if subdir else root / name
         require_dir(folder, layout)
-        found = image_files(folder, recursive=not subdir)
+        found = image_files(folder, recursive=not subdir, seen=seen)
         if not found:
             raise DataError(f"{folder}: empty class folder (no image files); expected {layout}")
         files += found
@@ -174,7 +184,8 @@ def locate_image_folder(cfg) -> tuple[Path, Path | None]:
 def build_image_folder(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     train_root, test_root = locate_image_folder(cfg)
     classes = class_names(train_root, CLASS_TREE)
-    files, labels = scan_classes(train_root, classes, CLASS_TREE)
+    seen: dict[str, Path] = {}  # over both splits: a test class linked to a training one is the same images
+    files, labels = scan_classes(train_root, classes, CLASS_TREE, seen=seen)
     notes: list[str] = []
     loose = image_files(train_root)  # torchvision's ImageFolder leaves them out too, but silently
     if loose:
@@ -194,7 +205,7 @@ def build_image_folder(cfg, device: torch.device, seed: int, rank: int = 0, worl
             diff = sorted(set(classes) ^ set(test_classes))[:5]
             raise DataError(f"{test_root}: its class folders differ from {train_root} (e.g. {', '.join(diff)}); "
                             f"expected {CLASS_TREE}")
-        test_files, test_labels = scan_classes(test_root, classes, CLASS_TREE)
+        test_files, test_labels = scan_classes(test_root, classes, CLASS_TREE, seen=seen)
         train, test = file_split(files, labels, IMAGENET_EVAL_CROP), file_split(test_files, test_labels,
                                                                                   IMAGENET_EVAL_CROP)
     check_image_files(train.files + test.files)

@@ -53,8 +53,9 @@ def locate(cfg) -> tuple[Path, list[str]]:
 
 def build_imagenet100(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     root, wnids = locate(cfg)
-    train_files, train_labels = scan_classes(root / "train", wnids, LAYOUT)
-    val_files, val_labels = scan_classes(root / "val", wnids, LAYOUT)
+    seen: dict[str, Path] = {}  # no folder twice, over both splits
+    train_files, train_labels = scan_classes(root / "train", wnids, LAYOUT, seen=seen)
+    val_files, val_labels = scan_classes(root / "val", wnids, LAYOUT, seen=seen)
     train = file_split(train_files, train_labels, IMAGENET_EVAL_CROP)
     test = file_split(val_files, val_labels, IMAGENET_EVAL_CROP)
     check_image_files(train.files + test.files)
