@@ -86,13 +86,22 @@ def cmd_methods(argv: list[str]) -> int:
 FIGURE_SUFFIXES = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "eps", "ps")
 
 
+# suffixes that name one format
+SAME_FORMAT = {"jpeg": "jpg", "tiff": "tif"}
+
+
 def figure_format(out: str, given: str | None = None) -> str:
     """The format a figure is written in: ``--format`` when given, else ``--out``'s suffix, png without one.
-    A suffix that is no figure format is refused: writing PNG bytes under ``.txt`` or ``.jpg`` would give a
-    file its name misdescribes (it was, silently)."""
-    if given is not None:
-        return given
+    A suffix that is no figure format is refused, and so is ``--format`` against a suffix naming another
+    format: writing PNG bytes under ``.txt`` or ``.jpg``, or PDF bytes under ``.png``, would give a file its
+    name misdescribes (it was, silently). ``--format`` with a suffix that is no figure format (``f.txt``) or
+    none is written as asked."""
     suffix = Path(out).suffix.lower().lstrip(".")
+    if given is not None:
+        if suffix in FIGURE_SUFFIXES and SAME_FORMAT.get(suffix, suffix) != given:
+            raise UserError(f"--format {given} contradicts --out {out} (a .{suffix} name); drop --format, or "
+                            f"give --out a .{given} name")
+        return given
     if not suffix:
         return "png"
     if suffix not in FIGURE_SUFFIXES:

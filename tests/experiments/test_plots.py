@@ -177,6 +177,22 @@ def test_accuracy_curves_average_seeds_at_their_training_time(tmp_path):
         load_accuracy_curves([tmp_path / "empty"])
 
 
+@pytest.mark.parametrize("name,given", [("fig.png", "pdf"), ("fig.SVG", "png"), ("fig.jpeg", "png")])
+def test_a_format_that_contradicts_the_out_suffix_is_refused_naming_both(tmp_path, name, given):
+    """`--out fig.png --format pdf` wrote a PDF named fig.png; refused before any run is read (the RUN_DIR
+    here is not even one), nothing written. A matching suffix (fig.jpeg is jpg, fig.PDF is pdf) is fine."""
+    out = tmp_path / name
+    proc = run_cli(["plot", "mi", str(tmp_path / "nope"), "--out", str(out), "--format", given])
+    assert proc.returncode == 2
+    suffix = out.suffix.lower()
+    assert proc.stderr == (f"mimax: error: --format {given} contradicts --out {out} (a {suffix} name); drop "
+                           f"--format, or give --out a .{given} name\n")
+    assert not out.exists()
+    from mimax.cli import figure_format
+
+    assert figure_format("fig.PDF", "pdf") == figure_format("fig.txt", "pdf") == figure_format("fig", "pdf") == "pdf"
+
+
 REFUSED = "; pass one experiment per method and dataset (or runs of one configuration with different seeds)"
 
 
