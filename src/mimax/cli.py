@@ -21,7 +21,7 @@ from mimax.evaluation.results import results_markdown
 from mimax.experiments import gaussian
 from mimax.methods import METHODS
 from mimax.store.atomic import check_output_file
-from mimax.store.rundir import ExperimentDir
+from mimax.store.rundir import ExperimentDir, check_outside_runs
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -128,6 +128,7 @@ def plot_mi_command(argv: list[str]) -> int:
                              "gap: paired - shuffled, a contrast score (default: value)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    check_outside_runs(Path(args.out), args.run_dirs)
     check_output_file(Path(args.out), args.overwrite)
     fmt = figure_format(args.out, args.format)
     from mimax.plots import group_runs, load_mi_curves, plot_mi, save_figure  # matplotlib: imported where it draws
@@ -154,6 +155,7 @@ def plot_trajectories_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    check_outside_runs(Path(args.out), args.run_dirs)
     check_output_file(Path(args.out), args.overwrite)
     fmt = figure_format(args.out, args.format)
     from mimax.plots import plot_trajectories, save_figure  # matplotlib: imported where it draws
@@ -182,6 +184,7 @@ def plot_accuracy_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    check_outside_runs(Path(args.out), args.run_dirs)
     check_output_file(Path(args.out), args.overwrite)
     fmt = figure_format(args.out, args.format)
     from mimax.plots import group_runs, plot_accuracy_vs_time, save_figure  # matplotlib: imported where it draws
