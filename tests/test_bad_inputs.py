@@ -388,7 +388,11 @@ CASES = {
     "plot_truncated_trajectories": lambda t, f: _trajectories(t, '{"method": "SDMI", "records": [{"ep'),
     "plot_ill_typed_trajectories": lambda t, f: _trajectories(
         t, '{"method": "SDMI", "records": [{"epoch": 0, "center_embedding": "x"}]}'),
-    "plot_out_exists": lambda t, f: ["plot", "mi", str(_exp(t, f)), "--out", str(t / "exp" / "results.json")],
+    "plot_out_exists": lambda t, f: ["plot", "mi", str(f), "--out", str(_write(t / "mine.png", "mine"))],
+    "plot_out_inside_a_run": lambda t, f: ["plot", "mi", str(f), "--out", str(_exp(t, f) / CKPT), "--format", "png",
+                                           "--overwrite"],
+    "table_out_inside_a_run": lambda t, f: ["table", str(_exp(t, f)), "--out",
+                                            str(t / "exp" / "seed_0" / "metrics.csv"), "--overwrite"],
     "plot_out_not_a_regular_file": lambda t, f: (os.mkfifo(t / "fifo.png") or
                                                  ["plot", "mi", str(f), "--out", str(t / "fifo.png"), "--overwrite"]),
 }
@@ -454,7 +458,7 @@ def test_bad_input(case, tmp_path, finished, capsys, monkeypatch):
         while HELD:
             HELD.pop().release()
     assert_message(capsys.readouterr().err, message, tmp_path)
-    if case.startswith(("overwrite_", "output_dir_symlink", "resume_while", "plot_out")):
+    if case.startswith(("overwrite_", "output_dir_symlink", "resume_while", "plot_out", "table_out")):
         assert _tree(tmp_path) == before, "a refused command changed files it does not own"
     assert not (tmp_path / "o").exists(), "a refused run must not create its output directory"
     assert not (tmp_path / "pwned").exists()

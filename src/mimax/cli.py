@@ -21,7 +21,7 @@ from mimax.evaluation.results import results_markdown
 from mimax.experiments import gaussian
 from mimax.methods import METHODS
 from mimax.store.atomic import check_output_file
-from mimax.store.rundir import ExperimentDir
+from mimax.store.rundir import ExperimentDir, check_outside_runs
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -86,13 +86,22 @@ def cmd_methods(argv: list[str]) -> int:
 FIGURE_SUFFIXES = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "eps", "ps")
 
 
+# suffixes that name one format
+SAME_FORMAT = {"jpeg": "jpg", "tiff": "tif"}
+
+
 def figure_format(out: str, given: str | None = None) -> str:
     """The format a figure is written in: ``--format`` when given, else ``--out``'s suffix, png without one.
-    A suffix that is no figure format is refused: writing PNG bytes under ``.txt`` or ``.jpg`` would give a
-    file its name misdescribes (it was, silently)."""
-    if given is not None:
-        return given
+    A suffix that is no figure format is refused, and so is ``--format`` against a suffix naming another
+    format: writing PNG bytes under ``.txt`` or ``.jpg``, or PDF bytes under ``.png``, would give a file its
+    name misdescribes (it was, silently). ``--format`` with a suffix that is no figure format (``f.txt``) or
+    none is written as asked."""
     suffix = Path(out).suffix.lower().lstrip(".")
+    if given is not None:
+        if suffix in FIGURE_SUFFIXES and SAME_FORMAT.get(suffix, suffix) != given:
+            raise UserError(f"--format {given} contradicts --out {out} (a .{suffix} name); drop --format, or "
+                            f"give --out a .{given} name")
+        return given
     if not suffix:
         return "png"
     if suffix not in FIGURE_SUFFIXES:
@@ -119,6 +128,7 @@ def plot_mi_command(argv: list[str]) -> int:
                              "gap: paired - shuffled, a contrast score (default: value)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    check_outside_runs(Path(args.out), args.run_dirs)
     check_output_file(Path(args.out), args.overwrite)
     fmt = figure_format(args.out, args.format)
     from mimax.plots import group_runs, load_mi_curves, plot_mi, save_figure  # matplotlib: imported where it draws
@@ -145,6 +155,7 @@ def plot_trajectories_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    check_outside_runs(Path(args.out), args.run_dirs)
     check_output_file(Path(args.out), args.overwrite)
     fmt = figure_format(args.out, args.format)
     from mimax.plots import plot_trajectories, save_figure  # matplotlib: imported where it draws
@@ -173,6 +184,7 @@ def plot_accuracy_command(argv: list[str]) -> int:
                         help="file format (default: from --out's suffix, else png)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    check_outside_runs(Path(args.out), args.run_dirs)
     check_output_file(Path(args.out), args.overwrite)
     fmt = figure_format(args.out, args.format)
     from mimax.plots import group_runs, plot_accuracy_vs_time, save_figure  # matplotlib: imported where it draws

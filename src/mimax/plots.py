@@ -10,9 +10,11 @@ Accuracy against training time (:func:`plot_accuracy_vs_time`): each evaluation 
 training wall time spent up to its epoch (the sum of ``metrics.csv``'s ``epoch_time_s``), one curve per
 configuration (seeds averaged), linear probe and kNN side by side; the random init is the point at time 0.
 
-Run directories of one configuration that differ only in their seeds (``config.json`` equal apart from the
-seed, the number of runs and runtime flags; what ``mimax table`` merges) are one curve in both figures
-(:func:`group_runs`).
+Run directories of one configuration that differ only in their seeds are one curve in both figures
+(:func:`group_runs`), by ``mimax table``'s own rule (:func:`mimax.evaluation.table.run_configuration`:
+``config.json`` equal apart from the seed, the number of runs and the runtime flags other than ``--precision``)
+and with its refusal (:func:`mimax.evaluation.table.check_mergeable`): a seed given twice is a one-line error,
+never counted twice. Other configurations are curves of their own.
 
 Figure 3 of the paper (:func:`plot_trajectories`): cluster-center embeddings over training, one panel per
 run. For a 2-D embedding the centers move on the unit circle; for 3-D on the unit sphere (drawn in 3-D
@@ -40,8 +42,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from mpl_toolkits.mplot3d.art3d import Line3DCollection  # noqa: E402
 
 from mimax.bounds import BOUNDS
-from mimax.config import RUNTIME_FIELDS
 from mimax.errors import UserError
+from mimax.evaluation.table import check_mergeable, run_configuration
 from mimax.experiments.trajectories import load_trajectories
 from mimax.methods import METHODS
 from mimax.store.atomic import atomic_write_bytes, read_csv
@@ -103,29 +105,55 @@ def _seed_dirs(d: Path) -> tuple[list[SeedDir], Path]:
     return exp.seeds(), exp.config_json
 
 
+def _run_info(d: Path) -> dict[str, Any]:
+    """``{"dir", "config", "seeds", "method", "dataset"}`` of a run directory, as ``mimax table`` compares
+    experiments: its :func:`~mimax.evaluation.table.run_configuration` (None without a readable config.json)
+    and the seeds of its ``seed_<k>`` directories."""
+    seeds, config = _seed_dirs(d) if d.is_dir() else ([], None)
+    try:
+        saved = json.loads(config.read_text()) if config is not None else None
+    except (OSError, ValueError):
+        saved = None
+    saved = saved if isinstance(saved, dict) else None
+    known = [s.seed for s in seeds if s.seed >= 0]
+    return {"dir": str(d), "config": run_configuration(saved), "seeds": known if len(known) == len(seeds) else None,
+            "method": (saved or {}).get("model_name"), "dataset": (saved or {}).get("dataset")}
+
+
 def group_runs(run_dirs: Sequence[str | Path]) -> list[list[Path]]:
-    """The run directories grouped by configuration, in the order given: directories whose ``config.json``
-    agree apart from the seed, the number of runs and runtime flags are seeds of one configuration (one
-    curve); a directory without a readable config is a group of its own."""
-    groups: dict[Any, list[Path]] = {}
-    for i, d in enumerate(map(Path, run_dirs)):
-        config = _seed_dirs(d)[1] if d.is_dir() else None
-        try:
-            saved = json.loads(config.read_text()) if config is not None else None
-            key = json.dumps({k: v for k, v in saved.items() if k not in RUNTIME_FIELDS | {"seed", "num_runs"}},
-                             sort_keys=True, default=str) if isinstance(saved, dict) else ("dir", i)
-        except (OSError, ValueError):
-            key = ("dir", i)
-        groups.setdefault(key, []).append(d)
-    return list(groups.values())
+    """The run directories grouped by configuration, in the order given: directories of one configuration
+    (``mimax table``'s rule) are seeds of one curve, and one whose seeds overlap another's is refused as
+    ``mimax table`` refuses it; a directory without a readable config is a group of its own."""
+    groups: list[tuple[dict[str, Any], list[Path]]] = []
+    for d in map(Path, run_dirs):
+        run = _run_info(d)
+        same = next((g for g in groups if run["config"] is not None and g[0]["config"] == run["config"]), None)
+        if same is None:
+            groups.append((run, [d]))
+            continue
+        check_mergeable(same[0], run, str(run["method"]), str(run["dataset"]))
+        same[0]["seeds"] = same[0]["seeds"] + run["seeds"]
+        same[1].append(d)
+    return [dirs for _, dirs in groups]
+
+
+def _one_configuration(dirs: list[Path]) -> None:
+    """Refuse a list of run directories that :func:`group_runs` would not draw as one curve."""
+    groups = group_runs(dirs)
+    if len(groups) > 1:  # two configurations (or an unknown one): check_mergeable refuses them, naming why
+        other = _run_info(groups[1][0])
+        check_mergeable(_run_info(groups[0][0]), other, str(other["method"]), str(other["dataset"]))
 
 
 def load_mi_curves(run_dir: str | Path | Sequence[str | Path], representation: str = "embedding") -> MICurves:
     """Read a run directory: an experiment directory (``config.json`` + ``seed_<k>/mi.csv``, averaged over
     the seeds at the epochs they share) or one ``seed_<k>`` directory; or a list of run directories of one
-    configuration (:func:`group_runs`), their seeds averaged together. Raises a one-line ``UserError``."""
+    configuration (:func:`group_runs`; other lists are refused), their seeds averaged together. Raises a
+    one-line ``UserError``."""
     dirs = [Path(run_dir)] if isinstance(run_dir, (str, Path)) else [Path(r) for r in run_dir]
     d, config = dirs[0], _seed_dirs(dirs[0])[1]
+    if len(dirs) > 1:
+        _one_configuration(dirs)
     csv_files = [s.mi_csv for one in dirs for s in _seed_dirs(one)[0] if s.mi_csv.is_file()]
     if not csv_files:
         raise UserError(f"{d}: no mi.csv found (not a mimax run directory, or trained with --mi_interval 0)")
@@ -297,9 +325,12 @@ class AccuracyCurves:
 
 
 def load_accuracy_curves(run_dirs: Sequence[str | Path]) -> AccuracyCurves:
-    """Read ``eval.csv`` and ``metrics.csv`` of every seed of ``run_dirs`` (one configuration). The time of an
+    """Read ``eval.csv`` and ``metrics.csv`` of every seed of ``run_dirs`` (one configuration, :func:`group_runs`;
+    other lists are refused). The time of an
     evaluation at epoch e is the training time of epochs 1..e (``epoch_time_s``, evaluation and monitors
     excluded), averaged over the seeds. Raises a one-line ``UserError``."""
+    if len(run_dirs) > 1:
+        _one_configuration(list(map(Path, run_dirs)))
     seeds, config = [], None
     for d in map(Path, run_dirs):
         found, cfg_file = _seed_dirs(d)

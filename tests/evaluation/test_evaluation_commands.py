@@ -265,6 +265,23 @@ def test_export_resnet18_loads_into_torchvision_with_the_cifar_stem(tmp_path, cl
         assert net(x).shape == (4, 512)
 
 
+def test_table_and_plot_refuse_an_out_inside_a_run_they_read(tmp_path, cli):
+    """`--out RUN/...` (here a run without the .mimax-run marker, so only the RUN_DIRs given tell it is one)
+    replaced the run's own files with --overwrite; refused, new file or existing, and nothing is written."""
+    exp = tmp_path / "exp"
+    write_results(exp, "SimCLR", "CIFAR10", [{"final": {"SimCLR": {"linear": 0.5, "knn": 0.4}}}], seeds=[0])
+    (exp / "config.json").write_text(json.dumps({"model_name": "SimCLR", "dataset": "CIFAR10", "seed": 0}))
+    (exp / "seed_0").mkdir()
+    (exp / "seed_0" / "eval.csv").write_text("mine")
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    for out, command in ((exp / "seed_0" / "eval.csv", ["table", str(exp)]), (exp / "t.md", ["table", str(exp)]),
+                         (exp / "seed_0" / "f.png", ["plot", "accuracy", str(exp / "seed_0")])):
+        one_line_error(cli(*command, "--out", str(out), "--overwrite"),
+                       f"--out: {out} is inside the mimax run {exp}, which holds only what its training wrote")
+    assert {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()} == before
+    assert cli("table", str(exp), "--out", str(tmp_path / "t.md")).returncode == 0  # beside the run: written
+
+
 def test_table_counts_each_random_init_seed_once(tmp_path):
     """Experiments with the same seed evaluated the same initialization: pooled once per seed."""
     def runs(rnd_values, label):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -11,7 +12,17 @@ from conftest import TINY_GAUSSIAN, run_cli, run_mimax
 from mimax.bounds import BOUNDS
 from mimax.cli import main
 from mimax.errors import UserError
-from mimax.plots import FAMILIES, MICurves, _ceiling_fits, _styles, load_mi_curves, plot_mi
+from mimax.plots import (
+    FAMILIES,
+    MICurves,
+    _ceiling_fits,
+    _styles,
+    group_runs,
+    load_accuracy_curves,
+    load_mi_curves,
+    plot_accuracy_vs_time,
+    plot_mi,
+)
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +143,12 @@ def test_experiment_dir_averages_its_seeds(tmp_path):
     assert seeds[0].source == "exp/seed_0"
 
 
-def _seed(path, method, evals, epoch_times, seed=0):
+def _seed(path, method, evals, epoch_times, seed=0, **config):
     """A seed directory with eval.csv (epoch, encoder, linear, knn) and metrics.csv (epoch_time_s)."""
     d = path / f"seed_{seed}"
     d.mkdir(parents=True)
-    (path / "config.json").write_text(f'{{"model_name": "{method}", "dataset": "FashionMNIST", "seed": {seed}}}')
+    (path / "config.json").write_text(json.dumps({"model_name": method, "dataset": "FashionMNIST", "seed": seed,
+                                                  **config}))
     (d / "eval.csv").write_text("epoch,encoder,linear,knn\n" + "".join(
         f"{e},{method},{lin},{knn}\n" for e, lin, knn in evals))
     (d / "metrics.csv").write_text("epoch,epoch_time_s\n" + "".join(
@@ -163,6 +175,61 @@ def test_accuracy_curves_average_seeds_at_their_training_time(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no seed with eval.csv"):
         load_accuracy_curves([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize("name,given", [("fig.png", "pdf"), ("fig.SVG", "png"), ("fig.jpeg", "png")])
+def test_a_format_that_contradicts_the_out_suffix_is_refused_naming_both(tmp_path, name, given):
+    """`--out fig.png --format pdf` wrote a PDF named fig.png; refused before any run is read (the RUN_DIR
+    here is not even one), nothing written. A matching suffix (fig.jpeg is jpg, fig.PDF is pdf) is fine."""
+    out = tmp_path / name
+    proc = run_cli(["plot", "mi", str(tmp_path / "nope"), "--out", str(out), "--format", given])
+    assert proc.returncode == 2
+    suffix = out.suffix.lower()
+    assert proc.stderr == (f"mimax: error: --format {given} contradicts --out {out} (a {suffix} name); drop "
+                           f"--format, or give --out a .{given} name\n")
+    assert not out.exists()
+    from mimax.cli import figure_format
+
+    assert figure_format("fig.PDF", "pdf") == figure_format("fig.txt", "pdf") == figure_format("fig", "pdf") == "pdf"
+
+
+REFUSED = "; pass one experiment per method and dataset (or runs of one configuration with different seeds)"
+
+
+@pytest.mark.parametrize("figure", ["mi", "accuracy"])
+def test_a_seed_given_twice_is_refused_as_mimax_table_refuses_it(tmp_path, figure):
+    """`plot exp exp/seed_0` counted seed 0 twice (a shrunken band, shifted means); now the one line of
+    `mimax table`, and nothing is written."""
+    exp = tmp_path / "exp"
+    for seed in (0, 1):
+        _seed(exp, "BYOL", [(0, 0.5, 0.4), (1, 0.6 + seed / 10, 0.5)], [60], seed=seed)
+    out = tmp_path / "f.png"
+    for twice in ([exp, exp / "seed_0"], [exp, exp]):
+        proc = run_cli(["plot", figure, *map(str, twice), "--out", str(out)])
+        assert proc.returncode == 2
+        seeds = "0" if twice[1] != exp else "0, 1"
+        assert proc.stderr == (f"mimax: error: {twice[1]} and {exp} both give 'BYOL' on FashionMNIST "
+                               f"(seed {seeds} in both){REFUSED}\n")
+        assert not out.exists()
+    with pytest.raises(UserError, match=r"\(seed 0 in both\)"):  # the loaders, called directly, refuse too
+        (load_mi_curves if figure == "mi" else load_accuracy_curves)([exp, exp / "seed_0"])
+
+
+def test_runs_in_another_precision_are_another_curve_never_one(tmp_path):
+    """fp32 seed 0 and bf16 seed 1 were averaged into one curve, which `mimax table` refuses as one cell; the
+    thread count (a runtime flag that changes no number) still does not split a configuration."""
+    for name, seed, config in (("fp32", 0, {"precision": "fp32", "num_threads": 1}),
+                               ("bf16", 1, {"precision": "bf16", "num_threads": 1}),
+                               ("threads", 2, {"precision": "fp32", "num_threads": 4})):
+        _seed(tmp_path / name, "BYOL", [(0, 0.5, 0.4), (1, 0.7, 0.6)], [60], seed=seed, **config)
+    runs = [tmp_path / n for n in ("fp32", "bf16", "threads")]
+    assert group_runs(runs) == [[runs[0], runs[2]], [runs[1]]]
+    fig = plot_accuracy_vs_time(group_runs(runs))
+    assert [line.get_label() for line in fig.axes[0].lines] == ["BYOL (fp32)", "BYOL (bf16)"]
+    with pytest.raises(UserError) as err:
+        load_accuracy_curves(runs[:2])
+    assert str(err.value) == (f"{runs[1]} and {runs[0]} both give 'BYOL' on FashionMNIST (configurations differ "
+                              f"in: precision fp32 vs bf16){REFUSED}")
 
 
 @pytest.mark.parametrize("dim", [2, 3])

@@ -21,6 +21,7 @@ from mimax.evaluation.runs import open_run
 from mimax.evaluation.table import read_results, table_csv, table_markdown
 from mimax.runtime.device import resolve_device
 from mimax.store.atomic import atomic_write_text, check_output_file
+from mimax.store.rundir import check_outside_runs
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -63,6 +64,7 @@ def cmd_table(argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
     if args.out is not None:
+        check_outside_runs(Path(args.out), args.run_dirs)
         check_output_file(Path(args.out), args.overwrite)
     experiments = [read_results(d) for d in args.run_dirs]
     text = table_markdown(experiments)

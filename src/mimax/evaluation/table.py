@@ -13,7 +13,8 @@ differ (``Random init (ResNet18, resnet_width 16)``), and the Sources list says 
 experiment's baseline is. A trained row given by two experiments
 for one dataset is merged only when they are the same configuration (``config.json`` equal apart from
 the seed, the number of runs and runtime flags other than ``precision``) with disjoint seeds, e.g. seeds 0
-and 1-2 trained separately; anything else is an error, never silently merged or dropped.
+and 1-2 trained separately; anything else is an error, never silently merged or dropped. The same rule
+(:func:`run_configuration`, :func:`check_mergeable`) makes run directories one curve in ``mimax plot``.
 
 Δ vs random init: per trained row, the mean ± sample std over seeds of the paired difference (trained minus
 the same experiment's random init of the same seed), in points, for the experiments that evaluated their
@@ -62,13 +63,38 @@ def read_results(path: str) -> dict[str, Any]:
     saved = exp.read_config_dict()
     if saved is None and exp.config_json.exists():  # there but damaged: never merge on a guess
         raise UserError(f"{exp.config_json}: not a mimax config (unreadable, or not a JSON object)")
-    if saved is not None:  # a field added to mimax after the run was made: the run had its default
-        saved = {**{k: v for k, v in Config().to_dict().items() if k not in saved}, **saved}
-    config = None if saved is None else {k: v for k, v in saved.items()
-                                         if k not in (RUNTIME_FIELDS - RESULT_RUNTIME_FIELDS) | {"seed", "num_runs"}}
-    return {"dir": str(exp.path), "dataset": dataset, "method": method, "summary": summary, "config": config,
+    saved = with_defaults(saved)
+    return {"dir": str(exp.path), "dataset": dataset, "method": method, "summary": summary,
+            "config": run_configuration(saved),
             "baseline": baseline_config(saved, dataset, results.get("architecture")),
             "epochs": results.get("epochs"), "num_runs": results.get("num_runs"), "seeds": results.get("seeds")}
+
+
+def with_defaults(saved: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A saved ``config.json`` with the fields added to mimax after the run was made (the run had their default)."""
+    if saved is None:
+        return None
+    return {**{k: v for k, v in Config().to_dict().items() if k not in saved}, **saved}
+
+
+def run_configuration(saved: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What two runs must share to be seeds of one configuration (one table cell, one figure curve): the saved
+    config (:func:`with_defaults`) without the seed, the number of runs and the runtime flags other than
+    :data:`RESULT_RUNTIME_FIELDS`; None when the config is unknown (such a run is never merged)."""
+    saved = with_defaults(saved)
+    if saved is None:
+        return None
+    return {k: v for k, v in saved.items() if k not in (RUNTIME_FIELDS - RESULT_RUNTIME_FIELDS) | {"seed", "num_runs"}}
+
+
+def check_mergeable(first: dict[str, Any], other: dict[str, Any], label: str, dataset: str) -> None:
+    """Refuse, in one line, to merge two runs that both give ``label`` on ``dataset`` unless they are seeds of
+    one configuration (:func:`run_configuration` equal, known and disjoint seeds). ``first`` and ``other`` are
+    ``{"dir", "config", "seeds"}``. The one rule of ``mimax table`` (one cell) and ``mimax plot`` (one curve)."""
+    if not _same_config_other_seeds(first, other):
+        raise UserError(f"{other['dir']} and {first['dir']} both give {label!r} on {dataset}"
+                        f"{_why_not_merged(first, other)}; pass one experiment per method and dataset "
+                        "(or runs of one configuration with different seeds)")
 
 
 def baseline_config(config: dict[str, Any] | None, dataset: str, architecture: str | None) -> tuple:
@@ -108,10 +134,8 @@ def collect(experiments: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str
             if label.startswith(RANDOM_INIT):
                 _pool_baseline(baselines.setdefault((exp["dataset"], exp["baseline"]), {}), exp, metrics)
                 continue
-            if key in owner and not _same_config_other_seeds(owner[key], exp):
-                raise UserError(f"{exp['dir']} and {owner[key]['dir']} both give {label!r} on {exp['dataset']}"
-                                f"{_why_not_merged(owner[key], exp)}; pass one experiment per method and dataset "
-                                "(or runs of one configuration with different seeds)")
+            if key in owner:
+                check_mergeable(owner[key], exp, label, exp["dataset"])
             merged = owner[key]["seeds"] + exp["seeds"] if key in owner else exp["seeds"]
             owner[key] = {**exp, "seeds": merged}
             for metric, stat in metrics.items():
