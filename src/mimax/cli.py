@@ -21,7 +21,7 @@ from mimax.evaluation.results import results_markdown
 from mimax.experiments import gaussian
 from mimax.methods import METHODS
 from mimax.store.atomic import check_output_file
-from mimax.store.rundir import ExperimentDir, check_outside_runs
+from mimax.store.rundir import ExperimentDir, check_outside_runs, recorded_model_name
 
 COMMANDS = {
     "train": "pretrain an encoder (the reference repository's main.py flags)",
@@ -38,7 +38,7 @@ COMMANDS = {
 
 
 def cmd_train(argv: list[str]) -> int:
-    given = explicit_values(argv)
+    given = explicit_values(argv, recorded_model_name)
     cfg, ckpt, fitted = resolved_config(given)
     if not cfg.resume and os.environ.get("RANK", "0") == "0":  # a new run; under torchrun, rank 0 prints
         for line in [*(f"note: {n}" for n in fitted), *notes(cfg)]:  # warnings on stderr, notes on stdout

@@ -8,12 +8,12 @@ gave is known exactly (presets fill the rest; :func:`mimax.config.presets.resolv
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shlex
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -50,30 +50,11 @@ def method_option_types(model_name: str | type | None) -> dict[str, tuple[type, 
     return {f.name: hint_type(hints[f.name]) for f in fields(options) if f.name not in FIELD_NAMES}
 
 
-def recorded_model_name(resume: str, output_dir: str | None = None) -> str | None:
-    """The ``model_name`` in the ``config.json`` of the run ``--resume`` names (its experiment directory, a
-    ``seed_<k>`` directory or a checkpoint file; ``auto``: ``--output_dir``), or None where none can be read
-    (resuming itself reports why)."""
-    where = output_dir if resume == "auto" else resume
-    if not where:
-        return None
-    path = Path(where).expanduser()
-    for folder in (path, *path.parents[:3]):  # <run>/seed_<k>/checkpoints/ckpt_epoch_<n>.pt at most
-        config = folder / "config.json"
-        if config.is_file():
-            try:
-                name = json.loads(config.read_text()).get("model_name")
-            except (OSError, ValueError, AttributeError):
-                return None
-            return name if isinstance(name, str) else None
-    return None
-
-
-def resumed_option_types(resume: str, output_dir: str | None = None) -> dict[str, tuple[type, bool]]:
+def resumed_option_types(model_name: str | None) -> dict[str, tuple[type, bool]]:
     """:func:`method_option_types` of the method the resumed run was trained with (none where that run or its
     method cannot be read: resuming reports it, naming ``--resume``)."""
     try:
-        return method_option_types(recorded_model_name(resume, output_dir))
+        return method_option_types(model_name)
     except MethodNotFound:
         return {}
 
@@ -241,20 +222,22 @@ def coerce(name: str, value: Any, kind: tuple[type, bool] | None = None) -> Any:
     return float(value) if base is float else value
 
 
-def explicit_values(argv: list[str] | None) -> dict[str, Any]:
+def explicit_values(argv: list[str] | None,
+                    recorded_method: Callable[[str, str | None], str | None] | None = None) -> dict[str, Any]:
     """Values the user gave: YAML file (if any) overridden by flags. Raises ConfigError on bad input.
 
     A user method's own options (not :class:`Config` fields) become flags once ``--model_name`` (or the
-    YAML file's ``model_name``, or the ``config.json`` of the run ``--resume`` continues) names it; their values
-    go to ``given["method_options"]``."""
+    YAML file's ``model_name``, or ``recorded_method(resume, output_dir)``: the method of the run ``--resume``
+    continues, read by the CLI through the run directory's owner) names it; their values go to
+    ``given["method_options"]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     first = vars(parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])[0])
     model_name = first.get("model_name")
     if model_name is None and "config" in first:
         model_name = read_yaml(first["config"]).get("model_name")
-    if model_name is None and isinstance(first.get("resume"), str):
-        own = resumed_option_types(first["resume"], first.get("output_dir"))
+    if model_name is None and recorded_method is not None and isinstance(first.get("resume"), str):
+        own = resumed_option_types(recorded_method(first["resume"], first.get("output_dir")))
     else:
         own = method_option_types(model_name if isinstance(model_name, str) else None)
     add_option_arguments(parser, own)

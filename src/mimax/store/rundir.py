@@ -590,6 +590,25 @@ class ExperimentDir:
         return cfg
 
 
+def recorded_model_name(resume: str, output_dir: str | None = None) -> str | None:
+    """The ``model_name`` in the ``config.json`` of the run ``--resume`` names (its experiment directory, a
+    ``seed_<k>`` directory or a checkpoint file; ``auto``: ``--output_dir``), or None where none can be read
+    (resuming itself reports why)."""
+    where = output_dir if resume == "auto" else resume
+    if not where:
+        return None
+    path = Path(where).expanduser()
+    for folder in (path, *path.parents[:3]):  # <run>/seed_<k>/checkpoints/ckpt_epoch_<n>.pt at most
+        config = ExperimentDir(folder).config_json
+        if config.is_file():
+            try:
+                name = json.loads(config.read_text()).get("model_name")
+            except (OSError, ValueError, AttributeError):
+                return None
+            return name if isinstance(name, str) else None
+    return None
+
+
 def _same_path(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name the same place (after ``~``, ``..`` and symbolic links)."""
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
