@@ -178,3 +178,20 @@ def test_a_gaussian_run_config_given_back_is_accepted_and_a_foreign_recipe_refus
     assert config_from_dict({"model_name": "SDMI", "dataset": "Gaussian", "view_recipe": "simclr"})
     with pytest.raises(ConfigError, match="--view_recipe: --dataset Gaussian does not read it"):
         config_from_dict({"model_name": "SDMI", "dataset": "Gaussian", "view_recipe": "byol"})
+
+
+def test_a_yaml_null_is_a_field_left_to_the_presets(tmp_path, monkeypatch):
+    """`key: null` in a --config file means what Config(key=None) means: the preset's value. It counted as given:
+    the preset warmup was not fitted to 3 epochs (refused: got 5), a null option of another method was refused
+    as "not read", and a requeued `--resume auto` job was refused as a change of warmup_epochs."""
+    from mimax.config import explicit_values, resolve_with_notes
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "job.yaml").write_text("model_name: SDMI\ndataset: Digits\nepochs: 3\nwarmup_epochs: null\n"
+                                       "barlow_lambda: null\ntemperature: null\n")
+    with_nulls = explicit_values(["--config=~/job.yaml"])  # `~` after `=`: no shell expands it
+    assert "warmup_epochs" not in with_nulls and "barlow_lambda" not in with_nulls
+    cfg, fitted = resolve_with_notes(with_nulls)
+    (tmp_path / "plain.yaml").write_text("model_name: SDMI\ndataset: Digits\nepochs: 3\n")
+    plain, plain_fitted = resolve_with_notes(explicit_values(["--config", str(tmp_path / "plain.yaml")]))
+    assert cfg == plain and fitted == plain_fitted and cfg.warmup_epochs < 3 and not cfg.unused

@@ -177,7 +177,7 @@ def read_yaml(path: str) -> dict[str, Any]:
     """The mapping a YAML file holds (string keys, each once; any names)."""
     import yaml
 
-    p = Path(path)
+    p = Path(path).expanduser()  # `--config=~/x.yaml`: no shell expands a `~` after `=`
     if not p.is_file():
         raise ConfigError("--config", f"file not found: {path}")
     try:
@@ -247,6 +247,9 @@ def explicit_values(argv: list[str] | None,
         data = load_yaml(ns.pop("config"), extra=set(own))
         given.update({k: coerce(k, v, own.get(k)) for k, v in data.items()})
     given.update(ns)
+    # a field given as None (YAML `null`, a flag's `auto`) is one left to the presets, as in Config(x=None): kept,
+    # it counted as given (a preset warmup not fitted, a null option "not read", a resume refused as a change)
+    given = {k: v for k, v in given.items() if v is not None or k in own}
     options = {k: given.pop(k) for k in list(given) if k in own}
     if options:
         given["method_options"] = options
