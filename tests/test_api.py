@@ -72,3 +72,15 @@ def test_building_blocks_are_importable_with_their_equations():
     assert mimax.monitors.MIMonitor and mimax.monitors.CollapseMonitor
     assert issubclass(mimax.methods.METHODS["BYOL"], mimax.SelfDistillationMethod)
     assert issubclass(mimax.methods.METHODS["SimCLR"], mimax.JointMethod)
+
+
+def test_train_gives_the_callers_thread_count_back(tmp_path):
+    """``num_threads`` is the run's: a later run without it in the same process trained on the first one's
+    threads (different numbers from the CLI's, and than `mimax eval` reproduces)."""
+    import torch
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    mimax.train(model_name="SimCLR", dataset="Gaussian", epochs=1, gm_train_size=256, gm_test_size=128,
+                gm_monitor_size=64, mi_interval=0, num_threads=target, output_dir=str(tmp_path / "r"), progress=False)
+    assert torch.get_num_threads() == before

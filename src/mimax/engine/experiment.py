@@ -43,6 +43,7 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
     if device.type == "cpu":  # the step's tensors live in malloc'd memory: no page faults per step
         keep_freed_memory()
     held: list[ExperimentDir] = []  # the experiment whose lock this process holds
+    threads = torch.get_num_threads()  # --num_threads is this run's: the caller's count is given back
     try:
         with Preemption(cfg.save_every_minutes) as preemption:
             return _run_seeds(cfg, device, resume_checkpoint, callbacks_factory, progress, held, preemption)
@@ -58,6 +59,7 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
     finally:
         for exp in held:
             exp.release()
+        torch.set_num_threads(threads)
         distributed.shutdown()
 
 
