@@ -430,3 +430,18 @@ def test_eval_of_a_bf16_image_run_reproduces_its_numbers(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "seed_0" / "eval_ckpt_epoch_0001.json").read_text())
     assert record["final"] == json.loads((out / "seed_0" / "results.json").read_text())["final"]
+
+
+def test_export_and_embed_refuse_an_out_inside_a_run(tmp_path, cli):
+    """`mimax export RUN --out RUN/seed_0/checkpoints/ckpt_epoch_0002.pt --overwrite` replaced the run's own
+    checkpoint; exports and embeddings go outside run directories too, before anything is read or written."""
+    exp = tmp_path / "exp"
+    ckpt = exp / "seed_0" / "checkpoints" / "ckpt_epoch_0002.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"the run's checkpoint")
+    (tmp_path / "photo.png").write_bytes(b"")
+    for command, out in ((["export", str(exp)], ckpt), (["embed", str(tmp_path / "photo.png"), "--run", str(exp)],
+                                                        exp / "e.npz")):
+        one_line_error(cli(*command, "--out", str(out), "--overwrite"),
+                       f"--out: {out} is inside the mimax run {exp}, which holds only what its training wrote")
+    assert ckpt.read_bytes() == b"the run's checkpoint" and not (exp / "e.npz").exists()

@@ -90,6 +90,7 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: the first seed's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
+    check_outside_runs(Path(args.out), [args.run_dir], what="exports")  # `--out RUN/.../ckpt.pt --overwrite`
     info = export_backbone(open_run(args.run_dir), args.out, args.encoder, args.checkpoint, args.overwrite,
                            args.format)
     print(f"wrote {args.out} ({info['format']}): backbone of encoder {info['encoder']} ({info['architecture']}, "
@@ -135,6 +136,7 @@ def cmd_embed(argv: list[str]) -> int:
         if args.num_threads < 1:
             raise UserError(f"--num_threads: must be >= 1 (got {args.num_threads})")
         torch.set_num_threads(args.num_threads)
+    check_outside_runs(Path(args.out), [args.run] if args.run else [], what="embeddings")
     out = check_output(args.out, args.overwrite)
     files, names = input_files(args.inputs)
     device = resolve_device(args.device)

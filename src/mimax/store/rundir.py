@@ -693,12 +693,13 @@ def _remove_empty_dirs(path: Path, top: Path) -> None:
             return
 
 
-def check_outside_runs(out: Path, run_dirs: Sequence[str | Path] = (), flag: str = "--out") -> None:
-    """Refuse an output file of ``mimax table``/``plot`` inside a mimax run directory, at any depth, whether it
-    exists or not: inside one of ``run_dirs`` (the runs the command reads; for a ``seed_<k>`` given, its
-    experiment too) or below any directory holding mimax's run marker (:data:`MARKER`). A run holds only what
-    its training wrote: ``--out RUN/seed_0/metrics.csv --overwrite`` replaced the run's own file, and any file
-    put there would make ``--overwrite`` refuse to clear the run."""
+def check_outside_runs(out: Path, run_dirs: Sequence[str | Path] = (), flag: str = "--out",
+                       what: str = "tables and figures") -> None:
+    """Refuse an output file of ``mimax table``/``plot``/``export``/``embed`` inside a mimax run directory,
+    at any depth, whether it exists or not: inside one of ``run_dirs`` (the runs the command reads; for a
+    ``seed_<k>`` given, its experiment too) or below any directory holding mimax's run marker
+    (:data:`MARKER`). A run holds only what its training wrote: ``--out RUN/seed_0/metrics.csv --overwrite``
+    replaced the run's own file, and any file put there would make ``--overwrite`` refuse to clear the run."""
     target = Path(out).expanduser().resolve()
     runs = [d.parent if SEED_DIR_RE.match(d.name) and (d.parent / "config.json").is_file() else d
             for d in map(Path, run_dirs)]
@@ -707,7 +708,7 @@ def check_outside_runs(out: Path, run_dirs: Sequence[str | Path] = (), flag: str
         inside = next((d for d in Path(out).expanduser().absolute().parents if os.path.isfile(d / MARKER)), None)
     if inside is not None:
         raise UserError(f"{flag}: {out} is inside the mimax run {inside}, which holds only what its training "
-                        "wrote; write tables and figures outside run directories")
+                        f"wrote; write {what} outside run directories")
 
 
 def run_label(path: Path) -> str:
