@@ -445,3 +445,22 @@ def test_export_and_embed_refuse_an_out_inside_a_run(tmp_path, cli):
         one_line_error(cli(*command, "--out", str(out), "--overwrite"),
                        f"--out: {out} is inside the mimax run {exp}, which holds only what its training wrote")
     assert ckpt.read_bytes() == b"the run's checkpoint" and not (exp / "e.npz").exists()
+
+
+def test_eval_uses_the_thread_count_training_ran_on_when_none_was_given(tmp_path):
+    """A run trained without --num_threads (torch's default, e.g. OMP_NUM_THREADS=2) records it in env.json only;
+    `mimax eval` used the current default instead, and its probe differed in the third digit from the recorded
+    one. Here training ran on 2 threads and eval starts on 1: it evaluates on 2."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        out = tmp_path / "run"
+        assert main(["train", "--dataset", "Gaussian", "--gm_train_size", "256", "--gm_test_size", "128",
+                     "--gm_monitor_size", "64", "--mi_interval", "0", "--epochs", "1", "--model_name", "SimCLR",
+                     "--output_dir", str(out)]) == 0
+        assert json.loads((out / "config.json").read_text())["num_threads"] is None
+        torch.set_num_threads(1)
+        assert main(["eval", str(out), "--device", "cpu"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

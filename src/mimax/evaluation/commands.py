@@ -36,8 +36,8 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--checkpoint", metavar="FILE", help="one checkpoint of the run (default: each seed's latest)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--data_dir", help="dataset location, if it moved since training")
-    p.add_argument("--num_threads", type=int, help="torch CPU threads (default: training's --num_threads, which "
-                                                 "reproduces its numbers exactly)")
+    p.add_argument("--num_threads", type=int, help="torch CPU threads (default: training's, from --num_threads or "
+                                                 "env.json, which reproduces its numbers exactly)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier re-evaluation file")
     args = p.parse_args(argv)
     if args.num_threads is not None:
@@ -45,8 +45,9 @@ def cmd_eval(argv: list[str]) -> int:
             raise UserError(f"--num_threads: must be >= 1 (got {args.num_threads})")
         torch.set_num_threads(args.num_threads)
     run = open_run(args.run_dir)
-    if args.num_threads is None and run.cfg.num_threads:  # training's thread count: the same rounding
-        torch.set_num_threads(run.cfg.num_threads)
+    threads = run.cfg.num_threads or run.exp.recorded_threads()  # given, else what training ran on (env.json)
+    if args.num_threads is None and threads:  # training's thread count: the same rounding
+        torch.set_num_threads(threads)
     device = resolve_device(args.device)
     records = reevaluate(run, args.checkpoint, device, args.overwrite, args.data_dir)
     epochs = sorted({r["epoch"] for r in records})

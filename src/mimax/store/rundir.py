@@ -378,6 +378,18 @@ class ExperimentDir:
     results_json = property(lambda self: self.path / "results.json")
     results_md = property(lambda self: self.path / "results.md")
 
+    def recorded_threads(self) -> int | None:
+        """The torch CPU thread count the run's last session trained and evaluated with (``env.json``: its last
+        resume's, else the start's), or None where not recorded."""
+        try:
+            env = json.loads(self.env_json.read_text())
+        except (OSError, ValueError):
+            return None
+        sessions = [env, *(env.get("resumes") or [])] if isinstance(env, dict) else []
+        threads = [s.get("cpu_threads") for s in sessions if isinstance(s, dict)]
+        last = threads[-1] if threads else None
+        return last if isinstance(last, int) and last >= 1 else None
+
     def is_experiment(self) -> bool:
         return self.config_json.is_file()
 
