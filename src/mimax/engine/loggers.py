@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from mimax.errors import ConfigError
 from mimax.naming import ascii_tag
 from mimax.store.atomic import atomic_write_text
+from mimax.store.checkpoint import first_sentence
 from mimax.store.rundir import SeedDir
 
 
@@ -71,8 +72,9 @@ class WandbLogger:
                 id=wandb_run_id(sd.wandb_json), resume="allow", dir=str(sd.path), name=f"{exp}/seed_{sd.seed}",
                 group=exp, config=cfg.to_dict(), reinit="finish_previous")
         except Exception as err:  # no API key, no network, a bad entity: W&B's own exception types vary
-            raise ConfigError("--wandb", f"W&B could not start a run ({first_line(err)}); run `wandb login`, or "
-                                         "give --wandb_mode offline (`wandb sync` uploads later)") from None
+            why = f"{type(err).__name__}: {first_sentence(err)}"
+            raise ConfigError("--wandb", f"W&B could not start a run ({why}); run `wandb login`, or give "
+                                         "--wandb_mode offline (`wandb sync` uploads later)") from None
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
 
@@ -81,11 +83,6 @@ class WandbLogger:
 
     def close(self) -> None:
         self.run.finish()
-
-
-def first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def build_loggers(cfg, sd: SeedDir, resumed_epoch: int | None = None) -> list[ScalarLogger]:
