@@ -65,6 +65,46 @@ def test_mistakes_raise_user_errors(tmp_path):
         mimax.train(mimax.Config(), epochs=3)
 
 
+def test_a_mapping_and_misnamed_fields_give_user_errors_before_anything_is_created(tmp_path):
+    """A dict (``json.load`` of a config.json) was a TypeError from dataclasses; ``unused=[...]`` (the record a
+    saved config holds) a TypeError from isinstance; an unknown keyword Config's own TypeError."""
+    out = tmp_path / "x"
+    for kwargs, message in ((dict(foo=1), "foo: not a field of mimax.Config (a user method's own options go in "
+                                          "method_options={...})"),
+                            (dict(epoch=3), "epoch: not a field of mimax.Config (did you mean epochs?)"),
+                            (dict(unused="temperature"), "unused: expected the list of flag names a run records")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            mimax.train(dataset="Gaussian", output_dir=str(out), **kwargs)
+        with pytest.raises(UserError, match=re.escape(message)):
+            mimax.train({"dataset": "Gaussian", "output_dir": str(out), **kwargs})
+    assert not out.exists()
+    with pytest.raises(TypeError, match="a mimax.Config or a mapping of its fields, got str"):
+        mimax.train("--epochs 3")
+
+
+def test_a_saved_config_trains_the_same_run_again_through_the_api_and_as_config(tmp_path, capsys):
+    """A run's config.json (it records ``unused`` and ``method_options``, which are not flags) was refused as
+    ``--config`` ("unknown key(s) method_options, unused") and as a mapping by ``mimax.train``."""
+    from mimax.cli import main
+
+    tiny = ["--dataset", "Gaussian", "--epochs", "1", "--gm_train_size", "256", "--gm_test_size", "128",
+            "--gm_monitor_size", "64", "--batch_size", "64", "--num_threads", "1"]
+    assert main(["train", "--model_name", "BYOL", "--temperature", "0.3", *tiny,
+                 "--output_dir", str(tmp_path / "a")]) == 0
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["unused"] == ["temperature"]  # the case that was refused
+    assert main(["train", "--config", str(tmp_path / "a" / "config.json"), "--output_dir", str(tmp_path / "b")]) == 0
+    with pytest.warns(UserWarning, match="--temperature is not read by BYOL"):
+        again = mimax.train({**saved, "output_dir": str(tmp_path / "c")})
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    for other in ("b", "c"):
+        config = json.loads((tmp_path / other / "config.json").read_text())
+        assert {k: v for k, v in config.items() if k != "output_dir"} == {
+            k: v for k, v in saved.items() if k != "output_dir"}
+        assert json.loads((tmp_path / other / "results.json").read_text())["summary"] == results["summary"]
+    assert again["summary"] == results["summary"]
+
+
 def test_building_blocks_are_importable_with_their_equations():
     for fn in (mimax.bounds.dv_bound, mimax.bounds.infonce_bound, mimax.bounds.jsd_bound,
                mimax.objectives.nt_xent_loss, mimax.objectives.dv_objective):

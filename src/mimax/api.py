@@ -8,12 +8,14 @@ defaults take the dataset's and the method's presets, exactly as flags left out 
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from typing import Any
 
-from mimax.config import Config, notes, resolve_with_notes
+from mimax.config import FIELD_NAMES, Config, notes, resolve_with_notes
 from mimax.config.parsing import coerce, field_type
 from mimax.config.presets import expand_paths
 from mimax.engine.experiment import run_experiment
@@ -41,6 +43,10 @@ def typed_values(given: dict[str, Any]) -> dict[str, Any]:
         if name == "method_options":  # checked against the method's own declarations when resolved
             out[name] = value
             continue
+        if name == "unused":  # a run's record (a saved config.json given back): recomputed from the values
+            if not isinstance(value, (list, tuple)) or not all(isinstance(flag, str) for flag in value):
+                raise ConfigError("unused", f"expected the list of flag names a run records, got {value!r}")
+            continue
         if isinstance(value, os.PathLike) and field_type(name)[0] is str:
             value = os.fspath(value)
         out[name] = coerce(name, value)
@@ -66,19 +72,37 @@ def resolved_config(given: dict[str, Any]):
     return cfg, None, fitted
 
 
-def train(config: Config | None = None, /, *, progress: bool = False, **kwargs: Any) -> dict[str, Any]:
+def config_of(config: Config | Mapping[str, Any] | None, kwargs: dict[str, Any]) -> Config:
+    """The :class:`Config` of ``train``'s arguments: a Config, a mapping of its fields (a run's saved
+    ``config.json``, read with ``json.load``) or keyword arguments. A name that is not a field is a ConfigError
+    naming it (a user method's own options go in ``method_options``)."""
+    if config is not None and kwargs:
+        raise TypeError("give a Config (or a mapping of its fields) or keyword arguments, not both")
+    if isinstance(config, Config):
+        return config
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mimax.Config or a mapping of its fields, got {type(config).__name__}")
+    values = dict(config if config is not None else kwargs)
+    for name in values:
+        if name not in FIELD_NAMES:
+            close = difflib.get_close_matches(str(name), FIELD_NAMES, n=1)
+            hint = f"did you mean {close[0]}?" if close else "a user method's own options go in method_options={...}"
+            raise ConfigError(str(name), f"not a field of mimax.Config ({hint})")
+    return Config(**values)
+
+
+def train(config: Config | Mapping[str, Any] | None = None, /, *, progress: bool = False,
+          **kwargs: Any) -> dict[str, Any]:
     """Train (or resume, with ``config.resume``) an experiment; return its results.
 
-    ``config`` is a :class:`Config`, or give its fields as keyword arguments (``mimax.train(model_name=
-    "SimCLR", dataset="Gaussian", epochs=5)``). The return value is the content of the experiment's
+    ``config`` is a :class:`Config` or a mapping of its fields (``json.load`` of a run's ``config.json`` trains
+    that run again), or give the fields as keyword arguments (``mimax.train(model_name="SimCLR",
+    dataset="Gaussian", epochs=5)``). The return value is the content of the experiment's
     ``results.json`` (``summary``: per encoder, ``linear``/``knn`` mean, std and n over seeds; ``runs``:
     per seed) plus ``output_dir``; a run stopped by ``stop_after`` returns ``{"status": "incomplete",
     "output_dir": ...}``. Mistakes raise :class:`mimax.errors.UserError` (the CLI's one-line messages).
     """
-    if config is not None and kwargs:
-        raise TypeError("give a Config or keyword arguments, not both")
-    config = config if config is not None else Config(**kwargs)
-    cfg, ckpt, _ = resolved_config(typed_values(given_values(config)))
+    cfg, ckpt, _ = resolved_config(typed_values(given_values(config_of(config, kwargs))))
     for line in notes(cfg) if not cfg.resume else []:
         if line.startswith("mimax: warning: "):
             warnings.warn(line.removeprefix("mimax: warning: "), stacklevel=2)

@@ -515,6 +515,13 @@ def test_user_options_through_flags_and_the_python_api_are_checked_alike(tmp_pat
     assert main(["train", *TINY_GAUSSIAN, "--model_name", model, "--epochs", "1", "--no_flag_on",  # as --no_labels
                  "--output_dir", str(tmp_path / "a")]) == 0
     assert json.loads((tmp_path / "a" / "config.json").read_text())["method_options"]["flag_on"] is False
+    # the saved config given back: its method_options are the method's flags again (refused as an unknown key)
+    assert main(["train", "--config", str(tmp_path / "a" / "config.json"), "--output_dir", str(tmp_path / "a2")]) == 0
+    assert json.loads((tmp_path / "a2" / "config.json").read_text())["method_options"] == {"flag_on": False,
+                                                                                          "weight": 1.0}
+    (tmp_path / "twice.yaml").write_text(f"model_name: {model}\nflag_on: true\nmethod_options: {{flag_on: false}}\n")
+    assert main(["train", "--config", str(tmp_path / "twice.yaml"), "--output_dir", str(tmp_path / "a3")]) == 2
+    assert "flag_on is given both at the top level and in method_options" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["methods", model]) == 0
     assert "Squared distance, times the weight." in capsys.readouterr().out  # not the paradigm's docstring

@@ -165,12 +165,29 @@ def _strict_loader():
 def load_yaml(path: str, extra: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """The ``field: value`` mapping of a YAML file; keys must be flags (or names in ``extra``: the
     chosen user method's own options)."""
-    data = read_yaml(path)
+    data = recorded_keys_merged(read_yaml(path), path)
     flags = {f.name for f in FLAG_FIELDS}
     unknown = sorted(set(data) - flags - set(extra))
     if unknown:
         raise ConfigError("--config", f"{path}: unknown key(s) {', '.join(map(str, unknown))}")
     return data
+
+
+def recorded_keys_merged(data: dict[str, Any], path: str) -> dict[str, Any]:
+    """A run's saved ``config.json`` given as ``--config`` (JSON is YAML): its two recorded, non-flag keys read
+    back as the flags they came from. ``method_options`` (a user method's own options) becomes top-level keys;
+    ``unused`` (the reference flags the method did not read) is dropped, as the run recomputes it."""
+    data = dict(data)
+    unused = data.pop("unused", [])
+    if not isinstance(unused, list) or not all(isinstance(name, str) for name in unused):
+        raise ConfigError("--config", f"{path}: unused must be a list of flag names, got {unused!r}")
+    options = data.pop("method_options", None) or {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise ConfigError("--config", f"{path}: method_options must be a mapping of option: value, got {options!r}")
+    twice = sorted(set(options) & set(data))
+    if twice:
+        raise ConfigError("--config", f"{path}: {twice[0]} is given both at the top level and in method_options")
+    return {**data, **options}
 
 
 def read_yaml(path: str) -> dict[str, Any]:
