@@ -72,32 +72,7 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
         print(line, flush=True)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    mine: ExperimentDir | None = None  # the directory this process locked (rank 0)
-    if cfg.resume:
-        exp = ExperimentDir(cfg.output_dir)
-        if main:
-            mine = exp.claim("--resume")  # one writer: refused while another process holds the run
-            held.append(mine)
-            exp.remove_torn_writes()  # torn atomic writes of a killed session
-            record_resume(exp.env_json, device, world_size=distributed.world_size())
-    else:
-        created: str | UserError = ""
-        if main:  # one process creates the directory (its default name has a timestamp)
-            try:
-                mine = create_experiment(cfg, device)
-                held.append(mine)
-                created = str(mine.path)
-            except UserError as err:
-                created = err
-        shared = distributed.broadcast_object(str(created) if isinstance(created, UserError) else ("", created))
-        if isinstance(created, UserError):
-            raise created
-        if isinstance(shared, str):  # rank 0 refused the directory: every rank stops with its message
-            refused = UserError(shared)
-            refused.every_rank = True  # rank 0 says it
-            raise refused
-        exp = ExperimentDir(shared[1])
-        cfg.output_dir = str(exp.path)
+    exp, mine = _open_experiment(cfg, device, held)
     if main:
         exp.write_status("incomplete")
     runs = []
@@ -138,6 +113,41 @@ def _run_seeds(cfg: Config, device: torch.device, resume_checkpoint: Path | None
     if not main:
         return None
     return finish_experiment(exp, cfg, runs)
+
+
+def _open_experiment(cfg: Config, device: torch.device, held: list[ExperimentDir]
+                     ) -> tuple[ExperimentDir, ExperimentDir | None]:
+    """``(the experiment directory, the one this process locked or None)``: the resumed run, claimed by rank 0;
+    or a new one created by rank 0 and shared with every rank (a refusal stops every rank with its message).
+    A new run's ``cfg.output_dir`` becomes the created directory (its default name has a timestamp)."""
+    main = distributed.is_main()
+    mine: ExperimentDir | None = None  # the directory this process locked (rank 0)
+    if cfg.resume:
+        exp = ExperimentDir(cfg.output_dir)
+        if main:
+            mine = exp.claim("--resume")  # one writer: refused while another process holds the run
+            held.append(mine)
+            exp.remove_torn_writes()  # torn atomic writes of a killed session
+            record_resume(exp.env_json, device, world_size=distributed.world_size())
+    else:
+        created: str | UserError = ""
+        if main:  # one process creates the directory (its default name has a timestamp)
+            try:
+                mine = create_experiment(cfg, device)
+                held.append(mine)
+                created = str(mine.path)
+            except UserError as err:
+                created = err
+        shared = distributed.broadcast_object(str(created) if isinstance(created, UserError) else ("", created))
+        if isinstance(created, UserError):
+            raise created
+        if isinstance(shared, str):  # rank 0 refused the directory: every rank stops with its message
+            refused = UserError(shared)
+            refused.every_rank = True  # rank 0 says it
+            raise refused
+        exp = ExperimentDir(shared[1])
+        cfg.output_dir = str(exp.path)
+    return exp, mine
 
 
 def _stopped(exp: ExperimentDir, cfg: Config, seed_dir, main: bool) -> None:
