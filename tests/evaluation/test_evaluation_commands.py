@@ -447,6 +447,35 @@ def test_export_and_embed_refuse_an_out_inside_a_run(tmp_path, cli):
     assert ckpt.read_bytes() == b"the run's checkpoint" and not (exp / "e.npz").exists()
 
 
+def test_no_output_goes_into_a_run_through_a_link_or_as_a_new_run(tmp_path, cli, monkeypatch):
+    """`ln -s RUN/seed_0 shortcut`, then `table/plot --out shortcut/metrics.csv --overwrite` replaced the run's
+    own files (the marker was looked for along the path as given only) and `export --out shortcut/x.pt` wrote
+    into it; `train --output_dir RUN/seed_0/inner` (or from inside the run, by the default name) nested a new run
+    in a finished one, `analyze`/`demo --output_dir` wrote there: each made the run's --overwrite refuse."""
+    exp = tmp_path / "exp"
+    assert cli("train", *TINY_GAUSSIAN, "--model_name", "SimCLR", "--epochs", "1", "--mi_interval", "0",
+               "--output_dir", str(exp)).returncode == 0
+    (tmp_path / "shortcut").symlink_to(exp / "seed_0", target_is_directory=True)
+    link = tmp_path / "shortcut"
+    before = {p: digest(p) for p in exp.rglob("*") if p.is_file()}
+    for command, out in ((["table", str(exp)], link / "metrics.csv"),
+                         (["plot", "accuracy", str(exp)], link / "monitors.png"),
+                         (["export", str(exp)], link / "x.pt")):
+        one_line_error(cli(*command, "--out", str(out), "--overwrite"),
+                       f"--out: {out} is inside the mimax run {exp}, which holds only what its training wrote")
+    for command, out in ((["train", *TINY_GAUSSIAN, "--epochs", "1"], exp / "seed_0" / "inner"),
+                         (["train", *TINY_GAUSSIAN, "--epochs", "1"], link / "inner"),
+                         (["analyze", str(exp)], link / "report"),
+                         (["demo", "--quick"], exp / "demo")):
+        one_line_error(cli(*command, "--output_dir", str(out)), f"--output_dir: {out}",
+                       f"is inside the mimax run {exp}, which holds only what its training wrote")
+    monkeypatch.chdir(exp / "seed_0")  # the default runs/<name> of a run started from inside another one
+    one_line_error(cli("train", *TINY_GAUSSIAN, "--epochs", "1"), f"is inside the mimax run {exp}")
+    monkeypatch.chdir(tmp_path)
+    assert {p: digest(p) for p in exp.rglob("*") if p.is_file()} == before
+    assert cli("train", "--output_dir", str(exp), "--overwrite", *TINY_GAUSSIAN, "--epochs", "1").returncode == 0
+
+
 def test_eval_uses_the_thread_count_training_ran_on_when_none_was_given(tmp_path):
     """A run trained without --num_threads (torch's default, e.g. OMP_NUM_THREADS=2) records it in env.json only;
     `mimax eval` used the current default instead, and its probe differed in the third digit from the recorded

@@ -21,7 +21,7 @@ from mimax.runtime import distributed
 from mimax.runtime.allocator import keep_freed_memory
 from mimax.store import faults
 from mimax.store.atomic import OutputWriteError, atomic_write_text, strict_json, write_json
-from mimax.store.rundir import ExperimentDir, record_resume, run_identity
+from mimax.store.rundir import ExperimentDir, check_outside_runs, record_resume, run_identity
 
 
 def _write_failure(err: OSError | OutputWriteError) -> str:
@@ -133,6 +133,9 @@ def _open_experiment(cfg: Config, device: torch.device, held: list[ExperimentDir
         created: str | UserError = ""
         if main:  # one process creates the directory (its default name has a timestamp)
             try:
+                # a run nested in another would be a foreign file of it (its --overwrite refused, its plots broken)
+                check_outside_runs(Path(cfg.output_dir or ExperimentDir.default_path(cfg)), flag="--output_dir",
+                                   what="new runs")
                 mine = create_experiment(cfg, device)
                 held.append(mine)
                 created = str(mine.path)

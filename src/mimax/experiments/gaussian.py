@@ -33,7 +33,7 @@ from mimax.experiments.trajectories import TrajectoryRecorder
 from mimax.methods import METHODS
 from mimax.monitors import CollapseMonitor, MIMonitor, default_callbacks
 from mimax.runtime.allocator import keep_freed_memory
-from mimax.store.rundir import ExperimentDir, SeedDir
+from mimax.store.rundir import ExperimentDir, SeedDir, check_outside_runs
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                                            f"(got {args.mi_interval})")
     out_dir = args.output_dir or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
     cfgs = [config_from_args(run_flags(args, r, Path(out_dir))) for r in runs]  # every one valid before any write
+    check_outside_runs(Path(out_dir), flag="--output_dir", what="the demo")
     demo = ExperimentDir.create(out_dir, overwrite=False, run_id="demo",  # locked: one demo per folder
                                 occupied="mimax demo writes a new folder: give another --output_dir")
     try:

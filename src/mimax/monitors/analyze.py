@@ -42,6 +42,7 @@ from mimax.nets.backbones import mlp_backbone, resnet_backbone
 from mimax.runtime.device import PRECISION_DTYPES, autocast_to, resolve_device
 from mimax.store.atomic import atomic_write_bytes, atomic_write_text, write_json
 from mimax.store.checkpoint import load_checkpoint
+from mimax.store.rundir import check_outside_runs
 
 REPORT_FILES = ("analysis.json", "analysis.md", "analysis.png")
 
@@ -406,6 +407,7 @@ def cmd_analyze(argv: list[str]) -> int:
         raise UserError(f"--output_dir: {out} already holds a report; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise UserError(f"--output_dir: parent directory {out.parent} does not exist")
+    check_outside_runs(out / REPORT_FILES[0], [args.model], flag="--output_dir", what="reports")
     report = analyze(args)  # everything is loaded and measured before anything is written
     png = report_figure(report)
     md = report_markdown(report)

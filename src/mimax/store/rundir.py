@@ -705,19 +705,32 @@ def _remove_empty_dirs(path: Path, top: Path) -> None:
             return
 
 
+def enclosing_run(path: Path) -> Path | None:
+    """The mimax run (a directory carrying :data:`MARKER`) that holds ``path`` at any depth, found along the path
+    as given (absolute, links kept: named so in messages) or else along its real location (``shortcut/x`` where
+    ``shortcut`` links into a run); None when no run holds it."""
+    given = Path(path).expanduser().absolute()
+    for parents in (given.parents, given.resolve().parents):
+        found = next((d for d in parents if os.path.isfile(d / MARKER)), None)
+        if found is not None:
+            return found
+    return None
+
+
 def check_outside_runs(out: Path, run_dirs: Sequence[str | Path] = (), flag: str = "--out",
                        what: str = "tables and figures") -> None:
-    """Refuse an output file of ``mimax table``/``plot``/``export``/``embed`` inside a mimax run directory,
-    at any depth, whether it exists or not: inside one of ``run_dirs`` (the runs the command reads; for a
-    ``seed_<k>`` given, its experiment too) or below any directory holding mimax's run marker
-    (:data:`MARKER`). A run holds only what its training wrote: ``--out RUN/seed_0/metrics.csv --overwrite``
-    replaced the run's own file, and any file put there would make ``--overwrite`` refuse to clear the run."""
+    """Refuse an output of ``mimax table``/``plot``/``export``/``embed``/``analyze`` (or a new run's directory)
+    inside a mimax run directory, at any depth, whether it exists or not: inside one of ``run_dirs`` (the runs
+    the command reads; for a ``seed_<k>`` given, its experiment too) or below any directory holding mimax's run
+    marker (:data:`MARKER`), by the path as given or by its real location (:func:`enclosing_run`). A run holds
+    only what its training wrote: ``--out RUN/seed_0/metrics.csv --overwrite`` replaced the run's own file, and
+    any file put there would make ``--overwrite`` refuse to clear the run."""
     target = Path(out).expanduser().resolve()
     runs = [d.parent if SEED_DIR_RE.match(d.name) and (d.parent / "config.json").is_file() else d
             for d in map(Path, run_dirs)]
     inside = next((d for d in runs if _same_path(d, target) or d.expanduser().resolve() in target.parents), None)
-    if inside is None:  # the path as given (absolute, links kept), for the message
-        inside = next((d for d in Path(out).expanduser().absolute().parents if os.path.isfile(d / MARKER)), None)
+    if inside is None:
+        inside = enclosing_run(Path(out))
     if inside is not None:
         raise UserError(f"{flag}: {out} is inside the mimax run {inside}, which holds only what its training "
                         f"wrote; write {what} outside run directories")
