@@ -217,6 +217,26 @@ def test_save_every_minutes_checkpoints_mid_epoch_and_a_kill_loses_at_most_one_s
     _assert_same(_snapshot(out), reference)
 
 
+def test_checkpoints_off_the_save_schedule_go_once_superseded(tmp_path):
+    """`--save_every_minutes` at an epoch's end and each `--stop_after` invocation's last epoch wrote an epoch
+    checkpoint that was kept for good (a long run kept one full training state per tick); only the
+    `--model_save_interval` ones and the last are kept, as in an uninterrupted run, and the newest always is."""
+    args = [a if a != "1" or kh.ARGS[i - 1] != "--model_save_interval" else "2" for i, a in enumerate(kh.ARGS)]
+    assert args[args.index("--model_save_interval") + 1] == "2" and args[args.index("--epochs") + 1] == "3"
+    names = lambda out, seed: [p.name for p in _checkpoints(out / f"seed_{seed}")]  # noqa: E731
+    plain, ticking, chunked = tmp_path / "plain", tmp_path / "ticking", tmp_path / "chunked"
+    assert kh.run_in_process([*args, "--output_dir", str(plain)]) == 0
+    assert kh.run_in_process([*args, "--save_every_minutes", "1e-9", "--output_dir", str(ticking)]) == 0
+    assert kh.run_in_process([*args, "--stop_after", "1", "--output_dir", str(chunked)]) == 0
+    assert names(chunked, 0) == ["ckpt_epoch_0001.pt"]  # the newest: what --resume continues from
+    for _ in range(5):
+        assert kh.run_in_process(["--resume", str(chunked), "--stop_after", "1"]) == 0
+    for out in (plain, ticking, chunked):
+        for seed in (0, 1):
+            assert names(out, seed) == ["ckpt_epoch_0002.pt", "ckpt_epoch_0003.pt"], (out.name, names(out, seed))
+    _assert_same(_snapshot(chunked), _snapshot(plain))
+
+
 def test_resume_auto_starts_then_continues(tmp_path, reference, capsys):
     out = tmp_path / "exp"
     job = [*kh.ARGS, "--output_dir", str(out), "--resume", "auto"]

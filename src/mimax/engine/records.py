@@ -108,7 +108,7 @@ class Checkpoints:
     """The seed's checkpoints: the full training state, written atomically with the run's identity (a hash
     of the resolved config and the seed) and a checksum, restored bitwise. A mid-epoch checkpoint (after
     ``in_epoch`` steps of epoch ``state.epoch``) also holds the epoch's running loss sums; a newer
-    checkpoint deletes the older mid-epoch ones."""
+    checkpoint deletes the older ones that only exist to survive preemption (mid-epoch, or off the schedule)."""
 
     def __init__(self, seed_dir: SeedDir, cfg: Any):
         self.seed_dir, self.cfg = seed_dir, cfg
@@ -130,8 +130,12 @@ class Checkpoints:
             "input_shape": list(state.data.input_shape),  # lets `mimax export` rebuild the model without data
             "partial": {"in_epoch": in_epoch, **(partial or {})} if in_epoch else {},
         }, path)
-        self.seed_dir.remove_superseded_mid_epoch(path)
+        self.seed_dir.remove_superseded(path, self.scheduled)
         return path
+
+    def scheduled(self, epoch: int) -> bool:
+        """Whether ``epoch``'s checkpoint is one the run keeps: every ``--model_save_interval`` epochs and the last."""
+        return epoch % self.cfg.model_save_interval == 0 or epoch == self.cfg.epochs
 
     def restore(self, path: Path, method: Method, optimizers: dict[str, torch.optim.Optimizer],
                 precision: StepPrecision) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -289,12 +289,15 @@ class SeedDir:
         found = sorted((pos, p) for p in self.checkpoint_dir.iterdir() if (pos := checkpoint_position(p)))
         return [p for _, p in found]
 
-    def remove_superseded_mid_epoch(self, newest: Path) -> None:
-        """Delete the mid-epoch checkpoints older than ``newest`` (they only exist to survive preemption)."""
+    def remove_superseded(self, newest: Path, scheduled: Callable[[int], bool]) -> None:
+        """Delete the checkpoints older than ``newest`` that only exist to survive preemption: the mid-epoch ones,
+        and the epoch ones whose epoch is not ``scheduled`` (written at an epoch's end by ``--save_every_minutes``,
+        a signal or ``--stop_after``, off the ``--model_save_interval`` schedule: kept, a long run's disk grew
+        by a full training state per tick)."""
         keep = checkpoint_position(newest)
         for p in self.checkpoints():
             pos = checkpoint_position(p)
-            if pos[1] and pos < keep:
+            if pos < keep and (pos[1] or not scheduled(pos[0])):
                 p.unlink(missing_ok=True)
 
     def latest_checkpoint(self) -> Path | None:
