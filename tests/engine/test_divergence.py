@@ -78,6 +78,23 @@ def test_skip_after_stop_resumes_past_the_bad_step(tmp_path, monkeypatch, capsys
     assert [r["epoch"] for r in rows] == ["1", "2", "3"] and rows[2]["skipped_steps"] == "1"
 
 
+@pytest.mark.parametrize("mi_interval", ["1", "0"])  # the MI monitor's embeddings, or the collapse monitor's alone
+def test_finite_but_huge_weights_under_skip_stop_in_one_line_at_the_epoch_end(tmp_path, capsys, mi_interval):
+    """`--initial_lr 1e20 --on_nan skip`: the weights stay finite (the weight check passes) but the monitor
+    set's embeddings overflow; rankme's SVD raised a traceback (exit 1). Now the divergence exit 3, one line,
+    the seed marked diverged and no checkpoint of those weights."""
+    out = tmp_path / "run"
+    assert main([*ARGS, "--initial_lr", "1e20", "--on_nan", "skip", "--mi_interval", mi_interval,
+                 "--output_dir", str(out)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("mimax: error: training diverged by step 4: the ") and "of the monitor set are " \
+        "non-finite (the weights are finite but so large that the activations overflow); no checkpoint written; " \
+        "last good checkpoint: none (no checkpoint yet)" in err, err
+    assert not any((out / "seed_0" / "checkpoints").iterdir())
+    assert json.loads((out / "seed_0" / "status.json").read_text())["status"] == "diverged"
+
+
 def _mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))

@@ -27,7 +27,7 @@ from mimax.engine.precision import StepPrecision, prepare_model, resolve_run_pre
 from mimax.engine.preemption import Preempted, Preemption
 from mimax.engine.progress import ConsoleLog, eta_seconds, format_duration, format_eval, format_mi
 from mimax.engine.records import Checkpoints, EvalLog, MetricsLog, SeedRecord
-from mimax.errors import CollapseStopped
+from mimax.errors import CollapseStopped, TrainingDiverged
 from mimax.evaluation.evaluate import evaluate
 from mimax.fit import knn_k_for
 from mimax.methods import build_method
@@ -179,7 +179,11 @@ def train_epochs(t: Training, callbacks: list[Callback], stop_epoch: int, progre
         t.guard.check(t.steps_per_epoch, t.checkpoints.last_good())
         saved, stop = False, None
         if main:
-            extra = {k: v for cb in callbacks for k, v in cb.on_epoch_end(state).items()}
+            try:
+                extra = {k: v for cb in callbacks for k, v in cb.on_epoch_end(state).items()}
+            except TrainingDiverged as err:  # a monitor found non-finite embeddings of finite weights
+                raise TrainingDiverged(f"training diverged by step {state.step}: {err}; no checkpoint written; "
+                                       f"last good checkpoint: {t.checkpoints.last_good()}") from None
             if peak is not None:
                 extra["gpu_mem_peak_gb"] = peak
             stop, state.stop_reason = state.stop_reason, None

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from mimax.errors import TrainingDiverged
 from mimax.runtime.device import PRECISION_DTYPES
 
 
@@ -55,3 +56,13 @@ def run_dtype(cfg) -> torch.dtype | None:
     as training and the evaluation do: a bf16 run is watched through the network it trains, at bf16's cost."""
     return PRECISION_DTYPES.get(getattr(cfg, "precision", None) or "fp32")
 
+
+
+def finite_embeddings(z: Tensor, what: str) -> Tensor:
+    """``z`` if every entry is finite, else :class:`TrainingDiverged` naming ``what``: weights that are finite
+    but huge (``--on_nan skip`` skips every later step, and the weight check passes) overflow the activations,
+    and no monitor value of such embeddings means anything (``torch.linalg.svdvals`` raised a traceback)."""
+    if not bool(torch.isfinite(z).all()):
+        raise TrainingDiverged(f"the {what} of the monitor set are non-finite (the weights are finite but so large "
+                               "that the activations overflow)")
+    return z

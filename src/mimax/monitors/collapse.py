@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mimax.callbacks import Callback, RunState
-from mimax.monitors.base import evaluation_mode, run_dtype
+from mimax.monitors.base import evaluation_mode, finite_embeddings, run_dtype
 from mimax.monitors.rank import spectrum, unit_rows
 from mimax.naming import ascii_name
 from mimax.runtime.device import autocast_to
@@ -101,7 +101,8 @@ class CollapseMonitor(Callback):
         out: dict[str, float] = {}
         with evaluation_mode(state.method), autocast_to(state.device, run_dtype(state.cfg)):
             for key, encoder in state.method.encoders().items():
-                z = encoder_embeddings(encoder, x, self.batch_size, state.device)
+                z = finite_embeddings(encoder_embeddings(encoder, x, self.batch_size, state.device),
+                                      f"embeddings of encoder {key}")
                 key = ascii_name(key)
                 out[f"emb_std_{key}"] = normalized_embedding_std(z).item()
                 out[f"emb_erank_{key}"] = effective_rank(z).item()

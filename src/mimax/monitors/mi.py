@@ -29,7 +29,7 @@ from torch import Tensor
 
 from mimax.bounds import BOUNDS, bound_values, cosine_scores
 from mimax.callbacks import Callback, RunState
-from mimax.monitors.base import evaluation_mode, monitor_batch_size, monitor_batches, run_dtype
+from mimax.monitors.base import evaluation_mode, finite_embeddings, monitor_batch_size, monitor_batches, run_dtype
 from mimax.monitors.collapse import normalized_embedding_std
 from mimax.monitors.estimators import estimate_mi
 from mimax.monitors.rank import geometry, unit_rows
@@ -192,6 +192,8 @@ class MIMonitor(Callback):
         pairs = monitor_embeddings(state.method, x_a, x_b, self.batch_size, state.device, run_dtype(state.cfg))
         if self.representations is not None:
             pairs = {k: v for k, v in pairs.items() if k in self.representations}
+        for rep, (u, v) in pairs.items():
+            finite_embeddings(torch.cat([u, v]), f"{rep} pairs")
         new = fixed_critic_rows(pairs, self.batch_size, self.temperature) if fixed else []
         new += (trained_critic_rows(pairs, self.critic_representations, self.critic_cache, **self.critic_options)
                 if critic else [])
