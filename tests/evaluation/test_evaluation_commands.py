@@ -189,6 +189,9 @@ def test_table_from_a_real_run(gaussian_run, cli):
     stat = results["summary"]["JMI"]["linear"]
     assert linear["JMI"] == [f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"]
     assert not math.isnan(stat["std"])
+    # a seed folder given: its results.json was "not a mimax results file ('summary')"
+    one_line_error(cli("table", str(gaussian_run / "seed_1")), f"{gaussian_run / 'seed_1'}: a seed of the experiment "
+                   f"{gaussian_run}; give the experiment directory (its results.json holds every seed)")
 
 
 # --- mimax export ---------------------------------------------------------------------------------------

@@ -439,6 +439,9 @@ class ExperimentDir:
         """``results.json`` of a finished experiment; one-line :class:`UserError` otherwise."""
         if not self.path.is_dir():
             raise UserError(f"{self.path}: no such experiment directory")
+        if SEED_DIR_RE.match(self.path.name) and (self.path.parent / "config.json").is_file():
+            raise UserError(f"{self.path}: a seed of the experiment {self.path.parent}; give the experiment "
+                            "directory (its results.json holds every seed)")
         if not self.results_json.is_file():
             raise UserError(f"{self.path}: no results.json (expected a finished mimax experiment directory)")
         try:
