@@ -31,6 +31,7 @@ from mimax.errors import CollapseStopped, TrainingDiverged
 from mimax.evaluation.evaluate import evaluate
 from mimax.fit import knn_k_for
 from mimax.methods import build_method
+from mimax.monitors.estimators import RELIABLE_PAIRS
 from mimax.runtime import distributed
 from mimax.runtime.device import peak_memory_gb, start_epoch_clock, stop_epoch_clock
 from mimax.runtime.signals import shut_down_workers
@@ -365,6 +366,11 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     if probe_train is not None and knn_k_for(cfg.knn_k, len(probe_train)) != cfg.knn_k:
         log.line(f"note: kNN k = {knn_k_for(cfg.knn_k, len(probe_train))} (--knn_k {cfg.knn_k} reduced to a fifth "
                  f"of the {len(probe_train)} training images)")
+    monitor = state.data.monitor_views
+    if monitor is not None and cfg.mi_interval and cfg.mi_critic_interval >= 0 and len(monitor[0]) < RELIABLE_PAIRS:
+        log.line(f"note: MI estimate on {len(monitor[0])} monitor pairs: the trained critic is validated on a tenth "
+                 f"of them, too few to reject one that does not generalize, so it can read below 0 nats; "
+                 f"{RELIABLE_PAIRS} pairs or more make it reliable (--monitor_size, --gm_monitor_size)")
     if state.step > 0:
         log.phase(seed, f"resumed at epoch {state.epoch}/{cfg.epochs} (step {state.step})")
     if state.step == 0 and main:  # a fresh start (a mid-epoch-1 checkpoint has steps behind it)
