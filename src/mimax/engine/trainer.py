@@ -59,6 +59,7 @@ class Training:
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
     log: ConsoleLog = field(default_factory=lambda: ConsoleLog(enabled=False))  # the printed lines (rank 0)
     epoch_times: list[float] = field(default_factory=list)  # wall time of this invocation's epochs (ETA)
+    first_epoch: int = 0  # the epoch this invocation started the seed at (ETA within --stop_after)
     preemption: Preemption = field(default_factory=Preemption)
     partial: dict[str, Any] = field(default_factory=dict)  # where a mid-epoch checkpoint left its epoch
     callbacks: list[Callback] = field(default_factory=list)  # the run's monitors and recorders (rank 0)
@@ -273,11 +274,22 @@ def end_epoch(t: Training, means: dict[str, float], lr: float, extra: dict[str, 
         t.save_checkpoint()
         t.record.status(state.epoch)
     t.epoch_times.append(time.perf_counter() - clock)
-    t.log.epoch(state.seed, state.epoch, cfg.epochs, row, eta_seconds(t.epoch_times, stop_epoch - state.epoch),
+    left = invocation_epochs_left(cfg, state.seed, state.epoch, stop_epoch, t.first_epoch)
+    t.log.epoch(state.seed, state.epoch, cfg.epochs, row, eta_seconds(t.epoch_times, left),
                 state.extra.get("mi"), results)
     if saving:
         t.log.phase(state.seed, f"checkpoint {t.checkpoints.seed_dir.checkpoint(state.epoch)}")
     return saving
+
+
+def invocation_epochs_left(cfg: Config, seed: int, epoch: int, stop_epoch: int, first_epoch: int) -> int:
+    """Epochs this invocation still trains after ``epoch`` of ``seed``: this seed's up to ``stop_epoch``, then
+    the later seeds' (``--num_runs``), within what is left of ``--stop_after`` (``cfg.stop_after`` is the budget
+    at this seed's start, ``first_epoch`` where this seed started). The ETA counted this seed only."""
+    later = (cfg.seed + cfg.num_runs - 1 - seed) * cfg.epochs
+    if cfg.stop_after is not None:
+        later = min(later, cfg.stop_after - (stop_epoch - first_epoch))
+    return stop_epoch - epoch + later
 
 
 def setup(cfg: Config, seed_dir: SeedDir, resume_from: Path | None, preemption: Preemption) -> Training:
@@ -394,6 +406,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
                             f"({format_duration(time.perf_counter() - clock)})")
     distributed.barrier()
     stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
+    t.first_epoch = state.epoch
     try:
         train_epochs(t, list(callbacks), stop_epoch, progress)
     finally:
