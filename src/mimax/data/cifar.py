@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
+from mimax.data.download import fetch, once_per_machine
 from mimax.data.images import ImageSplit, build_image_bundle
 from mimax.errors import DataError
 
@@ -145,16 +146,11 @@ def locate(cfg) -> Path:
 
 
 def _download(root: Path, dataset: str) -> None:
-    """torchvision's downloader (with its MD5 check); the archive is then read in memory like a local one."""
+    """The archive from torchvision's URL, with its MD5 check; it is then read in memory like a local one."""
     from torchvision.datasets import CIFAR10, CIFAR100
-    from torchvision.datasets.utils import download_url
 
     ref = {"CIFAR10": CIFAR10, "CIFAR100": CIFAR100}[dataset]
-    try:
-        download_url(ref.url, str(root), ref.filename, ref.tgz_md5)
-    except Exception as exc:  # network errors come in many types (URLError, HTTPError, socket errors)
-        raise DataError(f"--download: could not fetch {ref.url} into {root} ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    fetch([([ref.url], ref.filename, ref.tgz_md5)], root)
 
 
 def load(path: Path, dataset: str) -> tuple[ImageSplit, ImageSplit]:
@@ -178,8 +174,8 @@ def load(path: Path, dataset: str) -> tuple[ImageSplit, ImageSplit]:
 
 def build_cifar(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     path = locate(cfg)
-    if not path.exists():
-        _download(path.parent, cfg.dataset)
+    if cfg.download:  # every rank looks only after the download: a partial archive is never seen
+        once_per_machine(lambda: None if path.exists() else _download(path.parent, cfg.dataset))
     train, test = load(path, cfg.dataset)
     return build_image_bundle(cfg.dataset, train, test, FORMATS[cfg.dataset].num_classes, cfg, device, seed,
                               rank=rank, world=world)

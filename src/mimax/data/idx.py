@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mimax.data.download import fetch, once_per_machine
 from mimax.data.images import ImageSplit, build_image_bundle
 from mimax.errors import DataError
 
@@ -90,29 +91,17 @@ def load_split(images_path: Path, labels_path: Path) -> ImageSplit:
 
 
 def _download(root: Path, dataset: str) -> None:
-    """torchvision's downloader (mirrors and MD5 sums of torchvision's MNIST/FashionMNIST classes)."""
+    """The dataset's files from torchvision's mirrors, with the MD5 sums of its MNIST/FashionMNIST classes."""
     from torchvision.datasets import MNIST, FashionMNIST
-    from torchvision.datasets.utils import download_url
 
     ref = {"MNIST": MNIST, "FashionMNIST": FashionMNIST}[dataset]
-    for filename, md5 in ref.resources:
-        if (root / filename).is_file():
-            continue
-        errors = []
-        for mirror in ref.mirrors:
-            try:
-                download_url(f"{mirror}{filename}", str(root), filename, md5)
-                break
-            except Exception as exc:  # network errors come in many types
-                errors.append(f"{mirror}: {type(exc).__name__}")
-        else:
-            raise DataError(f"--download: could not fetch {filename} into {root} ({'; '.join(errors)})")
+    fetch([([f"{mirror}{filename}" for mirror in ref.mirrors], filename, md5) for filename, md5 in ref.resources], root)
 
 
 def build_idx(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     root = locate(cfg)
     if cfg.download:
-        _download(root, cfg.dataset)
+        once_per_machine(lambda: _download(root, cfg.dataset))
     paths = find_files(root)
     train, test = load_split(*paths["train"]), load_split(*paths["test"])
     return build_image_bundle(cfg.dataset, train, test, 10, cfg, device, seed, rank=rank, world=world)
