@@ -276,7 +276,9 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.model)
     run_cfg = None
     ignored: list[str] = []
-    exported = load_exported(path, "MODEL") if path.is_file() and sidecar_path(path).is_file() else None
+    # a sidecar beside no file: an export killed before its backbone was written (load_exported says so)
+    exported = (load_exported(path, "MODEL") if (path.is_file() or not path.exists()) and sidecar_path(path).is_file()
+                else None)
     state = _load_state(path) if path.is_file() and exported is None else None
     if path.is_dir() or (state is not None and "model" in state and "method" in state):
         run_cfg, encoder, source = _mimax_run(path, args.encoder)
