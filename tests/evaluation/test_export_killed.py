@@ -64,6 +64,7 @@ def test_an_export_killed_over_another_encoders_export_is_never_misread(sdmi, tm
     assert run_cli(["export", str(run), "--out", str(x), "--encoder", "f_theta", "--overwrite"]).returncode == 0
     net, meta = load_exported(x, "--backbone")
     assert meta["encoder"] == "f_θ" and all(torch.equal(v, tensors["f_θ"][k]) for k, v in net.state_dict().items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pt", "x.pt.json"]  # the torn write's temp file: gone
 
 
 @pytest.mark.parametrize("kill_at", KILL_POINTS)
@@ -86,6 +87,7 @@ def test_a_fresh_export_killed_leaves_nothing_or_says_it_was_interrupted(sdmi, t
         assert run_cli(["export", str(run), "--out", str(x)]).returncode == 0
     net, meta = load_exported(x, "--backbone")
     assert meta["encoder"] == "f_θ" and all(torch.equal(v, tensors["f_θ"][k]) for k, v in net.state_dict().items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pt", "x.pt.json"]  # the torn write's temp file: gone
 
 
 def test_a_sidecar_without_a_hash_still_loads(sdmi, tmp_path):

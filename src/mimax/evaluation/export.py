@@ -38,7 +38,14 @@ from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.naming import ascii_name
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
-from mimax.store.atomic import atomic_write_bytes, atomic_write_text, check_output_file, make_parent
+from mimax.store.atomic import (
+    OutputWriteError,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_file,
+    make_parent,
+    remove_torn_writes,
+)
 from mimax.store.checkpoint import load_checkpoint
 
 FORMATS = ("torchvision", "timm", "safetensors")
@@ -234,7 +241,13 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     # the old backbone (or none), which load_exported refuses. Backbone first, a new backbone could sit
     # beside an older sidecar without a hash, and be embedded under the other encoder's description.
     atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_bytes(out_path, data)
+    try:
+        atomic_write_bytes(out_path, data)
+    except OutputWriteError:  # a full disk: the new sidecar describes a file that was not written
+        side.unlink(missing_ok=True)
+        raise
+    remove_torn_writes(side)
+    remove_torn_writes(out_path)
     return info
 
 
