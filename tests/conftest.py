@@ -29,10 +29,15 @@ def run_main(args: list[str], cwd: Path | None = None, timeout: int = 300) -> su
                           cwd=cwd or ROOT, timeout=timeout, env=env)
 
 
-def run_mimax(args: list[str], cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m mimax ARGS`` (the ``mimax`` console script) in a subprocess."""
+def run_mimax(args: list[str], cwd: Path | None = None, timeout: int = 300,
+              kill_at: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m mimax ARGS`` (the ``mimax`` console script) in a subprocess; ``kill_at``: its
+    ``MIMAX_KILL_AT`` (:mod:`mimax.store.faults`)."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("MIMAX_KILL_AT", None)
+    if kill_at:
+        env["MIMAX_KILL_AT"] = kill_at
     return subprocess.run([sys.executable, "-m", "mimax", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=timeout, env=env)
 

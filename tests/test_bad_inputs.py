@@ -570,13 +570,14 @@ def _table_out_too_large(tmp: Path, finished: Path | None = None) -> subprocess.
 
 
 def _export_out_too_large(tmp: Path) -> subprocess.CompletedProcess:
-    """``mimax export --out`` under a 1-byte file-size limit: one line naming the file (torch's zip writer
-    raised a RuntimeError without the reason: a traceback)."""
+    """``mimax export --out`` under a 4 KiB file-size limit, which its sidecar (written first) fits and the
+    backbone does not: one line naming the file (torch's zip writer raised a RuntimeError without the reason:
+    a traceback), and the sidecar of the file that was not written is removed."""
     exp = tmp / "exp"
     assert main([*RUN, "--output_dir", str(exp)]) == 0
 
     def limit(resource) -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
     proc = _limited(tmp, ["export", str(exp), "--out", str(tmp / "b.pt")], limit)
     assert sorted(p.name for p in tmp.iterdir()) == ["exp"], "a failed export leaves no file behind"

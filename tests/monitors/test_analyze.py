@@ -3,13 +3,14 @@ architecture with a weights file; the report's numbers against the monitors comp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 import pytest
 import torch
 
-from conftest import TINY_GAUSSIAN, run_mimax
+from conftest import TINY_GAUSSIAN, run_cli, run_mimax
 from mimax.cli import main
 from mimax.monitors.api import monitor_values
 
@@ -143,6 +144,47 @@ def test_an_existing_report_is_not_overwritten(run_dir, tmp_path, capsys):
     assert main(["analyze", str(run_dir), "--output_dir", str(out)]) == 2
     assert "already holds a report" in capsys.readouterr().err
     assert (out / "analysis.json").read_text() == "{}"
+    # a report file that is not a regular file is refused before anything is removed or written (the .json and
+    # .md used to be replaced, then the .png's write failed: a new .json beside nothing of its own)
+    (out / "analysis.png").mkdir()
+    assert main(["analyze", str(run_dir), "--output_dir", str(out), "--overwrite"]) == 2
+    assert capsys.readouterr().err.strip() == (f"mimax: error: --output_dir: {out / 'analysis.png'} exists and is "
+                                               "not a regular file; refusing to replace it")
+    assert (out / "analysis.json").read_text() == "{}" and sorted(p.name for p in out.iterdir()) == [
+        "analysis.json", "analysis.png"]
+
+
+def _files(out) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.name in ("analysis.json", "analysis.md", "analysis.png")}
+
+
+@pytest.mark.parametrize("kill_at", ["write:analysis.md:1", "write:analysis.png:1", "write:analysis.json:1"])
+def test_a_report_killed_while_replacing_another_is_never_mixed(run_dir, tmp_path, kill_at):
+    """`analyze RUN`, then `analyze EXPORT --overwrite` into the same folder, killed inside one of its three
+    writes: analysis.json used to be written first, so a kill left the new .json beside the old .md/.png of
+    the other model, a report that looked whole. Now the old report is removed first and analysis.json (with
+    the SHA-256 of its .md and .png) comes last: the folder holds the old report or part of the new one
+    without analysis.json; the rerun without --overwrite says so in one line, with --overwrite it finishes."""
+    out = tmp_path / "rep"
+    assert main(["analyze", str(run_dir), "--output_dir", str(out)]) == 0
+    old = _files(out)
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "bb.pt")]) == 0
+    again = ["analyze", str(tmp_path / "bb.pt"), "--output_dir", str(out)]
+    assert run_mimax([*again, "--overwrite"], kill_at=kill_at).returncode == -9
+    now = _files(out)
+    assert now == old or ("analysis.json" not in now and all(now[n] != old[n] for n in now)), sorted(now)
+    if now:  # the rerun without --overwrite is refused in one line, and removes or writes nothing
+        proc = run_cli(again)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert ("already holds a report" if now == old else f"holds an unfinished report ({', '.join(sorted(now))} "
+                "without analysis.json: an interrupted mimax analyze); pass --overwrite") in proc.stderr
+        assert _files(out) == now
+    assert main([*again, "--overwrite"] if now else again) == 0
+    report = _report(out)
+    assert report["files_sha256"] == {n: hashlib.sha256((out / n).read_bytes()).hexdigest()
+                                      for n in ("analysis.md", "analysis.png")}
+    assert (out / "analysis.md").read_text().startswith(f"# Analysis of {report['model']}\n")
+    assert "exported MLP backbone" in report["model"]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc (where no folder can be made)")

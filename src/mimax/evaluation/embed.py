@@ -94,7 +94,7 @@ def from_backbone(path: str) -> Embedder:
     """An exported backbone (``mimax export``) and its ``.json`` sidecar (architecture, preprocessing)."""
 
     file = Path(path)
-    if not file.is_file():
+    if not file.is_file() and (file.exists() or not sidecar_path(file).is_file()):  # a sidecar alone: see below
         raise UserError(f"--backbone: {file} is not a file")
     net, meta = load_exported(file, "--backbone")
     if meta["architecture"] == "MLP":  # as for a run: vector data has no image preprocessing to apply

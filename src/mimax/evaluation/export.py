@@ -21,6 +21,7 @@ Formats:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -37,7 +38,14 @@ from mimax.errors import UserError
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.naming import ascii_name
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
-from mimax.store.atomic import atomic_write_bytes, atomic_write_text, check_output_file, make_parent
+from mimax.store.atomic import (
+    OutputWriteError,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_file,
+    make_parent,
+    remove_torn_writes,
+)
 from mimax.store.checkpoint import load_checkpoint
 
 FORMATS = ("torchvision", "timm", "safetensors")
@@ -117,7 +125,7 @@ def _serialize(state: dict[str, torch.Tensor], file_format: str, metadata: dict[
 
 
 def _loaded(data: bytes, file_format: str) -> dict[str, torch.Tensor]:
-    """The tensors of serialized bytes, read as :func:`read_backbone_file` reads the file."""
+    """The tensors of an exported file's bytes (``pt``: ``torch.load(weights_only=True)``; ``safetensors``)."""
     if file_format == "safetensors":
         from safetensors.torch import load
 
@@ -125,13 +133,11 @@ def _loaded(data: bytes, file_format: str) -> dict[str, torch.Tensor]:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
-def read_backbone_file(file: Path, file_format: str) -> dict[str, torch.Tensor]:
-    """The tensors of an exported file (``pt``: ``torch.load(weights_only=True)``; ``safetensors``)."""
-    if file_format == "safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(file))
-    return torch.load(file, weights_only=True)
+def file_identity(data: bytes) -> dict[str, Any]:
+    """``{"sha256", "size"}`` of the backbone file's bytes, recorded in the sidecar: a backbone that is not
+    the one its sidecar describes (an export killed between its two writes, a file replaced since) is
+    refused by :func:`load_exported` instead of being used under another encoder's description."""
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
 def load_exported(file: Path, flag: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -146,10 +152,20 @@ def load_exported(file: Path, flag: str) -> tuple[nn.Module, dict[str, Any]]:
         raise UserError(f"{flag}: {meta_path} not found (mimax export writes it beside the backbone)") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{flag}: {meta_path} is not an export description ({exc})") from None
+    again = "export it again with --overwrite"
+    try:
+        data = file.read_bytes()  # read once: the bytes checked are the bytes loaded
+    except FileNotFoundError:  # the sidecar is written first: an export killed before its backbone
+        raise UserError(f"{flag}: {file} not found beside its sidecar {meta_path}: the export was interrupted "
+                        f"or the file moved; {again}") from None
+    except OSError as exc:
+        raise UserError(f"{flag}: cannot read {file} ({exc.strerror or exc})") from None
+    if "sha256" in meta and file_identity(data)["sha256"] != meta["sha256"]:  # older sidecars have none: no check
+        raise UserError(f"{flag}: {file} is not the file its sidecar {meta_path} describes (SHA-256 differs): the "
+                        f"export was interrupted or the file changed; {again}")
     try:
         net, _ = build_backbone_spec(architecture, shape, meta.get("mlp_hidden_dim", 64), meta.get("resnet_width", 64))
-        state = read_backbone_file(file, meta.get("format", "pt"))  # pt or safetensors
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict(_loaded(data, meta.get("format", "pt")), strict=True)  # pt or safetensors
     except Exception as exc:  # noqa: BLE001 -- any unreadable or mismatched file is one user-facing line
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{flag}: {file} does not load into {architecture} of input {shape} ({reason})") from None
@@ -192,7 +208,8 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     if side.is_symlink() or (side.exists() and not side.is_file()):  # checked before the backbone is written
         raise UserError(f"--out: {side} exists and is not a regular file; refusing to replace it")
     if side.exists() and not overwrite:
-        raise UserError(f"--out: {side} already exists; pass --overwrite to replace it")
+        alone = "" if out_path.exists() else f" without {out_path.name} (an interrupted export)"
+        raise UserError(f"--out: {side} already exists{alone}; pass --overwrite to replace it")
     _, path = checkpoints_to_use(run, checkpoint)[0]  # the first seed unless --checkpoint says otherwise
     ckpt = load_checkpoint(path)
     cfg = run.cfg
@@ -217,10 +234,20 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     else:
         _verify(spec, library, _loaded(data, file_format))
     code = None if library == "mimax" else load_code(spec, library, file_format, str(out_path))
-    info = sidecar(cfg, spec, library, file_format, key, path, ckpt, input_shape, out_path, code)
+    info = {**sidecar(cfg, spec, library, file_format, key, path, ckpt, input_shape, out_path, code),
+            **file_identity(data)}
     make_parent(out_path)  # everything is validated: make the folder now
-    atomic_write_bytes(out_path, data)  # the backbone first: a sidecar never describes a file that is not there
+    # The sidecar first, with the new file's SHA-256: killed before the backbone is replaced, it sits beside
+    # the old backbone (or none), which load_exported refuses. Backbone first, a new backbone could sit
+    # beside an older sidecar without a hash, and be embedded under the other encoder's description.
     atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    try:
+        atomic_write_bytes(out_path, data)
+    except OutputWriteError:  # a full disk: the new sidecar describes a file that was not written
+        side.unlink(missing_ok=True)
+        raise
+    remove_torn_writes(side)
+    remove_torn_writes(out_path)
     return info
 
 

@@ -20,6 +20,7 @@ on the frozen features, so checkpoints from any library compare on one page.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import math
 from pathlib import Path
@@ -40,7 +41,7 @@ from mimax.monitors.api import monitor_values
 from mimax.monitors.base import run_dtype
 from mimax.nets.backbones import mlp_backbone, resnet_backbone
 from mimax.runtime.device import PRECISION_DTYPES, autocast_to, resolve_device
-from mimax.store.atomic import atomic_write_bytes, atomic_write_text, write_json
+from mimax.store.atomic import atomic_write_bytes, atomic_write_text, remove_torn_writes, write_json
 from mimax.store.checkpoint import load_checkpoint
 from mimax.store.rundir import check_outside_runs
 
@@ -276,7 +277,9 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.model)
     run_cfg = None
     ignored: list[str] = []
-    exported = load_exported(path, "MODEL") if path.is_file() and sidecar_path(path).is_file() else None
+    # a sidecar beside no file: an export killed before its backbone was written (load_exported says so)
+    exported = (load_exported(path, "MODEL") if (path.is_file() or not path.exists()) and sidecar_path(path).is_file()
+                else None)
     state = _load_state(path) if path.is_file() and exported is None else None
     if path.is_dir() or (state is not None and "model" in state and "method" in state):
         run_cfg, encoder, source = _mimax_run(path, args.encoder)
@@ -403,7 +406,15 @@ def cmd_analyze(argv: list[str]) -> int:
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--output_dir: {out} exists and is not a directory")
-    if out.is_dir() and any((out / f).exists() for f in REPORT_FILES) and not args.overwrite:
+    files = [out / f for f in REPORT_FILES]
+    for f in files:
+        if f.is_symlink() or (f.exists() and not f.is_file()):
+            raise UserError(f"--output_dir: {f} exists and is not a regular file; refusing to replace it")
+    present = [f.name for f in files if f.exists()]
+    if present and not args.overwrite:
+        if REPORT_FILES[0] not in present:  # the report's completion mark is missing: see below
+            raise UserError(f"--output_dir: {out} holds an unfinished report ({', '.join(present)} without "
+                            f"{REPORT_FILES[0]}: an interrupted mimax analyze); pass --overwrite to replace it")
         raise UserError(f"--output_dir: {out} already holds a report; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise UserError(f"--output_dir: parent directory {out.parent} does not exist")
@@ -415,9 +426,20 @@ def cmd_analyze(argv: list[str]) -> int:
         out.mkdir(exist_ok=True)
     except OSError as exc:
         raise UserError(f"--output_dir: cannot write to {out} ({exc.strerror or exc})") from None
-    write_json(out / "analysis.json", {k: v for k, v in report.items() if k != "_spectra"})
+    # analysis.json is the report's completion mark, written last with the SHA-256 of the .md and .png it goes
+    # with; the old report is removed first (its .json first). A kill anywhere in between leaves part of the new
+    # report without analysis.json, never a new file beside an old one of another model.
+    for f in files:
+        try:
+            f.unlink(missing_ok=True)
+        except OSError as exc:
+            raise UserError(f"--output_dir: cannot replace {f} ({exc.strerror or exc})") from None
     atomic_write_text(out / "analysis.md", md)
     atomic_write_bytes(out / "analysis.png", png)
+    digests = {"analysis.md": hashlib.sha256(md.encode()).hexdigest(), "analysis.png": hashlib.sha256(png).hexdigest()}
+    write_json(out / "analysis.json", {**{k: v for k, v in report.items() if k != "_spectra"}, "files_sha256": digests})
+    for f in files:
+        remove_torn_writes(f)
     print(md.rstrip())
     print(f"report written to {out}: {', '.join(REPORT_FILES)}")
     return 0

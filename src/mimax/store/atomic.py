@@ -120,6 +120,16 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
     return stale
 
 
+def remove_torn_writes(path: Path) -> None:
+    """Delete the temp files that killed atomic writes of ``path`` left beside it: only mkstemp's names for that
+    very file (``.<name>.<8 random characters>.tmp``), once the file itself has been written again."""
+    path = Path(path)
+    own = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    for p in path.parent.iterdir():
+        if own.match(p.name) and not p.is_symlink() and p.is_file():
+            p.unlink(missing_ok=True)
+
+
 def strict_json(obj: Any) -> Any:
     """``obj`` with every non-finite float (NaN, ±inf) replaced by None: JSON has no such numbers, and Python's
     ``NaN`` token is refused by strict parsers (JavaScript's ``JSON.parse``, Go, Rust's serde_json)."""
