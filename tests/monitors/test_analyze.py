@@ -118,6 +118,16 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, messag
     assert not (tmp_path / "out").exists()
 
 
+def test_a_model_name_beside_a_json_of_the_same_name_is_still_the_model(tmp_path, capsys, monkeypatch):
+    """A sidecar beside no file is an interrupted export only when `mimax export` wrote it (it records the
+    backbone's SHA-256): `resnet18` in a folder holding some resnet18.json is still torchvision's resnet18."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resnet18.json").write_text('{"architecture": "mine"}')
+    (tmp_path / "x.pth").write_bytes(b"junk")
+    assert main(["analyze", "resnet18", "--weights", "x.pth", "--dataset", "Digits", "--output_dir", "out"]) == 2
+    assert capsys.readouterr().err.startswith("mimax: error: x.pth: not a PyTorch file that loads with weights_only")
+
+
 @pytest.mark.parametrize("edit,expected", [
     (lambda sd: {"foo": torch.zeros(3)}, "120 missing keys (conv1.weight, bn1.weight, bn1.bias, ...); 1 unexpected "
                                          "keys (foo)"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,18 @@ def _embed_pairs(encoder: _Encoder, x_a: Tensor, x_b: Tensor, device: torch.devi
     return {k: (torch.cat(a), torch.cat(b)) for k, (a, b) in out.items()}
 
 
+def _interrupted_export(path: Path) -> bool:
+    """``path`` is missing and beside it lies a sidecar that ``mimax export`` wrote (it holds the backbone's
+    SHA-256): an export killed before its backbone was written, not a model name (``resnet18`` beside some
+    ``resnet18.json`` of the user's)."""
+    if path.exists():
+        return False
+    try:
+        return "sha256" in json.loads(sidecar_path(path).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def analyze(args: argparse.Namespace) -> dict[str, Any]:
     """Load, measure and return the report (nothing written)."""
     device = resolve_device(args.device)
@@ -278,8 +291,8 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     run_cfg = None
     ignored: list[str] = []
     # a sidecar beside no file: an export killed before its backbone was written (load_exported says so)
-    exported = (load_exported(path, "MODEL") if (path.is_file() or not path.exists()) and sidecar_path(path).is_file()
-                else None)
+    exported = (load_exported(path, "MODEL") if (path.is_file() or _interrupted_export(path))
+                and sidecar_path(path).is_file() else None)
     state = _load_state(path) if path.is_file() and exported is None else None
     if path.is_dir() or (state is not None and "model" in state and "method" in state):
         run_cfg, encoder, source = _mimax_run(path, args.encoder)
