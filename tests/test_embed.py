@@ -149,3 +149,24 @@ def test_an_unwritable_out_is_one_line_naming_it(trained, tmp_path, out):
     proc = run_cli(["embed", str(trained / "photos"), "--run", str(trained / "run"), "--out", out], cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"mimax: error: cannot write {out} (No such file or directory)"
+
+
+def test_a_killed_write_leaves_no_temp_file_once_the_command_succeeds(trained, tmp_path):
+    """A SIGKILL inside the atomic write of `--out` left `.<name>.<random>.tmp` beside it (for an embedding as
+    large as the output) for good; the next successful write of that file removes its own torn writes. Only
+    those: another file's temp and a look-alike name of the user's stay."""
+    out = tmp_path / "e.npz"
+    args = ["embed", str(trained / "photos"), "--run", str(trained / "run"), "--out", str(out)]
+    assert run_mimax(args, kill_at="write:e.npz:1").returncode == -9
+    torn = [p.name for p in tmp_path.iterdir()]
+    assert not out.exists() and len(torn) == 1 and torn[0].startswith(".e.npz.") and torn[0].endswith(".tmp"), torn
+    (tmp_path / ".f.npz.abcdefgh.tmp").write_bytes(b"another file's")
+    (tmp_path / ".e.npz.notmine.tmp").write_bytes(b"the user's")
+    assert run_mimax(args).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".e.npz.notmine.tmp", ".f.npz.abcdefgh.tmp", "e.npz"]
+    for command in (["table", str(trained / "run")], ["plot", "accuracy", str(trained / "run")]):
+        name = "t.md" if command[0] == "table" else "a.png"
+        killed = run_mimax([*command, "--out", str(tmp_path / name)], kill_at=f"write:{name}:1")
+        assert killed.returncode == -9 and any(p.name.startswith(f".{name}.") for p in tmp_path.iterdir())
+        assert run_mimax([*command, "--out", str(tmp_path / name)]).returncode == 0
+        assert not any(p.name.startswith(f".{name}.") for p in tmp_path.iterdir()), command

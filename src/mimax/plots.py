@@ -46,7 +46,7 @@ from mimax.errors import UserError
 from mimax.evaluation.table import check_mergeable, run_configuration
 from mimax.experiments.trajectories import load_trajectories
 from mimax.methods import METHODS
-from mimax.store.atomic import atomic_write_bytes, read_csv
+from mimax.store.atomic import atomic_write_bytes, read_csv, remove_torn_writes
 from mimax.store.rundir import ExperimentDir, SeedDir, run_label
 
 MI_COLUMNS = ("epoch", "representation", "estimator", "value", "shuffled", "gap", "log_n", "std_u")
@@ -472,5 +472,6 @@ def save_figure(fig: Figure, out: str | Path, fmt: str, dpi: int = 150) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi)
     atomic_write_bytes(out, buf.getvalue())
+    remove_torn_writes(out)  # what a killed earlier write of this file left beside it
     plt.close(fig)
     return out

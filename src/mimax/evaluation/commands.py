@@ -20,7 +20,7 @@ from mimax.evaluation.results import aggregate, results_markdown
 from mimax.evaluation.runs import open_run
 from mimax.evaluation.table import read_results, table_csv, table_markdown
 from mimax.runtime.device import resolve_device
-from mimax.store.atomic import atomic_write_text, check_output_file
+from mimax.store.atomic import atomic_write_text, check_output_file, remove_torn_writes
 from mimax.store.rundir import check_outside_runs
 
 
@@ -73,6 +73,7 @@ def cmd_table(argv: list[str]) -> int:
     if args.out is not None:
         as_csv = Path(args.out).suffix.lower() == ".csv"
         atomic_write_text(Path(args.out), table_csv(experiments) if as_csv else text)
+        remove_torn_writes(Path(args.out))  # what a killed earlier write of this file left beside it
         print(f"wrote {args.out}" + (" (CSV)" if as_csv else ""))
     return 0
 

@@ -27,7 +27,7 @@ from mimax.errors import UserError
 from mimax.evaluation.export import choose_encoder, load_exported, sidecar_path
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
 from mimax.runtime.device import PRECISION_DTYPES, autocast_to
-from mimax.store.atomic import atomic_write_bytes, make_parent
+from mimax.store.atomic import atomic_write_bytes, make_parent, remove_torn_writes
 from mimax.store.checkpoint import load_checkpoint
 
 FORMATS = (".npz", ".parquet")
@@ -158,3 +158,4 @@ def write_embeddings(path: Path, names: list[str], embeddings: np.ndarray) -> No
         pq.write_table(pa.table({"filename": pa.array(names, pa.string()), "embedding": column}), buf)
     make_parent(path)
     atomic_write_bytes(path, buf.getvalue())
+    remove_torn_writes(path)  # what a killed earlier write of this file left beside it
