@@ -92,6 +92,13 @@ def test_eval_single_checkpoint_and_bad_inputs(gaussian_run, tmp_path, cli):
     proc = cli("eval", str(gaussian_run), "--checkpoint", str(ckpt), "--device", "cpu", "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert "seed_1" in proc.stdout and "seed_0" not in proc.stdout
+    # killed inside the record's write: its temp file stayed in the run; the next eval of it removes it
+    killed = run_mimax(["eval", str(gaussian_run), "--checkpoint", str(ckpt), "--overwrite"],
+                       kill_at="write:eval_ckpt_epoch_0002.json:1")
+    temps = lambda: [p.name for p in (gaussian_run / "seed_1").iterdir() if p.name.endswith(".tmp")]  # noqa: E731
+    assert killed.returncode == -9 and len(temps()) == 1, (killed.returncode, temps())
+    assert cli("eval", str(gaussian_run), "--checkpoint", str(ckpt), "--overwrite").returncode == 0
+    assert temps() == []
 
     one_line_error(cli("eval", str(tmp_path / "missing")), "missing", "no such directory")
     one_line_error(cli("eval", str(tmp_path)), "no config.json")

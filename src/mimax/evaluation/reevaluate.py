@@ -22,7 +22,7 @@ from mimax.errors import UserError
 from mimax.evaluation.evaluate import evaluate
 from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.runtime.device import PRECISION_DTYPES
-from mimax.store.atomic import write_json
+from mimax.store.atomic import remove_torn_writes, write_json
 from mimax.store.checkpoint import load_checkpoint
 from mimax.store.rundir import git_commit
 
@@ -61,6 +61,7 @@ def reevaluate(run: Run, checkpoint: str | None, device: torch.device, overwrite
             "random_init": ckpt.get("random_init", {}),
         }
         write_json(out, record)
+        remove_torn_writes(out)  # what a killed earlier `mimax eval` left beside the record in the run
         records.append(record)
         print(f"wrote {out}")
     return records
