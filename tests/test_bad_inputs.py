@@ -318,6 +318,7 @@ CASES = {
     "resume_not_an_experiment": lambda t, f: ["train", "--resume", str(t)],
     "resume_not_a_checkpoint": lambda t, f: ["train", "--resume", str(_write(t / "x.pt", b"x"))],
     "resume_changed_flag": lambda t, f: ["train", "--resume", str(_exp(t, f)), "--initial_lr", "0.5"],
+    "resume_changed_warmup": lambda t, f: ["train", "--resume", str(_exp(t, f)), "--warmup_epochs", "1"],
     "resume_other_output_dir": lambda t, f: ["train", "--resume", str(_exp(t, f)), "--output_dir", str(t / "new")],
     "resume_corrupt_config": lambda t, f: ["train", "--resume",
                                            str(_write(_exp(t, f) / "config.json", "{").parent)],

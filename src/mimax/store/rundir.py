@@ -42,6 +42,7 @@ from mimax import __version__
 from mimax.config import RUNTIME_FIELDS, Config, validate
 from mimax.config.parsing import coerce, field_type
 from mimax.config.presets import refuse_unread_data_flags
+from mimax.config.schema import whole_warmup
 from mimax.errors import ConfigError, UserError
 from mimax.methods import METHODS, MethodNotFound
 from mimax.methods.registry import canonical_name, display_name
@@ -580,6 +581,8 @@ class ExperimentDir:
             # that started the run also continues it (a requeued job script runs unchanged)
             if key == "model_name" and isinstance(value, str):
                 value = canonical_name(value)
+            if key == "warmup_epochs":  # a flag's 1.0 is the run's 1 (said as such when refused)
+                value = whole_warmup(value)
             if key == "view_recipe" and value == "auto":  # the method's declared recipe: what the run resolved
                 continue
             if key == "method_options" and isinstance(value, dict):  # each option given, against the saved one
