@@ -170,6 +170,30 @@ def test_cifar_label_count_mismatch(tmp_path):
         load("CIFAR10", tmp_path)
 
 
+def test_cifar_labels_that_are_not_integers_or_an_empty_split_are_one_line(tmp_path):
+    """Float labels (3.9) were truncated to 3 silently, string labels and an empty test batch were tracebacks."""
+    for name, labels in (("a", [3.9] * 5), ("b", ["cat"] * 5)):
+        write_cifar(tmp_path / name, override={"test_batch": py2_pickle({"data": np.zeros((5, 3072), np.uint8),
+                                                                          "labels": labels})})
+        with pytest.raises(DataError, match="test_batch: 'labels' must be a list of integer labels, got"):
+            load("CIFAR10", tmp_path / name)
+    write_cifar(tmp_path / "c", override={"test_batch": py2_pickle({"data": np.zeros((0, 3072), np.uint8),
+                                                                    "labels": []})})
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz: the test batches hold no images"):
+        load("CIFAR10", tmp_path / "c")
+
+
+def test_cifar_download_over_an_archive_of_another_md5_is_refused(tmp_path):
+    """docs/data.md: a file with another MD5 than torchvision's is refused before anything is fetched; the CIFAR
+    archive was used as it stood (MNIST's files were checked). Offline: the check comes before any request."""
+    archive, _ = write_cifar(tmp_path)
+    before = archive.read_bytes()
+    with pytest.raises(DataError, match=f"--download: {archive} exists but is not the file https://.* serves "
+                                        r"\(its MD5 differs"):
+        load("CIFAR10", tmp_path, download=True)
+    assert archive.read_bytes() == before
+
+
 def test_missing_data_dir_fails_at_validation(tmp_path):
     with pytest.raises(DataError, match=f"{tmp_path / 'nope'}: no CIFAR10 data found"):
         make_cfg("CIFAR10", tmp_path / "nope")
@@ -247,6 +271,43 @@ def test_tiny_imagenet_bad_trees(tmp_path):
     (root / "wnids.txt").unlink()
     with pytest.raises(DataError, match="missing wnids.txt"):
         make_cfg("TinyImageNet", tmp_path)
+
+
+def test_tiny_imagenet_text_files_and_annotations_at_their_edges(tmp_path):
+    """A UTF-16 wnids.txt was a UnicodeDecodeError traceback, a BOM (Notepad) became part of the first wnid,
+    val_annotations.txt as a folder read "cannot write ... free space", an annotation `../../train/...` put a
+    training image in the test split, and an empty annotation file crashed the first evaluation."""
+    wnids = ["n01443537", "n01629819"]
+    root = write_tiny_imagenet(tmp_path, wnids)
+    (root / "wnids.txt").write_bytes("\n".join(wnids).encode("utf-16"))
+    with pytest.raises(DataError, match=f"{root / 'wnids.txt'}: not UTF-8 text"):
+        load("TinyImageNet", tmp_path)
+    (root / "wnids.txt").write_bytes("\n".join(wnids).encode("utf-8-sig"))
+    assert load("TinyImageNet", tmp_path).probe_train.split.labels.tolist() == [0] * 4 + [1] * 4
+    ann = root / "val" / "val_annotations.txt"
+    lines = ann.read_text().splitlines()
+    leak = lines[0].replace("val_0.JPEG", f"../../train/{wnids[0]}/images/{wnids[0]}_1.JPEG")
+    ann.write_text("\n".join([leak, *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=f"val_annotations.txt:1: '../../train/{wnids[0]}/images/{wnids[0]}_1.JPEG' "
+                                        "is not a file name in val/images"):
+        load("TinyImageNet", tmp_path)
+    for f in (root / "val" / "images").iterdir():
+        f.unlink()
+    ann.write_text("")
+    with pytest.raises(DataError, match="val_annotations.txt: annotates no image"):
+        load("TinyImageNet", tmp_path)
+    ann.unlink()
+    ann.mkdir()
+    with pytest.raises(DataError, match="val_annotations.txt: cannot read"):
+        load("TinyImageNet", tmp_path)
+
+
+def test_a_class_list_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "list.txt").write_bytes("n01440764\nn01443537\n".encode("utf-16"))  # PowerShell 5's `>`
+    with pytest.raises(DataError, match="list.txt: not UTF-8 text"):
+        read_class_list(str(tmp_path / "list.txt"))
+    (tmp_path / "list.txt").write_bytes("n01440764\nn01443537\n".encode("utf-8-sig"))
+    assert read_class_list(str(tmp_path / "list.txt")) == ["n01440764", "n01443537"]
 
 
 # --- ImageNet-100 ----------------------------------------------------------------------------------

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from mimax.errors import DataError
 
 
 class ViewLoader(Protocol):
@@ -44,3 +47,16 @@ class DataBundle:
     monitor_views: tuple[Tensor, Tensor] | None = None  # fixed (x_a, x_b) pairs for the MI monitors
     monitor_labels: Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+def read_text_file(path: Path) -> str:
+    """A data set's text file (class list, ``wnids.txt``, annotations) as UTF-8 text, a leading byte-order mark
+    dropped (Notepad writes one: it became part of the first class id); anything unreadable is one
+    :class:`DataError` line naming the file (a UTF-16 list was a UnicodeDecodeError traceback, a folder in its
+    place a "cannot write" output error)."""
+    try:
+        return Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text (save it as UTF-8)") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None

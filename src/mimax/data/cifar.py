@@ -84,7 +84,11 @@ def load_batch(raw: bytes, where: str, label_key: str) -> tuple[np.ndarray, np.n
         raise DataError(f"{where}: not a CIFAR python batch file ({exc})") from None
     if not isinstance(entry, dict) or "data" not in entry or label_key not in entry:
         raise DataError(f"{where}: not a CIFAR python batch file (expected a dict with 'data' and '{label_key}')")
-    data, labels = np.asarray(entry["data"]), np.asarray(entry[label_key], dtype=np.int64)
+    data, labels = np.asarray(entry["data"]), np.asarray(entry[label_key])
+    if labels.ndim != 1 or not (labels.size == 0 or np.issubdtype(labels.dtype, np.integer)):
+        raise DataError(f"{where}: '{label_key}' must be a list of integer labels, got {labels.dtype} "
+                        f"{labels.shape}")  # a float 3.9 was read as 3, a string was a traceback
+    labels = labels.astype(np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{where}: 'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
     if len(labels) != len(data):
@@ -166,6 +170,8 @@ def load(path: Path, dataset: str) -> tuple[ImageSplit, ImageSplit]:
     test_x, test_y = load_batch(raw[fmt.test_file], f"{path}:{fmt.test_file}", fmt.label_key)
     train_x, train_y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     for where, y in (("train", train_y), ("test", test_y)):
+        if y.size == 0:
+            raise DataError(f"{path}: the {where} batches hold no images")
         if y.min() < 0 or y.max() >= fmt.num_classes:
             raise DataError(f"{path}: {where} labels outside 0..{fmt.num_classes - 1}; is this {dataset}?")
     return (ImageSplit(3, images=torch.from_numpy(train_x), labels=torch.from_numpy(train_y)),
@@ -174,8 +180,10 @@ def load(path: Path, dataset: str) -> tuple[ImageSplit, ImageSplit]:
 
 def build_cifar(cfg, device: torch.device, seed: int, rank: int = 0, world: int = 1):
     path = locate(cfg)
-    if cfg.download:  # every rank looks only after the download: a partial archive is never seen
-        once_per_machine(lambda: None if path.exists() else _download(path.parent, cfg.dataset))
+    if cfg.download and path.name == FORMATS[cfg.dataset].archive and not path.is_dir():
+        # the official archive: fetched, or checked against torchvision's MD5 if there (every rank looks only
+        # after the download: a partial archive is never seen)
+        once_per_machine(lambda: _download(path.parent, cfg.dataset))
     train, test = load(path, cfg.dataset)
     return build_image_bundle(cfg.dataset, train, test, FORMATS[cfg.dataset].num_classes, cfg, device, seed,
                               rank=rank, world=world)

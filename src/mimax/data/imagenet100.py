@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from mimax.data.base import read_text_file
 from mimax.data.folders import class_names, file_split, scan_classes
 from mimax.data.images import IMAGENET_EVAL_CROP, build_image_bundle, check_image_files, require_dir
 from mimax.errors import DataError
@@ -30,7 +31,7 @@ def read_class_list(path: str | None) -> list[str]:
         p = Path(path)
         if not p.is_file():
             raise DataError(f"{p}: --class_list file not found; expected one WordNet id per line")
-        text, where = p.read_text(), str(p)
+        text, where = read_text_file(p), str(p)
     wnids = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if not wnids or len(set(wnids)) != len(wnids):
         raise DataError(f"{where}: expected distinct class ids, one per line")

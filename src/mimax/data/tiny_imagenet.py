@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from mimax.data.base import read_text_file
 from mimax.data.folders import file_split, image_files, scan_classes
 from mimax.data.images import build_image_bundle, check_image_files, require_dir
 from mimax.errors import DataError
@@ -37,7 +38,7 @@ def locate(cfg) -> Path:
 
 
 def read_wnids(path: Path) -> list[str]:
-    wnids = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    wnids = [ln.strip() for ln in read_text_file(path).splitlines() if ln.strip()]
     if not wnids or len(set(wnids)) != len(wnids):
         raise DataError(f"{path}: expected distinct class ids, one per line")
     return wnids
@@ -49,13 +50,15 @@ def read_val(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     ann = root / "val" / "val_annotations.txt"
     index = {w: i for i, w in enumerate(wnids)}
     files, labels, first_line = [], [], {}
-    for n, line in enumerate(ann.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text_file(ann).splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in index:
             raise DataError(f"{ann}:{n}: expected '<file>\\t<wnid>\\t...' with a wnid from wnids.txt, "
                             f"got {line[:80]!r}")
+        if fields[0] in ("", ".", "..") or Path(fields[0]).name != fields[0]:  # `../../train/...`: a training image
+            raise DataError(f"{ann}:{n}: {fields[0]!r} is not a file name in val/images")  # would be tested on
         path = root / "val" / "images" / fields[0]
         if not path.is_file():
             raise DataError(f"{ann}:{n}: annotated image {path} does not exist")
@@ -65,6 +68,9 @@ def read_val(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
         first_line[fields[0]] = n
         files.append(path)
         labels.append(index[fields[1]])
+    if not files:
+        raise DataError(f"{ann}: annotates no image; the validation split is the test split of the linear probe "
+                        "and kNN")
     on_disk = image_files(root / "val" / "images")
     missing = sorted({p.name for p in on_disk} - set(first_line))
     if missing:
