@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
+from image_fixtures import write_class_tree
+from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
+from conftest import run_mimax
 from mimax.errors import DataError
 from mimax.evaluation.probe import extract_features, fit_linear_probe, knn_accuracy, linear_probe, standardizer
 
@@ -183,3 +188,21 @@ def test_an_unreadable_image_met_by_a_feature_worker_is_one_line():
     with pytest.raises(DataError) as err:
         extract_features(lambda x: x, _Unreadable(), torch.device("cpu"), batch_size=4, num_workers=2)
     assert str(err.value) == "/data/cat/005.png: cannot decode image (image file is truncated); delete or replace it"
+
+
+def test_a_run_whose_evaluation_workers_meet_a_corrupt_image_exits_with_its_one_line(tmp_path):
+    """A truncated JPEG in val/ (read first by the random-init evaluation's workers, with the default two):
+    the one line came, then the process hung for good at exit, its idle workers (which ignore SIGTERM) kept
+    alive by the error's traceback. Now it exits 2 at once, leaving nothing behind."""
+    write_class_tree(tmp_path / "data" / "train", ["a", "b"], per_class=12)
+    write_class_tree(tmp_path / "data" / "val", ["a", "b"], per_class=4)
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    (tmp_path / "data" / "val" / "b" / "broken.jpg").write_bytes(jpeg.getvalue()[:len(jpeg.getvalue()) // 2])
+    proc = run_mimax(["train", "--dataset", "ImageFolder", "--data_dir", str(tmp_path / "data"), "--epochs", "1",
+                      "--resnet_width", "4", "--batch_size", "16", "--num_workers", "2", "--num_threads", "1",
+                      "--output_dir", str(tmp_path / "run")], timeout=150)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().startswith(f"mimax: error: {tmp_path / 'data' / 'val' / 'b' / 'broken.jpg'}: cannot "
+                                          "decode image") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "run").exists()

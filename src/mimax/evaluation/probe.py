@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from mimax.errors import DataError
-from mimax.runtime.signals import leave_preemption_to_the_main_process, track_workers
+from mimax.runtime.signals import leave_preemption_to_the_main_process, stop_iterator_workers, track_workers
 
 
 @torch.no_grad()
@@ -52,7 +52,8 @@ def extract_features(fn: Callable[[Tensor], Tensor | tuple[Tensor, ...]], datase
     except DataError as exc:  # an unreadable image, met in a worker: one line, as the training loader says it
         raise DataError.one_line(exc) from None
     finally:
-        del batches  # an interrupted pass: its workers stop now, not when the traceback's frames are freed
+        stop_iterator_workers(batches)  # an interrupted pass: its workers stop now (else the process hung at exit)
+        del batches
     if feats and isinstance(feats[0], tuple):
         return tuple(torch.cat(parts) for parts in zip(*feats)), torch.cat(labels)
     return torch.cat(feats), torch.cat(labels)

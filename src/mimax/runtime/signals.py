@@ -44,6 +44,15 @@ def track_workers(loader: Any) -> Any:
     return loader
 
 
+def stop_iterator_workers(iterator: object) -> None:
+    """Stop the worker processes of one DataLoader iterator now (a no-op for any other iterable). A pass
+    interrupted by an exception leaves its iterator alive in the traceback's frames, and its workers, which
+    ignore SIGTERM (:func:`leave_preemption_to_the_main_process`), then kept the process from exiting."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
 def shut_down_workers() -> None:
     """Stop the worker processes of every registered DataLoader now, as torch does when a loader's iterator is
     freed; a loader iterated again starts new workers. (A DataLoader with persistent workers keeps its
