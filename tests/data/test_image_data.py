@@ -480,6 +480,13 @@ def test_decoding_applies_exif_orientation_and_scales_16_bit_grey(tmp_path):
     Image.fromarray(np.ones((4, 4), np.float32)).save(tmp_path / "float.tif")
     with pytest.raises(DataError, match=r"float.tif: a 32-bit floating-point image \(PIL mode F\)"):
         decode_image(tmp_path / "float.tif", 3)
+    # 32-bit integers (mode I) were scaled as 16-bit and clipped: a 0..76.8M ramp read 99.9% white, silently
+    Image.fromarray((np.arange(48).reshape(6, 8) * 1_600_000).astype(np.int32)).save(tmp_path / "i32.tif")
+    with pytest.raises(DataError, match=r"i32.tif: a 32-bit integer image \(PIL mode I\) with values outside "
+                                        r"0..65535"):
+        decode_image(tmp_path / "i32.tif", 1)
+    Image.fromarray(np.array([[0, 65535]], np.int32)).save(tmp_path / "i32_in_range.tif")  # values of 16 bits
+    assert decode_image(tmp_path / "i32_in_range.tif", 1)[0, 0].tolist() == [0, 255]
 
 
 @pytest.mark.parametrize("workers", [0, 1])

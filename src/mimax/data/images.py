@@ -72,7 +72,9 @@ def upright_8bit(img, path: Path):
     - 16-bit grey (PIL modes ``I;16*``, and ``I`` as 16-bit PNGs and TIFFs decode) is scaled over its full
       range, ``v * 255 / 65535`` rounded (torchvision's ``ToDtype(uint8, scale=True)``); PIL's own ``convert``
       clips every value above 255 to white;
-    - 32-bit float images (mode ``F``) have no defined value range: a DataError asks for an 8- or 16-bit file.
+    - 32-bit float images (mode ``F``), and mode ``I`` holding values outside 0..65535 (32-bit integers: they
+      were scaled as 16-bit and clipped to almost all white), have no defined value range: a DataError asks
+      for an 8- or 16-bit file.
     """
     import numpy as np
     from PIL import Image, ImageOps
@@ -83,7 +85,11 @@ def upright_8bit(img, path: Path):
         raise DataError(f"{path}: a 32-bit floating-point image (PIL mode F), whose value range is not defined; "
                         "convert it to an 8- or 16-bit image")
     if img.mode == "I" or img.mode.startswith("I;16"):
-        grey = np.asarray(img).astype(np.float64) * (255.0 / 65535.0)
+        values = np.asarray(img)
+        if values.size and (values.min() < 0 or values.max() > 65535):  # mode I holding 32-bit values
+            raise DataError(f"{path}: a 32-bit integer image (PIL mode I) with values outside 0..65535, whose "
+                            "value range is not defined; convert it to an 8- or 16-bit image")
+        grey = values.astype(np.float64) * (255.0 / 65535.0)
         return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="L")
     return img
 
