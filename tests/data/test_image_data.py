@@ -386,6 +386,7 @@ def test_image_folder_follows_symlinked_folders_and_skips_hidden_and_thumbnail_f
     rng = np.random.default_rng(5)
     for hidden in (".thumbnails", "@eaDir", "__MACOSX"):
         write_image(root / "a" / hidden / "t.png", rng)
+    (root / "a" / "._a_0.png").write_bytes(b"\x00\x05\x16\x07")  # AppleDouble: stopped the run as "corrupt"
     from PIL import Image
     Image.fromarray(rng.integers(0, 255, (16, 20), dtype=np.uint8)).convert("P").save(root / "b" / "anim.gif")
     files = image_files(root / "a", recursive=True)

@@ -78,8 +78,8 @@ def image_files(folder: Path, recursive: bool = False, seen: dict[str, Path] | N
                             "to JPEG or PNG, or move it out of the data folder")
         if _dangling(p) and not is_image_file(p) and searched(p.name):  # maybe a folder of images
             raise DataError(f"{p}: broken symlink (its target does not exist); delete or fix it")
-        if not is_image_file(p):
-            continue
+        if not is_image_file(p) or p.name.startswith("._"):  # `._x.jpg`: macOS's AppleDouble metadata of x.jpg
+            continue  # (copied to exFAT/SMB, unzipped on Linux): never an image, as __MACOSX/ holds them
         try:
             mode = p.stat().st_mode  # follows a symlink to its target
         except OSError as exc:
