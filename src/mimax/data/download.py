@@ -72,7 +72,7 @@ def once_per_machine(prepare: Callable[[], None]) -> None:
         prepare()
         return
     error = None
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    if distributed.local_rank() == 0:
         try:
             prepare()
         except UserError as exc:

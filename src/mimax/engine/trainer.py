@@ -348,6 +348,22 @@ def values_as_run(cfg: Config, data) -> dict[str, int | None]:
             "monitor_pairs": int(monitor[0].shape[0]) if monitor is not None else None}
 
 
+def start_notes(cfg: Config, state: RunState) -> list[str]:
+    """The values the data builder and the method fitted to the run, the kNN k fitted to the probe's training
+    images, and a monitor set too small for the trained-critic MI estimate (said before training starts)."""
+    notes = [*state.data.extras.get("notes", []), *state.method.notes(state.total_steps)]
+    probe_train = state.data.probe_train
+    if probe_train is not None and knn_k_for(cfg.knn_k, len(probe_train)) != cfg.knn_k:
+        notes.append(f"kNN k = {knn_k_for(cfg.knn_k, len(probe_train))} (--knn_k {cfg.knn_k} reduced to a fifth "
+                     f"of the {len(probe_train)} training images)")
+    monitor = state.data.monitor_views
+    if monitor is not None and cfg.mi_interval and cfg.mi_critic_interval >= 0 and len(monitor[0]) < RELIABLE_PAIRS:
+        notes.append(f"MI estimate on {len(monitor[0])} monitor pairs: the trained critic is validated on a tenth "
+                     f"of them, too few to reject one that does not generalize, so it can read below 0 nats; "
+                     f"{RELIABLE_PAIRS} pairs or more make it reliable (--monitor_size, --gm_monitor_size)")
+    return notes
+
+
 def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
               resume_from: Path | None = None, progress: bool = True,
               preemption: Preemption | None = None, eval_cache: Path | None = None) -> dict[str, Any] | None:
@@ -372,17 +388,8 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     t.eval_cache = eval_cache
     state, log = t.state, ConsoleLog(enabled=progress and main)
     t.log = log
-    for note in [*state.data.extras.get("notes", []), *state.method.notes(state.total_steps)]:
-        log.line(f"note: {note}")  # values the data builder and the method fitted to the run
-    probe_train = state.data.probe_train
-    if probe_train is not None and knn_k_for(cfg.knn_k, len(probe_train)) != cfg.knn_k:
-        log.line(f"note: kNN k = {knn_k_for(cfg.knn_k, len(probe_train))} (--knn_k {cfg.knn_k} reduced to a fifth "
-                 f"of the {len(probe_train)} training images)")
-    monitor = state.data.monitor_views
-    if monitor is not None and cfg.mi_interval and cfg.mi_critic_interval >= 0 and len(monitor[0]) < RELIABLE_PAIRS:
-        log.line(f"note: MI estimate on {len(monitor[0])} monitor pairs: the trained critic is validated on a tenth "
-                 f"of them, too few to reject one that does not generalize, so it can read below 0 nats; "
-                 f"{RELIABLE_PAIRS} pairs or more make it reliable (--monitor_size, --gm_monitor_size)")
+    for note in start_notes(cfg, state):
+        log.line(f"note: {note}")
     if state.step > 0:
         log.phase(seed, f"resumed at epoch {state.epoch}/{cfg.epochs} (step {state.step})")
     if state.step == 0 and main:  # a fresh start (a mid-epoch-1 checkpoint has steps behind it)

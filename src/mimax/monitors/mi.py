@@ -193,7 +193,8 @@ class MIMonitor(Callback):
         if self.representations is not None:
             pairs = {k: v for k, v in pairs.items() if k in self.representations}
         for rep, (u, v) in pairs.items():
-            finite_embeddings(torch.cat([u, v]), f"{rep} pairs")
+            for z in (u, v):
+                finite_embeddings(z, f"{rep} pairs")
         new = fixed_critic_rows(pairs, self.batch_size, self.temperature) if fixed else []
         new += (trained_critic_rows(pairs, self.critic_representations, self.critic_cache, **self.critic_options)
                 if critic else [])

@@ -64,6 +64,11 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
+def local_rank() -> int:
+    """This process's index on its machine (``LOCAL_RANK``; 0 when not launched by ``torchrun``)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if is_distributed() else 0
+
+
 def is_main() -> bool:
     """True on the process that writes files and prints (rank 0, or the only process)."""
     return rank() == 0
