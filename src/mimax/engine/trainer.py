@@ -364,6 +364,30 @@ def start_notes(cfg: Config, state: RunState) -> list[str]:
     return notes
 
 
+def before_training(t: Training, callbacks: list[Callback], seed: int) -> None:
+    """A fresh seed's epoch 0 (rank 0): the random-init evaluation (``eval.csv`` written at once, so that a
+    killed run keeps it) and the monitors' first measurement (``on_train_start``), each logged."""
+    state, cfg, log = t.state, t.state.cfg, t.log
+    log.phase(seed, f"{cfg.model_name} on {cfg.dataset}: {cfg.epochs} epochs of {t.steps_per_epoch} steps; "
+                    "evaluating the random init and estimating MI before the first step")
+    clock = time.perf_counter()
+    initial = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature,
+                       t.precision.dtype, t.eval_cache)
+    first = next(iter(initial.values()), None)
+    if first is not None:
+        t.random_init = {f"Random init ({cfg.architecture})": first}
+        t.evals.add(0, initial)  # now: a resumed run reads the epoch-0 rows from disk
+        t.metrics.log_eval(0, initial)
+        log.phase(seed, f"{format_eval(t.random_init)} ({format_duration(time.perf_counter() - clock)})")
+    clock = time.perf_counter()
+    for cb in callbacks:
+        cb.on_train_start(state)
+    t.metrics.log_mi(0, state.extra.get("mi"))
+    if state.extra.get("mi"):
+        log.phase(seed, f"before training: {format_mi(state.extra['mi'])} "
+                        f"({format_duration(time.perf_counter() - clock)})")
+
+
 def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] = (),
               resume_from: Path | None = None, progress: bool = True,
               preemption: Preemption | None = None, eval_cache: Path | None = None) -> dict[str, Any] | None:
@@ -393,24 +417,7 @@ def train_run(cfg: Config, run_dir: Path, seed: int, callbacks: list[Callback] =
     if state.step > 0:
         log.phase(seed, f"resumed at epoch {state.epoch}/{cfg.epochs} (step {state.step})")
     if state.step == 0 and main:  # a fresh start (a mid-epoch-1 checkpoint has steps behind it)
-        log.phase(seed, f"{cfg.model_name} on {cfg.dataset}: {cfg.epochs} epochs of {t.steps_per_epoch} steps; "
-                        "evaluating the random init and estimating MI before the first step")
-        clock = time.perf_counter()
-        initial = evaluate(state.method, state.data, state.device, cfg.knn_k, cfg.knn_temperature,
-                           t.precision.dtype, t.eval_cache)
-        first = next(iter(initial.values()), None)
-        if first is not None:
-            t.random_init = {f"Random init ({cfg.architecture})": first}
-            t.evals.add(0, initial)  # now: a resumed run reads the epoch-0 rows from disk
-            t.metrics.log_eval(0, initial)
-            log.phase(seed, f"{format_eval(t.random_init)} ({format_duration(time.perf_counter() - clock)})")
-        clock = time.perf_counter()
-        for cb in callbacks:
-            cb.on_train_start(state)
-        t.metrics.log_mi(0, state.extra.get("mi"))
-        if state.extra.get("mi"):
-            log.phase(seed, f"before training: {format_mi(state.extra['mi'])} "
-                            f"({format_duration(time.perf_counter() - clock)})")
+        before_training(t, callbacks, seed)
     distributed.barrier()
     stop_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
     t.first_epoch = state.epoch
