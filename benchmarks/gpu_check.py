@@ -109,12 +109,22 @@ def write_dataset(root: Path, smoke: bool) -> Path:
     return folder
 
 
-def train_args(case: Case, data: Path, out: Path, smoke: bool, workers: int) -> list[str]:
+def row_workers(case: Case, smoke: bool, workers: int | None) -> int:
+    """DataLoader workers of one row: ``--workers`` when given; else min(8, cores) on a GPU machine, and in the
+    smoke 0 (start-up dominates its tiny runs) except for the per-image row, whose point is the worker path."""
+    if workers is not None:
+        return workers
+    if smoke:
+        return 0 if case.gpu_augment else 2
+    return min(8, os.cpu_count() or 1)
+
+
+def train_args(case: Case, data: Path, out: Path, smoke: bool, workers: int | None) -> list[str]:
     """The ``mimax train`` flags of one row."""
     args = ["--model_name", case.method, "--dataset", "CIFAR10", "--data_dir", str(data),
             "--architecture", "ResNet18", "--epochs", "2", "--warmup_epochs", "0", "--mi_interval", "0",
             "--model_evaluation_interval", "1000", "--model_save_interval", "1000", "--output_dir", str(out),
-            "--num_workers", str(workers), "--seed", "0"]
+            "--num_workers", str(row_workers(case, smoke, workers)), "--seed", "0"]
     if smoke:
         args += ["--device", "cpu", "--resnet_width", "8", "--batch_size", "32", "--test_subset", "64",
                  "--monitor_size", "32", "--num_threads", "1", "--knn_k", "5"]
@@ -144,7 +154,7 @@ def read_metrics(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def run_case(case: Case, data: Path, work: Path, smoke: bool, workers: int, timeout: float) -> Result:
+def run_case(case: Case, data: Path, work: Path, smoke: bool, workers: int | None, timeout: float) -> Result:
     out = work / case.name.replace("/", "_")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "PYTHONUNBUFFERED": "1"}
@@ -245,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny CPU runs of the same rows (< 2 minutes)")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a new temporary one)")
     parser.add_argument("--only", default="", help="comma-separated row names or prefixes to run (default: all)")
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: min(8, cores))")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers (default: min(8, cores); in the smoke 0, and 2 for the per-image row)")
     parser.add_argument("--timeout", type=float, default=240, help="seconds allowed per row")
     parser.add_argument("--compile_rows", action="store_true", help="with --smoke: also the --compile rows")
     args = parser.parse_args(argv)
@@ -254,23 +265,27 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke and not torch.cuda.is_available():
         print("gpu_check: error: no CUDA GPU here; use --smoke for the CPU version", file=sys.stderr)
         return 2
-    work = args.out or Path(tempfile.mkdtemp(prefix="mimax_gpu_check_"))
+    rows = cases(torch.cuda.device_count(), args.smoke, compile_rows=not args.smoke or args.compile_rows)
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        rows = [c for c in rows if any(c.name == w or c.name.startswith(w) for w in wanted)]
+        if not rows:  # before anything is written: an empty table would read as a passed check
+            names = ", ".join(c.name for c in cases(torch.cuda.device_count(), args.smoke))
+            print(f"gpu_check: error: --only {args.only!r} matches no row; rows: {names}", file=sys.stderr)
+            return 2
+    # absolute: the rows run with the repository as their working directory
+    work = (args.out or Path(tempfile.mkdtemp(prefix="mimax_gpu_check_"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     header = machine(args.smoke)
     print(header, flush=True)
     t0 = time.perf_counter()
     data = write_dataset(work / "data", args.smoke)
     print(f"dataset written in {time.perf_counter() - t0:.1f} s: {data}", flush=True)
-    workers = args.workers if args.workers is not None else (0 if args.smoke else min(8, os.cpu_count() or 1))
-    rows = cases(torch.cuda.device_count(), args.smoke, compile_rows=not args.smoke or args.compile_rows)
     if args.smoke and not args.compile_rows:
         print("smoke: the --compile rows are left out (add --compile_rows: minutes of C++ compilation)")
-    if args.only:
-        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        rows = [c for c in rows if any(c.name == w or c.name.startswith(w) for w in wanted)]
     results = []
     for case in rows:
-        result = run_case(case, data, work, args.smoke, workers, args.timeout)
+        result = run_case(case, data, work, args.smoke, args.workers, args.timeout)
         results.append(result)
         print(f"{case.name}: {'ok' if result.ok else 'FAILED ' + result.why} ({result.wall_s:.0f} s, "
               f"{result.images_per_s:.0f} img/s)", flush=True)

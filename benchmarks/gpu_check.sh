@@ -4,5 +4,4 @@
 #   bash benchmarks/gpu_check.sh            # on a machine with >= 1 CUDA GPU (<= 8 minutes)
 #   bash benchmarks/gpu_check.sh --smoke    # the same rows, tiny, on the CPU (< 2 minutes)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-exec python benchmarks/gpu_check.py "$@"
+exec python "$(dirname "$0")/gpu_check.py" "$@"  # from the caller's directory: a relative --out is theirs

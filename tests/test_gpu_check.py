@@ -5,6 +5,7 @@ the exit status) must keep working on machines without a GPU, where CI runs."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +23,12 @@ def gpu_check():
     return module
 
 
-def smoke(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke", "--out", str(tmp_path),
-                           *extra], capture_output=True, text=True, timeout=600)
-    report = (tmp_path / "gpu_check.md").read_text() if (tmp_path / "gpu_check.md").exists() else ""
+def smoke(tmp_path: Path, *extra: str, out: str | None = None) -> tuple[subprocess.CompletedProcess, str]:
+    """The script run from ``tmp_path``; ``out``: its ``--out`` as given (relative to ``tmp_path``)."""
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke", "--out", out or str(tmp_path),
+                           *extra], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    md = tmp_path / (out or ".") / "gpu_check.md"
+    report = md.read_text() if md.exists() else ""
     return proc, report
 
 
@@ -37,11 +40,11 @@ def rows(report: str) -> dict[str, list[str]]:
 def test_smoke_rows_train_and_report(tmp_path):
     """Two rows in the default run (the preemption row trains, is stopped, resumes; the torchrun row starts
     two processes); the whole smoke is the slow test below."""
-    proc, report = smoke(tmp_path, "--only", "SimCLR/preempt,SimCLR/torchrun2")
+    proc, report = smoke(tmp_path, "--only", "SimCLR/preempt,SimCLR/torchrun2", out="check")  # relative: the caller's
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = rows(report)
     assert list(table) == ["SimCLR/preempt_resume", "SimCLR/torchrun2"]
-    assert "stopped by SIGTERM" in (tmp_path / "SimCLR_preempt_resume.log").read_text()
+    assert "stopped by SIGTERM" in (tmp_path / "check" / "SimCLR_preempt_resume.log").read_text()
     for cells in table.values():
         assert cells[-1] == "ok" and cells[6] == "yes", cells
         assert float(cells[2]) > 0 and float(cells[3]) > 0, cells  # img/s and s/epoch read from metrics.csv
@@ -55,6 +58,28 @@ def test_a_failing_row_is_reported_and_fails_the_check(tmp_path):
     result = gc.run_case(bad, data, tmp_path, smoke=True, workers=0, timeout=300)
     assert not result.ok and "exit 2" in result.why and "--batch_size" in result.why
     assert "FAILED: exit 2" in gc.table([result], smoke=True)
+
+
+def test_only_matching_no_row_is_an_error_before_anything_is_written(tmp_path):
+    proc, report = smoke(tmp_path, "--only", "simclr/base,nothing", out="check")  # names are case-sensitive
+    assert proc.returncode == 2 and not report, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("gpu_check: error: --only 'simclr/base,nothing' matches no row; rows: SDMI/base")
+    assert not (tmp_path / "check").exists()
+
+
+def test_the_per_image_row_runs_dataloader_workers():
+    """The smoke's other rows run without workers (start-up dominates them); the per-image row exists to run
+    the DataLoader worker path, so it has workers unless --workers says otherwise."""
+    gc = gpu_check()
+
+    def workers(case, smoke, given=None):
+        args = gc.train_args(case, Path("data"), Path("out"), smoke, given)
+        return int(args[args.index("--num_workers") + 1])
+
+    by_name = {c.name: c for c in gc.cases(gpus=1, smoke=True)}
+    assert workers(by_name["SimCLR/workers"], smoke=True) == 2 and workers(by_name["SimCLR/base"], smoke=True) == 0
+    assert workers(by_name["SimCLR/workers"], smoke=True, given=0) == 0
+    assert workers(by_name["SimCLR/base"], smoke=False) == min(8, os.cpu_count() or 1)
 
 
 def test_every_method_and_setting_has_a_row():
