@@ -123,19 +123,25 @@ def read_marker(directory: Path) -> dict[str, Any] | None:
 
 
 def git_commit() -> str:
-    """The git commit of the mimax source tree (``+dirty`` when it has uncommitted changes)."""
-    for where in (Path(__file__).resolve().parents[3], Path.cwd()):
-        try:
-            head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
-                                  text=True, timeout=10)
-            if head.returncode != 0:
-                continue
-            dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            return head.stdout.strip() + ("+dirty" if dirty else "")
-        except (OSError, subprocess.SubprocessError):
-            continue
-    return "unknown"
+    """The git commit of the mimax source tree (``+dirty`` when it has uncommitted changes), or ``unknown``
+    when mimax is not run from a git checkout of its own source: an installed mimax may sit inside someone
+    else's repository (a project-local ``.venv``), whose commit says nothing about mimax's code."""
+    root = Path(__file__).resolve().parents[3]  # <root>/src/mimax/store/rundir.py in a source checkout
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
+            return "unknown"
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def environment(device: torch.device) -> dict[str, Any]:
