@@ -148,3 +148,24 @@ def test_a_safetensors_name_without_format_writes_safetensors(tmp_path, capsys):
     assert json.loads((tmp_path / "b.safetensors.json").read_text())["format"] == "safetensors"
     tensors = load_file(str(out))  # safetensors' own reader (a torch zip raises SafetensorError)
     assert "conv1.weight" in tensors and tensors["conv1.weight"].shape[0] == 8
+
+
+def test_a_safetensors_backbone_without_safetensors_installed_says_what_to_install(tmp_path, capsys):
+    """It read "does not load into ResNet18 ... (No module named 'safetensors')": a bad file, not a missing
+    package. The package is hidden from a child process the way Python does for a module that is absent."""
+    run_dir = fake_run(tmp_path, "r", "ResNet18", "CIFAR10", width=8)[0]
+    backbone = tmp_path / "b.safetensors"
+    assert export(capsys, str(run_dir), "--out", str(backbone))[0] == 0
+    images = tmp_path / "imgs"
+    images.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(images / "a.png")
+    code = ("import sys; sys.modules['safetensors'] = None; sys.modules['safetensors.torch'] = None\n"
+            "from mimax.cli import main; sys.exit(main(sys.argv[1:]))")
+    out = subprocess.run([sys.executable, "-c", code, "embed", str(images), "--backbone", str(backbone),
+                          "--out", str(tmp_path / "e.npz")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (f"mimax: error: --backbone {backbone} (a safetensors file): needs the safetensors "
+                                  "package: pip install 'mimax[export]'")
+    assert not (tmp_path / "e.npz").exists()

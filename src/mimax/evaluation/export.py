@@ -113,23 +113,25 @@ def _serialize(state: dict[str, torch.Tensor], file_format: str, metadata: dict[
     written by the store's atomic writer, whose failure names the file and the system's reason (torch's zip
     writer, writing to a file, raised a RuntimeError without it)."""
     if file_format == "safetensors":
-        try:
-            from safetensors.torch import save
-        except ImportError:
-            raise UserError("--format safetensors: needs the safetensors package: "
-                            "pip install 'mimax[export]'") from None
-        return save(state, metadata=metadata)
+        return _safetensors("--format safetensors").save(state, metadata=metadata)
     buf = io.BytesIO()
     torch.save(state, buf)
     return buf.getvalue()
 
 
+def _safetensors(flag: str):
+    """``safetensors.torch``, an optional dependency: its absence is one line naming ``flag`` and the extra."""
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise UserError(f"{flag}: needs the safetensors package: pip install 'mimax[export]'") from None
+    return safetensors.torch
+
+
 def _loaded(data: bytes, file_format: str) -> dict[str, torch.Tensor]:
     """The tensors of an exported file's bytes (``pt``: ``torch.load(weights_only=True)``; ``safetensors``)."""
     if file_format == "safetensors":
-        from safetensors.torch import load
-
-        return load(data)
+        return _safetensors("--format safetensors").load(data)
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
@@ -163,6 +165,8 @@ def load_exported(file: Path, flag: str) -> tuple[nn.Module, dict[str, Any]]:
     if "sha256" in meta and file_identity(data)["sha256"] != meta["sha256"]:  # older sidecars have none: no check
         raise UserError(f"{flag}: {file} is not the file its sidecar {meta_path} describes (SHA-256 differs): the "
                         f"export was interrupted or the file changed; {again}")
+    if meta.get("format") == "safetensors":  # before the catch-all below, which would call it a bad file
+        _safetensors(f"{flag} {file} (a safetensors file)")
     try:
         net, _ = build_backbone_spec(architecture, shape, meta.get("mlp_hidden_dim", 64), meta.get("resnet_width", 64))
         net.load_state_dict(_loaded(data, meta.get("format", "pt")), strict=True)  # pt or safetensors
