@@ -36,16 +36,34 @@ from common import machine_info  # noqa: E402
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+MARKER = ".mimax_pipeline_bench"  # in every folder this script writes: the only folders it empties
+
+
+def own_folder(path: Path) -> Path:
+    """``path``, created, or found holding this script's marker: a folder of someone else's is refused, never
+    written into or emptied."""
+    if path.exists() and not (path / MARKER).is_file() and (not path.is_dir() or any(path.iterdir())):
+        sys.exit(f"pipeline: error: {path} exists and was not made by this benchmark; give a new or empty folder")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).touch()
+    return path
+
+
 def write_jpegs(root: Path, n: int) -> None:
-    """``n`` 320x240 RGB JPEGs (quality 90), each a 4x3 grid of tinted, upscaled Fashion-MNIST images."""
+    """``n`` 320x240 RGB JPEGs (quality 90), each a 4x3 grid of tinted, upscaled Fashion-MNIST images, in
+    ``root`` (a folder this script owns: one left by an earlier run with another ``n`` is rewritten, so the
+    folder holds exactly the N images the table's header names). Image i is the same whatever ``n``."""
     import numpy as np
     from PIL import Image
 
     from mimax.data.idx import read_idx
 
-    if root.is_dir() and len(list(root.glob("*.jpg"))) == n:
+    own_folder(root)
+    existing = sorted(root.glob("*.jpg"))
+    if [p.name for p in existing] == [f"{i:05d}.jpg" for i in range(n)]:
         return
-    root.mkdir(parents=True, exist_ok=True)
+    for p in existing:
+        p.unlink()
     images = read_idx(FMNIST / "train-images-idx3-ubyte.gz", 3)
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -218,9 +236,9 @@ def main() -> None:
         for path in ("per-image", "batched"):
             walls = {}
             for world in (1, 2):
-                out = args.work / f"{dataset}-{path}-{world}"
-                out.mkdir(parents=True, exist_ok=True)
-                for p in out.iterdir():
+                out = own_folder(args.work) / f"{dataset}-{path}-{world}"
+                own_folder(out)
+                for p in [*out.glob("*.log"), *out.glob("result*.json")]:  # an earlier run's, of this script
                     p.unlink()
                 cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world),
                        __file__, "--rank_worker", "--dataset", dataset, "--path", path, "--out", str(out),

@@ -67,3 +67,30 @@ def test_every_benchmark_script_is_covered():
     """A new benchmark gets a case here (or is named as covered elsewhere)."""
     covered = {c[0] for c in CASES} | {"pipeline.py", "gpu_check.py", "common.py"}
     assert {p.name for p in BENCHMARKS.glob("*.py")} == covered
+
+
+def test_pipeline_jpeg_folder_holds_exactly_n_images_and_foreign_folders_are_refused(tmp_path):
+    """An earlier run's folder of 8 JPEGs was reused for --images 4 (the table then said N = 4 over 8 images),
+    and any --jpeg_dir or --work folder was written into and emptied without being the script's own."""
+    import importlib.util
+
+    pytest.importorskip("PIL")
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    spec = importlib.util.spec_from_file_location("pipeline_bench", BENCHMARKS / "pipeline.py")
+    pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline)
+    jpegs = tmp_path / "jpegs"
+    pipeline.write_jpegs(jpegs, 8)
+    first = (jpegs / "00001.jpg").read_bytes()
+    pipeline.write_jpegs(jpegs, 4)
+    assert sorted(p.name for p in jpegs.glob("*.jpg")) == [f"{i:05d}.jpg" for i in range(4)]
+    assert (jpegs / "00001.jpg").read_bytes() == first  # image i does not depend on N
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(SystemExit, match="was not made by this benchmark"):
+        pipeline.write_jpegs(foreign, 4)
+    with pytest.raises(SystemExit, match="was not made by this benchmark"):
+        pipeline.own_folder(foreign)
+    assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"] and (foreign / "holiday.jpg").read_bytes() == b"mine"
