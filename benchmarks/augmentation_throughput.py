@@ -14,6 +14,7 @@ import statistics
 import time
 
 import torch
+from common import machine_info
 
 from mimax.data.views import BatchedViews, TorchvisionViews, make_recipe
 
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--per_image_count", type=int, default=256)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(machine_info())
     images = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     print(f"{args.size} px, batch {args.batch}, {args.threads} thread(s); images/s (two views each)")

@@ -18,6 +18,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1 (a 0 or negative count is a usage error, not a crash later)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def known(parser, flag: str, given: list[str], choices) -> list[str]:
+    """``given`` if every entry is one of ``choices``, else a usage error naming ``flag`` (exit 2)."""
+    unknown = [g for g in given if g not in choices]
+    if unknown:
+        parser.error(f"{flag}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(sorted(choices))}")
+    return given
+
+
 def machine_info() -> str:
     import torchvision
 

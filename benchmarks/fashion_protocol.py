@@ -16,7 +16,7 @@ import statistics
 import time
 
 import torch
-from common import machine_info
+from common import known, machine_info
 
 DEFAULT_CANDIDATES = "16x28x256,16x28x128,32x28x256,16x32x256,32x32x256"
 TRAIN_IMAGES = 60_000  # the Fashion-MNIST training split
@@ -68,7 +68,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(machine_info())
-    settings = [(m, *map(int, c.split("x"))) for m in args.methods.split(",") for c in args.candidates.split(",")]
+    from mimax.methods import METHODS
+
+    candidates = []
+    for c in args.candidates.split(","):
+        parts = c.split("x")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            parser.error(f"--candidates: expected WIDTHxSIZExBATCH of positive integers (4x16x8), got {c!r}")
+        candidates.append(tuple(map(int, parts)))
+    methods = known(parser, "--methods", args.methods.split(","), METHODS)
+    settings = [(m, *c) for m in methods for c in candidates]
     steps = {}
     for s in settings:
         steps[s], precision = step_fn(*s)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
+from common import positive_int  # noqa: E402
 
 from mimax.experiments.gaussian import DEMO_CRITIC  # noqa: E402
 from mimax.experiments.mi_tasks import MITask, canonical_cov, standard_tasks  # noqa: E402
@@ -46,8 +48,8 @@ def tasks(pairs: int) -> list[tuple[MITask, int]]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--pairs", type=int, default=4000)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--pairs", type=positive_int, default=4000)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--out", default=None)
     p.add_argument("--shard", default="0/1", help="K/M: only the tasks whose index is K modulo M (to run M "
                    "processes side by side and concatenate their rows)")
@@ -56,7 +58,18 @@ def main() -> None:
     p.add_argument("--demo_critic", action="store_true", help="mimax demo's critic options instead of the defaults")
     p.add_argument("--critic_options", default="{}", help="JSON object of estimate_mi options to override")
     args = p.parse_args()
-    options = {**(DEMO_CRITIC if args.demo_critic else {}), **json.loads(args.critic_options)}
+    shard = re.fullmatch(r"(\d+)/(\d+)", args.shard)
+    if not shard or int(shard[2]) < 1 or int(shard[1]) >= int(shard[2]):
+        p.error(f"--shard: expected K/M with 0 <= K < M, got {args.shard!r}")
+    k, m = int(shard[1]), int(shard[2])
+    try:
+        options = {**(DEMO_CRITIC if args.demo_critic else {}), **json.loads(args.critic_options)}
+    except (ValueError, TypeError):
+        p.error(f"--critic_options: expected a JSON object, got {args.critic_options!r}")
+    selected = [(t, n) for t, n in tasks(args.pairs) if args.tasks is None or any(w in t.name for w in args.tasks)]
+    if not selected:  # an empty table would read as a finished benchmark
+        p.error(f"--tasks: {' '.join(map(repr, args.tasks))} match no task; tasks: "
+                f"{', '.join(t.name for t, _ in tasks(args.pairs))}")
     torch.set_num_threads(1)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
@@ -67,8 +80,6 @@ def main() -> None:
             "| log N | CPU time / estimate (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(head), flush=True)
     lines = list(head)
-    k, m = (int(v) for v in args.shard.split("/"))
-    selected = [(t, n) for t, n in tasks(args.pairs) if args.tasks is None or any(w in t.name for w in args.tasks)]
     for task, n in selected[k::m]:
         for bound in args.bounds:
             ests, covered, ok, secs = [], 0, 0, []

@@ -6,7 +6,8 @@ Two settings (docs/performance.md, "MI monitor overhead"):
    the real trainer (``train_run``) with the default monitors wrapped in timers. Share = monitor seconds /
    training-loop seconds (``metrics.csv``'s ``epoch_time_s``, which excludes the monitors).
 2. A small ResNet on 28x28 synthetic tensors (Fashion-MNIST's preset and shape: ResNet-18 layout at
-   ``--resnet_width`` 16, batch 256, SGD, 60,000 training images, 2,048 monitor pairs). A full epoch on
+   ``--resnet_width`` 16, the preset's batch of 128, SGD, 60,000 training images, ``--monitor_size`` 1,024
+   monitor pairs, the preset's). A full epoch on
    this CPU takes minutes, so the benchmark times ``--steps`` real training steps (``training_loss`` +
    backward + optimizer step; median after one warm-up) and one MI estimate and one collapse measurement
    on the monitor set, and reports the share of a whole run of the preset's epochs of ``--train_size``
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import known, positive_int  # noqa: E402
 
 from mimax.callbacks import Callback, RunState  # noqa: E402
 from mimax.config import config_from_args  # noqa: E402
@@ -145,13 +147,17 @@ def main() -> None:
     p.add_argument("--train_size", type=int, default=60000, help="images per epoch for the ResNet share")
     p.add_argument("--monitor_size", type=int, default=1024, help="monitor pairs (the FashionMNIST preset's)")
     p.add_argument("--resnet_width", type=int, default=16, help="base width of the ResNet-18 layout")
-    p.add_argument("--intervals", type=int, nargs="+", default=[1, 2, 5, 10])
+    p.add_argument("--intervals", type=positive_int, nargs="+", default=[1, 2, 5, 10])
     p.add_argument("--skip_resnet", action="store_true")
     p.add_argument("--skip_gaussian", action="store_true")
     p.add_argument("--demo", nargs="*", default=None, metavar="SLUG",
                    help="time the demo's configurations (default slugs: sdmi jmi byol simclr) and nothing else")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=positive_int, default=1)
     args = p.parse_args()
+    if args.demo:
+        from mimax.experiments.gaussian import DEMO_RUNS
+
+        known(p, "--demo", args.demo, {r.slug for r in DEMO_RUNS})
     torch.set_num_threads(1)
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "

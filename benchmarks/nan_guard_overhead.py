@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+from common import machine_info
 
 from mimax.config import resolve
 from mimax.engine.divergence import NonFiniteGuard
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--batch_size", type=int, default=256)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    print(machine_info())
     device = torch.device(args.device)
     cfg = resolve({"dataset": "Gaussian", "model_name": "JMI", "batch_size": args.batch_size})
     shape: tuple[int, ...] = (cfg.gm_dim,)

@@ -28,7 +28,7 @@ import time
 from contextlib import nullcontext
 
 import torch
-from common import cifar_resnet18, machine_info
+from common import cifar_resnet18, known, machine_info, positive_int
 from torch import nn
 
 HIDDEN, OUT, PRED_HIDDEN = 512, 128, 512  # head sizes used by both libraries
@@ -167,11 +167,11 @@ def lightly_step(name: str, width: int, autocast, channels_last: bool):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=256, help="images per view")
+    parser.add_argument("--width", type=positive_int, default=16)
+    parser.add_argument("--batch", type=positive_int, default=256, help="images per view")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=10, help="timed rounds")
+    parser.add_argument("--steps", type=positive_int, default=10, help="timed rounds")
     parser.add_argument("--settings", default="bf16,fp32", help="comma list of bf16 (autocast+channels_last), fp32")
     parser.add_argument("--methods", default="", help="comma list (default: every registered method)")
     parser.add_argument("--lightly_path", default="", help="directory holding lightly 1.6 (optional)")
@@ -181,7 +181,8 @@ def main() -> None:
     print(machine_info())
     from mimax.methods import METHODS
 
-    names = args.methods.split(",") if args.methods else list(METHODS)
+    names = known(parser, "--methods", args.methods.split(","), METHODS) if args.methods else list(METHODS)
+    known(parser, "--settings", args.settings.split(","), {"bf16", "fp32"})
     lightly_ok = False
     if args.lightly_path:
         sys.path.insert(0, args.lightly_path)

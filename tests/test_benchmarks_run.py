@@ -52,6 +52,26 @@ def _run(script: str, args: list[str], cwd: Path) -> str:
 def test_benchmark_runs_and_prints_its_result(script, args, expected, tmp_path):
     out = _run(script, args, tmp_path)
     assert re.search(expected, out), f"{script}: no line matching {expected!r} in:\n{out[-3000:]}"
+    assert re.search(r"^machine: .*\S", out, re.M) and "torch" in out, f"{script} names no machine or versions"
+
+
+BAD_FLAGS = [  # each was a traceback or an empty table with exit 0
+    ("mi_overhead.py", ["--demo", "sdim"], "--demo: unknown 'sdim'"),
+    ("mi_overhead.py", ["--intervals", "0"], "argument --intervals: expected an integer >= 1"),
+    ("mi_estimators.py", ["--tasks", "gaus 2x2"], "--tasks: 'gaus 2x2' match no task"),
+    ("mi_estimators.py", ["--shard", "1/0"], "--shard: expected K/M with 0 <= K < M"),
+    ("step_time.py", ["--methods", "SimCRL"], "--methods: unknown 'SimCRL'"),
+    ("step_time.py", ["--settings", "bf61"], "--settings: unknown 'bf61'"),
+    ("fashion_protocol.py", ["--candidates", "16x28"], "--candidates: expected WIDTHxSIZExBATCH"),
+]
+
+
+@pytest.mark.parametrize("script, args, message", BAD_FLAGS, ids=[f"{c[0]} {c[1][0]}" for c in BAD_FLAGS])
+def test_a_bad_benchmark_flag_is_a_usage_error(script, args, message, tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"{script}: error: {message}" in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
