@@ -1,5 +1,3 @@
-import sys
+from mimax.console import run
 
-from mimax.cli import main
-
-sys.exit(main())
+run()

@@ -16,10 +16,18 @@ from mimax.api import resolved_config
 from mimax.config import explicit_values, notes
 from mimax.engine.experiment import run_experiment
 from mimax.engine.preemption import EXIT_PREEMPTED, Preempted
-from mimax.errors import CollapseStopped, OneLineParser, TrainingDiverged, UserError, environment_error
+from mimax.errors import (
+    CollapseStopped,
+    Interrupted,
+    OneLineParser,
+    TrainingDiverged,
+    UserError,
+    environment_error,
+)
 from mimax.evaluation.results import results_markdown
 from mimax.experiments import gaussian
 from mimax.methods import METHODS
+from mimax.runtime.streams import output_survives_its_reader
 from mimax.store.atomic import check_output_file
 from mimax.store.rundir import ExperimentDir, check_outside_runs, recorded_model_name
 
@@ -256,7 +264,14 @@ def _safe_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``mimax`` command; returns its exit code (docs/reliability.md). Its console output may lose its
+    reader (``| head``, a closed ssh session) without stopping the work (:mod:`mimax.runtime.streams`)."""
     _safe_streams()
+    with output_survives_its_reader():
+        return _command(argv)
+
+
+def _command(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V"):
         print(f"mimax {__version__}")
@@ -303,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:  # rank 0 decides and broadcasts the stop
             print(f"mimax: stopped: {err}", file=sys.stderr)
         return 4
-    except KeyboardInterrupt:
-        print("mimax: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+    except KeyboardInterrupt as err:  # every rank gets the terminal's Ctrl-C: rank 0 says it
+        if rank == 0:
+            print(f"mimax: interrupted{f'; {err}' if isinstance(err, Interrupted) else ''}", file=sys.stderr)
         return 130
 
 

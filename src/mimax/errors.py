@@ -50,6 +50,11 @@ class TrainingDiverged(Exception):
     """Training produced a non-finite loss, gradient or weight (``--on_nan``); the CLI exits with code 3."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the user can do next (``str(err)``: "continue with: mimax train --resume DIR"); the CLI
+    prints ``mimax: interrupted; <that>`` and exits with code 130. A bare KeyboardInterrupt has no advice."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a user mistake as one line and exit code 2 (no usage dump): its errors are
     raised as :class:`ConfigError`, which the CLI prints as ``mimax: error: ...``."""

@@ -128,8 +128,8 @@ def _trials(n: int, seed: int) -> list[tuple[str, int]]:
     return [(rng.choice(["SIGTERM", "SIGUSR1"]), rng.randint(1, STEPS)) for _ in range(n)]
 
 
-# the last step of an epoch (4) and of a seed (12) are edge cases, the rest random
-DEFAULT_TRIALS = [("SIGTERM", 4), ("SIGUSR1", 12)] + _trials(2, seed=13)
+# the last step of an epoch (4) and of a seed (12) are edge cases, the rest random; SIGHUP: a closed terminal
+DEFAULT_TRIALS = [("SIGTERM", 4), ("SIGUSR1", 12), ("SIGHUP", 6)] + _trials(2, seed=13)
 SLOW_TRIALS = _trials(20, seed=2026)
 
 
@@ -146,6 +146,65 @@ def test_signal_at_a_step_then_resume_is_bitwise_identical(tmp_path, reference, 
 def test_signal_at_random_steps_slow(tmp_path, reference, capsys, sig, step):
     signal_and_resume(tmp_path / "exp", sig, step, capsys)
     _assert_same(_snapshot(tmp_path / "exp"), reference)
+
+
+def test_sighup_under_nohup_is_ignored_and_the_run_goes_on(tmp_path, capsys):
+    """``nohup`` sets SIGHUP to be ignored so that the run outlives its terminal: the handler that turns it
+    into a preemption is not installed then."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    faults.arm_signal("SIGHUP:step:3")
+    try:
+        code = kh.run_in_process([*kh.ARGS, "--output_dir", str(tmp_path / "exp"), "--num_runs", "1"])
+    finally:
+        faults.arm_signal(None)
+        signal.signal(signal.SIGHUP, previous)
+    assert code == 0 and not list((tmp_path / "exp").rglob("ckpt_*_step_*.pt"))
+    assert signal.getsignal(signal.SIGHUP) is previous
+
+
+def _python_child() -> None:
+    """A child as a terminal starts it: SIGINT at its default (a test runner may ignore it, and a child
+    inherits that), so that Python turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _interrupted(tmp_path: Path, at: str, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MIMAX_SIGNAL_AT": f"SIGINT:{at}"}
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *kh.ARGS, *extra], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=_python_child)
+
+
+def test_ctrl_c_says_how_to_continue_the_run_it_names(tmp_path, reference):
+    out = tmp_path / "exp"
+    proc = _interrupted(tmp_path, "step:6", "--output_dir", str(out))
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == f"mimax: interrupted; continue with: mimax train --resume {out}"  # one line
+    assert kh.run_in_process(["--resume", str(out)]) == 0
+    _assert_same(_snapshot(out), reference)
+
+
+def test_ctrl_c_before_the_run_has_its_config_leaves_nothing(tmp_path):
+    """Interrupted while writing its config.json, a fresh run left a folder that --resume called "not a mimax
+    experiment directory" and advice to resume it."""
+    out = tmp_path / "new" / "exp"
+    proc = _interrupted(tmp_path, "write:config.json:1", "--output_dir", str(out))
+    assert proc.returncode == 130 and proc.stderr.strip() == "mimax: interrupted; nothing was kept", proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_closed_log_pipe_does_not_stop_the_run(tmp_path):
+    """``mimax train ... | head -1``: once the reader is gone, the next progress line raised BrokenPipeError
+    and the run stopped (exit 2, "cannot write an output file (Broken pipe); free space ...")."""
+    out = tmp_path / "exp"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *kh.ARGS, "--output_dir", str(out)], cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline()  # the first line, as `head -1` reads it; then the reader goes away
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, err
+    assert err.strip() == "" and (out / "results.json").is_file()
+    assert '"complete"' in (out / "status.json").read_text()
 
 
 def test_sigterm_from_outside_at_a_random_moment(tmp_path, capsys):

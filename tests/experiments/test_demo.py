@@ -138,3 +138,26 @@ def test_demo_report_reads_a_non_finite_separation_written_as_null(tmp_path):
     run = next(r for r in DEMO_RUNS if r.slug == "sdmi")
     ratio = collect_run(exp, run)["aggregate"]["separation"]["ratio"]
     assert math.isnan(ratio["mean"]) and ratio["n"] == 1
+
+
+def test_an_interrupted_demo_says_its_folder_cannot_be_continued(tmp_path):
+    """Ctrl-C reached a demo worker (every process of the terminal's group gets it): the line said "resume
+    with --resume RUN_DIR", which the demo does not have, and the folder is refused on the next try."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "demo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MIMAX_SIGNAL_AT": "SIGINT:step:3",
+           "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "mimax", "demo", "--quick", "--only", "sdmi", "--num_workers", "1",
+                           "--output_dir", str(out)], capture_output=True, text=True, timeout=600, env=env,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"mimax: interrupted; {out} holds the unfinished demo, which cannot be continued: delete it, or give "
+        "another --output_dir")
+    assert "Traceback" not in proc.stderr

@@ -227,3 +227,15 @@ def test_gaussian_ranks_partition_every_global_batch(world):
         for view in (0, 1):
             assert all(p[view].shape[0] == 8 // world for p in parts)
             assert torch.equal(torch.cat([p[view] for p in parts]), whole[view])
+
+
+def test_ctrl_c_under_torchrun_is_said_once(tmp_path):
+    """A terminal's Ctrl-C reaches every rank (here each sends itself SIGINT at the same step): rank 0 alone
+    prints the line (each rank did), naming the run to continue."""
+    out = tmp_path / "exp"
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MIMAX_SIGNAL_AT": "SIGINT:step:3"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                           *ARGS, "--output_dir", str(out)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("mimax: interrupted")]
+    assert lines == [f"mimax: interrupted; continue with: mimax train --resume {out}"], why(proc)

@@ -14,7 +14,7 @@ from mimax.engine.divergence import TrainingDiverged
 from mimax.engine.precision import resolve_run_precision
 from mimax.engine.preemption import Preempted, Preemption
 from mimax.engine.trainer import train_run
-from mimax.errors import UserError
+from mimax.errors import Interrupted, UserError
 from mimax.evaluation.results import aggregate, results_markdown
 from mimax.monitors import default_callbacks
 from mimax.runtime import distributed
@@ -52,6 +52,10 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
         if "nothing was kept" in text or not (cfg.output_dir and ExperimentDir(cfg.output_dir).is_experiment()):
             raise OutputWriteError(text) from None  # nothing to resume (a fresh run removes what it created)
         raise OutputWriteError(f"{text}; free space or fix permissions, then continue with --resume") from None
+    except KeyboardInterrupt:  # Ctrl-C: what was written stays, and the run continues where it was checkpointed
+        if held and held[0].is_experiment():  # the run this process created or resumed, with its config.json
+            raise Interrupted(f"continue with: mimax train --resume {held[0].path}") from None
+        raise Interrupted("nothing was kept") from None
     except UserError as err:  # raised by this rank's own work (e.g. an image of its share): the CLI names the rank
         if distributed.rank() > 0 and not getattr(err, "every_rank", False):
             err.rank = distributed.rank()
@@ -168,11 +172,8 @@ def create_experiment(cfg: Config, device: torch.device) -> ExperimentDir:
     try:
         exp.write_config(cfg)
         exp.write_env(device, world_size=distributed.world_size())
-    except UserError:
+    except BaseException:  # a full disk, Ctrl-C: a run without its config.json is no run; nothing is left
         exp.discard()
-        raise
-    except BaseException:  # e.g. a full disk: the caller reports it; the lock is not kept
-        exp.release()
         raise
     return exp
 

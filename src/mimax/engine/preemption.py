@@ -1,5 +1,5 @@
-"""Preemption: SIGTERM / SIGUSR1 (what SLURM and Kubernetes send before killing a job) and time-based
-checkpoints (``--save_every_minutes``).
+"""Preemption: SIGTERM / SIGUSR1 (what SLURM and Kubernetes send before killing a job), SIGHUP (the terminal
+or ssh session closed; not under ``nohup``) and time-based checkpoints (``--save_every_minutes``).
 
 A handler only records the signal; the training loop asks :meth:`Preemption.due` after every optimizer
 step and at every epoch end, writes a checkpoint at that point (mid-epoch if need be) and raises
@@ -40,6 +40,8 @@ class Preemption:
             for name in PREEMPTION_SIGNALS:  # DataLoader workers ignore them (mimax.runtime.signals)
                 if hasattr(signal, name):
                     sig = getattr(signal, name)
+                    if name == "SIGHUP" and signal.getsignal(sig) is signal.SIG_IGN:
+                        continue  # nohup: the user asked the run to outlive its terminal
                     self._previous[sig] = signal.signal(sig, self._record)
         return self
 

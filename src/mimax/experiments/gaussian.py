@@ -28,7 +28,7 @@ from mimax.config import Config, config_from_args, resolve
 from mimax.engine.experiment import create_experiment, finish_experiment
 from mimax.engine.precision import resolve_run_precision
 from mimax.engine.trainer import train_run
-from mimax.errors import ConfigError, OneLineParser
+from mimax.errors import ConfigError, Interrupted, OneLineParser
 from mimax.experiments.trajectories import TrajectoryRecorder
 from mimax.methods import METHODS
 from mimax.monitors import CollapseMonitor, MIMonitor, default_callbacks
@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                                 occupied="mimax demo writes a new folder: give another --output_dir")
     try:
         return _run_demo(demo.path, runs, cfgs, args)
+    except KeyboardInterrupt:  # a demo is not resumable, and its folder is not reused: say so
+        raise Interrupted(f"{demo.path} holds the unfinished demo, which cannot be continued: delete it, or give "
+                          "another --output_dir") from None
     finally:
         demo.release()
 

@@ -7,7 +7,9 @@ a process group does the same. A worker killed by it takes the training process 
 (:mod:`mimax.engine.preemption`). So every DataLoader of mimax starts its workers with
 :func:`leave_preemption_to_the_main_process` as ``worker_init_fn``: they ignore these signals and are
 shut down by their DataLoader, as at any run's end, once the training process has checkpointed.
-SIGINT (Ctrl-C) needs nothing: torch's workers already leave it to the main process.
+SIGINT (Ctrl-C) needs nothing: torch's workers already leave it to the main process. SIGHUP, which a closed
+terminal or ssh session sends to every process it started, is a preemption signal too: the run checkpoints
+where it stands instead of dying mid-epoch (unless started under ``nohup``, which ignores it).
 
 Workers that ignore SIGTERM must never outlive their loader: at interpreter exit, multiprocessing's own exit
 hook terminates the daemonic children with SIGTERM and then joins them without a timeout, so a loader still
@@ -20,13 +22,14 @@ multiprocessing's, collects the garbage and shuts down whatever is left.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import multiprocessing.util  # noqa: F401  its exit hook is registered first, so that ours runs before it
 import signal
 import weakref
 from typing import Any
 
-PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1")
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGHUP")  # SIGHUP: the terminal (an ssh session) closed
 _TRACKED: weakref.WeakSet = weakref.WeakSet()  # mimax's DataLoaders whose workers ignore SIGTERM
 
 
@@ -66,5 +69,9 @@ def shut_down_workers() -> None:
 
 @atexit.register
 def _shut_down_at_exit() -> None:
+    # The process is ending: a second Ctrl-C (the first is what ends it) would interrupt this hook with a
+    # traceback ("Exception ignored in atexit callback") and skip the shutdown that keeps the exit from hanging.
+    with contextlib.suppress(ValueError):  # not the main thread: signals cannot be set, nor delivered here
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.collect()  # a loader's iterator in a reference cycle: freeing it shuts its workers down
     shut_down_workers()
