@@ -100,3 +100,39 @@ def test_a_sidecar_without_a_hash_still_loads(sdmi, tmp_path):
     Path(f"{x}.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in ("sha256", "size")}))
     net, _ = load_exported(x, "--backbone")
     assert all(torch.equal(v, tensors["g_ξ"][k]) for k, v in net.state_dict().items())
+
+
+def test_an_overwrite_on_a_full_disk_keeps_the_old_export_whole(sdmi, tmp_path):
+    """On a real full disk (a tmpfs with room for a sidecar but not a backbone), `export --overwrite` replaced
+    the sidecar, failed on the backbone, then deleted the sidecar: the old backbone was left without one.
+    The backbone is now staged before anything is replaced."""
+    import subprocess
+
+    run, tensors = sdmi
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        x = mnt / "x.pt"
+        assert run_cli(["export", str(run), "--out", str(x), "--encoder", "g_xi"]).returncode == 0
+        before = {p.name: p.read_bytes() for p in mnt.iterdir()}
+        assert x.stat().st_size > 16384  # does not fit in the room left below
+        filler = mnt / "filler"
+        with open(filler, "wb") as f:  # fill the disk, then free two pages: a sidecar fits, a backbone does not
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        with open(filler, "r+b") as f:
+            f.truncate(filler.stat().st_size // 4096 * 4096 - 8192)
+        one_line(run_cli(["export", str(run), "--out", str(x), "--encoder", "f_theta", "--overwrite"]),
+                 f"cannot write {x}", "No space left on device")
+        filler.unlink()
+        assert {p.name: p.read_bytes() for p in mnt.iterdir()} == before  # the old pair, byte for byte; no temp
+        net, meta = load_exported(x, "--backbone")
+        assert meta["encoder"] == "g_ξ" and all(torch.equal(v, tensors["g_ξ"][k]) for k, v in net.state_dict().items())
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -84,11 +84,36 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
 
 
 def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
-    (tmp_path / ".ckpt_epoch_0002.pt.abc123.tmp").write_bytes(b"torn")
-    (tmp_path / "ckpt_epoch_0001.pt").write_bytes(b"kept")
-    (tmp_path / "notes.tmp").write_text("kept")
-    assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".ckpt_epoch_0002.pt.abc123.tmp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_epoch_0001.pt", "notes.tmp"]
+    """Only mkstemp's names (``.<name>.<8 characters>.tmp``) around a file mimax writes there: a user's
+    ``.notes.tmp`` or ``.analysis.tmp`` beside a run was deleted by every --resume."""
+    from mimax.store.atomic import CKPT_RE
+
+    (tmp_path / ".ckpt_epoch_0002.pt.ab_c1234.tmp").write_bytes(b"torn")
+    kept = ["ckpt_epoch_0001.pt", "notes.tmp", ".notes.tmp", ".analysis.tmp", ".notes.txt.abcdefgh.tmp",
+            ".ckpt_epoch_0002.pt.abc123.tmp"]
+    for name in kept:
+        (tmp_path / name).write_text("kept")
+    owned = [p.name for p in remove_stale_temp_files(tmp_path, lambda name: bool(CKPT_RE.match(name)))]
+    assert owned == [".ckpt_epoch_0002.pt.ab_c1234.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_resume_and_overwrite_leave_a_users_dot_tmp_files(tmp_path):
+    """End to end: files a user put in a run (hidden ``.tmp`` names) survive ``--resume``, and make
+    ``--overwrite`` refuse (they are not mimax's)."""
+    from conftest import TINY_GAUSSIAN, run_cli
+
+    out = tmp_path / "exp"
+    first = run_cli(["train", *TINY_GAUSSIAN, "--epochs", "2", "--stop_after", "1", "--output_dir", str(out)])
+    assert first.returncode == 0, first.stderr
+    mine = [out / ".notes.tmp", out / "seed_0" / ".analysis.tmp", out / "seed_0" / "checkpoints" / ".keep.tmp"]
+    for p in mine:
+        p.write_text("user")
+    assert run_cli(["train", "--resume", str(out)]).returncode == 0
+    assert all(p.read_text() == "user" for p in mine)
+    proc = run_cli(["train", *TINY_GAUSSIAN, "--epochs", "2", "--output_dir", str(out), "--overwrite"])
+    assert proc.returncode == 2 and "holds files mimax did not write" in proc.stderr, proc.stderr
+    assert all(p.read_text() == "user" for p in mine)
 
 
 def _cfg(out: Path, **kw):

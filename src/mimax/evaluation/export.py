@@ -39,12 +39,11 @@ from mimax.evaluation.runs import Run, checkpoints_to_use, rebuild_method
 from mimax.naming import ascii_name
 from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone_spec
 from mimax.store.atomic import (
-    OutputWriteError,
-    atomic_write_bytes,
     atomic_write_text,
     check_output_file,
     make_parent,
     remove_torn_writes,
+    staged_bytes,
 )
 from mimax.store.checkpoint import load_checkpoint
 
@@ -241,15 +240,14 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     info = {**sidecar(cfg, spec, library, file_format, key, path, ckpt, input_shape, out_path, code),
             **file_identity(data)}
     make_parent(out_path)  # everything is validated: make the folder now
-    # The sidecar first, with the new file's SHA-256: killed before the backbone is replaced, it sits beside
-    # the old backbone (or none), which load_exported refuses. Backbone first, a new backbone could sit
-    # beside an older sidecar without a hash, and be embedded under the other encoder's description.
-    atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-    try:
-        atomic_write_bytes(out_path, data)
-    except OutputWriteError:  # a full disk: the new sidecar describes a file that was not written
-        side.unlink(missing_ok=True)
-        raise
+    # The backbone's bytes are staged first (written in full, not yet in place): a full disk fails there and
+    # replaces nothing, so an --overwrite keeps the old export whole. Then the sidecar, with the new file's
+    # SHA-256, then the backbone's rename: killed between the two, the new sidecar sits beside the old
+    # backbone (or none), which load_exported refuses. The other way round, a new backbone could sit beside an
+    # older sidecar without a hash, and be embedded under the other encoder's description.
+    with staged_bytes(out_path, data) as put_backbone_in_place:
+        atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        put_backbone_in_place()
     remove_torn_writes(side)
     remove_torn_writes(out_path)
     return info

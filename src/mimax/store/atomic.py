@@ -6,6 +6,7 @@ A reader, or a resumed run, sees the old file or the new one, never a torn one. 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -13,7 +14,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,7 +26,8 @@ from mimax.store import faults
 # checkpoint file names (layout: mimax.store.rundir): ckpt_epoch_<e>.pt after epoch e, ckpt_epoch_<e>_step_<k>.pt
 # after k steps of epoch e + 1 (mid-epoch: preemption, --save_every_minutes)
 CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)(?:_step_(\d+))?\.pt$")
-TEMP_RE = re.compile(r"^\..+\.tmp$")  # mkstemp names of the atomic writers below: .<name>.<random>.tmp
+# mkstemp's names for the atomic writers below: .<target name>.<8 random characters>.tmp (group 1: the target)
+TEMP_RE = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 class OutputWriteError(UserError):
@@ -45,11 +47,9 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a temp file in the same directory, fsync, then rename over ``path``: a reader (or a
-    resumed run) sees the old file or the new one, never a torn one. A failed write removes the temp
-    file and raises :class:`OutputWriteError` naming the path."""
-    path = Path(path)
+def _write_temp(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """The bytes ``write`` makes, in a temp file beside ``path``, fsynced; returns the temp file. A failed write
+    removes it and raises :class:`OutputWriteError` naming ``path``."""
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -60,7 +60,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             if faults.ARMED:
                 faults.hit_mid_write("write:" + ("ckpt" if CKPT_RE.match(path.name) else path.name), fh)
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        return Path(tmp)
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -69,6 +69,42 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _rename(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputWriteError(f"cannot write {path} ({exc.strerror or exc})") from None
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a temp file in the same directory, fsync, then rename over ``path``: a reader (or a
+    resumed run) sees the old file or the new one, never a torn one. A failed write removes the temp
+    file and raises :class:`OutputWriteError` naming the path."""
+    path = Path(path)
+    _rename(_write_temp(path, write), path)
+
+
+@contextlib.contextmanager
+def staged_bytes(path: Path, data: bytes) -> Iterator[Callable[[], None]]:
+    """Two files replaced together: ``data`` is written in full (temp file, fsync) on entering, and the block
+    gets ``commit``, which renames it over ``path``; a block left without committing removes the temp file.
+    Staging the large file first means a full disk fails before anything is replaced."""
+    path = Path(path)
+    tmp = _write_temp(path, lambda fh: fh.write(data))
+    done = []
+
+    def commit() -> None:
+        _rename(tmp, path)
+        done.append(True)
+
+    try:
+        yield commit
+    finally:
+        if not done:
+            tmp.unlink(missing_ok=True)
 
 
 def make_parent(path: Path) -> None:
@@ -109,12 +145,20 @@ def check_output_file(out: Path, overwrite: bool, flag: str = "--out") -> Path:
     return out
 
 
-def remove_stale_temp_files(directory: Path) -> list[Path]:
-    """Delete the temp files an interrupted atomic write left in ``directory`` (not recursive)."""
+def temp_file_of(name: str, owned: Callable[[str], bool]) -> bool:
+    """Whether ``name`` is the temp file of an atomic write of a file ``owned`` says is mimax's: a user's own
+    ``.notes.tmp``, or a temp name around a file mimax does not write, is not."""
+    m = TEMP_RE.match(name)
+    return bool(m and owned(m.group(1)))
+
+
+def remove_stale_temp_files(directory: Path, owned: Callable[[str], bool]) -> list[Path]:
+    """Delete the temp files interrupted atomic writes of mimax's files (``owned`` names them) left in
+    ``directory`` (not recursive); nothing else."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.iterdir() if p.is_file() and TEMP_RE.match(p.name)]
+    stale = [p for p in directory.iterdir() if p.is_file() and not p.is_symlink() and temp_file_of(p.name, owned)]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

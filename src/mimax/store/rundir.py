@@ -48,11 +48,11 @@ from mimax.methods import METHODS, MethodNotFound
 from mimax.methods.registry import canonical_name, display_name
 from mimax.store.atomic import (
     CKPT_RE,
-    TEMP_RE,
     OutputWriteError,
     checkpoint_position,
     read_csv,
     remove_stale_temp_files,
+    temp_file_of,
     write_json,
 )
 
@@ -241,7 +241,7 @@ class SeedDir:
         (:meth:`foreign_wandb_entries`); a symlink anywhere else is foreign
         (``--overwrite`` must not delete, or follow, what a user put there)."""
         def own_file(p: Path, named: Any) -> bool:  # a regular file (no symlink) named as mimax names its files
-            return not p.is_symlink() and p.is_file() and bool(named(p.name) or TEMP_RE.match(p.name))
+            return not p.is_symlink() and p.is_file() and bool(named(p.name) or temp_file_of(p.name, named))
 
         subdirs = {"checkpoints": CKPT_RE.match, "tensorboard": lambda n: n.startswith(self.TFEVENTS_PREFIX)}
         foreign = []
@@ -279,10 +279,14 @@ class SeedDir:
 
         return [p for p in (self.path / "wandb").iterdir() if not own(p)]
 
+    def owns_file_name(self, name: str) -> bool:
+        """A file name mimax writes in a seed directory."""
+        return name in self.OWN_FILES or bool(self.EVAL_RECORD_RE.match(name))
+
     def remove_torn_writes(self) -> None:
         """Temp files of atomic writes a killed session left (the seed dir and its checkpoints)."""
-        for directory in (self.path, self.checkpoint_dir):
-            remove_stale_temp_files(directory)
+        remove_stale_temp_files(self.path, self.owns_file_name)
+        remove_stale_temp_files(self.checkpoint_dir, lambda name: bool(CKPT_RE.match(name)))
 
     def checkpoint(self, epoch: int, step_in_epoch: int = 0) -> Path:
         """The checkpoint after ``epoch`` epochs and ``step_in_epoch`` steps of the next one (mid-epoch)."""
@@ -366,7 +370,8 @@ class ExperimentDir:
         """Undo a fresh run that failed before it kept anything: delete what it wrote (only mimax's files
         are there), then the folders this invocation created, if empty."""
         for p in self.path.iterdir():
-            if p.name != LOCK and (p.name in OWN_FILES or TEMP_RE.match(p.name) or SEED_DIR_RE.match(p.name)):
+            if p.name != LOCK and (p.name in OWN_FILES or temp_file_of(p.name, OWN_FILES.__contains__)
+                                   or SEED_DIR_RE.match(p.name)):
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
         self.release_and_drop_lock()
         if self.created is not None:
@@ -457,7 +462,7 @@ class ExperimentDir:
             raise UserError(f"{self.results_json}: not a mimax results file ({exc})") from None
 
     def remove_torn_writes(self) -> None:
-        remove_stale_temp_files(self.path)
+        remove_stale_temp_files(self.path, OWN_FILES.__contains__)
 
     # --- creation -------------------------------------------------------------------------------
     @classmethod
@@ -664,8 +669,7 @@ def _torn_start(out: Path) -> list[Path] | None:
     empty directory gives ``[]``), else None. The lock file is never listed."""
     entries = [p for p in out.iterdir() if p.name != LOCK]
     torn = [p for p in entries if p.is_file() and (p.name in (".write_test", MARKER) or (
-        TEMP_RE.match(p.name) and p.name.startswith((".config.json.", ".env.json.", ".status.json.",
-                                                     f".{MARKER}."))))]
+        temp_file_of(p.name, {"config.json", "env.json", "status.json", MARKER}.__contains__)))]
     return torn if len(torn) == len(entries) else None
 
 
@@ -678,7 +682,7 @@ def _check_clearable(out: Path) -> None:
         if Path(root) != out and MARKER in files:
             raise ConfigError("--overwrite", f"{out} holds another mimax run ({root}); refusing to clear it")
     foreign = sorted(p.name for p in out.iterdir() if not (
-        p.name in OWN_FILES or TEMP_RE.match(p.name)
+        p.name in OWN_FILES or temp_file_of(p.name, OWN_FILES.__contains__)
         or (SEED_DIR_RE.match(p.name) and p.is_dir() and not p.is_symlink())))
     for d in sorted(out.iterdir()):  # and inside each seed directory (a user's notes or analysis beside the run)
         if SEED_DIR_RE.match(d.name) and d.is_dir() and not d.is_symlink():
