@@ -349,6 +349,7 @@ CASES = {
     "resume_empty_metrics": lambda t, f: _damaged_file(t, f, "metrics.csv", ""),
     "resume_garbage_metrics": lambda t, f: _damaged_file(t, f, "metrics.csv", "\x00\x01garbage\nnot,a,csv\n"),
     "resume_garbage_eval": lambda t, f: _damaged_file(t, f, "eval.csv", "epoch,encoder\nzero,JMI\n"),
+    "resume_truncated_env": lambda t, f: _damaged_file(t, f, "env.json", '{"mimax": "0.1'),
     # values this machine cannot run
     "seed_negative": lambda t, f: _run(t, "--seed", "-1"),
     "seed_too_large": lambda t, f: _run(t, "--seed", "4294967296"),

@@ -163,13 +163,20 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def record_resume(env_json: Path, device: torch.device, **extra: Any) -> None:
     """Append this invocation's environment (:func:`environment` and ``extra``: process count, epoch, ...) to
-    ``env.json``'s ``resumes`` list; the start's entries stay as written. A run resumed on another machine, torch
+    ``env.json``'s ``resumes`` list; the start's entries stay as written (a damaged file is refused, not
+    replaced). A run resumed on another machine, torch
     or number of processes says so (its ``world_size`` used to stay the first invocation's)."""
     try:
         env = json.loads(env_json.read_text())
-    except (OSError, ValueError):
-        env = None
-    env = env if isinstance(env, dict) else {}
+        if not isinstance(env, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        env = {}  # nothing recorded to keep
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # rewriting it would lose the start's record silently
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("\n")[0][:120]
+        raise UserError(f"{env_json}: unreadable ({reason}); resuming would replace the run's record of how it "
+                        "started (versions, command, machine): restore the file, or start again with --overwrite"
+                        ) from None
     env["resumes"] = [*(env.get("resumes") if isinstance(env.get("resumes"), list) else []),
                       {**environment(device), **extra}]
     write_json(env_json, env)
