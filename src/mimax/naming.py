@@ -9,6 +9,13 @@ from __future__ import annotations
 import unicodedata
 
 
+def printable(text: str) -> str:
+    """``text`` as valid Unicode: a file name that is not UTF-8 (Latin-1 names from old archives and SMB
+    shares are legal on Linux) reaches Python as lone surrogates (``run\\udcff``), which UTF-8 encoders,
+    matplotlib and Parquet refuse; each becomes its escape, ``\\udcff``, visible and unambiguous."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def ascii_name(name: str) -> str:
     """``name`` with each non-ASCII letter spelled out: Greek letters by their name (``θ`` -> ``theta``,
     ``ξ`` -> ``xi``), accented letters without their accent, anything else as ``u<hex code>``."""

@@ -141,3 +141,27 @@ def test_user_files_next_to_a_temp_file_still_block(tmp_path):
     with pytest.raises(UserError, match="not a mimax run"):
         prepare_experiment_dir(_cfg(out, overwrite=True))
     assert (out / "precious.txt").read_text() == "keep" and (out / ".config.json.x1y2.tmp").exists()
+
+
+def test_a_run_whose_path_is_not_utf8_is_tabled_exported_and_analyzed(tmp_path):
+    """Linux file names are bytes: a Latin-1 name (old archives, SMB shares) reaches Python as a lone
+    surrogate. Training into such a folder worked, then table, export and analyze crashed with a
+    UnicodeEncodeError (or matplotlib's TypeError) traceback. Their outputs now hold the escape ``\\udcff``."""
+    import json
+
+    from conftest import TINY_GAUSSIAN, run_cli
+
+    run = tmp_path / os.fsdecode(b"caf\xe9_run")
+    assert run_cli(["train", *TINY_GAUSSIAN, "--epochs", "1", "--output_dir", str(run)]).returncode == 0
+    table = tmp_path / "t.md"
+    proc = run_cli(["table", str(run), "--out", str(table)])
+    assert proc.returncode == 0, proc.stderr
+    assert "caf\\udce9_run" in table.read_text(encoding="utf-8")
+    out = tmp_path / os.fsdecode(b"e\xff") / "x.pt"
+    proc = run_cli(["export", str(run), "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    sidecar = json.loads(Path(f"{out}.json").read_bytes().decode("utf-8"))  # valid UTF-8 and JSON
+    assert str(run) in json.dumps(sidecar, ensure_ascii=False)  # the escape reads back as the real path
+    proc = run_cli(["analyze", str(run), "--output_dir", str(tmp_path / "rep"), "--num_threads", "1"])
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "rep" / "analysis.png").stat().st_size > 0

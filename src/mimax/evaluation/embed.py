@@ -26,6 +26,7 @@ from mimax.data.preprocess import EvalPreprocessing, eval_preprocessing
 from mimax.errors import UserError
 from mimax.evaluation.export import choose_encoder, load_exported, sidecar_path
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
+from mimax.naming import printable
 from mimax.runtime.device import PRECISION_DTYPES, autocast_to
 from mimax.store.atomic import atomic_write_bytes, make_parent, remove_torn_writes
 from mimax.store.checkpoint import load_checkpoint
@@ -155,7 +156,9 @@ def write_embeddings(path: Path, names: list[str], embeddings: np.ndarray) -> No
 
         column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()),
                                                    embeddings.shape[1])
-        pq.write_table(pa.table({"filename": pa.array(names, pa.string()), "embedding": column}), buf)
+        # Parquet strings are UTF-8: a file name that is not is stored as its escape (printable)
+        pq.write_table(pa.table({"filename": pa.array([printable(n) for n in names], pa.string()),
+                                 "embedding": column}), buf)
     make_parent(path)
     atomic_write_bytes(path, buf.getvalue())
     remove_torn_writes(path)  # what a killed earlier write of this file left beside it

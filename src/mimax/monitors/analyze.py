@@ -40,9 +40,10 @@ from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
 from mimax.fit import knn_k_for
 from mimax.monitors.api import monitor_values
 from mimax.monitors.base import run_dtype
+from mimax.naming import printable
 from mimax.nets.backbones import mlp_backbone, resnet_backbone
 from mimax.runtime.device import PRECISION_DTYPES, autocast_to, resolve_device
-from mimax.store.atomic import atomic_write_bytes, atomic_write_text, remove_torn_writes, write_json
+from mimax.store.atomic import atomic_write_bytes, remove_torn_writes, write_json
 from mimax.store.checkpoint import load_checkpoint
 from mimax.store.rundir import check_outside_runs
 
@@ -403,7 +404,7 @@ def report_figure(report: dict[str, Any]) -> bytes:
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.suptitle(report["model"], fontsize=9)
+    fig.suptitle(printable(report["model"]), fontsize=9)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
@@ -447,9 +448,10 @@ def cmd_analyze(argv: list[str]) -> int:
             f.unlink(missing_ok=True)
         except OSError as exc:
             raise UserError(f"--output_dir: cannot replace {f} ({exc.strerror or exc})") from None
-    atomic_write_text(out / "analysis.md", md)
+    md_bytes = printable(md).encode()  # the bytes written (a path that is not UTF-8 as its escape) are hashed
+    atomic_write_bytes(out / "analysis.md", md_bytes)
     atomic_write_bytes(out / "analysis.png", png)
-    digests = {"analysis.md": hashlib.sha256(md.encode()).hexdigest(), "analysis.png": hashlib.sha256(png).hexdigest()}
+    digests = {"analysis.md": hashlib.sha256(md_bytes).hexdigest(), "analysis.png": hashlib.sha256(png).hexdigest()}
     write_json(out / "analysis.json", {**{k: v for k, v in report.items() if k != "_spectra"}, "files_sha256": digests})
     for f in files:
         remove_torn_writes(f)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from mimax.bounds import BOUNDS
 from mimax.callbacks import Callback, RunState
 from mimax.monitors.mi import CRITIC_ESTIMATOR
+from mimax.naming import printable
 from mimax.store.atomic import atomic_write_bytes, read_csv
 from mimax.store.rundir import SeedDir
 
@@ -98,7 +99,7 @@ def plot_monitors(seed_dir: str | Path, title: str | None = None) -> Figure:
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, color="grey")
-    fig.suptitle(title or f"monitors: {d.parent.name}/{d.name}")
+    fig.suptitle(printable(title or f"monitors: {d.parent.name}/{d.name}"))
     return fig
 
 

@@ -121,7 +121,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+    """``text`` as UTF-8. A path that is not UTF-8 (lone surrogates, :func:`mimax.naming.printable`) is written
+    as its escape ``\\udcff``, which inside a JSON string is the JSON escape of the same character: the file
+    stays valid UTF-8 and JSON, and reads back as the path."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -46,6 +46,7 @@ from mimax.config.schema import whole_warmup
 from mimax.errors import ConfigError, UserError
 from mimax.methods import METHODS, MethodNotFound
 from mimax.methods.registry import canonical_name, display_name
+from mimax.naming import printable
 from mimax.store.atomic import (
     CKPT_RE,
     OutputWriteError,
@@ -765,4 +766,4 @@ def check_outside_runs(out: Path, run_dirs: Sequence[str | Path] = (), flag: str
 def run_label(path: Path) -> str:
     """A short name of a run directory for figure legends: ``exp/seed_k`` or ``exp``."""
     path = Path(path)
-    return f"{path.parent.name}/{path.name}" if SEED_DIR_RE.match(path.name) else path.name
+    return printable(f"{path.parent.name}/{path.name}" if SEED_DIR_RE.match(path.name) else path.name)
