@@ -362,6 +362,7 @@ CASES = {
     "num_threads_huge": lambda t, f: [*RUN[:-2], "--num_threads", "100000", "--output_dir", str(t / "o")],
     "sgd_lr_overflow": lambda t, f: _run(t, "--optimizer", "sgd", "--initial_lr", "1e300"),
     "path_component_too_long": lambda t, f: [*RUN, "--output_dir", str(t / ("x" * 300) / "o")],
+    "output_path_too_long": lambda t, f: [*RUN, "--output_dir", str(t.joinpath(*["d" * 200] * 20))],
     "config_key_not_a_string": lambda t, f: _yaml(t, "1: 2\n"),
     "config_duplicate_key": lambda t, f: _yaml(t, "epochs: 1\nepochs: 2\n"),
     # hostile data files

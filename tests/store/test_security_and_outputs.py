@@ -165,3 +165,27 @@ def test_a_run_whose_path_is_not_utf8_is_tabled_exported_and_analyzed(tmp_path):
     proc = run_cli(["analyze", str(run), "--output_dir", str(tmp_path / "rep"), "--num_threads", "1"])
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "rep" / "analysis.png").stat().st_size > 0
+
+
+def test_an_output_name_of_up_to_255_bytes_is_written_and_its_torn_temp_files_found(tmp_path):
+    """The temp file of an atomic write was the name plus 14 bytes, so a legal 242-255 byte --out name failed
+    with "File name too long"; its temp name is now cut to fit, and found again by the next write."""
+    import shutil
+    import tempfile
+
+    from mimax.store.atomic import _temp_prefix, remove_torn_writes
+
+    for size in (241, 242, 255):
+        path = tmp_path / ("é" * 60 + "r" * (size - 123) + ".md")  # 2-byte characters: the cut may split one
+        assert len(os.fsencode(path.name)) == size
+        atomic_write_text(path, "table\n")
+        assert path.read_text() == "table\n"
+        torn = tmp_path / "torn"
+        torn.mkdir()
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=torn)  # a killed write's
+        os.close(fd)
+        (torn / path.name).write_text("x")
+        remove_torn_writes(torn / path.name)
+        assert [p.name for p in torn.iterdir()] == [path.name]
+        shutil.rmtree(torn)
+    assert sorted(len(os.fsencode(p.name)) for p in tmp_path.iterdir()) == [241, 242, 255]  # no temp file left

@@ -47,12 +47,22 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+NAME_MAX = 255  # bytes of a file name on Linux file systems (ext4, xfs, btrfs, tmpfs)
+
+
+def _temp_prefix(name: str) -> str:
+    """``.<name>.``, the temp file's prefix, cut so that with mkstemp's 8 characters and ``.tmp`` the temp
+    name fits NAME_MAX: a legal output name of up to 255 bytes could not be written (its temp name was 14 bytes
+    longer)."""
+    return os.fsdecode(os.fsencode(f".{name}.")[: NAME_MAX - len("abcdefgh.tmp")])  # bytes, as the kernel counts
+
+
 def _write_temp(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     """The bytes ``write`` makes, in a temp file beside ``path``, fsynced; returns the temp file. A failed write
     removes it and raises :class:`OutputWriteError` naming ``path``."""
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
         os.fchmod(fd, _file_mode())  # shareable like any file the user creates: respect the umask
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -171,7 +181,7 @@ def remove_torn_writes(path: Path) -> None:
     """Delete the temp files that killed atomic writes of ``path`` left beside it: only mkstemp's names for that
     very file (``.<name>.<8 random characters>.tmp``), once the file itself has been written again."""
     path = Path(path)
-    own = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    own = re.compile(rf"^{re.escape(_temp_prefix(path.name))}[a-z0-9_]{{8}}\.tmp$")
     for p in path.parent.iterdir():
         if own.match(p.name) and not p.is_symlink() and p.is_file():
             p.unlink(missing_ok=True)
