@@ -245,6 +245,7 @@ CASES = {
     "data_dir_not_given": lambda t, f: _cifar_run(None, t),
     "data_dir_missing": lambda t, f: _cifar_run(t / "nowhere", t),
     "data_dir_empty": lambda t, f: (t / "d").mkdir() or _cifar_run(t / "d", t),
+    "data_dir_is_a_file": lambda t, f: _run_in_folder(_write(t / "afile", "x"), t, "Folder"),
     "data_not_an_archive": lambda t, f: _cifar_run(_write(t / "d" / "cifar-10-python.tar.gz", b"garbage").parent, t),
     "data_truncated_batch": lambda t, f: _cifar_truncated(t),
     "data_malicious_pickle": lambda t, f: _cifar_malicious(t),
@@ -301,6 +302,7 @@ CASES = {
     "too_few_samples_for_batch": lambda t, f: _run(t, "--gm_train_size", "32"),
     # config file (the data a run reads before anything else)
     "config_missing": lambda t, f: [*RUN, "--config", str(t / "none.yaml")],
+    "config_is_a_directory": lambda t, f: [*RUN, "--config", str(t)],
     "config_corrupt_yaml": lambda t, f: _yaml(t, "epochs: [1,\n"),
     "config_not_a_mapping": lambda t, f: _yaml(t, "- epochs\n"),
     "config_unknown_key": lambda t, f: _yaml(t, "epoch: 3\n"),

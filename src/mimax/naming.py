@@ -1,12 +1,18 @@
 """Machine-readable names: the one place where an encoder key such as ``f_θ`` becomes ASCII (``f_theta``).
 
 Human-facing tables keep the paper's symbols; CSV column names, TensorBoard tags and file-name-like
-identifiers use :func:`ascii_name`, so that ``pandas``, shells and ``grep`` see plain ASCII.
+identifiers use :func:`ascii_name`, so that ``pandas``, shells and ``grep`` see plain ASCII. Also the file name
+of a run directory's marker (:data:`RUN_MARKER`), shared by the store and data layers.
 """
 
 from __future__ import annotations
 
 import unicodedata
+
+# The file that makes a directory a mimax run (written first by ``mimax.store.rundir``). Here, in the lowest
+# layer, because the data layer needs it too: an image-folder scan leaves out a run directory inside the data
+# folder (its figures are not training images).
+RUN_MARKER = ".mimax-run"
 
 
 def printable(text: str) -> str:

@@ -298,7 +298,7 @@ def test_tiny_imagenet_text_files_and_annotations_at_their_edges(tmp_path):
         load("TinyImageNet", tmp_path)
     ann.unlink()
     ann.mkdir()
-    with pytest.raises(DataError, match="val_annotations.txt: cannot read"):
+    with pytest.raises(DataError, match="val_annotations.txt: is a directory, not a file"):
         load("TinyImageNet", tmp_path)
 
 

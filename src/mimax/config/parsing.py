@@ -20,6 +20,7 @@ from typing import Any
 
 from mimax.config.schema import FIELD_NAMES, FLAG_FIELDS, Config, whole_warmup
 from mimax.data import CLASS_TREE, DATASETS, FLAT
+from mimax.data.base import NotAFile, read_file_or_pipe
 from mimax.errors import ConfigError, OneLineParser
 from mimax.methods import METHODS, MethodNotFound
 
@@ -195,10 +196,10 @@ def read_yaml(path: str) -> dict[str, Any]:
     import yaml
 
     p = Path(path).expanduser()  # `--config=~/x.yaml`: no shell expands a `~` after `=`
-    if not p.is_file():
-        raise ConfigError("--config", f"file not found: {path}")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_file_or_pipe(p).decode("utf-8")  # a file, or a pipe (`--config <(...)`): read once, kept
+    except NotAFile as exc:
+        raise ConfigError("--config", f"{exc}: {path}" if str(exc) == "file not found" else f"{path}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError("--config", f"cannot read {path} ({reason})") from None

@@ -22,7 +22,7 @@ from mimax.data import DATASET_CHANNELS, IMAGE_DATASETS, check_data
 from mimax.errors import ConfigError
 from mimax.methods import METHODS
 from mimax.nets.backbones import WIDTH_SCALED, ArchitectureError, check_backbone, parse_architecture
-from mimax.runtime.device import DEVICE_RE, resolve_device
+from mimax.runtime.device import DEVICE_RE, memory_bytes, resolve_device
 from mimax.runtime.distributed import launched_world_size
 
 
@@ -212,14 +212,6 @@ def process_limit() -> int | None:
     except (ImportError, AttributeError, OSError, ValueError):
         return None
     return None if soft == resource.RLIM_INFINITY else int(soft)
-
-
-def memory_bytes() -> int:
-    """Physical memory of this machine (a generous bound for what a run may allocate)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):
-        return 2**62
 
 
 def _gaussian_memory(cfg: Config) -> dict[str, int]:

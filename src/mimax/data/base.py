@@ -3,6 +3,8 @@ evaluation, and a fixed set of view pairs for the MI monitors."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,14 +51,45 @@ class DataBundle:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class NotAFile(ValueError):
+    """A path given as a file that is missing, a folder, or a device or socket; the message says which."""
+
+
+_PIPES: dict[tuple[int, int], bytes] = {}  # (device, inode) of a pipe -> the bytes read from it
+
+
+def read_file_or_pipe(path: Path) -> bytes:
+    """The bytes of a regular file, or of a pipe (a shell's ``<(printf ...)`` as ``/dev/fd/63``, a FIFO): a pipe
+    is read once and its bytes are kept for the next call, as a path may be read more than once (validation,
+    then each seed) and a pipe holds its bytes only once. :class:`NotAFile` for a path that is missing ("file
+    not found"), a folder ("is a directory, not a file") or a device or socket (which may never end); OSError
+    when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NotAFile("file not found") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NotAFile("is a directory, not a file")
+    if stat.S_ISREG(st.st_mode):
+        return Path(path).read_bytes()
+    if not stat.S_ISFIFO(st.st_mode):
+        raise NotAFile("not a regular file or pipe (a device or socket)")
+    key = (st.st_dev, st.st_ino)
+    if key not in _PIPES:
+        _PIPES[key] = Path(path).read_bytes()
+    return _PIPES[key]
+
+
 def read_text_file(path: Path) -> str:
     """A data set's text file (class list, ``wnids.txt``, annotations) as UTF-8 text, a leading byte-order mark
     dropped (Notepad writes one: it became part of the first class id); anything unreadable is one
     :class:`DataError` line naming the file (a UTF-16 list was a UnicodeDecodeError traceback, a folder in its
     place a "cannot write" output error)."""
     try:
-        return Path(path).read_bytes().decode("utf-8-sig")
+        return read_file_or_pipe(path).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text (save it as UTF-8)") from None
+    except NotAFile as exc:
+        raise DataError(f"{path}: {exc}") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None

@@ -6,7 +6,8 @@ holding the same classes; or a single ``DATA_DIR/<class>/*.jpg`` tree, of which 
 class (at least one image; 20% below 1,000 images) is held out as the test split. ``Folder``: every image file under
 ``DATA_DIR`` (recursively), no labels: pretraining only. Image files are those named with
 :data:`mimax.data.images.IMAGE_SUFFIXES`; every file's header is checked before training (corrupt files are an
-error). Folders are searched through symlinks; hidden folders and :data:`SKIPPED_FOLDERS` are not searched.
+error). Folders are searched through symlinks; hidden folders, :data:`SKIPPED_FOLDERS` and mimax run directories
+(a folder holding the ``.mimax-run`` marker: ``--output_dir`` inside ``--data_dir``) are not searched.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mimax.data.images import (
     require_dir,
 )
 from mimax.errors import DataError
+from mimax.naming import RUN_MARKER
 
 HELD_OUT = 0.1
 SMALL_DATASET = 1000  # below this many images, hold out SMALL_HELD_OUT: a 10% test split would be too coarse
@@ -45,12 +47,25 @@ def searched(name: str) -> bool:
     return not name.startswith(".") and name not in SKIPPED_FOLDERS
 
 
+def is_run_dir(folder: Path) -> bool:
+    """Whether ``folder`` is a mimax run directory (it holds :data:`mimax.naming.RUN_MARKER`): a run written
+    inside the data folder (``--output_dir`` under ``--data_dir``, or ``--data_dir .``), whose figures
+    (``seed_0/monitors.png``) are not training images and must not join the data of the next seed or run."""
+    return os.path.isfile(os.path.join(folder, RUN_MARKER))
+
+
+def searched_folder(folder: Path) -> bool:
+    """Whether the sub-folder ``folder`` is searched for images (or is a class): :func:`searched` by its
+    name, and not a mimax run directory (:func:`is_run_dir`)."""
+    return searched(folder.name) and not is_run_dir(folder)
+
+
 def image_files(folder: Path, recursive: bool = False, seen: dict[str, Path] | None = None) -> list[Path]:
     """The image files of ``folder`` (and, with ``recursive``, of its sub-folders, symlinked ones included,
-    hidden ones and :data:`SKIPPED_FOLDERS` not). An entry with an image name that is not a readable regular
-    file (a dangling or looping symlink, a FIFO, a device), a file of an image format PIL cannot decode
-    (:data:`UNREADABLE_IMAGE_SUFFIXES`), a folder that cannot be listed, and a folder reached twice through
-    symlinks (its images would count twice) are errors, never skipped: docs/data.md promises that bad files
+    hidden ones, :data:`SKIPPED_FOLDERS` and mimax run directories not). An entry with an image name that is
+    not a readable regular file (a dangling or looping symlink, a FIFO, a device), a file of an image format PIL
+    cannot decode (:data:`UNREADABLE_IMAGE_SUFFIXES`), a folder that cannot be listed, and a folder reached twice
+    through symlinks (its images would count twice) are errors, never skipped: docs/data.md promises that bad files
     stop the run. ``seen`` (real path -> the folder first listed there) spans several calls: the class folders
     of a dataset and its splits, where a folder reached twice would give its images two labels."""
 
@@ -63,7 +78,7 @@ def image_files(folder: Path, recursive: bool = False, seen: dict[str, Path] | N
     if recursive:
         for root, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
             _first_visit(Path(root), seen)
-            dirs[:] = sorted(d for d in dirs if searched(d))
+            dirs[:] = sorted(d for d in dirs if searched_folder(Path(root) / d))
             entries += [Path(root) / n for n in names]  # (a dangling symlink is listed here, as a file)
     else:
         _first_visit(folder, seen)
@@ -108,13 +123,14 @@ def _dangling(path: Path) -> bool:
 
 
 def class_names(root: Path, layout: str) -> list[str]:
-    """The class folders of ``root`` (sorted; hidden ones and :data:`SKIPPED_FOLDERS` left out). A class
+    """The class folders of ``root`` (sorted; hidden ones, :data:`SKIPPED_FOLDERS` and mimax run directories
+    left out: a run written into the data folder is not a class). A class
     folder that is a broken symlink is an error: its class would silently vanish from the labels."""
     require_dir(root, layout)
     for p in root.iterdir():
         if searched(p.name) and _dangling(p):
             raise DataError(f"{p}: broken symlink (its target does not exist); delete or fix it")
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and searched(p.name))
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and searched_folder(p))
     if not names:
         raise DataError(f"{root}: no class folders; expected {layout}")
     return names

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -21,10 +23,12 @@ import torch
 from mimax.data.download import fetch, once_per_machine
 from mimax.data.images import ImageSplit, build_image_bundle
 from mimax.errors import DataError
+from mimax.runtime.device import memory_bytes
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 DEFAULT_DIRS = {"FashionMNIST": Path("/usr/share/datasets/fashion-mnist")}
+CHUNK = 1 << 24  # bytes read at a time (a gzip stream is decompressed as it is read)
 LAYOUT = ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
           "(each optionally .gz)")
 
@@ -48,7 +52,8 @@ def find_file(root: Path, stem: str) -> Path:
 
 def find_files(root: Path) -> dict[str, tuple[Path, Path]]:
     if not root.is_dir():
-        raise DataError(f"{root}: directory not found; expected a folder holding {LAYOUT}")
+        what = "is a file, not a directory" if root.exists() else "directory not found"
+        raise DataError(f"{root}: {what}; expected a folder holding {LAYOUT}")
     return {split: (find_file(root, images), find_file(root, labels)) for split, (images, labels) in FILES.items()}
 
 
@@ -60,24 +65,77 @@ def locate(cfg) -> Path:
     return root
 
 
+class _Problem(Exception):
+    """What is wrong with an IDX file (the message after its path)."""
+
+
 def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """The uint8 array of an IDX file with ``ndim`` dimensions (DataError on anything else)."""
+    """The uint8 array of an IDX file with ``ndim`` dimensions (a DataError naming the file on anything
+    else). The header is read and checked first, then exactly the bytes it declares: a wrong, truncated or
+    overlong file (or gzip stream) is refused without reading more than it must, nor more than memory holds."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as stream:
+            shape = _read_header(stream, ndim)
+            _check_size(path, stream, shape)
+            return _read_values(stream, shape)
+    except _Problem as exc:
+        raise DataError(f"{path}: {exc}") from None
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({' '.join(str(exc).split()) or type(exc).__name__})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] != ndim:
-        raise DataError(f"{path}: not a uint8 IDX file with {ndim} dimension(s) (bad magic number)")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """``n`` bytes of ``stream``, or fewer at its end (a gzip stream may return short reads)."""
+    chunks, left = [], n
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_header(stream: BinaryIO, ndim: int) -> tuple[int, ...]:
+    """The sizes an IDX header declares, after checking its magic number (uint8 values, ``ndim`` sizes)."""
+    magic = _read_exactly(stream, 4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08 or magic[3] != ndim:
+        raise _Problem(f"not a uint8 IDX file with {ndim} dimension(s) (bad magic number)")
+    sizes = _read_exactly(stream, 4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise _Problem("truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", sizes)
     if min(shape) < 1:
-        raise DataError(f"{path}: IDX header says {shape}: every size must be >= 1")
-    if len(raw) - header != math.prod(shape):
-        raise DataError(f"{path}: IDX header says {shape} ({math.prod(shape)} bytes), file holds "
-                        f"{len(raw) - header} bytes")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+        raise _Problem(f"IDX header says {shape}: every size must be >= 1")
+    return shape
+
+
+def _check_size(path: Path, stream: BinaryIO, shape: tuple[int, ...]) -> None:
+    """Refuse, before reading the values, an uncompressed file whose size disagrees with its header, and a
+    header declaring more bytes than this machine's memory."""
+    need = math.prod(shape)
+    if path.suffix != ".gz":
+        held = os.fstat(stream.fileno()).st_size - 4 - 4 * len(shape)
+        if held != need:
+            raise _Problem(f"IDX header says {shape} ({need} bytes), file holds {held} bytes")
+    if need > memory_bytes():
+        raise _Problem(f"IDX header says {shape} ({need} bytes), more than this machine's memory "
+                       f"({memory_bytes()} bytes); not an MNIST-like file")
+
+
+def _read_values(stream: BinaryIO, shape: tuple[int, ...]) -> np.ndarray:
+    """Exactly ``prod(shape)`` bytes of values, then the end of the stream (more or fewer is an error)."""
+    need = math.prod(shape)
+    values = np.empty(need, dtype=np.uint8)
+    view, got = memoryview(values), 0
+    while got < need:
+        n = stream.readinto(view[got:got + CHUNK])
+        if not n:
+            raise _Problem(f"IDX header says {shape} ({need} bytes), the data holds only {got} bytes (truncated)")
+        got += n
+    if stream.read(1):
+        raise _Problem(f"IDX header says {shape} ({need} bytes), the data holds more (trailing bytes)")
+    return values.reshape(shape)
 
 
 def load_split(images_path: Path, labels_path: Path) -> ImageSplit:

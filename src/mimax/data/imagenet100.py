@@ -29,9 +29,10 @@ def read_class_list(path: str | None) -> list[str]:
         where = "the packaged imagenet100_classes.txt"
     else:
         p = Path(path)
-        if not p.is_file():
-            raise DataError(f"{p}: --class_list file not found; expected one WordNet id per line")
-        text, where = read_text_file(p), str(p)
+        if not p.exists() or p.is_dir():
+            what = "is a directory, not a file" if p.is_dir() else "file not found"
+            raise DataError(f"{p}: --class_list {what}; expected one WordNet id per line")
+        text, where = read_text_file(p), str(p)  # a file or a pipe (`--class_list <(grep ...)`), read once
     wnids = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if not wnids or len(set(wnids)) != len(wnids):
         raise DataError(f"{where}: expected distinct class ids, one per line")

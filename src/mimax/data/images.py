@@ -45,9 +45,21 @@ def is_image_file(path: Path) -> bool:
 
 
 def require_dir(path: Path, layout: str) -> Path:
+    """``path`` if it is a folder; else a DataError that says whether it is missing or a file."""
     if not path.is_dir():
-        raise DataError(f"{path}: directory not found; expected {layout}")
+        what = "is a file, not a directory" if path.exists() else "directory not found"
+        raise DataError(f"{path}: {what}; expected {layout}")
     return path
+
+
+def unreadable_image(path: Path, exc: BaseException, problem: str) -> DataError:
+    """The one-line error for an image file that cannot be opened or decoded: permission denied asks to fix
+    the permissions (the file may be fine), anything else says ``problem`` (which asks to delete or replace
+    the file: it is corrupt, or no image)."""
+    if isinstance(exc, PermissionError):
+        return DataError(f"{path}: cannot read this image (permission denied); fix its permissions (chmod a+r) "
+                         "or the permissions of its folder")
+    return DataError(f"{path}: {problem}")
 
 
 def decode_image(path: Path, channels: int) -> Tensor:
@@ -60,8 +72,8 @@ def decode_image(path: Path, channels: int) -> Tensor:
             _check_pixels(path, img.size)
             return TF.pil_to_tensor(upright_8bit(img, path).convert("RGB" if channels == 3 else "L"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot decode image ({str(exc).splitlines()[0][:120]}); "
-                        "delete or replace the file") from None
+        raise unreadable_image(path, exc, f"cannot decode image ({str(exc).splitlines()[0][:120]}); "
+                               "delete or replace the file") from None
 
 
 def upright_8bit(img, path: Path):
@@ -106,8 +118,8 @@ def image_size_of(path: Path) -> tuple[int, int]:
         raise DataError(f"{path}: declares more pixels than the {Image.MAX_IMAGE_PIXELS} an image may have "
                         "(a decompression bomb?); delete or shrink it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: corrupt or unreadable image file ({type(exc).__name__}); "
-                        "delete or replace it") from None
+        raise unreadable_image(path, exc, f"corrupt or unreadable image file ({type(exc).__name__}); "
+                               "delete or replace it") from None
     _check_pixels(path, size)
     return size
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -16,6 +17,14 @@ PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 def autocast_to(device: torch.device, dtype: torch.dtype | None):
     """``torch.autocast`` to ``dtype`` on ``device``'s type; a no-op for ``dtype=None`` (fp32)."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine (a generous bound for what a run, or one data file, may allocate)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 2**62
 
 
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")

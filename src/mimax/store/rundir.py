@@ -46,7 +46,7 @@ from mimax.config.schema import whole_warmup
 from mimax.errors import ConfigError, UserError
 from mimax.methods import METHODS, MethodNotFound
 from mimax.methods.registry import canonical_name, display_name
-from mimax.naming import printable
+from mimax.naming import RUN_MARKER, printable
 from mimax.store.atomic import (
     CKPT_RE,
     OutputWriteError,
@@ -59,7 +59,7 @@ from mimax.store.atomic import (
 
 SEED_DIR_RE = re.compile(r"^seed_(\d+)$")
 RUN_DIR_LAYOUT = "a mimax experiment directory (with config.json) or one of its seed_<k> directories"
-MARKER = ".mimax-run"
+MARKER = RUN_MARKER
 MARKER_FORMAT = "mimax-run-v1"
 LOCK = ".mimax.lock"
 # What mimax writes at the top of an experiment directory; --overwrite clears a marked directory only if
