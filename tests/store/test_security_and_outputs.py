@@ -124,7 +124,7 @@ def test_directory_of_a_run_killed_at_birth_is_reused(tmp_path):
     """Killed while writing its first config.json: only that temp file exists; the same command starts."""
     out = tmp_path / "exp"
     out.mkdir()
-    (out / ".config.json.x1y2.tmp").write_text("{")
+    (out / ".config.json.x1y2z3w4.tmp").write_text("{")
     claim = prepare_experiment_dir(_cfg(out))
     claim.release()
     assert claim.path == out
@@ -134,13 +134,13 @@ def test_directory_of_a_run_killed_at_birth_is_reused(tmp_path):
 def test_user_files_next_to_a_temp_file_still_block(tmp_path):
     out = tmp_path / "exp"
     out.mkdir()
-    (out / ".config.json.x1y2.tmp").write_text("{")
+    (out / ".config.json.x1y2z3w4.tmp").write_text("{")
     (out / "precious.txt").write_text("keep")
     with pytest.raises(UserError, match="already holds files"):
         prepare_experiment_dir(_cfg(out))
     with pytest.raises(UserError, match="not a mimax run"):
         prepare_experiment_dir(_cfg(out, overwrite=True))
-    assert (out / "precious.txt").read_text() == "keep" and (out / ".config.json.x1y2.tmp").exists()
+    assert (out / "precious.txt").read_text() == "keep" and (out / ".config.json.x1y2z3w4.tmp").exists()
 
 
 def test_a_run_whose_path_is_not_utf8_is_tabled_exported_and_analyzed(tmp_path):

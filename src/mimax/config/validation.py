@@ -266,23 +266,6 @@ def _validate_machine(cfg: Config) -> None:
                f"{have / 2**30:.3g} GiB of memory of this machine (got {getattr(cfg, flag)})")
     for flag in ("output_dir", "data_dir", "class_list"):
         _check_path(flag, getattr(cfg, flag))
-    _check_run_path_length(cfg)
-
-
-def _check_run_path_length(cfg: Config) -> None:
-    """The longest path the run writes (a mid-epoch checkpoint's temp file in the last seed's directory) must
-    fit the file system's PATH_MAX: found only at the first checkpoint, after training, it cost the epochs."""
-    if cfg.output_dir is None:
-        return
-    last_seed = f"seed_{cfg.seed + cfg.num_runs - 1}"
-    deepest = os.path.join(cfg.output_dir, last_seed, "checkpoints",
-                           f".ckpt_epoch_{cfg.epochs:04d}_step_000000.pt.abcdefgh.tmp")
-    path_max = 4096
-    with contextlib.suppress(OSError, ValueError):
-        path_max = os.pathconf("/", "PC_PATH_MAX")
-    _check(len(os.fsencode(deepest)) < path_max, "output_dir",
-           f"too long: the paths of the run's files under it ({last_seed}/checkpoints/...) would exceed this file "
-           f"system's limit of {path_max} bytes; use a shorter path")
 
 
 def notes(cfg: Config) -> list[str]:

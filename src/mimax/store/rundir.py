@@ -19,6 +19,7 @@ seed's checkpoints. Nothing else in mimax builds these paths or globs run direct
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -654,8 +655,27 @@ def _same_path(a: str | Path, b: str | Path) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
+# the longest path a run writes under its directory: a mid-epoch checkpoint's temp file, bounded for any seed
+# (32-bit) and epoch count (7 digits)
+DEEPEST_RUN_FILE = Path("seed_4294967295", "checkpoints", ".ckpt_epoch_9999999_step_999999.pt.abcdefgh.tmp")
+
+
+def check_run_path_length(out: Path) -> None:
+    """The run's deepest file must fit the file system's PATH_MAX: found only at the first checkpoint, after
+    training, it cost the epochs trained (and a rerun failed the same way)."""
+    path_max = 4096
+    with contextlib.suppress(OSError, ValueError):
+        path_max = os.pathconf("/", "PC_PATH_MAX")
+    if len(os.fsencode(str(out / DEEPEST_RUN_FILE))) >= path_max:
+        raise ConfigError("--output_dir", f"too long: the paths of the run's files under it (seed_<k>/checkpoints/"
+                                          f"...) would exceed this file system's limit of {path_max} bytes; use a "
+                                          "shorter path")
+
+
 def check_output_path(out: Path, overwrite: bool) -> None:
-    """What can be refused before anything exists: a symlink, a non-directory, the current directory."""
+    """What can be refused before anything exists: a symlink, a non-directory, the current directory, a path
+    too long for the run's files."""
+    check_run_path_length(out)
     try:
         if out.is_symlink():
             raise ConfigError("--output_dir", f"{out} is a symbolic link; give the real directory "
