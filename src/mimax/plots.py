@@ -18,7 +18,8 @@ never counted twice. Other configurations are curves of their own.
 
 Figure 3 of the paper (:func:`plot_trajectories`): cluster-center embeddings over training, one panel per
 run. For a 2-D embedding the centers move on the unit circle; for 3-D on the unit sphere (drawn in 3-D
-axes with a light wireframe). Each of the K trajectories is drawn with opacity rising with training time,
+axes with a light wireframe); for D > 3 the panels draw the first 3 coordinates, and the title says so.
+Each of the K trajectories is drawn with opacity rising with training time,
 and its final position is marked.
 """
 
@@ -430,6 +431,15 @@ def _draw_panel(ax: Any, centers: np.ndarray, title: str) -> None:
         ax.set_zticks([])
 
 
+def _trajectories_title(dim: int) -> str:
+    """Figure 3's title; for D > 3 it says that the panels draw the first 3 coordinates (a projection, whose
+    points lie inside the drawn unit sphere)."""
+    title = "Cluster-center embeddings during training (opacity rises with time)"
+    if dim > 3:
+        title += f"\nD = {dim}: first 3 coordinates shown (a projection: points lie inside the sphere)"
+    return title
+
+
 def plot_trajectories(run_dirs: list[Path], labels: list[str] | None = None, kind: str = "center_embedding"):
     """One panel per run directory (a ``seed_<k>`` folder holding ``trajectories.json``).
 
@@ -457,7 +467,7 @@ def plot_trajectories(run_dirs: list[Path], labels: list[str] | None = None, kin
     for i, (centers, label) in enumerate(zip(panels, labels)):
         ax = fig.add_subplot(rows, cols, i + 1, **({"projection": "3d"} if dim > 2 else {}))
         _draw_panel(ax, centers, label)
-    fig.suptitle("Cluster-center embeddings during training (opacity rises with time)", fontsize=11)
+    fig.suptitle(_trajectories_title(dim), fontsize=11)
     fig.tight_layout()
     return fig
 

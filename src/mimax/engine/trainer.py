@@ -359,7 +359,7 @@ def start_notes(cfg: Config, state: RunState) -> list[str]:
     monitor = state.data.monitor_views
     if monitor is not None and cfg.mi_interval and cfg.mi_critic_interval >= 0 and len(monitor[0]) < RELIABLE_PAIRS:
         notes.append(f"MI estimate on {len(monitor[0])} monitor pairs: the trained critic is validated on a tenth "
-                     f"of them, too few to reject one that does not generalize, so it can read below 0 nats; "
+                     f"of them, too few to reject one that does not generalize, which then reads 0 nats; "
                      f"{RELIABLE_PAIRS} pairs or more make it reliable (--monitor_size, --gm_monitor_size)")
     return notes
 

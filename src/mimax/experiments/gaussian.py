@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"preset, {_preset('initial_lr')})")
     p.add_argument("--temperature", type=float, default=None, help=f"critic temperature tau of the methods that "
                    f"read it (default: the preset, {_preset('temperature')})")
-    p.add_argument("--embedding_dim", type=int, default=None, help=f"embedding dimension D, 2: circle, 3: sphere "
+    p.add_argument("--embedding_dim", type=int, default=None, help=f"embedding dimension D >= 2; trajectories.png "
+                   f"draws the centers on the circle (2) or sphere (3), and for D > 3 their first 3 coordinates "
                    f"(default: the preset, {_preset('projection_dim')})")
     p.add_argument("--ema_momentum", type=float, default=None, help=f"base EMA momentum m_0 of BYOL/MoCo-v3 in the "
                    f"tuned runs (default: the preset, {_preset('ema_momentum', 'BYOL')}; paper-setting runs: 0.99)")
@@ -142,7 +143,8 @@ def run_flags(args: argparse.Namespace, run: DemoRun, out: Path) -> list[str]:
     if args.quick:
         for flag, value in QUICK.items():
             given[flag] = value if given.get(flag) is None else given[flag]
-        given["--batch_size"] = min(args.batch_size or _preset("batch_size"), 128)
+        # `is None`: a given 0 is the user's (refused by `mimax train`'s check), not "not given"
+        given["--batch_size"] = min(_preset("batch_size") if args.batch_size is None else args.batch_size, 128)
     flags = ["--dataset", "Gaussian", "--num_runs", str(args.num_runs if args.num_runs is not None else
                                                         (1 if args.quick else 3)),
              "--seed", str(args.seed), "--mi_interval", str(args.mi_interval), "--num_threads", "1",
@@ -205,6 +207,17 @@ def _train_seed(cfg: Config, seed: int) -> dict | None:
                      eval_cache=probe_cache_dir(cfg))
 
 
+def _check_demo_flags(args: argparse.Namespace) -> None:
+    """The demo's own requirements, checked before anything is trained or written (``mimax train`` accepts
+    what these refuse): Figure 3 needs D >= 2, and an empty ``--output_dir`` names no folder."""
+    if args.embedding_dim is not None and args.embedding_dim < 2:
+        raise ConfigError("--embedding_dim", f"must be >= 2: trajectories.png draws the cluster centers on the "
+                                             f"circle (2) or sphere (3) (got {args.embedding_dim})")
+    if args.output_dir is not None and not args.output_dir.strip():
+        raise ConfigError("--output_dir", "must name a folder (got an empty path); leave the flag out for "
+                                          "runs/demo_<time>")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs = list(DEMO_RUNS)
@@ -220,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mi_interval < 1:  # 0 switches the MI monitor off in `mimax train`; the demo's figures and claims read it
         raise ConfigError("--mi_interval", f"must be >= 1: Figure 2 and the claims read the MI monitor "
                                            f"(got {args.mi_interval})")
-    out_dir = args.output_dir or f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_demo_flags(args)
+    out_dir = args.output_dir if args.output_dir is not None else f"runs/demo_{time.strftime('%Y%m%d-%H%M%S')}"
     cfgs = [config_from_args(run_flags(args, r, Path(out_dir))) for r in runs]  # every one valid before any write
     check_outside_runs(Path(out_dir), flag="--output_dir", what="the demo")
     demo = ExperimentDir.create(out_dir, overwrite=False, run_id="demo",  # locked: one demo per folder

@@ -11,7 +11,7 @@ from typing import Any
 from mimax.evaluation.results import format_mean_std, mean_std
 from mimax.monitors.collapse import COLLAPSE_ERANK, COLLAPSE_STD  # stated in claims.md, docs/experiments.md
 from mimax.monitors.mi import CRITIC_ESTIMATOR
-from mimax.plots import plot_mi, plot_trajectories, save_figure
+from mimax.plots import load_mi_curves, plot_mi, plot_trajectories, save_figure
 from mimax.store.atomic import atomic_write_text, write_json
 from mimax.store.rundir import ExperimentDir, SeedDir
 
@@ -236,6 +236,9 @@ def write_report(out: Path, runs, args, elapsed: float) -> None:
     write_json(demo.results_json, {"settings": vars(args), "elapsed_s": elapsed, "configurations": rows})
     atomic_write_text(demo.results_md, results_markdown(rows, elapsed))
     atomic_write_text(out / "claims.md", claims_markdown(rows))
-    first_seeds = [e.finished_seeds()[0].path for e in exps]
+    seeds = [e.finished_seeds() for e in exps]
+    first_seeds = [s[0].path for s in seeds]  # Figure 3: one panel per configuration, its first seed
     save_figure(plot_trajectories(first_seeds, [r.label for r in runs]), out / "trajectories.png", "png", dpi=110)
-    save_figure(plot_mi(first_seeds, labels=[r.label for r in runs]), out / "mi.png", "png", dpi=110)
+    # Figure 2: every seed of a configuration is one curve (mean over seeds, band = sample std), as its title says
+    curves = [load_mi_curves([d.path for d in s]) for s in seeds]
+    save_figure(plot_mi(curves, labels=[r.label for r in runs]), out / "mi.png", "png", dpi=110)

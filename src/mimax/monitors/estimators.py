@@ -13,8 +13,9 @@ bounds of mutual information"):
 
 The interval is the normal-approximation interval of the held-out estimate: each bound is a mean over test
 pairs of a per-pair term (InfoNCE, NWJ) or a smooth function of two such means (SMILE, delta method), whose
-sample standard deviation gives the standard error. It covers the evaluation noise of the trained critic,
-not the critic's own shortfall (a variational bound is below the MI when the critic is not optimal);
+sample standard deviation gives the standard error. Estimate and interval are floored at 0, the constant
+critic's bound (the MI is never negative; :func:`_at_the_floor`). It covers the evaluation noise of the trained
+critic, not the critic's own shortfall (a variational bound is below the MI when the critic is not optimal);
 the coverage measured against closed-form MI is in docs/monitoring.md.
 
 Training draws from its own generators only: the global RNG state is the same before and after a call, so
@@ -42,7 +43,8 @@ CRITICS = ("separable", "concat")
 @dataclass(frozen=True)
 class MIEstimate:
     """A trained-critic MI estimate in nats: ``mi`` on the held-out test pairs, ``ci`` its (low, high)
-    confidence interval at level ``confidence``; ``log_n`` the InfoNCE ceiling ``log batch_size``;
+    confidence interval at level ``confidence``, both floored at 0 (a held-out bound below 0 reads 0);
+    ``log_n`` the InfoNCE ceiling ``log batch_size``;
     ``steps`` the training step of the reported critic (0: no trained critic beat the constant one, whose bound
     is 0); ``val_mi`` its bound on the validation split; ``seconds`` the wall time."""
 
@@ -65,9 +67,11 @@ class MIEstimate:
 
 
 SCORE_LIMIT = 20.0
+SEED_RANGE = (-2**63, 2**64 - 1)  # what torch.Generator.manual_seed accepts
 # Below this many pairs the validation split (10%) is too small for the constant-critic gate to reject a critic
-# that does not generalize, and the held-out bound can read below 0 with an interval excluding 0: 4 of 32
-# estimates on 128 monitor pairs, 2 of 242 on 256, none on 512 or 2048 (tiny Gaussian runs, docs/monitoring.md).
+# that does not generalize: before the floor at 0 its held-out bound read below 0 with an interval excluding 0
+# in 4 of 32 estimates on 128 monitor pairs and 2 of 242 on 256 (tiny Gaussian runs, docs/monitoring.md); it now
+# reads 0, which says nothing either way.
 RELIABLE_PAIRS = 512
 
 
@@ -202,6 +206,8 @@ def _check_options(batch_size: int, hidden: int, layers: int, embed_dim: int, lr
             raise TypeError(f"{name} must be an integer, got {value!r}")
         if low is not None and value < low:
             raise ValueError(f"{name} must be >= {low}, got {value}")
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:  # torch's generators take no other (a bare "Overflow ..." error)
+        raise ValueError(f"seed must be in [-2**63, 2**64 - 1], got {seed}")
     for name, value in (("lr", lr), ("clip", clip)):
         if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
@@ -226,15 +232,25 @@ def _device(device: torch.device | str | None, x: Tensor) -> torch.device:
     return device
 
 
+def _power_of_two_scale(amax: Tensor) -> Tensor:
+    """The power of two ``2^e`` with ``amax / 2^e`` in [0.5, 1) (1 where ``amax`` is 0): dividing by it is exact in
+    floating point, so it changes no digit of the result of a scale-invariant computation, but keeps squares
+    and sums of squares of values up to ~1e308 (or down to ~1e-308) from overflowing (or underflowing)."""
+    _, exponent = torch.frexp(amax)
+    return torch.ldexp(torch.ones_like(amax), exponent)
+
+
 def _standardize(v: Tensor, fit: Tensor) -> Tensor:
     """``asinh((v - mean) / std)`` per coordinate with the fit rows' mean and std, computed in float64 (so that
-    inputs shifted or scaled far from 1 lose no digits before the float32 critic sees them), as float32. The
-    std's floor is relative to the coordinate's magnitude: only a coordinate constant up to rounding is held
-    at 0, whatever the data's scale."""
+    inputs shifted or scaled far from 1 lose no digits before the float32 critic sees them), as float32. Each
+    coordinate is first divided by the power of two nearest above its fit rows' largest magnitude (exact): its
+    std no longer overflows for values beyond ~1e154 (every coordinate read 0, hence mi = 0) nor underflows
+    below ~1e-154. The std's floor is relative to the coordinate's magnitude: only a coordinate constant up
+    to rounding is held at 0, whatever the data's scale."""
     v = v.double()
+    v = v / _power_of_two_scale(v[fit].abs().amax(0))
     mean, std = v[fit].mean(0), v[fit].std(0)
-    scale = v[fit].abs().amax(0)
-    floor = (1e-12 * scale).clamp_min(torch.finfo(torch.float64).tiny)
+    floor = (1e-12 * v[fit].abs().amax(0)).clamp_min(torch.finfo(torch.float64).tiny)
     return torch.asinh((v - mean) / std.clamp_min(floor)).float()
 
 
@@ -242,6 +258,9 @@ def _check_pairs(x: Tensor, y: Tensor) -> None:
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must be paired matrices (N, d_x) and (N, d_y), got {tuple(x.shape)} and "
                          f"{tuple(y.shape)}")
+    for name, v in (("x", x), ("y", y)):
+        if v.shape[1] == 0:
+            raise ValueError(f"{name} must have at least one column (got shape {tuple(v.shape)})")
     if x.shape[0] < 16:
         raise ValueError(f"estimate_mi needs at least 16 pairs (fit, validation and test splits), got {x.shape[0]}")
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
@@ -279,7 +298,10 @@ def estimate_mi(x, y, bound: str = "infonce", *, critic: str = "separable", hidd
     validation split to be reported, so pairs with no dependence the critic finds on held-out data read
     ``mi = 0`` with ``ci = (0, 0)`` and ``steps = 0`` (before, the first check was kept whatever it scored:
     -3 nats on 128-d independent pairs). The returned ``mi`` is that
-    critic's bound on the test split, averaged over test batches of ``min(batch_size, n_test)`` pairs.
+    critic's bound on the test split, averaged over test batches of ``min(batch_size, n_test)`` pairs, floored at
+    0 with its interval (:func:`_at_the_floor`): a critic that beat 0 on the validation split by chance has a
+    held-out bound slightly below 0, which is no evidence of anything (the MI is never negative), so it reads
+    ``mi = 0`` with ``ci = (0, high)`` (``high`` floored too) while ``steps`` and ``val_mi`` still describe it.
 
     Why the averaging and the 60% fit share: with a critic ``T = log r + e`` off the log density ratio
     ``log r`` by ``e``, the DV value is ``I + E_p[e] - log E_p[e^e] ~ I - Var_p(e) / 2`` (NWJ and InfoNCE lose
@@ -326,6 +348,8 @@ def _split(n: int, fractions: tuple[float, float], gen: torch.Generator,
 def _reduce(x: Tensor, y: Tensor, fit: Tensor, val: Tensor, max_dim: int) -> tuple[Tensor, Tensor]:
     """``x`` and ``y`` projected on the top canonical directions fitted on ``fit`` (at most ``max_dim``), keeping
     those whose correlation also holds on ``val`` (above 3 standard errors) and always the first."""
+    # one exact power-of-two scale per side (CCA is invariant to it): covariances of values beyond ~1e154 overflow
+    x, y = x / _power_of_two_scale(x[fit].abs().amax()), y / _power_of_two_scale(y[fit].abs().amax())
     a, b = cca_projections(x[fit], y[fit], min(max_dim, x.shape[1], y.shape[1], fit.numel()))
     pa, pb = x[val] @ a, y[val] @ b
     pa, pb = pa - pa.mean(0), pb - pb.mean(0)
@@ -379,6 +403,18 @@ def _train_critic(model: nn.Module, xs: Tensor, ys: Tensor, fit: Tensor, val: Te
     return averaged, best_val, best_step
 
 
+def _at_the_floor(mi: float, ci: tuple[float, float]) -> tuple[float, tuple[float, float]]:
+    """The held-out bound ``mi`` of the selected critic and its interval ``ci`` raised to 0 where below it.
+
+    ``mi`` estimates the critic's bound ``B``, a lower bound on the MI; the constant critic's bound, 0, is another
+    (the MI is never negative), so ``max(B, 0)`` is the tighter one. Its estimate is ``max(mi, 0)`` and, ``max``
+    being monotone, ``(max(low, 0), max(high, 0))`` covers it exactly when ``ci`` covers ``B``: no interval is
+    chosen on the test split. A critic that beat 0 on the validation split by chance (independent pairs) has a
+    held-out bound slightly below 0 with a small standard error: it read as a significant negative MI, an
+    interval excluding the true 0 in about 1 in 5 samples of 4,000 independent pairs; it now reads 0."""
+    return max(mi, 0.0), (max(ci[0], 0.0), max(ci[1], 0.0))
+
+
 def _estimate(x: Tensor, y: Tensor, bound: str, critic: str, hidden: int, layers: int, embed_dim: int,
               batch_size: int, lr: float, max_steps: int, eval_every: int, patience: int,
               fractions: tuple[float, float], average: float, max_dim: int | None, clip: float, confidence: float,
@@ -406,6 +442,7 @@ def _estimate(x: Tensor, y: Tensor, bound: str, critic: str, hidden: int, layers
             mi, terms = _evaluate(best, xs[test], ys[test], eval_bs, bound, clip)
     se = terms.std().item() / math.sqrt(terms.numel()) if terms.numel() > 1 else math.inf
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    return MIEstimate(mi=mi, ci=(mi - z * se, mi + z * se), bound=bound, critic=critic, confidence=confidence,
+    mi, ci = _at_the_floor(mi, (mi - z * se, mi + z * se))
+    return MIEstimate(mi=mi, ci=ci, bound=bound, critic=critic, confidence=confidence,
                       log_n=math.log(eval_bs), n_fit=fit.numel(), n_val=val.numel(), n_test=test.numel(),
                       batch_size=eval_bs, steps=best_step, val_mi=best_val, seconds=time.perf_counter() - t0)
