@@ -136,3 +136,33 @@ def test_an_overwrite_on_a_full_disk_keeps_the_old_export_whole(sdmi, tmp_path):
         assert meta["encoder"] == "g_ξ" and all(torch.equal(v, tensors["g_ξ"][k]) for k, v in net.state_dict().items())
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_outputs_failing_on_a_full_disk_leave_no_folder_or_partial_report(sdmi, tmp_path):
+    """export and analyze made their output folders, then failed to write on a full disk and left them (and
+    analyze its analysis.md, so the rerun was refused as an unfinished report)."""
+    import os
+    import subprocess
+
+    run, _ = sdmi
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        filler = mnt / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:  # leave one page: a folder fits, a backbone or a report does not
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        os.close(fd)
+        os.truncate(filler, filler.stat().st_size // 4096 * 4096 - 4096)
+        one_line(run_cli(["export", str(run), "--out", str(mnt / "new" / "deeper" / "x.pt")]),
+                 "No space left on device")
+        one_line(run_cli(["analyze", str(run), "--output_dir", str(mnt / "rep"), "--num_threads", "1"]),
+                 "No space left on device")
+        assert sorted(p.name for p in mnt.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

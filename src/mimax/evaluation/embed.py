@@ -28,7 +28,7 @@ from mimax.evaluation.export import choose_encoder, load_exported, sidecar_path
 from mimax.evaluation.runs import checkpoints_to_use, open_run, rebuild_method
 from mimax.naming import printable
 from mimax.runtime.device import PRECISION_DTYPES, autocast_to
-from mimax.store.atomic import atomic_write_bytes, make_parent, remove_torn_writes
+from mimax.store.atomic import atomic_write_bytes, parent_made_for, remove_torn_writes
 from mimax.store.checkpoint import load_checkpoint
 
 FORMATS = (".npz", ".parquet")
@@ -159,6 +159,6 @@ def write_embeddings(path: Path, names: list[str], embeddings: np.ndarray) -> No
         # Parquet strings are UTF-8: a file name that is not is stored as its escape (printable)
         pq.write_table(pa.table({"filename": pa.array([printable(n) for n in names], pa.string()),
                                  "embedding": column}), buf)
-    make_parent(path)
-    atomic_write_bytes(path, buf.getvalue())
+    with parent_made_for(path):
+        atomic_write_bytes(path, buf.getvalue())
     remove_torn_writes(path)  # what a killed earlier write of this file left beside it

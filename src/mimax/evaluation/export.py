@@ -41,7 +41,7 @@ from mimax.nets.backbones import ArchitectureError, BackboneSpec, build_backbone
 from mimax.store.atomic import (
     atomic_write_text,
     check_output_file,
-    make_parent,
+    parent_made_for,
     remove_torn_writes,
     staged_bytes,
 )
@@ -239,13 +239,12 @@ def export_backbone(run: Run, out: str, encoder: str | None = None, checkpoint: 
     code = None if library == "mimax" else load_code(spec, library, file_format, str(out_path))
     info = {**sidecar(cfg, spec, library, file_format, key, path, ckpt, input_shape, out_path, code),
             **file_identity(data)}
-    make_parent(out_path)  # everything is validated: make the folder now
     # The backbone's bytes are staged first (written in full, not yet in place): a full disk fails there and
     # replaces nothing, so an --overwrite keeps the old export whole. Then the sidecar, with the new file's
     # SHA-256, then the backbone's rename: killed between the two, the new sidecar sits beside the old
     # backbone (or none), which load_exported refuses. The other way round, a new backbone could sit beside an
     # older sidecar without a hash, and be embedded under the other encoder's description.
-    with staged_bytes(out_path, data) as put_backbone_in_place:
+    with parent_made_for(out_path), staged_bytes(out_path, data) as put_backbone_in_place:  # validated: folder now
         atomic_write_text(side, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         put_backbone_in_place()
     remove_torn_writes(side)

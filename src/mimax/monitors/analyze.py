@@ -20,6 +20,7 @@ on the frozen features, so checkpoints from any library compare on one page.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -436,6 +437,7 @@ def cmd_analyze(argv: list[str]) -> int:
     report = analyze(args)  # everything is loaded and measured before anything is written
     png = report_figure(report)
     md = report_markdown(report)
+    made = not out.exists()
     try:
         out.mkdir(exist_ok=True)
     except OSError as exc:
@@ -449,10 +451,21 @@ def cmd_analyze(argv: list[str]) -> int:
         except OSError as exc:
             raise UserError(f"--output_dir: cannot replace {f} ({exc.strerror or exc})") from None
     md_bytes = printable(md).encode()  # the bytes written (a path that is not UTF-8 as its escape) are hashed
-    atomic_write_bytes(out / "analysis.md", md_bytes)
-    atomic_write_bytes(out / "analysis.png", png)
     digests = {"analysis.md": hashlib.sha256(md_bytes).hexdigest(), "analysis.png": hashlib.sha256(png).hexdigest()}
-    write_json(out / "analysis.json", {**{k: v for k, v in report.items() if k != "_spectra"}, "files_sha256": digests})
+    written: list[Path] = []
+    try:  # a failed write (a full disk) takes back what this invocation wrote: no partial report stays
+        for name, data in (("analysis.md", md_bytes), ("analysis.png", png)):
+            atomic_write_bytes(out / name, data)
+            written.append(out / name)
+        write_json(out / "analysis.json", {**{k: v for k, v in report.items() if k != "_spectra"},
+                                           "files_sha256": digests})
+    except BaseException:
+        for f in written:
+            f.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     for f in files:
         remove_torn_writes(f)
     print(md.rstrip())

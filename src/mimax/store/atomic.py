@@ -126,6 +126,26 @@ def make_parent(path: Path) -> None:
         raise OutputWriteError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
+@contextlib.contextmanager
+def parent_made_for(path: Path) -> Iterator[None]:
+    """``path``'s folder, made (:func:`make_parent`) for the block; if the block fails (a full disk), the
+    folders it made are removed again while empty: a failed output leaves nothing behind."""
+    parent = Path(path).parent
+    existing = next((p for p in [parent, *parent.parents] if os.path.lexists(p)), None)
+    make_parent(path)
+    try:
+        yield
+    except BaseException:
+        for p in [parent, *parent.parents]:
+            if p == existing:
+                break
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda fh: fh.write(data))
 
