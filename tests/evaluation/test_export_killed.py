@@ -4,7 +4,10 @@ uses a backbone under a description that is not its own; it loads a whole export
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,67 +105,60 @@ def test_a_sidecar_without_a_hash_still_loads(sdmi, tmp_path):
     assert all(torch.equal(v, tensors["g_ξ"][k]) for k, v in net.state_dict().items())
 
 
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str):
+    """A real small file system at ``mnt`` (root only: skipped elsewhere), unmounted after the block."""
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def fill(mnt: Path, leave_pages: int) -> Path:
+    """Fill the file system at ``mnt`` with one file, then free ``leave_pages`` pages of 4 KiB; returns the file."""
+    filler = mnt / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:  # full
+        pass
+    os.close(fd)
+    os.truncate(filler, filler.stat().st_size // 4096 * 4096 - 4096 * leave_pages)
+    return filler
+
+
 def test_an_overwrite_on_a_full_disk_keeps_the_old_export_whole(sdmi, tmp_path):
     """On a real full disk (a tmpfs with room for a sidecar but not a backbone), `export --overwrite` replaced
     the sidecar, failed on the backbone, then deleted the sidecar: the old backbone was left without one.
     The backbone is now staged before anything is replaced."""
-    import subprocess
-
     run, tensors = sdmi
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    try:
+    with tmpfs(tmp_path / "small", "4m") as mnt:
         x = mnt / "x.pt"
         assert run_cli(["export", str(run), "--out", str(x), "--encoder", "g_xi"]).returncode == 0
         before = {p.name: p.read_bytes() for p in mnt.iterdir()}
         assert x.stat().st_size > 16384  # does not fit in the room left below
-        filler = mnt / "filler"
-        with open(filler, "wb") as f:  # fill the disk, then free two pages: a sidecar fits, a backbone does not
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
-        with open(filler, "r+b") as f:
-            f.truncate(filler.stat().st_size // 4096 * 4096 - 8192)
+        filler = fill(mnt, leave_pages=2)  # a sidecar fits, a backbone does not
         one_line(run_cli(["export", str(run), "--out", str(x), "--encoder", "f_theta", "--overwrite"]),
                  f"cannot write {x}", "No space left on device")
         filler.unlink()
         assert {p.name: p.read_bytes() for p in mnt.iterdir()} == before  # the old pair, byte for byte; no temp
         net, meta = load_exported(x, "--backbone")
         assert meta["encoder"] == "g_ξ" and all(torch.equal(v, tensors["g_ξ"][k]) for k, v in net.state_dict().items())
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_outputs_failing_on_a_full_disk_leave_no_folder_or_partial_report(sdmi, tmp_path):
     """export and analyze made their output folders, then failed to write on a full disk and left them (and
     analyze its analysis.md, so the rerun was refused as an unfinished report)."""
-    import os
-    import subprocess
-
     run, _ = sdmi
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    try:
-        filler = mnt / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-        try:  # leave one page: a folder fits, a backbone or a report does not
-            while os.write(fd, b"\0" * 4096):
-                pass
-        except OSError:
-            pass
-        os.close(fd)
-        os.truncate(filler, filler.stat().st_size // 4096 * 4096 - 4096)
+    with tmpfs(tmp_path / "full", "256k") as mnt:
+        fill(mnt, leave_pages=1)  # a folder fits, a backbone or a report does not
         one_line(run_cli(["export", str(run), "--out", str(mnt / "new" / "deeper" / "x.pt")]),
                  "No space left on device")
         one_line(run_cli(["analyze", str(run), "--output_dir", str(mnt / "rep"), "--num_threads", "1"]),
                  "No space left on device")
         assert sorted(p.name for p in mnt.iterdir()) == ["filler"]
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
