@@ -189,3 +189,27 @@ def test_an_output_name_of_up_to_255_bytes_is_written_and_its_torn_temp_files_fo
         assert [p.name for p in torn.iterdir()] == [path.name]
         shutil.rmtree(torn)
     assert sorted(len(os.fsencode(p.name)) for p in tmp_path.iterdir()) == [241, 242, 255]  # no temp file left
+
+
+def test_a_killed_runs_dataloader_workers_do_not_keep_it_locked(tmp_path):
+    """The run lock is a flock, shared by every copy of its descriptor: the DataLoader workers forked from the
+    run held it for seconds after the run was SIGKILLed (until their watchdog noticed), and the --resume
+    right after was refused as "in use by another mimax process". Workers now close their copies."""
+    import fcntl
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "exp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MIMAX_KILL_AT": "write:ckpt:1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--dataset", "Digits", "--epochs", "2",
+                           "--train_subset", "256", "--resnet_width", "4", "--batch_size", "32", "--num_threads", "1",
+                           "--num_workers", "2", "--output_dir", str(out)], env=env, timeout=300,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # pipes: we would wait for the workers
+    assert proc.returncode == -9
+    fd = os.open(out / ".mimax.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # at once: nothing alive holds the run
+    finally:
+        os.close(fd)

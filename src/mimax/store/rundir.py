@@ -77,9 +77,27 @@ def run_identity(cfg: Config, seed: int | None = None) -> str:
     return hashlib.sha256(json.dumps(trained, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_HELD_LOCK_FDS: set[int] = set()  # this process's run locks: a forked child (a DataLoader worker) closes them
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child: close its copies of the parent's lock descriptors. A flock belongs to the open file,
+    shared by every copy, so a DataLoader worker outliving its SIGKILLed parent by seconds (until its watchdog
+    notices) kept the run locked, and the ``--resume`` right after was refused as "in use"."""
+    for fd in list(_HELD_LOCK_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 class RunLock:
     """One writer per experiment directory: an exclusive ``flock`` on ``<dir>/.mimax.lock`` holding the
-    owner's PID. Released by :meth:`release`, or by the OS when the process exits or is killed."""
+    owner's PID. Released by :meth:`release`, or by the OS when the process exits or is killed (its forked
+    children do not hold it: :func:`_close_inherited_locks`)."""
 
     def __init__(self, directory: Path):
         self.path = Path(directory) / LOCK
@@ -100,10 +118,12 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
+        _HELD_LOCK_FDS.add(fd)
         return self
 
     def release(self) -> None:
         if self.fd is not None:
+            _HELD_LOCK_FDS.discard(self.fd)
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
 
