@@ -129,6 +129,22 @@ def test_overwrite_replaces_a_marked_run_and_keeps_nothing_of_it(tmp_path):
     assert load_checkpoint(latest_checkpoint(out / "seed_0"))["epoch"] == 2
 
 
+@pytest.mark.parametrize("name", ["results.md", ".status.json.notes_v2.tmp"])
+def test_overwrite_refuses_a_users_folder_named_like_a_mimax_file(tmp_path, capsys, name):
+    """At the top level names alone were checked: a user's folder called results.md, or named like a temp
+    file of status.json, was deleted with its contents by --overwrite."""
+    out = tmp_path / "exp"
+    assert main([*RUN, "--output_dir", str(out), "--stop_after", "1"]) == 0
+    if (out / name).exists():
+        (out / name).unlink()
+    (out / name).mkdir()
+    (out / name / "keep.txt").write_text("mine")
+    capsys.readouterr()
+    assert main([*RUN, "--output_dir", str(out), "--overwrite"]) == 2
+    assert f"holds files mimax did not write ({name})" in capsys.readouterr().err
+    assert (out / name / "keep.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("user_file", ["seed_0/notes.txt", "seed_0/analysis/fig.txt", "seed_0/checkpoints/best.pt",
                                        "seed_0/tensorboard/notes.md", "seed_0/link"])
 def test_overwrite_refuses_a_run_with_a_user_file_inside_a_seed_directory(tmp_path, capsys, user_file):
@@ -325,3 +341,17 @@ def test_overwrite_replaces_a_run_whose_wandb_folder_is_w_and_b_s_own(tmp_path):
     _wandb_layout(out / "seed_0")
     assert main([*RUN, "--output_dir", str(out), "--overwrite"]) == 0
     assert not (out / "seed_0" / "wandb").exists()
+
+
+def test_a_refused_resume_records_no_resume(tmp_path, capsys):
+    """A seed's damaged env.json refuses the resume; the experiment's env.json had already recorded it, one
+    phantom entry per attempt."""
+    out = tmp_path / "exp"
+    assert main([*RUN, "--output_dir", str(out), "--stop_after", "1"]) == 0
+    before = (out / "env.json").read_text()
+    (out / "seed_0" / "env.json").write_text('{"mimax": "0.1')
+    for _ in range(2):
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out)]) == 2
+        assert "seed_0/env.json: unreadable" in capsys.readouterr().err
+    assert (out / "env.json").read_text() == before

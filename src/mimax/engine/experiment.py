@@ -21,7 +21,7 @@ from mimax.runtime import distributed
 from mimax.runtime.allocator import keep_freed_memory
 from mimax.store import faults
 from mimax.store.atomic import OutputWriteError, atomic_write_text, strict_json, write_json
-from mimax.store.rundir import ExperimentDir, check_outside_runs, record_resume, run_identity
+from mimax.store.rundir import ExperimentDir, check_outside_runs, read_env, record_resume, run_identity
 
 
 def _write_failure(err: OSError | OutputWriteError) -> str:
@@ -132,6 +132,8 @@ def _open_experiment(cfg: Config, device: torch.device, held: list[ExperimentDir
             mine = exp.claim("--resume")  # one writer: refused while another process holds the run
             held.append(mine)
             exp.remove_torn_writes()  # torn atomic writes of a killed session
+            for seed_dir in exp.seeds():  # a damaged one is refused before anything is recorded
+                read_env(seed_dir.env_json)
             record_resume(exp.env_json, device, world_size=distributed.world_size())
     else:
         created: str | UserError = ""

@@ -183,11 +183,9 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def record_resume(env_json: Path, device: torch.device, **extra: Any) -> None:
-    """Append this invocation's environment (:func:`environment` and ``extra``: process count, epoch, ...) to
-    ``env.json``'s ``resumes`` list; the start's entries stay as written (a damaged file is refused, not
-    replaced). A run resumed on another machine, torch
-    or number of processes says so (its ``world_size`` used to stay the first invocation's)."""
+def read_env(env_json: Path) -> dict[str, Any]:
+    """A run's ``env.json`` (``{}`` if there is none); a damaged one is refused in one line: rewriting it would
+    lose the start's record silently."""
     try:
         env = json.loads(env_json.read_text())
         if not isinstance(env, dict):
@@ -199,6 +197,15 @@ def record_resume(env_json: Path, device: torch.device, **extra: Any) -> None:
         raise UserError(f"{env_json}: unreadable ({reason}); resuming would replace the run's record of how it "
                         "started (versions, command, machine): restore the file, or start again with --overwrite"
                         ) from None
+    return env
+
+
+def record_resume(env_json: Path, device: torch.device, **extra: Any) -> None:
+    """Append this invocation's environment (:func:`environment` and ``extra``: process count, epoch, ...) to
+    ``env.json``'s ``resumes`` list; the start's entries stay as written (a damaged file is refused, not
+    replaced: :func:`read_env`). A run resumed on another machine, torch or number of processes says so (its
+    ``world_size`` used to stay the first invocation's)."""
+    env = read_env(env_json)
     env["resumes"] = [*(env.get("resumes") if isinstance(env.get("resumes"), list) else []),
                       {**environment(device), **extra}]
     write_json(env_json, env)
@@ -729,9 +736,12 @@ def _check_clearable(out: Path) -> None:
     for root, _, files in os.walk(out):
         if Path(root) != out and MARKER in files:
             raise ConfigError("--overwrite", f"{out} holds another mimax run ({root}); refusing to clear it")
+    def own_file(p: Path) -> bool:  # mimax writes regular files only: a folder or link so named is the user's
+        return (p.name in OWN_FILES or temp_file_of(p.name, OWN_FILES.__contains__)) and p.is_file() \
+            and not p.is_symlink()
+
     foreign = sorted(p.name for p in out.iterdir() if not (
-        p.name in OWN_FILES or temp_file_of(p.name, OWN_FILES.__contains__)
-        or (SEED_DIR_RE.match(p.name) and p.is_dir() and not p.is_symlink())))
+        own_file(p) or (SEED_DIR_RE.match(p.name) and p.is_dir() and not p.is_symlink())))
     for d in sorted(out.iterdir()):  # and inside each seed directory (a user's notes or analysis beside the run)
         if SEED_DIR_RE.match(d.name) and d.is_dir() and not d.is_symlink():
             foreign += sorted(str(p.relative_to(out)) for p in SeedDir.at(d).foreign_entries())
