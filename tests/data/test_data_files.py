@@ -200,13 +200,7 @@ def test_config_from_a_pipe_is_read_and_a_folder_is_refused_as_a_folder(tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_class_list_from_a_pipe_is_read_and_a_folder_is_refused_as_a_folder(tmp_path):
-    path, fd = pipe_path("# two classes\nn01440764\nn01443537\n")
-    try:
-        assert read_class_list(path) == ["n01440764", "n01443537"]
-        assert read_class_list(path) == ["n01440764", "n01443537"]  # validation, then each seed: read again
-    finally:
-        os.close(fd)
+def test_a_class_list_folder_is_refused_as_a_folder(tmp_path):
     with pytest.raises(DataError) as err:
         read_class_list(str(tmp_path))
     assert str(err.value) == (f"{tmp_path}: --class_list is a directory, not a file; expected one WordNet id "
@@ -259,3 +253,20 @@ def test_unreadable_image_for_permissions_asks_to_fix_permissions_not_to_delete(
     assert proc.stdout.splitlines() == [expected, expected]
     image.chmod(0o644)  # the same file, readable: a good image
     assert image_size_of(image) == (20, 16) and decode_image(image, 3).shape == (3, 16, 20)
+
+
+def test_a_class_list_pipe_is_refused_for_a_run_which_must_read_it_again(tmp_path):
+    """`--class_list <(grep ...)` trained, but config.json recorded /dev/fd/63: the run could then neither be
+    resumed nor evaluated ("--class_list file not found"). A run's class list must be a file."""
+    for split in ("train", "val"):
+        write_class_tree(tmp_path / "data" / split, ["n01440764", "n01443537"], per_class=2, ext=".JPEG")
+    path, fd = pipe_path("n01440764\nn01443537\n")
+    try:
+        proc = run_cli(["train", "--model_name", "JMI", "--dataset", "ImageNet100", "--data_dir",
+                        str(tmp_path / "data"), "--class_list", path, "--output_dir", str(tmp_path / "out")])
+    finally:
+        os.close(fd)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"mimax: error: {path}: --class_list is not a regular file (a pipe?): the run records this path and reads "
+        "it again to resume or evaluate; give a file\n")
+    assert not (tmp_path / "out").exists()

@@ -32,7 +32,10 @@ def read_class_list(path: str | None) -> list[str]:
         if not p.exists() or p.is_dir():
             what = "is a directory, not a file" if p.is_dir() else "file not found"
             raise DataError(f"{p}: --class_list {what}; expected one WordNet id per line")
-        text, where = read_text_file(p), str(p)  # a file or a pipe (`--class_list <(grep ...)`), read once
+        if not p.is_file():  # a pipe (`--class_list <(grep ...)`): config.json would record /dev/fd/63
+            raise DataError(f"{p}: --class_list is not a regular file (a pipe?): the run records this path and "
+                            "reads it again to resume or evaluate; give a file")
+        text, where = read_text_file(p), str(p)
     wnids = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if not wnids or len(set(wnids)) != len(wnids):
         raise DataError(f"{where}: expected distinct class ids, one per line")
