@@ -270,3 +270,15 @@ def test_a_class_list_pipe_is_refused_for_a_run_which_must_read_it_again(tmp_pat
         f"mimax: error: {path}: --class_list is not a regular file (a pipe?): the run records this path and reads "
         "it again to resume or evaluate; give a file\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_image_folder_with_data_dir_dot_and_the_default_runs_folder_trains(tmp_path):
+    """`mimax train --dataset ImageFolder --data_dir .` made runs/<name>/ (the run) before reading the data,
+    and runs/ (no marker: it only holds runs) became a class: "runs: empty class folder", every time."""
+    write_class_tree(tmp_path, ["a", "b"], per_class=6)  # one folder per class, no split folders
+    proc = run_cli(["train", "--model_name", "JMI", "--dataset", "ImageFolder", "--data_dir", ".", "--epochs", "1",
+                    "--resnet_width", "4", "--batch_size", "4", "--monitor_size", "8", "--num_threads", "1",
+                    "--num_workers", "0"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "results.json").is_file() and "runs" not in (run / "seed_0" / "eval.csv").read_text()

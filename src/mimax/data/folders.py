@@ -54,10 +54,21 @@ def is_run_dir(folder: Path) -> bool:
     return os.path.isfile(os.path.join(folder, RUN_MARKER))
 
 
+def holds_only_runs(folder: Path) -> bool:
+    """Whether ``folder`` holds mimax run directories and nothing else (hidden entries aside): the default
+    ``runs/`` of a run started with ``--data_dir .``, made before the data is read. It is no class."""
+    try:
+        with os.scandir(folder) as entries:
+            shown = [e for e in entries if not e.name.startswith(".")]
+    except OSError:
+        return False  # an unlistable folder is the image scan's error to report
+    return bool(shown) and all(e.is_dir() and is_run_dir(Path(e.path)) for e in shown)
+
+
 def searched_folder(folder: Path) -> bool:
     """Whether the sub-folder ``folder`` is searched for images (or is a class): :func:`searched` by its
-    name, and not a mimax run directory (:func:`is_run_dir`)."""
-    return searched(folder.name) and not is_run_dir(folder)
+    name, and neither a mimax run directory (:func:`is_run_dir`) nor a folder of them (:func:`holds_only_runs`)."""
+    return searched(folder.name) and not is_run_dir(folder) and not holds_only_runs(folder)
 
 
 def image_files(folder: Path, recursive: bool = False, seen: dict[str, Path] | None = None) -> list[Path]:
