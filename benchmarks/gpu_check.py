@@ -260,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=240, help="seconds allowed per row")
     parser.add_argument("--compile_rows", action="store_true", help="with --smoke: also the --compile rows")
     args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 0:
+        parser.error(f"--workers: expected an integer >= 0, got {args.workers}")
+    if not args.timeout > 0:
+        parser.error(f"--timeout: expected seconds > 0, got {args.timeout}")
     import torch
 
     if not args.smoke and not torch.cuda.is_available():
@@ -270,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
         rows = [c for c in rows if any(c.name == w or c.name.startswith(w) for w in wanted)]
         if not rows:  # before anything is written: an empty table would read as a passed check
-            names = ", ".join(c.name for c in cases(torch.cuda.device_count(), args.smoke))
+            names = ", ".join(c.name for c in cases(torch.cuda.device_count(), args.smoke,
+                                                    compile_rows=not args.smoke or args.compile_rows))
             print(f"gpu_check: error: --only {args.only!r} matches no row; rows: {names}", file=sys.stderr)
             return 2
     # absolute: the rows run with the repository as their working directory

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info  # noqa: E402
+from common import machine_info, positive_int  # noqa: E402
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -213,10 +213,10 @@ def summarize(out: Path, n_images: int, batch: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=2048, help="training images N (both datasets)")
-    parser.add_argument("--batch", type=int, default=256, help="global batch B")
-    parser.add_argument("--steps", type=int, default=3, help="timed training steps on a pre-made batch")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    parser.add_argument("--images", type=positive_int, default=2048, help="training images N (both datasets)")
+    parser.add_argument("--batch", type=positive_int, default=256, help="global batch B")
+    parser.add_argument("--steps", type=positive_int, default=3, help="timed training steps on a pre-made batch")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads per rank")
     parser.add_argument("--jpeg_dir", type=Path, default=Path("/tmp/mimax_pipeline_jpegs"))
     parser.add_argument("--jpeg_size", type=int, default=64, help="--image_size on the JPEG folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mimax_pipeline_bench"))
@@ -230,6 +230,7 @@ def main() -> None:
         rank_main(args)
         return
     print(machine_info())
+    own_folder(args.work)  # first: a --jpeg_dir inside it is then inside the script's own folder
     write_jpegs(args.jpeg_dir, args.images)
     rows = []
     for dataset in ("fmnist", "jpeg"):

@@ -63,6 +63,8 @@ BAD_FLAGS = [  # each was a traceback or an empty table with exit 0
     ("step_time.py", ["--methods", "SimCRL"], "--methods: unknown 'SimCRL'"),
     ("step_time.py", ["--settings", "bf61"], "--settings: unknown 'bf61'"),
     ("fashion_protocol.py", ["--candidates", "16x28"], "--candidates: expected WIDTHxSIZExBATCH"),
+    ("pipeline.py", ["--steps", "-1"], "argument --steps: expected an integer >= 1"),  # ran: -22M img/s
+    ("gpu_check.py", ["--smoke", "--workers", "-3"], "--workers: expected an integer >= 0"),  # a FAILED row
 ]
 
 
@@ -114,3 +116,6 @@ def test_pipeline_jpeg_folder_holds_exactly_n_images_and_foreign_folders_are_ref
     with pytest.raises(SystemExit, match="was not made by this benchmark"):
         pipeline.own_folder(foreign)
     assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"] and (foreign / "holiday.jpg").read_bytes() == b"mine"
+    work = pipeline.own_folder(tmp_path / "work")  # the JPEGs inside the work folder: both the script's own
+    pipeline.write_jpegs(work / "jpegs", 2)
+    assert pipeline.own_folder(work) == work and len(list((work / "jpegs").glob("*.jpg"))) == 2

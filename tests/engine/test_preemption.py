@@ -367,3 +367,24 @@ def test_a_process_exits_while_a_loader_with_workers_is_still_alive(tmp_path):
     except subprocess.TimeoutExpired:
         pytest.fail("the process hung at exit, joining DataLoader workers that ignore SIGTERM")
     assert proc.returncode == 0 and "iterated" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_a_run_started_with_its_output_streams_closed_trains(tmp_path):
+    """``mimax train ... >&- 2>&-`` (a cron job, a detached launcher): Python's sys.stderr is then None and the
+    progress bar raised AttributeError before the first step (exit 1)."""
+    out = tmp_path / "exp"
+    args = " ".join([sys.executable, str(ROOT / "main.py"), *kh.ARGS, "--num_runs", "1", "--output_dir", str(out)])
+    proc = subprocess.run(["bash", "-c", f"exec {args} >&- 2>&-"], cwd=tmp_path, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and (out / "results.json").is_file()
+
+
+def test_ctrl_c_during_a_resume_names_the_run(tmp_path, reference):
+    out = tmp_path / "exp"
+    assert kh.run_in_process([*kh.ARGS, "--output_dir", str(out), "--stop_after", "1"]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MIMAX_SIGNAL_AT": "SIGINT:write:env.json:1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--resume", str(out)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=_python_child)
+    assert proc.returncode == 130 and proc.stderr == f"mimax: interrupted; continue with: mimax train --resume {out}\n"
+    assert kh.run_in_process(["--resume", str(out)]) == 0
+    _assert_same(_snapshot(out), reference)

@@ -238,4 +238,5 @@ def test_ctrl_c_under_torchrun_is_said_once(tmp_path):
                            *ARGS, "--output_dir", str(out)], capture_output=True, text=True, cwd=ROOT,
                           timeout=300, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = [line for line in proc.stderr.splitlines() if line.startswith("mimax: interrupted")]
-    assert lines == [f"mimax: interrupted; continue with: mimax train --resume {out}"], why(proc)
+    assert lines == [f"mimax: interrupted; continue with: mimax train --resume {out} (under torchrun, as it was "
+                     "started)"], why(proc)

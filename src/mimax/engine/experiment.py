@@ -53,8 +53,12 @@ def run_experiment(cfg: Config, resume_checkpoint: Path | None = None,
             raise OutputWriteError(text) from None  # nothing to resume (a fresh run removes what it created)
         raise OutputWriteError(f"{text}; free space or fix permissions, then continue with --resume") from None
     except KeyboardInterrupt:  # Ctrl-C: what was written stays, and the run continues where it was checkpointed
+        launcher = " (under torchrun, as it was started)" if distributed.world_size() > 1 else ""
         if held and held[0].is_experiment():  # the run this process created or resumed, with its config.json
-            raise Interrupted(f"continue with: mimax train --resume {held[0].path}") from None
+            raise Interrupted(f"continue with: mimax train --resume {held[0].path}{launcher}") from None
+        if cfg.resume:  # stopped before it claimed the run: the run is as it was
+            raise Interrupted(f"the run is as it was; continue with: mimax train --resume {cfg.output_dir}"
+                              f"{launcher}") from None
         raise Interrupted("nothing was kept") from None
     except UserError as err:  # raised by this rank's own work (e.g. an image of its share): the CLI names the rank
         if distributed.rank() > 0 and not getattr(err, "every_rank", False):

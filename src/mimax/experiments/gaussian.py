@@ -15,6 +15,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -281,6 +282,18 @@ def _run_demo(out: Path, runs: list[DemoRun], cfgs: list[Config], args: argparse
     return 0
 
 
+def _quiet_exit(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _leave_ctrl_c_to_the_demo() -> None:
+    """A demo worker's initializer: a terminal's Ctrl-C reaches every process of its group, and a worker waiting
+    for its next seed printed a KeyboardInterrupt traceback before the demo's one line. It now ends quietly
+    (SystemExit: no traceback, and the process exits normally, releasing its semaphores); a worker inside a
+    seed hands the SystemExit back to the demo, which says the one line."""
+    signal.signal(signal.SIGINT, _quiet_exit)
+
+
 def _train_all(runs: list[DemoRun], cfgs: list[Config], experiments: list[ExperimentDir], bar, num_workers: int,
                t0: float) -> None:
     """Train every seed in ``num_workers`` spawned processes; write a configuration's results as soon as its
@@ -288,7 +301,8 @@ def _train_all(runs: list[DemoRun], cfgs: list[Config], experiments: list[Experi
     seeds = [[cfg.seed + k for k in range(cfg.num_runs)] for cfg in cfgs]
     results: list[dict[int, dict]] = [{} for _ in cfgs]
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(num_workers, sum(map(len, seeds))), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=min(num_workers, sum(map(len, seeds))), mp_context=ctx,
+                             initializer=_leave_ctrl_c_to_the_demo) as pool:
         tasks = {pool.submit(_train_seed, cfg, seed): (i, seed) for i, cfg in enumerate(cfgs) for seed in seeds[i]}
         try:
             while tasks:
@@ -297,7 +311,10 @@ def _train_all(runs: list[DemoRun], cfgs: list[Config], experiments: list[Experi
                 done, _ = wait(list(tasks), return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: tasks[f]):
                     i, seed = tasks.pop(fut)
-                    results[i][seed] = fut.result()  # re-raises a worker's error here
+                    try:
+                        results[i][seed] = fut.result()  # re-raises a worker's error here
+                    except SystemExit:  # a worker's Ctrl-C (_quiet_exit) handed back before this process's own
+                        raise KeyboardInterrupt from None
                     if len(results[i]) < len(seeds[i]):
                         continue
                     finish_experiment(experiments[i], cfgs[i], [results[i][s] for s in seeds[i]])

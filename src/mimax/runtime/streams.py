@@ -63,8 +63,16 @@ class ReaderGoneSafe:
 def output_survives_its_reader() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` wrapped in :class:`ReaderGoneSafe` for the block, then restored."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = (s if isinstance(s, ReaderGoneSafe) or s is None else ReaderGoneSafe(s) for s in saved)
+    closed = []  # a stream closed at start (`mimax ... >&- 2>&-`) is None: its output goes to /dev/null
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            closed.append(open(os.devnull, "w"))  # noqa: SIM115 -- closed below
+            stream = closed[-1]
+        setattr(sys, name, stream if isinstance(stream, ReaderGoneSafe) else ReaderGoneSafe(stream))
     try:
         yield
     finally:
         sys.stdout, sys.stderr = saved
+        for stream in closed:
+            stream.close()
