@@ -60,9 +60,9 @@ def holds_only_runs(folder: Path) -> bool:
     try:
         with os.scandir(folder) as entries:
             shown = [e for e in entries if not e.name.startswith(".")]
+        return bool(shown) and all(e.is_dir() and is_run_dir(Path(e.path)) for e in shown)
     except OSError:
-        return False  # an unlistable folder is the image scan's error to report
-    return bool(shown) and all(e.is_dir() and is_run_dir(Path(e.path)) for e in shown)
+        return False  # an unlistable folder or a looping symlink is the image scan's error to report
 
 
 def searched_folder(folder: Path) -> bool:
