@@ -276,13 +276,10 @@ class SeedDir:
         ``tensorboard/`` holding event files only, and W&B's ``wandb/`` folder holding this seed's W&B run only
         (:meth:`foreign_wandb_entries`); a symlink anywhere else is foreign
         (``--overwrite`` must not delete, or follow, what a user put there)."""
-        def own_file(p: Path, named: Any) -> bool:  # a regular file (no symlink) named as mimax names its files
-            return not p.is_symlink() and p.is_file() and bool(named(p.name) or temp_file_of(p.name, named))
-
         subdirs = {"checkpoints": CKPT_RE.match, "tensorboard": lambda n: n.startswith(self.TFEVENTS_PREFIX)}
         foreign = []
         for p in self.path.iterdir():
-            if own_file(p, lambda n: n in self.OWN_FILES or self.EVAL_RECORD_RE.match(n)):
+            if own_file(p, self.owns_file_name):
                 continue
             if p.is_symlink() or not p.is_dir() or p.name not in (*subdirs, "wandb"):
                 foreign.append(p)
@@ -687,6 +684,12 @@ def _same_path(a: str | Path, b: str | Path) -> bool:
 DEEPEST_RUN_FILE = Path("seed_4294967295", "checkpoints", ".ckpt_epoch_9999999_step_999999.pt.abcdefgh.tmp")
 
 
+def own_file(p: Path, named: Callable[[str], Any]) -> bool:
+    """A regular file (no symlink) named as mimax names its files there (``named``), or the temp file of one:
+    mimax writes regular files only, so a folder or link so named is the user's."""
+    return not p.is_symlink() and p.is_file() and bool(named(p.name) or temp_file_of(p.name, named))
+
+
 def check_run_path_length(out: Path) -> None:
     """The run's deepest file must fit the file system's PATH_MAX: found only at the first checkpoint, after
     training, it cost the epochs trained (and a rerun failed the same way)."""
@@ -736,12 +739,8 @@ def _check_clearable(out: Path) -> None:
     for root, _, files in os.walk(out):
         if Path(root) != out and MARKER in files:
             raise ConfigError("--overwrite", f"{out} holds another mimax run ({root}); refusing to clear it")
-    def own_file(p: Path) -> bool:  # mimax writes regular files only: a folder or link so named is the user's
-        return (p.name in OWN_FILES or temp_file_of(p.name, OWN_FILES.__contains__)) and p.is_file() \
-            and not p.is_symlink()
-
     foreign = sorted(p.name for p in out.iterdir() if not (
-        own_file(p) or (SEED_DIR_RE.match(p.name) and p.is_dir() and not p.is_symlink())))
+        own_file(p, OWN_FILES.__contains__) or (SEED_DIR_RE.match(p.name) and p.is_dir() and not p.is_symlink())))
     for d in sorted(out.iterdir()):  # and inside each seed directory (a user's notes or analysis beside the run)
         if SEED_DIR_RE.match(d.name) and d.is_dir() and not d.is_symlink():
             foreign += sorted(str(p.relative_to(out)) for p in SeedDir.at(d).foreign_entries())
